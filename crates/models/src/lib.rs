@@ -1,0 +1,16 @@
+//! Real autoregressive LMs in, exact per-head Q/K out.
+//!
+//! Data flows one way: a model source (HF directory, GGUF file, llama2.c
+//! checkpoint, or hub id) is read into a [`Checkpoint`]: an HF-style
+//! `config.json` value plus tensors under their HF names (dequantized to
+//! f32), plus a [`TextTokenizer`]. Every format is normalised to that one
+//! shape, the way transformers itself loads GGUF. The decoder then reads
+//! only HF names and HF config fields.
+
+pub mod checkpoint;
+pub mod error;
+pub mod tokenizer;
+
+pub use checkpoint::{Checkpoint, Format, TensorStore};
+pub use error::{Error, Result};
+pub use tokenizer::TextTokenizer;
