@@ -30,6 +30,8 @@ pub enum Error {
     NonFinite { name: String, source_desc: String },
     #[error("hub: {0}")]
     Hub(String),
+    #[error("observer: {0}")]
+    Observer(String),
     #[error("tensor computation: {0}")]
     Candle(#[from] candle_core::Error),
 }

@@ -7,10 +7,18 @@
 //! shape, the way transformers itself loads GGUF. The decoder then reads
 //! only HF names and HF config fields.
 
+pub mod arch;
+pub mod capture;
 pub mod checkpoint;
+pub mod decoder;
 pub mod error;
+pub mod rope;
 pub mod tokenizer;
+pub mod weights;
 
+pub use arch::{ArchSpec, Family, LogitTransform};
+pub use capture::{LayerCapture, Observer, ObserverError};
+pub use decoder::{Logits, Model};
 pub use checkpoint::{Checkpoint, Format, TensorStore};
 pub use error::{Error, Result};
 pub use tokenizer::TextTokenizer;

@@ -1,0 +1,515 @@
+//! [`ArchSpec`]: one validated description of a decoder, built from an HF
+//! `config.json` value. Family differences live here, as data (enums and
+//! numbers), never as separate code paths in the decoder.
+//!
+//! Detection reads `model_type` only, never a model's name.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::{Error, Result};
+
+/// The decoder families attnscope can run. Detected from `model_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Family {
+    /// Llama 2/3, SmolLM/SmolLM2, TinyLlama, llama2.c models.
+    Llama,
+    /// Llama layout with a sliding window.
+    Mistral,
+    /// Llama layout with q/k/v projection biases.
+    Qwen2,
+    /// Llama layout with per-head RMS QK-norm.
+    Qwen3,
+    /// Post-norm blocks with RMS QK-norm over the whole projection.
+    Olmo2,
+    /// Sandwich norms, GeGLU, logit soft-capping, alternating windows.
+    Gemma2,
+    /// Learned positions, LayerNorm, Conv1D, fused c_attn.
+    Gpt2,
+    /// Parallel residual, partial rotary, fused per-head qkv.
+    GptNeox,
+}
+
+impl Family {
+    pub const SUPPORTED: &'static [(&'static str, Family)] = &[
+        ("llama", Family::Llama),
+        ("mistral", Family::Mistral),
+        ("qwen2", Family::Qwen2),
+        ("qwen3", Family::Qwen3),
+        ("olmo2", Family::Olmo2),
+        ("gemma2", Family::Gemma2),
+        ("gpt2", Family::Gpt2),
+        ("gpt_neox", Family::GptNeox),
+    ];
+
+    /// The family of an HF `model_type`, or a clear error listing the supported ones.
+    pub fn from_model_type(model_type: &str) -> Result<Family> {
+        Self::SUPPORTED
+            .iter()
+            .find(|(name, _)| *name == model_type)
+            .map(|(_, f)| *f)
+            .ok_or_else(|| Error::UnknownArchitecture {
+                found: model_type.to_string(),
+                supported: Self::SUPPORTED
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    }
+
+    pub fn name(self) -> &'static str {
+        Self::SUPPORTED
+            .iter()
+            .find(|(_, f)| *f == self)
+            .map(|(n, _)| *n)
+            .unwrap_or("?")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NormKind {
+    /// x · rsqrt(mean(x²) + eps) · (w + offset); Gemma uses offset 1.
+    Rms { eps: f64, weight_offset: f32 },
+    /// (x − mean) / sqrt(var + eps) · w + b.
+    Layer { eps: f64 },
+}
+
+/// Rotary frequency scaling, as in HF `rope_scaling`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RopeScaling {
+    None,
+    /// Positions divided by `factor`.
+    Linear { factor: f64 },
+    /// Llama 3.1 frequency-dependent scaling.
+    Llama3 {
+        factor: f64,
+        low_freq_factor: f64,
+        high_freq_factor: f64,
+        original_max_position_embeddings: f64,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Positions {
+    /// Rotate-half rotary on the first `rotary_dim` dims of each head.
+    Rotary { theta: f64, rotary_dim: usize, scaling: RopeScaling },
+    /// Learned absolute position embeddings added to the token embeddings.
+    Learned,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    Silu,
+    /// tanh approximation (gelu_new, gelu_pytorch_tanh).
+    GeluTanh,
+    /// erf form (torch `gelu`).
+    GeluErf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mlp {
+    /// down(act(gate(x)) · up(x)).
+    Gated(Activation),
+    /// down(act(up(x))).
+    Plain(Activation),
+}
+
+/// How a block wires its norms and residuals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BlockKind {
+    /// x += attn(norm1 x); x += mlp(norm2 x).
+    PreNorm,
+    /// x += attn(norm1 x) + mlp(norm2 x) (GPT-NeoX parallel residual).
+    Parallel,
+    /// x += norm1(attn x); x += norm2(mlp x) (OLMo 2).
+    PostNorm,
+    /// x += post1(attn(pre1 x)); x += post2(mlp(pre2 x)) (Gemma 2).
+    Sandwich,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QkNorm {
+    None,
+    /// RMS norm over each head's d_head features (Qwen3).
+    PerHead,
+    /// RMS norm over the whole h·d_head projection, before the head split (OLMo 2).
+    Full,
+}
+
+/// A non-linear transform of the logits before softmax. Breaks the rank bound.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "cap")]
+pub enum LogitTransform {
+    None,
+    /// S ← cap · tanh(S / cap).
+    Softcap(f64),
+}
+
+/// Validated architecture of one model.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ArchSpec {
+    pub family: Family,
+    pub n_layers: usize,
+    pub d_model: usize,
+    /// Query heads h.
+    pub n_heads: usize,
+    /// Key/value heads h_kv (h_kv divides h).
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+    pub d_ff: usize,
+    pub vocab_size: usize,
+    /// Trained context (max_position_embeddings), if known.
+    pub max_positions: Option<usize>,
+    pub norm: NormKind,
+    pub positions: Positions,
+    pub mlp: Mlp,
+    pub block: BlockKind,
+    pub qk_norm: QkNorm,
+    pub qkv_bias: bool,
+    /// Bias on o_proj / MLP linears (GPT-2, NeoX).
+    pub linear_bias: bool,
+    /// Logit scale s per layer (usually 1/√d_head).
+    pub attn_scale: f64,
+    /// Sliding window per layer: `None` = full causal. Window w means
+    /// query i sees keys i−w < j ≤ i.
+    pub windows: Vec<Option<usize>>,
+    pub attn_logit_transform: LogitTransform,
+    pub final_logit_transform: LogitTransform,
+    /// Token embeddings multiplied by √d_model (Gemma).
+    pub embed_scale: Option<f64>,
+    pub tie_embeddings: bool,
+}
+
+/// Typed access to config.json fields, with the field name in errors.
+struct Cfg<'a>(&'a Value);
+
+impl Cfg<'_> {
+    fn opt_f64(&self, key: &str) -> Option<f64> {
+        self.0.get(key).and_then(Value::as_f64)
+    }
+    fn opt_usize(&self, key: &str) -> Option<usize> {
+        self.0.get(key).and_then(Value::as_u64).map(|v| v as usize)
+    }
+    fn usize(&self, key: &str) -> Result<usize> {
+        self.opt_usize(key)
+            .ok_or_else(|| Error::Config(format!("missing or invalid integer field `{key}`")))
+    }
+    fn usize_any(&self, keys: &[&str]) -> Result<usize> {
+        keys.iter()
+            .find_map(|k| self.opt_usize(k))
+            .ok_or_else(|| Error::Config(format!("missing integer field, one of {keys:?}")))
+    }
+    fn bool_or(&self, key: &str, default: bool) -> bool {
+        self.0.get(key).and_then(Value::as_bool).unwrap_or(default)
+    }
+    fn str(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(Value::as_str)
+    }
+}
+
+fn activation(name: &str) -> Result<Activation> {
+    match name {
+        "silu" | "swish" => Ok(Activation::Silu),
+        "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Ok(Activation::GeluTanh),
+        "gelu" => Ok(Activation::GeluErf),
+        other => Err(Error::Config(format!("unsupported activation `{other}`"))),
+    }
+}
+
+fn rope_scaling(cfg: &Cfg) -> Result<RopeScaling> {
+    let Some(rs) = cfg.0.get("rope_scaling").filter(|v| !v.is_null()) else {
+        return Ok(RopeScaling::None);
+    };
+    let kind = rs
+        .get("rope_type")
+        .or_else(|| rs.get("type"))
+        .and_then(Value::as_str)
+        .unwrap_or("default");
+    let f = |k: &str| rs.get(k).and_then(Value::as_f64);
+    let need = |k: &str| f(k).ok_or_else(|| Error::Config(format!("rope_scaling: missing `{k}`")));
+    match kind {
+        "default" => Ok(RopeScaling::None),
+        "linear" => Ok(RopeScaling::Linear { factor: need("factor")? }),
+        "llama3" => Ok(RopeScaling::Llama3 {
+            factor: need("factor")?,
+            low_freq_factor: need("low_freq_factor")?,
+            high_freq_factor: need("high_freq_factor")?,
+            original_max_position_embeddings: need("original_max_position_embeddings")?,
+        }),
+        other => Err(Error::Config(format!("unsupported rope_scaling type `{other}`"))),
+    }
+}
+
+/// HF `rope_theta`, which transformers 5 may nest under `rope_parameters`.
+fn rope_theta(cfg: &Cfg, default: f64) -> f64 {
+    cfg.opt_f64("rope_theta")
+        .or_else(|| cfg.0.get("rope_parameters").and_then(|r| r.get("rope_theta")).and_then(Value::as_f64))
+        .unwrap_or(default)
+}
+
+impl ArchSpec {
+    /// Builds and validates the spec from an HF config.json value.
+    pub fn from_hf_config(config: &Value) -> Result<ArchSpec> {
+        let cfg = Cfg(config);
+        let model_type = cfg
+            .str("model_type")
+            .ok_or_else(|| Error::Config("config has no `model_type`".into()))?;
+        let family = Family::from_model_type(model_type)?;
+        let spec = match family {
+            Family::Gpt2 => Self::gpt2(&cfg)?,
+            Family::GptNeox => Self::gpt_neox(&cfg)?,
+            _ => Self::llama_like(&cfg, family)?,
+        };
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    fn llama_like(cfg: &Cfg, family: Family) -> Result<ArchSpec> {
+        let d_model = cfg.usize("hidden_size")?;
+        let n_heads = cfg.usize("num_attention_heads")?;
+        let n_kv_heads = cfg.opt_usize("num_key_value_heads").unwrap_or(n_heads);
+        let head_dim = cfg.opt_usize("head_dim").unwrap_or(d_model / n_heads.max(1));
+        let n_layers = cfg.usize("num_hidden_layers")?;
+        let eps = cfg.opt_f64("rms_norm_eps").unwrap_or(1e-6);
+        let act_name = cfg
+            .str("hidden_act")
+            .or_else(|| cfg.str("hidden_activation"))
+            .unwrap_or("silu");
+        let mut act = activation(act_name)?;
+        let theta = rope_theta(cfg, 10000.0);
+        let mut spec = ArchSpec {
+            family,
+            n_layers,
+            d_model,
+            n_heads,
+            n_kv_heads,
+            head_dim,
+            d_ff: cfg.usize("intermediate_size")?,
+            vocab_size: cfg.usize("vocab_size")?,
+            max_positions: cfg.opt_usize("max_position_embeddings"),
+            norm: NormKind::Rms { eps, weight_offset: 0.0 },
+            positions: Positions::Rotary { theta, rotary_dim: head_dim, scaling: rope_scaling(cfg)? },
+            mlp: Mlp::Gated(act),
+            block: BlockKind::PreNorm,
+            qk_norm: QkNorm::None,
+            qkv_bias: cfg.bool_or("attention_bias", false),
+            linear_bias: false,
+            attn_scale: 1.0 / (head_dim as f64).sqrt(),
+            windows: vec![None; n_layers],
+            attn_logit_transform: LogitTransform::None,
+            final_logit_transform: LogitTransform::None,
+            embed_scale: None,
+            tie_embeddings: cfg.bool_or("tie_word_embeddings", false),
+        };
+        match family {
+            Family::Mistral => {
+                if let Some(w) = cfg.opt_usize("sliding_window") {
+                    spec.windows = vec![Some(w); n_layers];
+                }
+            }
+            Family::Qwen2 => {
+                spec.qkv_bias = true;
+                if cfg.bool_or("use_sliding_window", false) {
+                    let w = cfg.usize("sliding_window")?;
+                    let max_window_layers = cfg.opt_usize("max_window_layers").unwrap_or(n_layers);
+                    for l in max_window_layers..n_layers {
+                        spec.windows[l] = Some(w);
+                    }
+                }
+            }
+            Family::Qwen3 => {
+                spec.qk_norm = QkNorm::PerHead;
+                if cfg.bool_or("use_sliding_window", false) {
+                    return Err(Error::Config("qwen3 with use_sliding_window is not supported".into()));
+                }
+            }
+            Family::Olmo2 => {
+                spec.qk_norm = QkNorm::Full;
+                spec.block = BlockKind::PostNorm;
+            }
+            Family::Gemma2 => {
+                act = activation(cfg.str("hidden_activation").unwrap_or("gelu_pytorch_tanh"))?;
+                spec.mlp = Mlp::Gated(act);
+                spec.norm = NormKind::Rms { eps, weight_offset: 1.0 };
+                spec.block = BlockKind::Sandwich;
+                spec.embed_scale = Some((d_model as f64).sqrt());
+                spec.tie_embeddings = cfg.bool_or("tie_word_embeddings", true);
+                let scalar = cfg.opt_f64("query_pre_attn_scalar").unwrap_or(head_dim as f64);
+                spec.attn_scale = 1.0 / scalar.sqrt();
+                if let Some(c) = cfg.opt_f64("attn_logit_softcapping") {
+                    spec.attn_logit_transform = LogitTransform::Softcap(c);
+                }
+                if let Some(c) = cfg.opt_f64("final_logit_softcapping") {
+                    spec.final_logit_transform = LogitTransform::Softcap(c);
+                }
+                let window = cfg.opt_usize("sliding_window");
+                spec.windows = layer_windows(cfg, n_layers, window, |l| l % 2 == 0)?;
+            }
+            _ => {}
+        }
+        Ok(spec)
+    }
+
+    fn gpt2(cfg: &Cfg) -> Result<ArchSpec> {
+        let d_model = cfg.usize_any(&["n_embd", "hidden_size"])?;
+        let n_heads = cfg.usize_any(&["n_head", "num_attention_heads"])?;
+        let n_layers = cfg.usize_any(&["n_layer", "num_hidden_layers"])?;
+        let head_dim = d_model / n_heads.max(1);
+        let d_ff = cfg.opt_usize("n_inner").unwrap_or(4 * d_model);
+        let scale = if cfg.bool_or("scale_attn_weights", true) { 1.0 / (head_dim as f64).sqrt() } else { 1.0 };
+        if cfg.bool_or("scale_attn_by_inverse_layer_idx", false) {
+            return Err(Error::Config("gpt2 scale_attn_by_inverse_layer_idx is not supported".into()));
+        }
+        Ok(ArchSpec {
+            family: Family::Gpt2,
+            n_layers,
+            d_model,
+            n_heads,
+            n_kv_heads: n_heads,
+            head_dim,
+            d_ff,
+            vocab_size: cfg.usize("vocab_size")?,
+            max_positions: cfg.opt_usize("n_positions").or_else(|| cfg.opt_usize("max_position_embeddings")),
+            norm: NormKind::Layer { eps: cfg.opt_f64("layer_norm_epsilon").unwrap_or(1e-5) },
+            positions: Positions::Learned,
+            mlp: Mlp::Plain(activation(cfg.str("activation_function").unwrap_or("gelu_new"))?),
+            block: BlockKind::PreNorm,
+            qk_norm: QkNorm::None,
+            qkv_bias: true,
+            linear_bias: true,
+            attn_scale: scale,
+            windows: vec![None; n_layers],
+            attn_logit_transform: LogitTransform::None,
+            final_logit_transform: LogitTransform::None,
+            embed_scale: None,
+            tie_embeddings: cfg.bool_or("tie_word_embeddings", true),
+        })
+    }
+
+    fn gpt_neox(cfg: &Cfg) -> Result<ArchSpec> {
+        let d_model = cfg.usize("hidden_size")?;
+        let n_heads = cfg.usize("num_attention_heads")?;
+        let n_layers = cfg.usize("num_hidden_layers")?;
+        let head_dim = d_model / n_heads.max(1);
+        let pct = cfg
+            .opt_f64("rotary_pct")
+            .or_else(|| cfg.0.get("rope_parameters").and_then(|r| r.get("partial_rotary_factor")).and_then(Value::as_f64))
+            .or_else(|| cfg.opt_f64("partial_rotary_factor"))
+            .unwrap_or(1.0);
+        let rotary_dim = (head_dim as f64 * pct) as usize;
+        let theta = cfg.opt_f64("rotary_emb_base").unwrap_or_else(|| rope_theta(cfg, 10000.0));
+        Ok(ArchSpec {
+            family: Family::GptNeox,
+            n_layers,
+            d_model,
+            n_heads,
+            n_kv_heads: n_heads,
+            head_dim,
+            d_ff: cfg.usize("intermediate_size")?,
+            vocab_size: cfg.usize("vocab_size")?,
+            max_positions: cfg.opt_usize("max_position_embeddings"),
+            norm: NormKind::Layer { eps: cfg.opt_f64("layer_norm_eps").unwrap_or(1e-5) },
+            positions: Positions::Rotary { theta, rotary_dim, scaling: rope_scaling(cfg)? },
+            mlp: Mlp::Plain(activation(cfg.str("hidden_act").unwrap_or("gelu"))?),
+            block: if cfg.bool_or("use_parallel_residual", true) { BlockKind::Parallel } else { BlockKind::PreNorm },
+            qk_norm: QkNorm::None,
+            qkv_bias: cfg.bool_or("attention_bias", true),
+            linear_bias: true,
+            attn_scale: 1.0 / (head_dim as f64).sqrt(),
+            windows: vec![None; n_layers],
+            attn_logit_transform: LogitTransform::None,
+            final_logit_transform: LogitTransform::None,
+            embed_scale: None,
+            tie_embeddings: cfg.bool_or("tie_word_embeddings", false),
+        })
+    }
+
+    fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Config(m));
+        if self.n_layers == 0 || self.d_model == 0 || self.n_heads == 0 || self.head_dim == 0 || self.vocab_size == 0 {
+            return bad(format!("degenerate dimensions in {self:?}"));
+        }
+        if self.n_kv_heads == 0 || self.n_heads % self.n_kv_heads != 0 {
+            return bad(format!("{} heads cannot share {} KV heads", self.n_heads, self.n_kv_heads));
+        }
+        if let Positions::Rotary { rotary_dim, .. } = self.positions {
+            if rotary_dim % 2 != 0 || rotary_dim > self.head_dim {
+                return bad(format!("rotary dim {rotary_dim} invalid for head dim {}", self.head_dim));
+            }
+        }
+        if self.windows.iter().any(|w| *w == Some(0)) {
+            return bad("sliding window of 0".into());
+        }
+        Ok(())
+    }
+
+    /// Query heads per KV head.
+    pub fn group_size(&self) -> usize {
+        self.n_heads / self.n_kv_heads
+    }
+}
+
+/// Per-layer windows from `layer_types` (transformers ≥ 4.5x) or a default rule.
+fn layer_windows(
+    cfg: &Cfg,
+    n_layers: usize,
+    window: Option<usize>,
+    default_sliding: impl Fn(usize) -> bool,
+) -> Result<Vec<Option<usize>>> {
+    let Some(w) = window else { return Ok(vec![None; n_layers]) };
+    if let Some(types) = cfg.0.get("layer_types").and_then(Value::as_array) {
+        if types.len() != n_layers {
+            return Err(Error::Config(format!("layer_types has {} entries for {n_layers} layers", types.len())));
+        }
+        return Ok(types
+            .iter()
+            .map(|t| (t.as_str() == Some("sliding_attention")).then_some(w))
+            .collect());
+    }
+    Ok((0..n_layers).map(|l| default_sliding(l).then_some(w)).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn unknown_model_type_lists_supported() {
+        let err = ArchSpec::from_hf_config(&json!({"model_type": "bert"})).unwrap_err().to_string();
+        assert!(err.contains("bert") && err.contains("gpt_neox") && err.contains("llama"), "{err}");
+    }
+
+    #[test]
+    fn smollm2_like_config() {
+        let spec = ArchSpec::from_hf_config(&json!({
+            "model_type": "llama", "hidden_size": 576, "num_attention_heads": 9,
+            "num_key_value_heads": 3, "num_hidden_layers": 30, "intermediate_size": 1536,
+            "vocab_size": 49152, "rope_theta": 100000.0, "rms_norm_eps": 1e-5,
+            "max_position_embeddings": 8192, "tie_word_embeddings": true
+        }))
+        .unwrap();
+        assert_eq!(spec.head_dim, 64);
+        assert_eq!(spec.group_size(), 3);
+        assert!((spec.attn_scale - 0.125).abs() < 1e-15);
+        assert_eq!(spec.max_positions, Some(8192));
+    }
+
+    #[test]
+    fn bad_gqa_is_an_error() {
+        let err = ArchSpec::from_hf_config(&json!({
+            "model_type": "llama", "hidden_size": 64, "num_attention_heads": 4,
+            "num_key_value_heads": 3, "num_hidden_layers": 1, "intermediate_size": 8, "vocab_size": 10
+        }));
+        assert!(err.is_err());
+    }
+}

@@ -1,0 +1,267 @@
+//! One configurable decoder for every family, driven by [`ArchSpec`].
+//!
+//! The forward pass follows HF transformers' eager implementations step by
+//! step (f32 throughout, the same order of operations where it matters for
+//! rounding), so Q, K and logits agree with it to f32 precision. Shapes:
+//! t tokens, h query heads, h_kv KV heads, d = d_head, D = d_model.
+//!
+//! Attention is computed in query chunks, so memory stays O(h·chunk·t)
+//! rather than O(h·t²): long contexts (32k) fit in a few hundred MB.
+
+use candle_core::{DType, Device, Tensor, D};
+
+use crate::arch::{Activation, ArchSpec, BlockKind, LogitTransform, Mlp, Positions, QkNorm};
+use crate::capture::{LayerCapture, Observer};
+use crate::weights::{LayerWeights, ModelWeights};
+use crate::{rope, Checkpoint, Error, Result};
+
+/// Which final logits a forward pass computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Logits {
+    /// No LM head at all (attention analysis only). The pass may stop after
+    /// the observer's last layer.
+    None,
+    /// Only the last position: (1, vocab).
+    Last,
+    /// Every position: (t, vocab).
+    All,
+}
+
+/// Upper bound on attention score elements held at once (f32): 2^24 = 64 MB.
+const SCORE_BUDGET: usize = 1 << 24;
+
+pub struct Model {
+    pub spec: ArchSpec,
+    weights: ModelWeights,
+    device: Device,
+}
+
+impl Model {
+    /// Builds the decoder for a checkpoint: its spec from the config, its
+    /// weights by the family's name table (shape-checked, NaN-checked).
+    pub fn load(checkpoint: &Checkpoint) -> Result<Model> {
+        let spec = ArchSpec::from_hf_config(&checkpoint.config)?;
+        let weights = ModelWeights::load(&checkpoint.tensors, &spec)?;
+        Ok(Model { spec, weights, device: Device::Cpu })
+    }
+
+    /// Runs the model over `ids` (one sequence, positions 0..t), handing each
+    /// layer's Q/K to `observer`, and returns the requested logits (f32).
+    pub fn forward(&self, ids: &[u32], logits: Logits, mut observer: Option<&mut dyn Observer>) -> Result<Option<Tensor>> {
+        let spec = &self.spec;
+        let t = ids.len();
+        if t == 0 {
+            return Err(Error::Config("forward pass over zero tokens".into()));
+        }
+        if let Some(&bad) = ids.iter().find(|&&i| i as usize >= spec.vocab_size) {
+            return Err(Error::Config(format!("token id {bad} is outside the model's vocabulary of {}", spec.vocab_size)));
+        }
+        let ids_t = Tensor::from_slice(ids, t, &self.device)?;
+        // x: (t, D)
+        let mut x = self.weights.embed.index_select(&ids_t, 0)?;
+        if let Some(s) = spec.embed_scale {
+            // Gemma multiplies by √D rounded to the activation dtype.
+            x = (x * (s as f32) as f64)?;
+        }
+        if let Some(pos) = &self.weights.pos_embed {
+            let n_pos = pos.dim(0)?;
+            if t > n_pos {
+                return Err(Error::Config(format!("{t} tokens exceed the model's {n_pos} learned positions")));
+            }
+            x = x.add(&pos.narrow(0, 0, t)?)?;
+        }
+        let rope_tables = match spec.positions {
+            Positions::Rotary { theta, rotary_dim, scaling } => {
+                let inv = rope::inv_freq(theta, rotary_dim, scaling);
+                Some(rope::tables(&inv, t, &self.device)?)
+            }
+            Positions::Learned => None,
+        };
+        let last_needed = match (logits, observer.as_ref().and_then(|o| o.last_layer())) {
+            (Logits::None, Some(l)) => l.min(spec.n_layers - 1),
+            _ => spec.n_layers - 1,
+        };
+        for (l, lw) in self.weights.layers.iter().enumerate().take(last_needed + 1) {
+            // Reborrow with a shorter trait-object lifetime for this layer.
+            let obs: Option<&mut dyn Observer> = match observer {
+                Some(ref mut o) => Some(&mut **o),
+                None => None,
+            };
+            let attn = |h: &Tensor, obs: Option<&mut dyn Observer>| self.attention(l, lw, h, rope_tables.as_ref(), obs);
+            x = match spec.block {
+                BlockKind::PreNorm => {
+                    let x1 = (&x + attn(&lw.attn_norm.forward(&x)?, obs)?)?;
+                    (&x1 + self.mlp(lw, &lw.mlp_norm.forward(&x1)?)?)?
+                }
+                BlockKind::Parallel => {
+                    let a = attn(&lw.attn_norm.forward(&x)?, obs)?;
+                    let m = self.mlp(lw, &lw.mlp_norm.forward(&x)?)?;
+                    ((m + a)? + &x)?
+                }
+                BlockKind::PostNorm => {
+                    let x1 = (&x + lw.attn_norm.forward(&attn(&x, obs)?)?)?;
+                    (&x1 + lw.mlp_norm.forward(&self.mlp(lw, &x1)?)?)?
+                }
+                BlockKind::Sandwich => {
+                    let post_a = lw.attn_post_norm.as_ref().ok_or_else(|| Error::Config("sandwich norm missing".into()))?;
+                    let post_m = lw.mlp_post_norm.as_ref().ok_or_else(|| Error::Config("sandwich norm missing".into()))?;
+                    let x1 = (&x + post_a.forward(&attn(&lw.attn_norm.forward(&x)?, obs)?)?)?;
+                    (&x1 + post_m.forward(&self.mlp(lw, &lw.mlp_norm.forward(&x1)?)?)?)?
+                }
+            };
+        }
+        let rows = match logits {
+            Logits::None => return Ok(None),
+            Logits::Last => x.narrow(0, t - 1, 1)?,
+            Logits::All => x,
+        };
+        let h = self.weights.final_norm.forward(&rows)?;
+        let mut out = h.matmul(&self.weights.lm_head)?;
+        if let LogitTransform::Softcap(c) = spec.final_logit_transform {
+            out = ((out / c)?.tanh()? * c)?;
+        }
+        Ok(Some(out))
+    }
+
+    /// Self-attention of layer `l` over normalised input `x` (t, D) → (t, D).
+    fn attention(
+        &self,
+        l: usize,
+        lw: &LayerWeights,
+        x: &Tensor,
+        rope_tables: Option<&(Tensor, Tensor)>,
+        observer: Option<&mut dyn Observer>,
+    ) -> Result<Tensor> {
+        let spec = &self.spec;
+        let (t, _) = x.dims2()?;
+        let (h, hkv, d) = (spec.n_heads, spec.n_kv_heads, spec.head_dim);
+        let mut q = lw.q.forward(x)?; // (t, h·d)
+        let mut k = lw.k.forward(x)?; // (t, h_kv·d)
+        let v = lw.v.forward(x)?; // (t, h_kv·d)
+        if spec.qk_norm == QkNorm::Full {
+            q = norm_of(&lw.q_norm)?.forward(&q)?;
+            k = norm_of(&lw.k_norm)?.forward(&k)?;
+        }
+        let heads = |m: Tensor, n: usize| -> Result<Tensor> { Ok(m.reshape((t, n, d))?.transpose(0, 1)?.contiguous()?) };
+        let mut q = heads(q, h)?; // (h, t, d)
+        let mut k = heads(k, hkv)?; // (h_kv, t, d)
+        let v = heads(v, hkv)?; // (h_kv, t, d)
+        if spec.qk_norm == QkNorm::PerHead {
+            q = norm_of(&lw.q_norm)?.forward(&q)?;
+            k = norm_of(&lw.k_norm)?.forward(&k)?;
+        }
+        if let Some((cos, sin)) = rope_tables {
+            q = rope::apply(&q, cos, sin)?;
+            k = rope::apply(&k, cos, sin)?;
+        }
+        let window = spec.windows[l];
+        if let Some(obs) = observer {
+            let cap = LayerCapture {
+                layer: l,
+                q: &q,
+                k: &k,
+                scale: spec.attn_scale,
+                window,
+                alibi_slopes: None,
+                logit_transform: spec.attn_logit_transform,
+                w_q: &lw.q.w,
+                w_k: &lw.k.w,
+            };
+            obs.on_layer(&cap).map_err(|e| Error::Observer(e.to_string()))?;
+        }
+        let out = self.chunked_attention(&q, &k, &v, window)?; // (h, t, d)
+        let out = out.transpose(0, 1)?.contiguous()?.reshape((t, h * d))?;
+        lw.o.forward(&out)
+    }
+
+    /// softmax(s·q·kᵀ + mask)·v over query chunks. q (h, t, d), k/v (h_kv, t, d) → (h, t, d).
+    fn chunked_attention(&self, q: &Tensor, k: &Tensor, v: &Tensor, window: Option<usize>) -> Result<Tensor> {
+        let spec = &self.spec;
+        let (h, t, d) = q.dims3()?;
+        let hkv = spec.n_kv_heads;
+        let g = spec.group_size();
+        let chunk = (SCORE_BUDGET / (h * t)).clamp(1, t);
+        let qg = q.reshape((hkv, g, t, d))?;
+        let kt = k.transpose(1, 2)?.contiguous()?; // (h_kv, d, t)
+        let mut outs = Vec::with_capacity(t.div_ceil(chunk));
+        for c0 in (0..t).step_by(chunk) {
+            let len = chunk.min(t - c0);
+            let c1 = c0 + len;
+            // Keys any query of this chunk can see: [lo, c1).
+            let lo = window.map_or(0, |w| (c0 + 1).saturating_sub(w));
+            let nk = c1 - lo;
+            let qc = qg.narrow(2, c0, len)?.contiguous()?.reshape((hkv, g * len, d))?;
+            let kc = kt.narrow(2, lo, nk)?.contiguous()?; // (h_kv, d, nk)
+            let mut s = (qc.matmul(&kc)? * spec.attn_scale)?; // (h_kv, g·len, nk)
+            if let LogitTransform::Softcap(c) = spec.attn_logit_transform {
+                s = ((s / c)?.tanh()? * c)?;
+            }
+            let mask = causal_mask(c0, len, lo, nk, window, &self.device)?; // (len, nk)
+            let s = s.reshape((hkv, g, len, nk))?.broadcast_add(&mask)?;
+            let p = candle_nn::ops::softmax_last_dim(&s)?.reshape((hkv, g * len, nk))?;
+            let vc = v.narrow(1, lo, nk)?.contiguous()?; // (h_kv, nk, d)
+            let o = p.matmul(&vc)?.reshape((h, len, d))?;
+            outs.push(o);
+        }
+        Ok(Tensor::cat(&outs, 1)?)
+    }
+
+    /// Feed-forward block on normalised input (t, D) → (t, D).
+    fn mlp(&self, lw: &LayerWeights, x: &Tensor) -> Result<Tensor> {
+        let hidden = match self.spec.mlp {
+            Mlp::Gated(act) => {
+                let gate = lw.gate.as_ref().ok_or_else(|| Error::Config("gated MLP without gate weight".into()))?;
+                (activate(&gate.forward(x)?, act)? * lw.up.forward(x)?)?
+            }
+            Mlp::Plain(act) => activate(&lw.up.forward(x)?, act)?,
+        };
+        lw.down.forward(&hidden)
+    }
+
+    /// Greedy decoding: appends `n_new` argmax tokens to `prompt` (stops early
+    /// at `stop`). Recomputes the full prefix each step (no KV cache): meant
+    /// for short checks, not for serving.
+    pub fn greedy(&self, prompt: &[u32], n_new: usize, stop: Option<u32>) -> Result<Vec<u32>> {
+        let mut ids = prompt.to_vec();
+        for _ in 0..n_new {
+            let logits = self
+                .forward(&ids, Logits::Last, None)?
+                .ok_or_else(|| Error::Config("no logits".into()))?;
+            let next = logits.squeeze(0)?.argmax(D::Minus1)?.to_scalar::<u32>()?;
+            if Some(next) == stop {
+                break;
+            }
+            ids.push(next);
+        }
+        Ok(ids.split_off(prompt.len()))
+    }
+}
+
+fn norm_of(n: &Option<crate::weights::Norm>) -> Result<&crate::weights::Norm> {
+    n.as_ref().ok_or_else(|| Error::Config("QK-norm weight missing".into()))
+}
+
+fn activate(x: &Tensor, act: Activation) -> Result<Tensor> {
+    Ok(match act {
+        Activation::Silu => x.silu()?,
+        Activation::GeluTanh => x.gelu()?,
+        Activation::GeluErf => x.gelu_erf()?,
+    })
+}
+
+/// Additive mask (len, nk) f32 for queries c0..c0+len over keys lo..lo+nk:
+/// 0 where key j is in the support of query i (j ≤ i, and i − w < j), −∞ elsewhere.
+fn causal_mask(c0: usize, len: usize, lo: usize, nk: usize, window: Option<usize>, dev: &Device) -> Result<Tensor> {
+    let mut m = vec![0f32; len * nk];
+    for r in 0..len {
+        let i = c0 + r;
+        for c in 0..nk {
+            let j = lo + c;
+            let visible = j <= i && window.is_none_or(|w| i < j + w);
+            if !visible {
+                m[r * nk + c] = f32::NEG_INFINITY;
+            }
+        }
+    }
+    Ok(Tensor::from_vec(m, (len, nk), dev)?.to_dtype(DType::F32)?)
+}

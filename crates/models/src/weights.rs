@@ -1,0 +1,293 @@
+//! Per-family weight-name tables: HF tensor names → the decoder's canonical
+//! layout. This is the only per-family code besides [`crate::arch`]; each
+//! transpose or split carries its reason.
+//!
+//! Canonical layout: every linear map is stored as `w: (in, out)`
+//! contiguous, so a layer computes `x @ w + b` with x (t, in).
+
+use candle_core::{Tensor, D};
+
+use crate::arch::{ArchSpec, BlockKind, Family, Mlp, NormKind, QkNorm};
+use crate::{Error, Result, TensorStore};
+
+/// y = x @ w (+ b).
+pub struct Linear {
+    /// (in, out) contiguous.
+    pub w: Tensor,
+    /// (out,)
+    pub b: Option<Tensor>,
+}
+
+impl Linear {
+    /// From an nn.Linear weight (out, in): transposed once at load.
+    fn from_out_in(w: Tensor, b: Option<Tensor>) -> Result<Self> {
+        Ok(Self { w: w.t()?.contiguous()?, b })
+    }
+
+    /// x (t, in) → (t, out).
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = x.matmul(&self.w)?;
+        Ok(match &self.b {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        })
+    }
+}
+
+pub struct Norm {
+    /// (n,) scale, offset already added (Gemma stores w − 1).
+    pub w: Tensor,
+    /// (n,) LayerNorm bias.
+    pub b: Option<Tensor>,
+    pub eps: f64,
+    pub rms: bool,
+}
+
+impl Norm {
+    /// Normalises over the last dim of x (.., n).
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if self.rms {
+            Ok(candle_nn::ops::rms_norm(x, &self.w, self.eps as f32)?)
+        } else {
+            let mean = x.mean_keepdim(D::Minus1)?;
+            let xc = x.broadcast_sub(&mean)?;
+            let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
+            let y = xc.broadcast_div(&(var + self.eps)?.sqrt()?)?.broadcast_mul(&self.w)?;
+            Ok(match &self.b {
+                Some(b) => y.broadcast_add(b)?,
+                None => y,
+            })
+        }
+    }
+}
+
+pub struct LayerWeights {
+    /// Pre-attention norm (PreNorm, Parallel, Sandwich) or post-attention norm (PostNorm).
+    pub attn_norm: Norm,
+    /// Pre-MLP norm (PreNorm, Parallel, Sandwich) or post-MLP norm (PostNorm).
+    pub mlp_norm: Norm,
+    /// Sandwich only: norms applied to the attention / MLP outputs.
+    pub attn_post_norm: Option<Norm>,
+    pub mlp_post_norm: Option<Norm>,
+    /// (d_model, h·d)
+    pub q: Linear,
+    /// (d_model, h_kv·d)
+    pub k: Linear,
+    /// (d_model, h_kv·d)
+    pub v: Linear,
+    /// (h·d, d_model)
+    pub o: Linear,
+    /// QK-norm weights: (d,) per head, or (h·d,) / (h_kv·d,) for full.
+    pub q_norm: Option<Norm>,
+    pub k_norm: Option<Norm>,
+    /// Gated MLPs only: (d_model, d_ff)
+    pub gate: Option<Linear>,
+    /// (d_model, d_ff)
+    pub up: Linear,
+    /// (d_ff, d_model)
+    pub down: Linear,
+}
+
+pub struct ModelWeights {
+    /// (vocab, d_model) token embeddings.
+    pub embed: Tensor,
+    /// (positions, d_model) learned positions (GPT-2).
+    pub pos_embed: Option<Tensor>,
+    pub layers: Vec<LayerWeights>,
+    pub final_norm: Norm,
+    /// (d_model, vocab); for tied models the transposed embeddings.
+    pub lm_head: Tensor,
+}
+
+/// Reads tensors, checking each one's shape against the spec.
+struct Reader<'a> {
+    store: &'a TensorStore,
+}
+
+impl Reader<'_> {
+    fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        let t = self.store.get(name)?;
+        if t.dims() != shape {
+            return Err(Error::Shape { name: name.into(), expected: shape.to_vec(), actual: t.dims().to_vec() });
+        }
+        Ok(t)
+    }
+    fn opt(&self, name: &str, shape: &[usize]) -> Result<Option<Tensor>> {
+        if self.store.contains(name) { self.get(name, shape).map(Some) } else { Ok(None) }
+    }
+    fn norm(&self, prefix: &str, n: usize, spec: &ArchSpec) -> Result<Norm> {
+        let w = self.get(&format!("{prefix}.weight"), &[n])?;
+        Ok(match spec.norm {
+            NormKind::Rms { eps, weight_offset } => {
+                let w = if weight_offset != 0.0 { (w + weight_offset as f64)? } else { w };
+                Norm { w, b: None, eps, rms: true }
+            }
+            NormKind::Layer { eps } => {
+                Norm { w, b: self.opt(&format!("{prefix}.bias"), &[n])?, eps, rms: false }
+            }
+        })
+    }
+    /// An nn.Linear `prefix.weight` (out, in) with optional bias.
+    fn linear(&self, prefix: &str, out: usize, inp: usize, bias: bool) -> Result<Linear> {
+        let w = self.get(&format!("{prefix}.weight"), &[out, inp])?;
+        let b = if bias { Some(self.get(&format!("{prefix}.bias"), &[out])?) } else { None };
+        Linear::from_out_in(w, b)
+    }
+    /// A GPT-2 Conv1D `prefix.weight`, already (in, out).
+    fn conv1d(&self, prefix: &str, inp: usize, out: usize) -> Result<Linear> {
+        let w = self.get(&format!("{prefix}.weight"), &[inp, out])?;
+        let b = self.get(&format!("{prefix}.bias"), &[out])?;
+        Ok(Linear { w, b: Some(b) })
+    }
+}
+
+impl ModelWeights {
+    /// Loads every weight the decoder needs, by the family's name table.
+    pub fn load(store: &TensorStore, spec: &ArchSpec) -> Result<ModelWeights> {
+        let r = Reader { store };
+        match spec.family {
+            Family::Gpt2 => load_gpt2(&r, spec),
+            Family::GptNeox => load_neox(&r, spec),
+            _ => load_llama_like(&r, spec),
+        }
+    }
+}
+
+fn lm_head_or_tied(r: &Reader, name: &str, embed: &Tensor, spec: &ArchSpec) -> Result<Tensor> {
+    let head = if spec.tie_embeddings { None } else { r.opt(name, &[spec.vocab_size, spec.d_model])? };
+    // Tied (or absent, as in SmolLM2's GGUF): the output layer reuses the embeddings.
+    Ok(head.as_ref().unwrap_or(embed).t()?.contiguous()?)
+}
+
+fn load_llama_like(r: &Reader, spec: &ArchSpec) -> Result<ModelWeights> {
+    let (dm, h, hkv, d, ff) = (spec.d_model, spec.n_heads, spec.n_kv_heads, spec.head_dim, spec.d_ff);
+    let embed = r.get("model.embed_tokens.weight", &[spec.vocab_size, dm])?;
+    let mut layers = Vec::with_capacity(spec.n_layers);
+    for l in 0..spec.n_layers {
+        let p = format!("model.layers.{l}");
+        let (attn_norm, mlp_norm, attn_post_norm, mlp_post_norm) = match spec.block {
+            BlockKind::PostNorm => (
+                r.norm(&format!("{p}.post_attention_layernorm"), dm, spec)?,
+                r.norm(&format!("{p}.post_feedforward_layernorm"), dm, spec)?,
+                None,
+                None,
+            ),
+            BlockKind::Sandwich => (
+                r.norm(&format!("{p}.input_layernorm"), dm, spec)?,
+                r.norm(&format!("{p}.pre_feedforward_layernorm"), dm, spec)?,
+                Some(r.norm(&format!("{p}.post_attention_layernorm"), dm, spec)?),
+                Some(r.norm(&format!("{p}.post_feedforward_layernorm"), dm, spec)?),
+            ),
+            _ => (
+                r.norm(&format!("{p}.input_layernorm"), dm, spec)?,
+                r.norm(&format!("{p}.post_attention_layernorm"), dm, spec)?,
+                None,
+                None,
+            ),
+        };
+        let (q_norm, k_norm) = match spec.qk_norm {
+            QkNorm::None => (None, None),
+            QkNorm::PerHead => (
+                Some(r.norm(&format!("{p}.self_attn.q_norm"), d, spec)?),
+                Some(r.norm(&format!("{p}.self_attn.k_norm"), d, spec)?),
+            ),
+            QkNorm::Full => (
+                Some(r.norm(&format!("{p}.self_attn.q_norm"), h * d, spec)?),
+                Some(r.norm(&format!("{p}.self_attn.k_norm"), hkv * d, spec)?),
+            ),
+        };
+        let gated = matches!(spec.mlp, Mlp::Gated(_));
+        layers.push(LayerWeights {
+            attn_norm,
+            mlp_norm,
+            attn_post_norm,
+            mlp_post_norm,
+            q: r.linear(&format!("{p}.self_attn.q_proj"), h * d, dm, spec.qkv_bias)?,
+            k: r.linear(&format!("{p}.self_attn.k_proj"), hkv * d, dm, spec.qkv_bias)?,
+            v: r.linear(&format!("{p}.self_attn.v_proj"), hkv * d, dm, spec.qkv_bias)?,
+            o: r.linear(&format!("{p}.self_attn.o_proj"), dm, h * d, false)?,
+            q_norm,
+            k_norm,
+            gate: if gated { Some(r.linear(&format!("{p}.mlp.gate_proj"), ff, dm, false)?) } else { None },
+            up: r.linear(&format!("{p}.mlp.up_proj"), ff, dm, false)?,
+            down: r.linear(&format!("{p}.mlp.down_proj"), dm, ff, false)?,
+        });
+    }
+    let final_norm = r.norm("model.norm", dm, spec)?;
+    let lm_head = lm_head_or_tied(r, "lm_head.weight", &embed, spec)?;
+    Ok(ModelWeights { embed, pos_embed: None, layers, final_norm, lm_head })
+}
+
+fn load_gpt2(r: &Reader, spec: &ArchSpec) -> Result<ModelWeights> {
+    let dm = spec.d_model;
+    // GPT2LMHeadModel saves under `transformer.`; bare GPT2Model checkpoints do not.
+    let pre = if r.store.contains("transformer.wte.weight") { "transformer." } else { "" };
+    let embed = r.get(&format!("{pre}wte.weight"), &[spec.vocab_size, dm])?;
+    let n_pos = r.store.shape(&format!("{pre}wpe.weight")).map(|s| s[0]).unwrap_or(0);
+    let pos_embed = Some(r.get(&format!("{pre}wpe.weight"), &[n_pos, dm])?);
+    let mut layers = Vec::with_capacity(spec.n_layers);
+    for l in 0..spec.n_layers {
+        let p = format!("{pre}h.{l}");
+        // Conv1D c_attn: (d_model, 3·d_model) = [q | k | v] column blocks.
+        let qkv_w = r.get(&format!("{p}.attn.c_attn.weight"), &[dm, 3 * dm])?;
+        let qkv_b = r.get(&format!("{p}.attn.c_attn.bias"), &[3 * dm])?;
+        let split = |i: usize| -> Result<Linear> {
+            Ok(Linear { w: qkv_w.narrow(1, i * dm, dm)?.contiguous()?, b: Some(qkv_b.narrow(0, i * dm, dm)?) })
+        };
+        layers.push(LayerWeights {
+            attn_norm: r.norm(&format!("{p}.ln_1"), dm, spec)?,
+            mlp_norm: r.norm(&format!("{p}.ln_2"), dm, spec)?,
+            attn_post_norm: None,
+            mlp_post_norm: None,
+            q: split(0)?,
+            k: split(1)?,
+            v: split(2)?,
+            o: r.conv1d(&format!("{p}.attn.c_proj"), dm, dm)?,
+            q_norm: None,
+            k_norm: None,
+            gate: None,
+            up: r.conv1d(&format!("{p}.mlp.c_fc"), dm, spec.d_ff)?,
+            down: r.conv1d(&format!("{p}.mlp.c_proj"), spec.d_ff, dm)?,
+        });
+    }
+    let final_norm = r.norm(&format!("{pre}ln_f"), dm, spec)?;
+    let lm_head = lm_head_or_tied(r, "lm_head.weight", &embed, spec)?;
+    Ok(ModelWeights { embed, pos_embed, layers, final_norm, lm_head })
+}
+
+fn load_neox(r: &Reader, spec: &ArchSpec) -> Result<ModelWeights> {
+    let (dm, h, d) = (spec.d_model, spec.n_heads, spec.head_dim);
+    let embed = r.get("gpt_neox.embed_in.weight", &[spec.vocab_size, dm])?;
+    let mut layers = Vec::with_capacity(spec.n_layers);
+    for l in 0..spec.n_layers {
+        let p = format!("gpt_neox.layers.{l}");
+        // Fused query_key_value (3·h·d, d_model): output rows ordered (head, {q,k,v}, d).
+        let w = r.get(&format!("{p}.attention.query_key_value.weight"), &[3 * h * d, dm])?;
+        let b = r.opt(&format!("{p}.attention.query_key_value.bias"), &[3 * h * d])?;
+        let w = w.reshape((h, 3, d, dm))?;
+        let b = b.map(|b| b.reshape((h, 3, d))).transpose()?;
+        let part = |i: usize| -> Result<Linear> {
+            let wi = w.narrow(1, i, 1)?.reshape((h * d, dm))?;
+            let bi = b.as_ref().map(|b| b.narrow(1, i, 1).and_then(|x| x.reshape(h * d))).transpose()?;
+            Linear::from_out_in(wi, bi)
+        };
+        layers.push(LayerWeights {
+            attn_norm: r.norm(&format!("{p}.input_layernorm"), dm, spec)?,
+            mlp_norm: r.norm(&format!("{p}.post_attention_layernorm"), dm, spec)?,
+            attn_post_norm: None,
+            mlp_post_norm: None,
+            q: part(0)?,
+            k: part(1)?,
+            v: part(2)?,
+            o: r.linear(&format!("{p}.attention.dense"), dm, h * d, true)?,
+            q_norm: None,
+            k_norm: None,
+            gate: None,
+            up: r.linear(&format!("{p}.mlp.dense_h_to_4h"), spec.d_ff, dm, true)?,
+            down: r.linear(&format!("{p}.mlp.dense_4h_to_h"), dm, spec.d_ff, true)?,
+        });
+    }
+    let final_norm = r.norm("gpt_neox.final_layer_norm", dm, spec)?;
+    let lm_head = lm_head_or_tied(r, "embed_out.weight", &embed, spec)?;
+    Ok(ModelWeights { embed, pos_embed: None, layers, final_norm, lm_head })
+}
