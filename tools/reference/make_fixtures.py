@@ -1,0 +1,733 @@
+#!/usr/bin/env python3
+"""Regenerate every reference fixture of attnscope's `models` crate.
+
+    /work/refenv/bin/python tools/reference/make_fixtures.py [--only NAME ...]
+
+Writes under crates/models/tests/fixtures/:
+
+  tiny/tokenizer.json            byte-level BPE (vocab 384) shared by the tiny models
+  tiny/<family>/                 random tiny HF model (config.json, model.safetensors,
+                                 tokenizer.json, tokenizer_config.json) and its
+                                 reference.safetensors + reference.json
+  stories260K/                   reference of the real stories260K model (GGUF weights,
+                                 llama2.c tokenizer), tokenization.json, greedy.json
+  smollm2/                       reference of SmolLM2-135M-Instruct Q4_1 (GGUF),
+                                 tokenization.json, greedy.json
+
+Everything is deterministic (fixed seeds, CPU, float32, eager attention); the
+last step re-loads every tiny model directory and checks its logits, its
+tokenizer and every captured attention pattern, and prints a summary table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import capture  # noqa: E402
+from llama2c_tokenizer import Llama2cTokenizer  # noqa: E402
+
+REPO = HERE.parent.parent
+FIXTURES = REPO / "crates" / "models" / "tests" / "fixtures"
+TINY = FIXTURES / "tiny"
+
+SHARED = Path(os.environ.get("ATTNSCOPE_SHARED", "/work/shared"))
+SHAKESPEARE = SHARED / "texts" / "tinyshakespeare.txt"
+STORIES_DIR = SHARED / "models" / "stories260K"
+SMOLLM2_DIR = Path(os.environ.get("ATTNSCOPE_MODELS", Path.home() / ".cache" / "attnscope" / "models"))
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+GPL3 = Path("/usr/share/common-licenses/GPL-3")
+
+SEED = 1234
+# A line of Shakespeare (from the training slice), ~24 tokens with the tiny BPE.
+TINY_TEXT = "Before we proceed any further, hear me speak."
+STORIES_TEXT = "Once upon a time, there was a little girl named Lily. She loved to play outside."
+
+torch.use_deterministic_algorithms(True)
+torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+
+
+# --------------------------------------------------------------------------
+# small helpers
+# --------------------------------------------------------------------------
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def write_json(path: Path, obj) -> None:
+    """Indented JSON, but with lists of plain numbers kept on one line."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(obj, indent=1, ensure_ascii=False)
+    text = re.sub(
+        r"\[\s*(-?[0-9][0-9.eE+-]*(?:,\s*-?[0-9][0-9.eE+-]*)*)\s*\]",
+        lambda m: "[" + ", ".join(x.strip() for x in m.group(1).split(",")) + "]",
+        text,
+    )
+    assert json.loads(text) == obj
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text + "\n")
+
+
+def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> dict:
+    """Save contiguous tensors with safetensors; return {name: {dtype, shape}}."""
+    from safetensors.torch import save_file
+
+    tensors = {k: v.contiguous() for k, v in tensors.items()}
+    save_file(tensors, str(path), metadata={"generator": "tools/reference/make_fixtures.py"})
+    return {k: {"dtype": str(v.dtype).removeprefix("torch."), "shape": list(v.shape)} for k, v in tensors.items()}
+
+
+def versions() -> dict:
+    import transformers
+
+    return {"transformers_version": transformers.__version__, "torch_version": torch.__version__}
+
+
+def layer_meta(cap: capture.Capture) -> list[dict]:
+    return [
+        {"layer": c.layer, "scaling": c.scaling, "sliding_window": c.sliding_window, "softcap": c.softcap}
+        for c in cap.layers
+    ]
+
+
+def qk_tensors(cap: capture.Capture, layers: list[int]) -> dict[str, torch.Tensor]:
+    """q.{l} [h,t,d], k.{l} [h_kv,t,d], attn.{l} [h,t,t] for the given layers."""
+    out = {}
+    for l in layers:
+        c = cap.layers[l]
+        out[f"q.{l}"] = c.q
+        out[f"k.{l}"] = c.k
+        out[f"attn.{l}"] = c.probs
+    return out
+
+
+def check_patterns(cap: capture.Capture) -> float:
+    """Every layer's pattern must follow from (q, k, scaling, window, softcap)."""
+    return max(capture.check_against_dot_product(c) for c in cap.layers)
+
+
+COMMON_NOTES = [
+    "q.{l}/k.{l} are the query/key exactly as they enter the attention dot product "
+    "(after projection biases, QK-norm and rotary), batch dim dropped.",
+    "k.{l} has one row block per KV head (not repeated); query head h reads KV head "
+    "h // (n_heads / n_kv_heads) (transformers repeat_kv = repeat_interleave).",
+    "attn.{l} [h,t,t] is the softmax output of transformers' eager path "
+    "(0 outside the causal/sliding support).",
+    "logit of key j for query i = softcap(scaling * q_i . k_j) if softcap else scaling * q_i . k_j; "
+    "support: j <= i, and j > i - sliding_window when sliding_window is set.",
+]
+
+
+# --------------------------------------------------------------------------
+# a. the tiny shared tokenizer
+# --------------------------------------------------------------------------
+
+def build_tiny_tokenizer():
+    """Byte-level BPE, vocab 384, trained on the first 200 KB of tinyshakespeare."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    text = SHAKESPEARE.read_text(encoding="utf-8")[:200_000]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=384,
+        special_tokens=["<|endoftext|>", "<s>"],  # ids 0 and 1
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        min_frequency=2,
+        show_progress=False,
+    )
+    # one "sentence" per line keeps training deterministic and quick
+    tok.train_from_iterator(text.splitlines(keepends=True), trainer=trainer)
+    assert tok.get_vocab_size() == 384, tok.get_vocab_size()
+    assert tok.token_to_id("<|endoftext|>") == 0 and tok.token_to_id("<s>") == 1
+    TINY.mkdir(parents=True, exist_ok=True)
+    tok.save(str(TINY / "tokenizer.json"))
+    return tok
+
+
+def family_tokenizer(base_path: Path, add_bos: bool):
+    """The shared tokenizer, with a BOS-adding post-processor when the family adds BOS."""
+    from tokenizers import Tokenizer, processors
+
+    tok = Tokenizer.from_file(str(base_path))
+    if add_bos:
+        tok.post_processor = processors.TemplateProcessing(
+            single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", 1)]
+        )
+    else:
+        tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    return tok
+
+
+# --------------------------------------------------------------------------
+# b/c. tiny random models, one per family
+# --------------------------------------------------------------------------
+
+# Common sizes: hidden 64, 2 layers, 4 heads of dim 16, MLP 64, max positions 64,
+# a large initializer range so attention is far from uniform.  The MLP is 64
+# (not 128) and embeddings are tied (except tiny/llama) to keep each model
+# directory around 300 KB: the MLP does not matter for the attention fixtures.
+BASE = dict(
+    vocab_size=384,
+    hidden_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    head_dim=16,
+    intermediate_size=64,
+    max_position_embeddings=64,
+    initializer_range=0.2,
+    tie_word_embeddings=True,
+)
+
+
+def tiny_configs() -> dict[str, tuple[object, bool, list[str]]]:
+    """family -> (config, add_bos, notes)."""
+    from transformers import (
+        Gemma2Config,
+        GPT2Config,
+        GPTNeoXConfig,
+        LlamaConfig,
+        MistralConfig,
+        Olmo2Config,
+        Qwen2Config,
+        Qwen3Config,
+    )
+
+    bos_eos = dict(bos_token_id=1, eos_token_id=0, pad_token_id=None)  # <s>, <|endoftext|>
+    eot = dict(bos_token_id=0, eos_token_id=0, pad_token_id=None)  # <|endoftext|> only
+    rope = {"rope_type": "default", "rope_theta": 10000.0}
+    cfgs = {}
+    cfgs["llama"] = (
+        LlamaConfig(**{**BASE, "tie_word_embeddings": False}, rope_parameters=rope, **bos_eos),
+        True,
+        ["GQA 4 heads / 2 KV heads, rope_theta 10000, UNTIED lm_head (lm_head.weight present)."],
+    )
+    cfgs["llama3_scaled"] = (
+        LlamaConfig(
+            **BASE,
+            rope_parameters={
+                "rope_type": "llama3",
+                "rope_theta": 10000.0,
+                "factor": 8.0,
+                "low_freq_factor": 1.0,
+                "high_freq_factor": 4.0,
+                "original_max_position_embeddings": 32,
+            },
+            **bos_eos,
+        ),
+        True,
+        [
+            "llama3 rope scaling (factor 8, low 1, high 4, original_max_position_embeddings 32): "
+            "with head_dim 16 the 8 frequencies fall in all three regimes (kept, smoothed, divided).",
+            "tied embeddings (no lm_head.weight).",
+        ],
+    )
+    cfgs["mistral"] = (
+        MistralConfig(**BASE, rope_parameters=rope, sliding_window=8, **bos_eos),
+        True,
+        ["sliding_window 8 on every layer: key j visible to query i iff i-8 < j <= i."],
+    )
+    cfgs["qwen2"] = (
+        Qwen2Config(**BASE, rope_parameters=rope, use_sliding_window=False, sliding_window=None, **eot),
+        False,
+        ["q/k/v projection biases (randomised, non-zero); no sliding window."],
+    )
+    cfgs["qwen3"] = (
+        Qwen3Config(**BASE, rope_parameters=rope, use_sliding_window=False, sliding_window=None, **eot),
+        False,
+        ["QK-norm: RMSNorm over each head's head_dim (q_norm/k_norm weight [16]) before rotary."],
+    )
+    cfgs["olmo2"] = (
+        Olmo2Config(**BASE, rope_parameters=rope, **eot),
+        False,
+        ["QK-norm over the FULL projection (q_norm weight [64], k_norm weight [32]) before the "
+         "head split and rotary; post-norm blocks (post_attention_layernorm, post_feedforward_layernorm)."],
+    )
+    cfgs["gemma2"] = (
+        Gemma2Config(
+            **BASE,
+            rope_parameters=rope,
+            hidden_activation="gelu_pytorch_tanh",
+            query_pre_attn_scalar=32,
+            attn_logit_softcapping=5.0,
+            final_logit_softcapping=10.0,
+            sliding_window=8,
+            layer_types=["sliding_attention", "full_attention"],
+            **bos_eos,
+        ),
+        True,
+        [
+            "scaling = query_pre_attn_scalar**-0.5 = 32**-0.5 (not head_dim**-0.5).",
+            "attention logit soft-cap 5.0 (applied before the mask), final logit soft-cap 10.0 "
+            "(logits in reference are after it).",
+            "layer 0 sliding window 8, layer 1 full attention; GeGLU (gelu_pytorch_tanh) MLP; "
+            "RMSNorm weights used as (1 + w); embeddings scaled by sqrt(hidden).",
+        ],
+    )
+    cfgs["gpt2"] = (
+        GPT2Config(
+            vocab_size=384, n_embd=64, n_layer=2, n_head=4, n_inner=64, n_positions=64,
+            initializer_range=0.2, **eot,
+        ),
+        False,
+        ["Conv1D weights stored [in, out]; fused c_attn (q|k|v along out); learned positions wpe; "
+         "tied head; LayerNorm with bias; gelu_new."],
+    )
+    cfgs["gpt_neox"] = (
+        GPTNeoXConfig(
+            vocab_size=384, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+            intermediate_size=64, max_position_embeddings=64, initializer_range=0.2,
+            rotary_pct=0.25, rotary_emb_base=10000, use_parallel_residual=True,
+            tie_word_embeddings=True, **eot,
+        ),
+        False,
+        ["partial rotary: only the first 4 of 16 dims per head are rotated (rotary_pct 0.25);",
+         "fused query_key_value, interleaved PER HEAD as [h0: q k v][h1: q k v]...; "
+         "parallel residual; embed_out TIED to embed_in here (real Pythia unties it)."],
+    )
+    for _name, (cfg, _bos, _notes) in cfgs.items():
+        cfg.dtype = "float32"
+    return cfgs
+
+
+def randomise_vectors(model: torch.nn.Module, gen: torch.Generator) -> None:
+    """Perturb every 1-D parameter (norm weights, biases) by N(0, 0.2).
+
+    The default init sets them to exactly 1 or 0, which would hide a
+    missing norm weight, a (1 + w) convention or a forgotten bias.
+    """
+    with torch.no_grad():
+        for _name, p in model.named_parameters():
+            if p.ndim == 1:
+                p.add_(0.2 * torch.randn(p.shape, generator=gen))
+
+
+def tokenizer_config(add_bos: bool, family: str) -> dict:
+    return {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "add_bos_token": add_bos,
+        "add_eos_token": False,
+        "bos_token": "<s>" if add_bos else "<|endoftext|>",
+        "eos_token": "<|endoftext|>",
+        "unk_token": None,
+        "model_max_length": 64,
+        "clean_up_tokenization_spaces": False,
+        "comment": f"random test tokenizer for the tiny {family} fixture; BOS added: {add_bos}",
+    }
+
+
+def make_tiny(family: str, cfg, add_bos: bool, notes: list[str], index: int) -> dict:
+    from transformers import AutoModelForCausalLM
+
+    out = TINY / family
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+
+    torch.manual_seed(SEED + index)
+    model = AutoModelForCausalLM.from_config(cfg, attn_implementation="eager", dtype=torch.float32)
+    gen = torch.Generator().manual_seed(SEED + 100 + index)
+    randomise_vectors(model, gen)
+    model.eval()
+    model.save_pretrained(out, safe_serialization=True)
+    # drop generation_config.json: not needed by the fixtures
+    (out / "generation_config.json").unlink(missing_ok=True)
+
+    tok = family_tokenizer(TINY / "tokenizer.json", add_bos)
+    tok.save(str(out / "tokenizer.json"))
+    write_json(out / "tokenizer_config.json", tokenizer_config(add_bos, family))
+
+    ids = tok.encode(TINY_TEXT).ids
+    cap = capture.run_capture(model, ids)
+    err = check_patterns(cap)
+
+    # the capture implementation must not change the model: compare with plain eager
+    model.set_attn_implementation("eager")
+    with torch.no_grad():
+        eager_logits = model(input_ids=cap.token_ids[None], use_cache=False).logits[0]
+    assert torch.equal(eager_logits, cap.logits), f"{family}: capture changed the logits"
+
+    n_layers = len(cap.layers)
+    tensors = {"token_ids": cap.token_ids, "logits": cap.logits}
+    tensors.update(qk_tensors(cap, list(range(n_layers))))
+    tensor_meta = save_tensors(out / "reference.safetensors", tensors)
+
+    tc = cfg.get_text_config()
+    meta = {
+        "model": f"tiny/{family}",
+        "random_test_model": True,
+        "model_type": cfg.model_type,
+        **versions(),
+        "text": TINY_TEXT,
+        "add_bos": add_bos,
+        "token_ids": cap.token_ids.tolist(),
+        "n_tokens": len(ids),
+        "n_layers": n_layers,
+        "n_heads": cap.layers[0].q.shape[0],
+        "n_kv_heads": cap.layers[0].k.shape[0],
+        "head_dim": cap.layers[0].q.shape[2],
+        "vocab_size": tc.vocab_size,
+        "layers": layer_meta(cap),
+        "final_logit_softcap": getattr(tc, "final_logit_softcapping", None),
+        "captured_layers": list(range(n_layers)),
+        "tensors": tensor_meta,
+        "pattern_recompute_max_abs_err": err,
+        "notes": notes + COMMON_NOTES,
+    }
+    write_json(out / "reference.json", meta)
+    log(f"  tiny/{family}: t={len(ids)} layers={[ (m['sliding_window'], m['softcap']) for m in meta['layers']]}")
+    return meta
+
+
+TINY_README = """# Tiny RANDOM test models — not trained, output is meaningless
+
+Every directory here is a randomly initialised Hugging Face causal LM
+(`AutoModelForCausalLM.from_config`, fixed seed, float32) made by
+`tools/reference/make_fixtures.py`.  They exist only so that attnscope's
+Rust loaders and forward passes can be checked, family by family, against
+transformers.  Do not use them for anything else.
+
+- `tokenizer.json`: byte-level BPE, vocab 384 (`<|endoftext|>` = 0, `<s>` = 1),
+  trained on the first 200 KB of tinyshakespeare.  Each model directory has a
+  copy whose post-processor adds BOS `<s>` exactly when the real family does
+  (llama, llama3_scaled, mistral, gemma2: yes; qwen2, qwen3, olmo2, gpt2,
+  gpt_neox: no), and a matching `tokenizer_config.json`.
+- sizes: hidden 64, 2 layers, 4 heads × 16 (GQA families: 2 KV heads), MLP 64,
+  max positions 64, initializer_range 0.2, tied embeddings except tiny/llama; every 1-D parameter (norm weights,
+  biases) is perturbed by N(0, 0.2) so that norms and biases matter.
+- `reference.safetensors` / `reference.json`: transformers' eager float32
+  forward pass on one line of Shakespeare; see tools/reference/README.md.
+"""
+
+
+# --------------------------------------------------------------------------
+# d. stories260K (real model: GGUF weights + llama2.c tokenizer)
+# --------------------------------------------------------------------------
+
+def load_gguf_model(directory: Path, gguf_file: str):
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    cfg = AutoConfig.from_pretrained(directory, gguf_file=gguf_file)
+    # stories260K.gguf stores pad_token_id = 0xFFFFFFFF (-1 as uint32), which
+    # transformers turns into an out-of-range padding index: drop it.
+    if cfg.pad_token_id is not None and not (0 <= cfg.pad_token_id < cfg.vocab_size):
+        cfg.pad_token_id = None
+    capture.register()
+    model = AutoModelForCausalLM.from_pretrained(
+        directory, gguf_file=gguf_file, config=cfg, dtype=torch.float32, attn_implementation=capture.CAPTURE_IMPL
+    )
+    model.eval()
+    return model
+
+
+@torch.no_grad()
+def greedy(model, prompt_ids: list[int], n_new: int, stop: int | None = None) -> list[int]:
+    """Plain greedy decoding with full re-computation (no KV cache)."""
+    model.set_attn_implementation("eager")
+    ids = list(prompt_ids)
+    new = []
+    for _ in range(n_new):
+        logits = model(input_ids=torch.tensor([ids]), use_cache=False).logits[0, -1]
+        nxt = int(torch.argmax(logits))
+        if stop is not None and nxt == stop:
+            break
+        ids.append(nxt)
+        new.append(nxt)
+    model.set_attn_implementation(capture.CAPTURE_IMPL)
+    return new
+
+
+def make_stories() -> dict:
+    out = FIXTURES / "stories260K"
+    out.mkdir(parents=True, exist_ok=True)
+    tok = Llama2cTokenizer(str(STORIES_DIR / "tok512.bin"), vocab_size=512)
+
+    # tokenization cases (BOS added, as run.c does)
+    cases = [
+        "Once upon a time",
+        " leading space",
+        "two  spaces and trailing ",
+        "line one\nline two\n",
+        "Hello, world! (yes?) \"quoted\" -- dash; semi: colon.",
+        "In 2024 she was 3.14 years old.",
+        "café naïve",
+        "smile 🙂 ok",
+        "",
+    ]
+    write_json(
+        out / "tokenization.json",
+        [{"text": s, "ids": tok.encode(s, bos=True)} for s in cases],
+    )
+
+    model = load_gguf_model(STORIES_DIR, "stories260K.gguf")
+    ids = tok.encode(STORIES_TEXT, bos=True)
+    cap = capture.run_capture(model, ids)
+    err = check_patterns(cap)
+    n_layers = len(cap.layers)
+    tensors = {"token_ids": cap.token_ids, "logits": cap.logits}
+    tensors.update(qk_tensors(cap, list(range(n_layers))))
+    tensor_meta = save_tensors(out / "reference.safetensors", tensors)
+    meta = {
+        "model": "stories260K.gguf",
+        "model_type": model.config.model_type,
+        **versions(),
+        "text": STORIES_TEXT,
+        "add_bos": True,
+        "tokenizer": "llama2.c run.c encode port (tools/reference/llama2c_tokenizer.py) on tok512.bin",
+        "token_ids": ids,
+        "n_tokens": len(ids),
+        "n_layers": n_layers,
+        "n_heads": cap.layers[0].q.shape[0],
+        "n_kv_heads": cap.layers[0].k.shape[0],
+        "head_dim": cap.layers[0].q.shape[2],
+        "vocab_size": model.config.vocab_size,
+        "layers": layer_meta(cap),
+        "final_logit_softcap": None,
+        "captured_layers": list(range(n_layers)),
+        "tensors": tensor_meta,
+        "pattern_recompute_max_abs_err": err,
+        "notes": [
+            "weights: transformers' GGUF loader (un-permutes llama.cpp's Q/K row order), f32.",
+            "token ids from the llama2.c tokenizer, NOT from transformers (it cannot read this GGUF's "
+            "tokenizer).",
+        ] + COMMON_NOTES,
+    }
+    write_json(out / "reference.json", meta)
+
+    # greedy continuation: run.c with an empty prompt starts from BOS alone
+    # and stops when BOS is sampled.
+    expected = (STORIES_DIR / "stories260K.md").read_text(encoding="utf-8")
+    expected = expected.split("-t 0.0\n", 1)[1].split("```", 1)[0]
+    results = {}
+    for label, prompt in (("bos_only", [1]), ("once_upon_a_time", tok.encode("Once upon a time", bos=True))):
+        gen = greedy(model, prompt, 60, stop=1)
+        text = tok.decode(prompt + gen)
+        results[label] = {"prompt_ids": prompt, "generated_ids": gen, "text": text,
+                          "matches_stories260K_md": expected.startswith(text)}
+        log(f"  stories260K greedy {label}: match={results[label]['matches_stories260K_md']} {text[:80]!r}")
+    best = "bos_only" if results["bos_only"]["matches_stories260K_md"] else "once_upon_a_time"
+    greedy_json = dict(results[best])
+    greedy_json["prompt"] = "" if best == "bos_only" else "Once upon a time"
+    greedy_json["notes"] = [
+        "greedy argmax, no KV cache, f32; like run.c -t 0.0 (stops on BOS, none within 60 tokens).",
+        "text = run.c decode of prompt+generated (space after BOS stripped, <0xXX> -> byte).",
+        f"other prompt: {'once_upon_a_time' if best == 'bos_only' else 'bos_only'} "
+        f"matches={results['once_upon_a_time' if best == 'bos_only' else 'bos_only']['matches_stories260K_md']}",
+        "reference: the greedy sample in stories260K.md ($ ./run stories260K.bin -z tok512.bin -t 0.0).",
+    ]
+    write_json(out / "greedy.json", greedy_json)
+    meta["greedy"] = {k: v["matches_stories260K_md"] for k, v in results.items()}
+    return meta
+
+
+# --------------------------------------------------------------------------
+# e. SmolLM2-135M-Instruct Q4_1 (real model, GGUF weights and tokenizer)
+# --------------------------------------------------------------------------
+
+def smollm2_real_pretokenizer(hf_tok):
+    """A copy of transformers' GGUF tokenizer with the pre-tokenizer of the
+    real SmolLM2 tokenizer.json: Sequence[Digits(individual), ByteLevel]."""
+    from tokenizers import Tokenizer, pre_tokenizers
+
+    t = Tokenizer.from_str(hf_tok.backend_tokenizer.to_str())
+    t.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Digits(individual_digits=True),
+         pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=True)]
+    )
+    return t
+
+
+def make_smollm2() -> dict:
+    from transformers import AutoTokenizer
+
+    out = FIXTURES / "smollm2"
+    out.mkdir(parents=True, exist_ok=True)
+    gguf = SMOLLM2_DIR / SMOLLM2_GGUF
+    if not gguf.exists():
+        raise FileNotFoundError(f"{gguf} missing (set ATTNSCOPE_MODELS)")
+    hf_tok = AutoTokenizer.from_pretrained(SMOLLM2_DIR, gguf_file=SMOLLM2_GGUF)
+    real_tok = smollm2_real_pretokenizer(hf_tok)
+    pre = hf_tok.backend_tokenizer.pre_tokenizer
+    log(f"  smollm2 transformers GGUF pre-tokenizer: {pre}")
+
+    def enc(s: str) -> list[int]:
+        return hf_tok(s, add_special_tokens=True)["input_ids"]
+
+    cases = [
+        "The capital of France is",
+        " leading space",
+        "In 2024 and 3.14, about 1000000 people",
+        "x12 = a1b2c3 + 007",
+        "def f(x):\n    return x**2  # square\n",
+        "multiple     spaces\tand\ttabs",
+        "line one\n\nline three\r\n",
+        "café naïve — 東京 🙂",
+        "<|im_start|>user\nHi<|im_end|>",
+        "",
+    ]
+    tok_cases = []
+    for s in cases:
+        a = enc(s)
+        b = real_tok.encode(s).ids
+        tok_cases.append({"text": s, "ids": a, "ids_digits_pretokenizer": b, "agree": a == b})
+    write_json(out / "tokenization.json", tok_cases)
+    disagreements = [c["text"] for c in tok_cases if not c["agree"]]
+
+    model = load_gguf_model(SMOLLM2_DIR, SMOLLM2_GGUF)
+    gpl = GPL3.read_text(encoding="utf-8")
+    all_ids = enc(gpl[:2000])
+    ids = all_ids[:32]
+    text = hf_tok.decode(ids)
+    assert enc(text) == ids, "GPL-3 prefix does not round-trip"
+    assert gpl.startswith(text)
+    cap = capture.run_capture(model, ids)
+    err = check_patterns(cap)
+    t = len(ids)
+    rows = [0, t // 3, (2 * t) // 3, t - 1]
+    layers = [0, 14, 29]
+    tensors = {
+        "token_ids": cap.token_ids,
+        "logits_last": cap.logits[-1],
+        "logits_argmax": cap.logits.argmax(dim=-1),
+        "logits_rows": cap.logits[rows],
+    }
+    tensors.update(qk_tensors(cap, layers))
+    tensor_meta = save_tensors(out / "reference.safetensors", tensors)
+    meta = {
+        "model": SMOLLM2_GGUF,
+        "model_type": model.config.model_type,
+        **versions(),
+        "text": text,
+        "text_source": "the first 32 tokens of /usr/share/common-licenses/GPL-3 (text = that exact prefix)",
+        "add_bos": False,
+        "token_ids": ids,
+        "n_tokens": t,
+        "n_layers": len(cap.layers),
+        "n_heads": cap.layers[0].q.shape[0],
+        "n_kv_heads": cap.layers[0].k.shape[0],
+        "head_dim": cap.layers[0].q.shape[2],
+        "vocab_size": model.config.vocab_size,
+        "layers": layer_meta(cap),
+        "final_logit_softcap": None,
+        "captured_layers": layers,
+        "logits_rows_positions": rows,
+        "tensors": tensor_meta,
+        "pattern_recompute_max_abs_err": err,
+        "tokenizer_pre_tokenizer_transformers": str(pre),
+        "tokenizer_disagreements_with_digits_pretokenizer": disagreements,
+        "notes": [
+            "weights: transformers' GGUF loader, Q4_1/Q8_0 dequantized to f32; tied embeddings.",
+            "token ids: transformers' GGUF tokenizer (no BOS: add_bos_token = false).",
+            "only layers 0, 14, 29 are captured (q/k/attn); layers lists every layer's settings.",
+        ] + COMMON_NOTES,
+    }
+    write_json(out / "reference.json", meta)
+
+    prompt = "The capital of France is"
+    p_ids = enc(prompt)
+    gen = greedy(model, p_ids, 12)
+    write_json(out / "greedy.json", {
+        "prompt": prompt, "prompt_ids": p_ids, "generated_ids": gen,
+        "text": hf_tok.decode(gen), "full_text": hf_tok.decode(p_ids + gen),
+        "notes": ["greedy argmax (do_sample False), 12 new tokens, no EOS stop, f32 eager, no KV cache."],
+    })
+    log(f"  smollm2 greedy: {hf_tok.decode(p_ids + gen)!r}")
+    meta["greedy_text"] = hf_tok.decode(gen)
+    return meta
+
+
+# --------------------------------------------------------------------------
+# 4. verification
+# --------------------------------------------------------------------------
+
+def verify_tiny(family: str) -> dict:
+    """Re-load the saved directory cold and compare against reference.safetensors."""
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    d = TINY / family
+    ref = load_file(str(d / "reference.safetensors"))
+    meta = json.loads((d / "reference.json").read_text())
+    tok = AutoTokenizer.from_pretrained(d)
+    tok_ids = tok(meta["text"])["input_ids"]
+    model = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32, attn_implementation="eager").eval()
+    with torch.no_grad():
+        logits = model(input_ids=ref["token_ids"][None], use_cache=False).logits[0]
+    size = sum(f.stat().st_size for f in d.iterdir())
+    model_size = sum(f.stat().st_size for f in d.iterdir() if not f.name.startswith("reference"))
+    return {
+        "family": family,
+        "t": int(ref["token_ids"].numel()),
+        "tok_ok": tok_ids == ref["token_ids"].tolist(),
+        "dlogits": float((logits - ref["logits"]).abs().max()),
+        "pattern_err": meta["pattern_recompute_max_abs_err"],
+        "windows": [l["sliding_window"] for l in meta["layers"]],
+        "softcap": meta["layers"][0]["softcap"],
+        "scaling": meta["layers"][0]["scaling"],
+        "model_kb": model_size / 1024,
+        "dir_kb": size / 1024,
+    }
+
+
+def dir_size(p: Path) -> int:
+    return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", nargs="*", help="subset: tiny, stories260K, smollm2, verify")
+    args = ap.parse_args()
+    want = set(args.only or ["tiny", "stories260K", "smollm2", "verify"])
+    capture.register()
+    np.random.seed(SEED)
+
+    cfgs = tiny_configs()
+    if "tiny" in want:
+        log("tiny tokenizer + models")
+        build_tiny_tokenizer()
+        (TINY / "README.md").write_text(TINY_README)
+        for i, (family, (cfg, add_bos, notes)) in enumerate(cfgs.items()):
+            make_tiny(family, cfg, add_bos, notes, i)
+    if "stories260K" in want:
+        log("stories260K")
+        make_stories()
+    if "smollm2" in want:
+        log("smollm2")
+        m = make_smollm2()
+        log(f"  smollm2 tokenizer disagreements: {m['tokenizer_disagreements_with_digits_pretokenizer']}")
+    if "verify" in want:
+        log("\nverification (tiny models re-loaded from disk with transformers):")
+        hdr = f"{'family':14} {'t':>3} {'tok':>4} {'max|dlogit|':>11} {'attn err':>9} {'scaling':>8} {'softcap':>7} {'windows':>12} {'model KB':>8} {'dir KB':>7}"
+        log(hdr)
+        ok = True
+        for family in cfgs:
+            r = verify_tiny(family)
+            ok &= r["tok_ok"] and r["dlogits"] < 1e-5
+            log(f"{r['family']:14} {r['t']:>3} {str(r['tok_ok']):>4} {r['dlogits']:>11.2e} {r['pattern_err']:>9.1e} "
+                f"{r['scaling']:>8.4f} {str(r['softcap']):>7} {str(r['windows']):>12} {r['model_kb']:>8.1f} {r['dir_kb']:>7.1f}")
+        for sub in ["tiny", "stories260K", "smollm2"]:
+            p = FIXTURES / sub
+            if p.exists():
+                log(f"size {sub}: {dir_size(p) / 1024:.1f} KB")
+        log(f"size total: {dir_size(FIXTURES) / 1024:.1f} KB")
+        if not ok:
+            sys.exit("verification FAILED")
+        log("verification OK")
+
+
+if __name__ == "__main__":
+    main()
