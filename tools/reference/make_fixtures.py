@@ -134,6 +134,8 @@ COMMON_NOTES = [
     "h // (n_heads / n_kv_heads) (transformers repeat_kv = repeat_interleave).",
     "attn.{l} [h,t,t] is the softmax output of transformers' eager path "
     "(0 outside the causal/sliding support).",
+    "config.json carries both transformers-5 `rope_parameters` and the legacy top-level "
+    "`rope_theta` (+ `rope_scaling`, gpt_neox `rotary_pct`/`rotary_emb_base`), same values.",
     "logit of key j for query i = softcap(scaling * q_i . k_j) if softcap else scaling * q_i . k_j; "
     "support: j <= i, and j > i - sliding_window when sliding_window is set.",
 ]
@@ -325,6 +327,29 @@ def randomise_vectors(model: torch.nn.Module, gen: torch.Generator) -> None:
                 p.add_(0.2 * torch.randn(p.shape, generator=gen))
 
 
+def add_legacy_rope_keys(config_path: Path) -> None:
+    """Also write the transformers-4 spellings of the rotary settings.
+
+    transformers 5 saves them only as `rope_parameters`; configs on the hub
+    (and most in the wild) use top-level `rope_theta`, `rope_scaling`, and for
+    GPT-NeoX `rotary_pct` / `rotary_emb_base`.  Writing both (same values)
+    lets the Rust loader be tested on the spelling real checkpoints use;
+    verify_tiny() checks that transformers still loads the directory to
+    identical logits.
+    """
+    cfg = json.loads(config_path.read_text())
+    rp = cfg.get("rope_parameters")
+    if not rp:
+        return
+    cfg["rope_theta"] = rp["rope_theta"]
+    if rp.get("rope_type", "default") != "default":
+        cfg["rope_scaling"] = {k: v for k, v in rp.items() if k != "rope_theta"}
+    if cfg["model_type"] == "gpt_neox":
+        cfg["rotary_pct"] = rp.get("partial_rotary_factor", 1.0)
+        cfg["rotary_emb_base"] = rp["rope_theta"]
+    config_path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+
+
 def tokenizer_config(add_bos: bool, family: str) -> dict:
     return {
         "tokenizer_class": "PreTrainedTokenizerFast",
@@ -355,6 +380,7 @@ def make_tiny(family: str, cfg, add_bos: bool, notes: list[str], index: int) -> 
     model.save_pretrained(out, safe_serialization=True)
     # drop generation_config.json: not needed by the fixtures
     (out / "generation_config.json").unlink(missing_ok=True)
+    add_legacy_rope_keys(out / "config.json")
 
     tok = family_tokenizer(TINY / "tokenizer.json", add_bos)
     tok.save(str(out / "tokenizer.json"))
