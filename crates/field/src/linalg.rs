@@ -1,0 +1,115 @@
+//! Small dense linear-algebra helpers over faer (f64): thin QR factors, SVDs,
+//! pseudo-inverses, vectorisable dot products and compensated sums.
+
+use crate::error::{FieldError, Result};
+use faer::{Mat, MatRef};
+
+/// Upper-trapezoidal R of the thin QR of `m` (min(r,c) × c); R·Rᵀ-invariants
+/// (singular values, column space of Rᵀ) are those of `m`.
+pub(crate) fn thin_r(m: MatRef<'_, f64>) -> Mat<f64> {
+    m.qr().thin_R().to_owned()
+}
+
+/// Thin QR of `m`: (Q, R) with Q r×min(r,c) orthonormal columns, R min(r,c)×c.
+pub(crate) fn thin_qr(m: MatRef<'_, f64>) -> (Mat<f64>, Mat<f64>) {
+    let qr = m.qr();
+    (qr.compute_thin_Q(), qr.thin_R().to_owned())
+}
+
+/// Singular values of `m`, non-negative, non-increasing (min(r,c) of them).
+pub(crate) fn singular_values(m: MatRef<'_, f64>) -> Result<Vec<f64>> {
+    if m.nrows() == 0 || m.ncols() == 0 {
+        return Ok(Vec::new());
+    }
+    m.singular_values().map_err(|_| FieldError::Svd)
+}
+
+/// Thin SVD (U, σ, V) of `m`: m = U·diag(σ)·Vᵀ, σ non-increasing.
+pub(crate) fn thin_svd(m: MatRef<'_, f64>) -> Result<(Mat<f64>, Vec<f64>, Mat<f64>)> {
+    let svd = m.thin_svd().map_err(|_| FieldError::Svd)?;
+    let s: Vec<f64> = svd.S().column_vector().iter().copied().collect();
+    Ok((svd.U().to_owned(), s, svd.V().to_owned()))
+}
+
+/// Moore–Penrose pseudo-inverse of `m` (c × r), dropping singular values at or
+/// below σ₁·max(r,c)·ε (so rounding noise is never amplified).
+pub(crate) fn pinv(m: MatRef<'_, f64>) -> Result<Mat<f64>> {
+    let (r, c) = (m.nrows(), m.ncols());
+    if r == 0 || c == 0 {
+        return Ok(Mat::zeros(c, r));
+    }
+    let (u, s, v) = thin_svd(m)?;
+    let tol = s.first().copied().unwrap_or(0.0) * (r.max(c) as f64) * f64::EPSILON;
+    let k = s.iter().take_while(|&&x| x > tol).count();
+    // pinv = V_k · diag(1/σ_k) · U_kᵀ
+    Ok(Mat::from_fn(c, r, |i, j| {
+        let mut acc = 0.0;
+        for t in 0..k {
+            acc += v[(i, t)] * u[(j, t)] / s[t];
+        }
+        acc
+    }))
+}
+
+/// Dense product a·b (faer GEMM).
+pub(crate) fn matmul(a: MatRef<'_, f64>, b: MatRef<'_, f64>) -> Mat<f64> {
+    a * b
+}
+
+/// Dot product of two f64 slices with 4 independent accumulators (vectorises).
+#[inline]
+pub(crate) fn dot(a: &[f64], b: &[f64]) -> f64 {
+    debug_assert_eq!(a.len(), b.len());
+    let mut acc = [0.0f64; 4];
+    let (ca, ra) = (a.chunks_exact(4), a.len() % 4);
+    let cb = b.chunks_exact(4);
+    for (x, y) in ca.zip(cb) {
+        for t in 0..4 {
+            acc[t] += x[t] * y[t];
+        }
+    }
+    let tail = a.len() - ra;
+    let mut s = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    for t in tail..a.len() {
+        s += a[t] * b[t];
+    }
+    s
+}
+
+/// Dot product of two f32 slices in f32 (8 accumulators), as a model's kernel would.
+#[inline]
+pub(crate) fn dot32(a: &[f32], b: &[f32]) -> f32 {
+    debug_assert_eq!(a.len(), b.len());
+    let mut acc = [0.0f32; 8];
+    for (x, y) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
+        for t in 0..8 {
+            acc[t] += x[t] * y[t];
+        }
+    }
+    let tail = a.len() - a.len() % 8;
+    let mut s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+    for t in tail..a.len() {
+        s += a[t] * b[t];
+    }
+    s
+}
+
+/// Neumaier-compensated sum (error O(ε) independent of the length).
+pub(crate) fn compensated_sum(xs: impl Iterator<Item = f64>) -> f64 {
+    let (mut s, mut c) = (0.0f64, 0.0f64);
+    for x in xs {
+        let t = s + x;
+        if s.abs() >= x.abs() {
+            c += (s - t) + x;
+        } else {
+            c += (x - t) + s;
+        }
+        s = t;
+    }
+    s + c
+}
+
+/// Frobenius norm of a row-major slice widened to f64.
+pub(crate) fn frob(xs: impl Iterator<Item = f64>) -> f64 {
+    xs.map(|x| x * x).sum::<f64>().sqrt()
+}
