@@ -108,7 +108,113 @@ impl Checkpoint {
     /// `tokenizer` overrides where the tokenizer is read from (a
     /// tokenizer.json, or a llama2.c tokenizer .bin).
     pub fn open(source: &str, tokenizer: Option<&Path>) -> Result<Checkpoint> {
-        let _ = (source, tokenizer);
-        todo!("format detection and loaders")
+        use crate::formats::{gguf, gguf_model, hf_dir, llama2c};
+        let path = Path::new(source);
+        let (path, from_hub) = if path.exists() {
+            (path.to_path_buf(), false)
+        } else if crate::hub::looks_like_repo_id(source) {
+            (crate::hub::resolve(source)?, true)
+        } else {
+            return Err(crate::Error::Io {
+                path: path.to_path_buf(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file, directory or hub id"),
+            });
+        };
+        let override_tok = tokenizer.map(crate::TextTokenizer::from_path).transpose()?;
+        let _ = from_hub;
+
+        if path.is_dir() {
+            if !path.join("config.json").is_file() {
+                return Err(crate::Error::Format {
+                    path,
+                    format: "HF directory",
+                    reason: "no config.json".into(),
+                });
+            }
+            let config = hf_dir::read_config(&path)?;
+            let files = hf_dir::shard_files(&path)?;
+            let source_t = hf_dir::SafetensorsSource::open(&path, &files)?;
+            let tok = match override_tok {
+                Some(t) => Some(t),
+                None => {
+                    let tj = path.join("tokenizer.json");
+                    tj.is_file().then(|| crate::TextTokenizer::from_tokenizer_json(&tj)).transpose()?
+                }
+            };
+            return Ok(Checkpoint {
+                source: source.to_string(),
+                path,
+                format: Format::HfDir,
+                config,
+                tensors: TensorStore::new(Box::new(source_t)),
+                tokenizer: tok,
+            });
+        }
+        let is_gguf = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) || gguf::has_magic(&path);
+        if is_gguf {
+            let (config, src) = gguf_model::open(&path)?;
+            let tok = match override_tok {
+                Some(t) => Some(t),
+                None => crate::tokenizer::gguf::from_gguf(src.file())?,
+            };
+            return Ok(Checkpoint {
+                source: source.to_string(),
+                path,
+                format: Format::Gguf,
+                config,
+                tensors: TensorStore::new(Box::new(src)),
+                tokenizer: tok,
+            });
+        }
+        let (config, src) = llama2c::open(&path)?;
+        let vocab = src.header.vocab_size;
+        let tok = match override_tok {
+            Some(t) => Some(t),
+            None => find_llama2c_tokenizer(&path, vocab)?,
+        };
+        if let Some(t) = &tok {
+            if t.vocab_size() != vocab {
+                return Err(crate::Error::Tokenizer(format!(
+                    "tokenizer has {} tokens but {} declares vocab_size {vocab}",
+                    t.vocab_size(),
+                    path.display()
+                )));
+            }
+        }
+        Ok(Checkpoint {
+            source: source.to_string(),
+            path,
+            format: Format::Llama2c,
+            config,
+            tensors: TensorStore::new(Box::new(src)),
+            tokenizer: tok,
+        })
     }
+}
+
+/// llama2.c tokenizer next to `model`: `tokenizer.bin`, else `tok*.bin`
+/// (sorted) whose vocabulary size matches the model's.
+fn find_llama2c_tokenizer(model: &Path, vocab: usize) -> Result<Option<TextTokenizer>> {
+    let dir = model.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let named = dir.join("tokenizer.bin");
+    if named.is_file() && named != model {
+        return TextTokenizer::from_llama2c(&named).map(Some);
+    }
+    let mut cands: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| crate::Error::Io { path: dir.to_path_buf(), source: e })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            name.starts_with("tok") && name.ends_with(".bin") && p != model
+        })
+        .collect();
+    cands.sort();
+    for c in cands {
+        if let Ok(t) = TextTokenizer::from_llama2c(&c) {
+            if t.vocab_size() == vocab {
+                return Ok(Some(t));
+            }
+        }
+    }
+    Ok(None)
 }

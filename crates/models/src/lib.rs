@@ -12,6 +12,8 @@ pub mod capture;
 pub mod checkpoint;
 pub mod decoder;
 pub mod error;
+pub mod formats;
+pub mod hub;
 pub mod rope;
 pub mod tokenizer;
 pub mod weights;

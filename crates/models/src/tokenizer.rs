@@ -1,41 +1,126 @@
 //! [`TextTokenizer`]: text → token ids, exactly as the model's own tokenizer.
+//!
+//! Backends (chosen by the loader, see `tokenizer/`):
+//! - `tokenizer.json` through the `tokenizers` crate, BOS as transformers
+//!   v5's `tokenizer(text)["input_ids"]` adds it ([`hf`]);
+//! - GGUF SentencePiece vocabularies, llama.cpp's algorithm ([`spm`]);
+//! - GGUF byte-level BPE, rebuilt as a `tokenizers` BPE ([`gguf`]);
+//! - llama2.c `tokenizer.bin`, run.c's algorithm ([`llama2c`]).
+//!
+//! Contract: `encode` returns the ids the reference tokenizer returns, with
+//! BOS prepended exactly once iff [`TextTokenizer::adds_bos`].
+
+pub mod gguf;
+pub mod hf;
+pub mod llama2c;
+pub mod spm;
 
 use std::path::Path;
 
-use crate::Result;
+use crate::{Error, Result};
+
+pub(crate) enum Backend {
+    /// `add_special_tokens`: let the tokenizer's post-processor add BOS/EOS
+    /// (true only when that post-processor is what transformers uses).
+    /// `append_eos`: transformers' rebuilt template appends EOS
+    /// (`add_eos_token` true in tokenizer_config.json).
+    Hf { tok: Box<tokenizers::Tokenizer>, add_special_tokens: bool, append_eos: bool },
+    Spm(Box<spm::Spm>),
+    Llama2c(Box<llama2c::Llama2cTokenizer>),
+}
 
 /// Text → ids, with BOS exactly when the model's tokenizer settings add it.
 pub struct TextTokenizer {
-    // filled in by the tokenizer implementation
+    backend: Backend,
+    bos: Option<u32>,
+    eos: Option<u32>,
+    /// Prepend `bos` ourselves (if not already first).
+    prepend_bos: bool,
+    /// Whether `encode` output starts with BOS (ours or the post-processor's).
+    adds_bos: bool,
+    vocab_size: usize,
 }
 
 impl TextTokenizer {
+    pub(crate) fn new(backend: Backend, bos: Option<u32>, eos: Option<u32>, prepend_bos: bool, vocab_size: usize) -> Self {
+        let mut t = Self { backend, bos, eos, prepend_bos, adds_bos: prepend_bos, vocab_size };
+        if let (Backend::Hf { add_special_tokens: true, .. }, Some(b)) = (&t.backend, t.bos) {
+            // The post-processor decides: probe it.
+            t.adds_bos = t.encode("a").map(|ids| ids.first() == Some(&b)).unwrap_or(false);
+        }
+        t
+    }
+
     /// An HF `tokenizer.json` (with `tokenizer_config.json` beside it, if
     /// present, for `add_bos_token`).
     pub fn from_tokenizer_json(path: &Path) -> Result<Self> {
-        let _ = path;
-        todo!()
+        hf::from_tokenizer_json(path)
     }
+
+    /// A llama2.c `tokenizer.bin` (run.c's tokenizer; BOS = 1 always added).
+    pub fn from_llama2c(path: &Path) -> Result<Self> {
+        let t = llama2c::Llama2cTokenizer::open(path)?;
+        let n = t.vocab_size();
+        Ok(Self::new(Backend::Llama2c(Box::new(t)), Some(llama2c::BOS), Some(llama2c::EOS), true, n))
+    }
+
+    /// Reads a tokenizer from `path` by its kind: `*.json` → tokenizer.json,
+    /// `*.gguf` or GGUF magic → the GGUF's embedded tokenizer, else llama2.c.
+    pub fn from_path(path: &Path) -> Result<Self> {
+        if path.extension().is_some_and(|e| e == "json") {
+            Self::from_tokenizer_json(path)
+        } else if crate::formats::gguf::has_magic(path) {
+            let f = crate::formats::gguf::GgufFile::open(path)?;
+            gguf::from_gguf(&f)?.ok_or_else(|| Error::Tokenizer(format!("{}: GGUF file has no tokenizer", path.display())))
+        } else {
+            Self::from_llama2c(path)
+        }
+    }
+
     /// Ids of `text`, BOS prepended iff the model's settings say so.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let _ = text;
-        todo!()
+        let mut ids = match &self.backend {
+            Backend::Hf { tok, add_special_tokens, append_eos } => {
+                let mut ids = tok
+                    .encode(text, *add_special_tokens)
+                    .map_err(|e| Error::Tokenizer(format!("encoding failed: {e}")))?
+                    .get_ids()
+                    .to_vec();
+                if let (true, Some(e)) = (*append_eos, self.eos) {
+                    ids.push(e);
+                }
+                ids
+            }
+            Backend::Spm(s) => s.encode(text),
+            // run.c merges with BOS already in the sequence: let it add BOS.
+            Backend::Llama2c(t) => return Ok(t.encode(text, self.prepend_bos)),
+        };
+        if let (true, Some(b)) = (self.prepend_bos, self.bos) {
+            ids.insert(0, b);
+        }
+        Ok(ids)
     }
+
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
-        let _ = ids;
-        todo!()
+        match &self.backend {
+            Backend::Hf { tok, .. } => {
+                tok.decode(ids, false).map_err(|e| Error::Tokenizer(format!("decoding failed: {e}")))
+            }
+            Backend::Spm(s) => Ok(s.decode(ids)),
+            Backend::Llama2c(t) => Ok(t.decode(ids)),
+        }
     }
     pub fn vocab_size(&self) -> usize {
-        todo!()
+        self.vocab_size
     }
     pub fn bos_id(&self) -> Option<u32> {
-        todo!()
+        self.bos
     }
     pub fn eos_id(&self) -> Option<u32> {
-        todo!()
+        self.eos
     }
     /// Whether `encode` prepends BOS.
     pub fn adds_bos(&self) -> bool {
-        todo!()
+        self.adds_bos
     }
 }

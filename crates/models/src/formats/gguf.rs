@@ -1,0 +1,376 @@
+//! A small, bounds-checked GGUF v2/v3 reader (header, metadata, tensor
+//! infos, data section). Format reference: ggml's `docs/gguf.md`.
+//!
+//! Unlike candle's reader, every count, length and offset read from the file
+//! is checked against the file length before anything is allocated or
+//! sliced, so a corrupt or hostile file gives [`Error::Format`] naming the
+//! file, never a panic or a huge allocation. Tensor data is dequantized by
+//! candle's kernels (`qtensor_from_ggml`) after the byte range is checked.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType};
+use candle_core::{DType, Device, Tensor};
+
+use super::{mmap_file, ByteReader};
+use crate::{Error, Result};
+
+const FORMAT: &str = "GGUF";
+/// "GGUF" little-endian.
+pub const GGUF_MAGIC: [u8; 4] = *b"GGUF";
+const MAX_DIMS: u32 = 4;
+const MAX_ARRAY_DEPTH: u32 = 4;
+
+/// One metadata value (all GGUF value types, arrays included).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    U8(u8),
+    I8(i8),
+    U16(u16),
+    I16(i16),
+    U32(u32),
+    I32(i32),
+    U64(u64),
+    I64(i64),
+    F32(f32),
+    F64(f64),
+    Bool(bool),
+    Str(String),
+    Array(Vec<Value>),
+}
+
+impl Value {
+    /// Any integer type as u64 (negative values → None).
+    pub fn as_u64(&self) -> Option<u64> {
+        match *self {
+            Value::U8(v) => Some(v as u64),
+            Value::U16(v) => Some(v as u64),
+            Value::U32(v) => Some(v as u64),
+            Value::U64(v) => Some(v),
+            Value::I8(v) => u64::try_from(v).ok(),
+            Value::I16(v) => u64::try_from(v).ok(),
+            Value::I32(v) => u64::try_from(v).ok(),
+            Value::I64(v) => u64::try_from(v).ok(),
+            _ => None,
+        }
+    }
+    pub fn as_i64(&self) -> Option<i64> {
+        match *self {
+            Value::I8(v) => Some(v as i64),
+            Value::I16(v) => Some(v as i64),
+            Value::I32(v) => Some(v as i64),
+            Value::I64(v) => Some(v),
+            _ => self.as_u64().and_then(|v| i64::try_from(v).ok()),
+        }
+    }
+    /// Any float or integer type as f64.
+    pub fn as_f64(&self) -> Option<f64> {
+        match *self {
+            Value::F32(v) => Some(v as f64),
+            Value::F64(v) => Some(v),
+            _ => self.as_i64().map(|v| v as f64),
+        }
+    }
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+    pub fn as_bool(&self) -> Option<bool> {
+        match *self {
+            Value::Bool(b) => Some(b),
+            _ => None,
+        }
+    }
+    pub fn as_array(&self) -> Option<&[Value]> {
+        match self {
+            Value::Array(a) => Some(a),
+            _ => None,
+        }
+    }
+}
+
+/// Where one tensor lives in the file.
+#[derive(Debug, Clone)]
+pub struct TensorInfo {
+    pub name: String,
+    /// ggml order: `ne[0]` is the fastest-varying (innermost) dimension, so
+    /// the HF/row-major shape is `ne` reversed. 2-D weight: ne = [in, out].
+    pub ne: Vec<usize>,
+    /// Raw ggml type id.
+    pub ggml_type: u32,
+    /// Absolute byte range in the file (checked to lie inside it).
+    pub start: usize,
+    pub len: usize,
+}
+
+impl TensorInfo {
+    /// Row-major shape (ne reversed), e.g. (out, in) for a 2-D weight.
+    pub fn shape(&self) -> Vec<usize> {
+        self.ne.iter().rev().copied().collect()
+    }
+}
+
+/// A parsed GGUF file: metadata, tensor table, and the mapped bytes.
+pub struct GgufFile {
+    pub path: PathBuf,
+    pub version: u32,
+    pub metadata: BTreeMap<String, Value>,
+    pub tensors: BTreeMap<String, TensorInfo>,
+    mmap: memmap2::Mmap,
+}
+
+/// ggml type id → (name, candle dtype if we can dequantize it, block size, bytes per block).
+fn ggml_type(id: u32) -> Option<(&'static str, Option<GgmlDType>, usize, usize)> {
+    use GgmlDType as G;
+    Some(match id {
+        0 => ("F32", Some(G::F32), 1, 4),
+        1 => ("F16", Some(G::F16), 1, 2),
+        2 => ("Q4_0", Some(G::Q4_0), 32, 18),
+        3 => ("Q4_1", Some(G::Q4_1), 32, 20),
+        6 => ("Q5_0", None, 32, 22),
+        7 => ("Q5_1", None, 32, 24),
+        8 => ("Q8_0", Some(G::Q8_0), 32, 34),
+        9 => ("Q8_1", None, 32, 36),
+        10 => ("Q2_K", None, 256, 84),
+        11 => ("Q3_K", None, 256, 110),
+        12 => ("Q4_K", Some(G::Q4K), 256, 144),
+        13 => ("Q5_K", Some(G::Q5K), 256, 176),
+        14 => ("Q6_K", Some(G::Q6K), 256, 210),
+        15 => ("Q8_K", None, 256, 292),
+        30 => ("BF16", Some(G::BF16), 1, 2),
+        _ => return None,
+    })
+}
+
+/// Human name of a ggml type id (e.g. "Q4_1", or "type 23").
+pub fn ggml_type_name(id: u32) -> String {
+    ggml_type(id).map(|t| t.0.to_string()).unwrap_or_else(|| format!("ggml type {id}"))
+}
+
+/// True if the first bytes of `path` are the GGUF magic.
+pub fn has_magic(path: &Path) -> bool {
+    use std::io::Read;
+    let mut m = [0u8; 4];
+    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut m)).is_ok() && m == GGUF_MAGIC
+}
+
+impl GgufFile {
+    /// Parses header, metadata and tensor table of `path`, checking every
+    /// tensor's byte range against the file length.
+    pub fn open(path: &Path) -> Result<GgufFile> {
+        let mmap = mmap_file(path)?;
+        let (version, metadata, tensors) = parse(&mmap, path)?;
+        Ok(GgufFile { path: path.to_path_buf(), version, metadata, tensors, mmap })
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.metadata.get(key)
+    }
+
+    /// Error for a missing/mistyped metadata key.
+    pub fn meta_err(&self, key: &str, want: &str) -> Error {
+        Error::Format {
+            path: self.path.clone(),
+            format: FORMAT,
+            reason: format!("metadata `{key}` missing or not {want}"),
+        }
+    }
+
+    /// Dequantizes tensor `name` to f32, row-major shape `info.shape()`.
+    pub fn load_f32(&self, info: &TensorInfo) -> Result<Tensor> {
+        let unsupported = || Error::Unsupported {
+            path: self.path.clone(),
+            what: "GGUF tensor type",
+            detail: format!(
+                "tensor `{}` has type {} (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K)",
+                info.name,
+                ggml_type_name(info.ggml_type)
+            ),
+        };
+        let (_, dtype, _, _) = ggml_type(info.ggml_type).ok_or_else(unsupported)?;
+        let dtype = dtype.ok_or_else(unsupported)?;
+        // Range checked in `parse`; `get` keeps this panic-free regardless.
+        let raw = self.mmap.get(info.start..info.start + info.len).ok_or_else(|| Error::Tensor {
+            path: self.path.clone(),
+            name: info.name.clone(),
+            reason: "data range lies outside the file".into(),
+        })?;
+        let shape = info.shape();
+        let t = match dtype {
+            GgmlDType::F32 => Tensor::from_raw_buffer(raw, DType::F32, &shape, &Device::Cpu)?,
+            GgmlDType::F16 => Tensor::from_raw_buffer(raw, DType::F16, &shape, &Device::Cpu)?
+                .to_dtype(DType::F32)?,
+            GgmlDType::BF16 => Tensor::from_raw_buffer(raw, DType::BF16, &shape, &Device::Cpu)?
+                .to_dtype(DType::F32)?,
+            q => {
+                // candle reinterprets the bytes as blocks in place: copy them
+                // into an 8-byte-aligned buffer first.
+                let mut aligned = vec![0u64; raw.len().div_ceil(8)];
+                let bytes: &mut [u8] = bytemuck_u64(&mut aligned);
+                bytes[..raw.len()].copy_from_slice(raw);
+                let qt = qtensor_from_ggml(q, &bytes[..raw.len()], shape.clone(), &Device::Cpu)?;
+                qt.dequantize(&Device::Cpu)?.reshape(shape)?
+            }
+        };
+        Ok(t)
+    }
+}
+
+/// Views a u64 buffer as bytes (always valid: u8 has no alignment needs).
+fn bytemuck_u64(v: &mut [u64]) -> &mut [u8] {
+    let n = v.len() * 8;
+    // SAFETY: same allocation, u8 alignment 1, length in bytes exact.
+    unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr() as *mut u8, n) }
+}
+
+type Parsed = (u32, BTreeMap<String, Value>, BTreeMap<String, TensorInfo>);
+
+fn parse(buf: &[u8], path: &Path) -> Result<Parsed> {
+    let mut r = ByteReader::new(buf, path, FORMAT);
+    let magic = r.array::<4>("magic")?;
+    if magic != GGUF_MAGIC {
+        return Err(r.err(format!("wrong magic {magic:02x?}, expected \"GGUF\"")));
+    }
+    let version = r.u32("version")?;
+    if version != 2 && version != 3 {
+        return Err(r.err(format!("unsupported GGUF version {version} (supported: 2, 3)")));
+    }
+    let n_tensors = r.u64("tensor count")?;
+    let n_kv = r.u64("metadata count")?;
+    // Each KV takes ≥ 8 (key len) + 4 (type) + 1 bytes; each tensor info ≥ 8+4+4+8.
+    let n_kv = r.checked_len(n_kv, 13, "metadata count")?;
+    let n_tensors = r.checked_len(n_tensors, 24, "tensor count")?;
+
+    let mut metadata = BTreeMap::new();
+    for i in 0..n_kv {
+        let key = read_string(&mut r, &format!("metadata key #{i}"))?;
+        let ty = r.u32(&format!("type of `{key}`"))?;
+        let v = read_value(&mut r, ty, &key, 0)?;
+        metadata.insert(key, v);
+    }
+
+    let mut infos = Vec::with_capacity(n_tensors);
+    for i in 0..n_tensors {
+        let name = read_string(&mut r, &format!("tensor name #{i}"))?;
+        let n_dims = r.u32(&format!("n_dims of `{name}`"))?;
+        if n_dims == 0 || n_dims > MAX_DIMS {
+            return Err(r.err(format!("tensor `{name}` has {n_dims} dims (1..={MAX_DIMS})")));
+        }
+        let mut ne = Vec::with_capacity(n_dims as usize);
+        for _ in 0..n_dims {
+            let d = r.u64(&format!("dims of `{name}`"))?;
+            ne.push(usize::try_from(d).map_err(|_| r.err(format!("tensor `{name}` dim {d} too large")))?);
+        }
+        let ty = r.u32(&format!("type of `{name}`"))?;
+        let off = r.u64(&format!("offset of `{name}`"))?;
+        infos.push((name, ne, ty, off));
+    }
+
+    let alignment = match metadata.get("general.alignment") {
+        None => 32,
+        Some(v) => match v.as_u64() {
+            Some(a) if a > 0 && a.is_power_of_two() && a <= 1 << 20 => a as usize,
+            _ => return Err(r.err(format!("general.alignment {v:?} is not a power of two"))),
+        },
+    };
+    let data_start = r.pos.div_ceil(alignment) * alignment;
+    if data_start > buf.len() {
+        return Err(r.err(format!(
+            "truncated: data section starts at {data_start} but the file is {} bytes",
+            buf.len()
+        )));
+    }
+    let data_len = buf.len() - data_start;
+
+    let mut tensors = BTreeMap::new();
+    for (name, ne, ty, off) in infos {
+        let n_elems = ne.iter().try_fold(1u128, |a, &d| Some(a * d as u128));
+        let n_elems = n_elems.unwrap_or(u128::MAX);
+        let len = match ggml_type(ty) {
+            Some((tname, _, block, bytes)) => {
+                if n_elems % block as u128 != 0 {
+                    return Err(r.err(format!(
+                        "tensor `{name}` ({tname}) has {n_elems} elements, not a multiple of its block size {block}"
+                    )));
+                }
+                n_elems / block as u128 * bytes as u128
+            }
+            // Size unknown: only the offset can be checked; loading it errors.
+            None => 0,
+        };
+        if off % alignment as u64 != 0 {
+            return Err(r.err(format!("tensor `{name}` offset {off} is not aligned to {alignment}")));
+        }
+        if off as u128 + len > data_len as u128 {
+            return Err(r.err(format!(
+                "tensor `{name}` data [{off}, {}) lies beyond the data section ({data_len} bytes): file truncated or corrupt",
+                off as u128 + len
+            )));
+        }
+        let info = TensorInfo {
+            name: name.clone(),
+            ne,
+            ggml_type: ty,
+            start: data_start + off as usize,
+            len: len as usize,
+        };
+        if tensors.insert(name.clone(), info).is_some() {
+            return Err(r.err(format!("duplicate tensor `{name}`")));
+        }
+    }
+    Ok((version, metadata, tensors))
+}
+
+fn read_string(r: &mut ByteReader, what: &str) -> Result<String> {
+    let n = r.u64(what)?;
+    let n = r.checked_len(n, 1, what)?;
+    let b = r.bytes(n, what)?;
+    // GGUF strings are UTF-8; tolerate invalid bytes in vocab entries.
+    Ok(String::from_utf8_lossy(b).into_owned())
+}
+
+fn read_value(r: &mut ByteReader, ty: u32, key: &str, depth: u32) -> Result<Value> {
+    Ok(match ty {
+        0 => Value::U8(r.u8(key)?),
+        1 => Value::I8(r.u8(key)? as i8),
+        2 => Value::U16(r.u16(key)?),
+        3 => Value::I16(r.u16(key)? as i16),
+        4 => Value::U32(r.u32(key)?),
+        5 => Value::I32(r.i32(key)?),
+        6 => Value::F32(r.f32(key)?),
+        7 => match r.u8(key)? {
+            0 => Value::Bool(false),
+            1 => Value::Bool(true),
+            b => return Err(r.err(format!("metadata `{key}`: bool byte {b}"))),
+        },
+        8 => Value::Str(read_string(r, key)?),
+        9 => {
+            if depth >= MAX_ARRAY_DEPTH {
+                return Err(r.err(format!("metadata `{key}`: arrays nested too deeply")));
+            }
+            let elem_ty = r.u32(key)?;
+            let n = r.u64(key)?;
+            let min = match elem_ty {
+                0 | 1 | 7 => 1,
+                2 | 3 => 2,
+                4..=6 => 4,
+                8 | 10..=12 => 8,
+                9 => 12,
+                t => return Err(r.err(format!("metadata `{key}`: unknown array element type {t}"))),
+            };
+            let n = r.checked_len(n, min, key)?;
+            let mut v = Vec::with_capacity(n);
+            for _ in 0..n {
+                v.push(read_value(r, elem_ty, key, depth + 1)?);
+            }
+            Value::Array(v)
+        }
+        10 => Value::U64(r.u64(key)?),
+        11 => Value::I64(r.u64(key)? as i64),
+        12 => Value::F64(r.f64(key)?),
+        t => return Err(r.err(format!("metadata `{key}`: unknown value type {t}"))),
+    })
+}

@@ -1,0 +1,247 @@
+//! GGUF → [`Checkpoint`] contract: HF `config.json` synthesised from the
+//! metadata and tensors renamed to HF names, as transformers'
+//! `modeling_gguf_pytorch_utils.py` does.
+//!
+//! Supported `general.architecture`: `llama` (also SmolLM2 and
+//! Mistral-in-GGUF) and `qwen2`. For `llama`, Q/K rows are un-permuted from
+//! llama.cpp's interleaved rotary layout (transformers'
+//! `LlamaTensorProcessor`, applied by architecture, so Mistral too); `qwen2`'s
+//! converter never permutes, so nothing is undone there.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use candle_core::Tensor;
+use serde_json::{json, Map, Value as Json};
+
+use super::gguf::{ggml_type_name, GgufFile, TensorInfo};
+use super::reverse_permute;
+use crate::checkpoint::TensorSource;
+use crate::{Error, Result};
+
+pub const SUPPORTED_ARCHS: &[&str] = &["llama", "qwen2"];
+
+/// How one HF tensor is made from a GGUF tensor.
+#[derive(Debug, Clone)]
+struct Entry {
+    gguf_name: String,
+    /// Some(n_head): un-permute rows in groups of n_head heads.
+    unpermute: Option<usize>,
+}
+
+/// Tensor source over a GGUF file, under HF names.
+pub struct GgufSource {
+    file: GgufFile,
+    map: BTreeMap<String, Entry>,
+}
+
+/// Per-block GGUF suffix → HF suffix (`model.layers.N.` prefix).
+const BLOCK_NAMES: &[(&str, &str)] = &[
+    ("attn_norm.weight", "input_layernorm.weight"),
+    ("attn_q.weight", "self_attn.q_proj.weight"),
+    ("attn_k.weight", "self_attn.k_proj.weight"),
+    ("attn_v.weight", "self_attn.v_proj.weight"),
+    ("attn_output.weight", "self_attn.o_proj.weight"),
+    ("attn_q.bias", "self_attn.q_proj.bias"),
+    ("attn_k.bias", "self_attn.k_proj.bias"),
+    ("attn_v.bias", "self_attn.v_proj.bias"),
+    ("attn_output.bias", "self_attn.o_proj.bias"),
+    ("ffn_norm.weight", "post_attention_layernorm.weight"),
+    ("ffn_gate.weight", "mlp.gate_proj.weight"),
+    ("ffn_up.weight", "mlp.up_proj.weight"),
+    ("ffn_down.weight", "mlp.down_proj.weight"),
+];
+
+/// Opens a GGUF checkpoint: (HF config, tensor source, the parsed file's
+/// metadata stays inside the source; the tokenizer is built separately from
+/// [`GgufSource::file`]).
+pub fn open(path: &Path) -> Result<(Json, GgufSource)> {
+    let file = GgufFile::open(path)?;
+    let arch = file
+        .get("general.architecture")
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| file.meta_err("general.architecture", "a string"))?
+        .to_string();
+    if !SUPPORTED_ARCHS.contains(&arch.as_str()) {
+        return Err(Error::UnknownArchitecture {
+            found: format!("{arch} (GGUF general.architecture in {})", path.display()),
+            supported: SUPPORTED_ARCHS.join(", "),
+        });
+    }
+    let config = build_config(&file, &arch)?;
+    let n_head = config["num_attention_heads"].as_u64().unwrap_or(0) as usize;
+    let n_kv = config["num_key_value_heads"].as_u64().unwrap_or(0) as usize;
+    let n_layers = config["num_hidden_layers"].as_u64().unwrap_or(0) as usize;
+
+    let mut map = BTreeMap::new();
+    let mut add = |hf: String, gguf: &str, unpermute: Option<usize>| {
+        map.insert(hf, Entry { gguf_name: gguf.to_string(), unpermute });
+    };
+    for name in file.tensors.keys() {
+        let permute = arch == "llama";
+        match name.as_str() {
+            "token_embd.weight" => add("model.embed_tokens.weight".into(), name, None),
+            "output_norm.weight" => add("model.norm.weight".into(), name, None),
+            "output.weight" => add("lm_head.weight".into(), name, None),
+            _ => {
+                let Some(rest) = name.strip_prefix("blk.") else { continue };
+                let Some((idx, suffix)) = rest.split_once('.') else { continue };
+                let Ok(layer) = idx.parse::<usize>() else { continue };
+                if layer >= n_layers {
+                    return Err(file_err(&file, format!("tensor `{name}` is for layer {layer} but block_count is {n_layers}")));
+                }
+                let Some((_, hf)) = BLOCK_NAMES.iter().find(|(g, _)| *g == suffix) else { continue };
+                let unpermute = match suffix {
+                    "attn_q.weight" | "attn_q.bias" if permute => Some(n_head),
+                    "attn_k.weight" | "attn_k.bias" if permute => Some(n_kv),
+                    _ => None,
+                };
+                add(format!("model.layers.{layer}.{hf}"), name, unpermute);
+            }
+        }
+    }
+    let source = GgufSource { file, map };
+    for (hf, e) in &source.map {
+        let info = &source.file.tensors[&e.gguf_name];
+        if !matches!(info.ggml_type, 0 | 1 | 2 | 3 | 8 | 12 | 13 | 14 | 30) {
+            return Err(Error::Unsupported {
+                path: path.to_path_buf(),
+                what: "GGUF tensor type",
+                detail: format!(
+                    "tensor `{}` ({hf}) has type {} (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K)",
+                    e.gguf_name,
+                    ggml_type_name(info.ggml_type)
+                ),
+            });
+        }
+    }
+    if !source.map.contains_key("model.embed_tokens.weight") {
+        return Err(file_err(&source.file, "no `token_embd.weight` tensor".into()));
+    }
+    Ok((config, source))
+}
+
+impl GgufSource {
+    pub fn file(&self) -> &GgufFile {
+        &self.file
+    }
+}
+
+fn file_err(file: &GgufFile, reason: String) -> Error {
+    Error::Format { path: file.path.clone(), format: "GGUF", reason }
+}
+
+/// HF config from `<arch>.*` metadata, following transformers'
+/// `GGUF_CONFIG_MAPPING` field names.
+fn build_config(file: &GgufFile, arch: &str) -> Result<Json> {
+    let key = |k: &str| format!("{arch}.{k}");
+    let req_u64 = |k: &str| -> Result<u64> {
+        let full = key(k);
+        file.get(&full).and_then(|v| v.as_u64()).ok_or_else(|| file.meta_err(&full, "an integer"))
+    };
+    let opt_u64 = |k: &str| file.get(&key(k)).and_then(|v| v.as_u64());
+    let opt_f64 = |k: &str| file.get(&key(k)).and_then(|v| v.as_f64());
+
+    let hidden = req_u64("embedding_length")?;
+    let n_head = req_u64("attention.head_count")?;
+    let n_kv = opt_u64("attention.head_count_kv").unwrap_or(n_head);
+    if n_head == 0 || n_kv == 0 || n_head % n_kv != 0 {
+        return Err(file.meta_err(&key("attention.head_count_kv"), "a divisor of head_count"));
+    }
+    let emb = file.tensors.get("token_embd.weight");
+    let vocab = opt_u64("vocab_size")
+        .or_else(|| {
+            file.get("tokenizer.ggml.tokens").and_then(|v| v.as_array()).map(|a| a.len() as u64)
+        })
+        .or_else(|| emb.and_then(|t: &TensorInfo| t.ne.get(1).map(|&d| d as u64)))
+        .ok_or_else(|| file.meta_err(&key("vocab_size"), "present (nor a tokenizer/embedding)"))?;
+    let mut c = Map::new();
+    c.insert("model_type".into(), json!(arch));
+    c.insert("architectures".into(), json!([match arch {
+        "qwen2" => "Qwen2ForCausalLM",
+        _ => "LlamaForCausalLM",
+    }]));
+    c.insert("hidden_size".into(), json!(hidden));
+    c.insert("intermediate_size".into(), json!(req_u64("feed_forward_length")?));
+    c.insert("num_hidden_layers".into(), json!(req_u64("block_count")?));
+    c.insert("num_attention_heads".into(), json!(n_head));
+    c.insert("num_key_value_heads".into(), json!(n_kv));
+    c.insert(
+        "rms_norm_eps".into(),
+        json!(opt_f64("attention.layer_norm_rms_epsilon").map(f32_to_f64).unwrap_or(1e-6)),
+    );
+    c.insert("rope_theta".into(), json!(opt_f64("rope.freq_base").map(f32_to_f64).unwrap_or(10000.0)));
+    if let Some(n) = opt_u64("context_length") {
+        c.insert("max_position_embeddings".into(), json!(n));
+    }
+    c.insert("vocab_size".into(), json!(vocab));
+    if let Some(d) = opt_u64("attention.key_length") {
+        c.insert("head_dim".into(), json!(d));
+    } else if hidden % n_head == 0 {
+        c.insert("head_dim".into(), json!(hidden / n_head));
+    }
+    if let Some(w) = opt_u64("attention.sliding_window") {
+        c.insert("sliding_window".into(), json!(w));
+    }
+    if let Some(kind) = file.get(&key("rope.scaling.type")).and_then(|v| v.as_str()) {
+        if kind != "none" {
+            let mut rs = Map::new();
+            rs.insert("rope_type".into(), json!(kind));
+            if let Some(f) = opt_f64("rope.scaling.factor") {
+                rs.insert("factor".into(), json!(f32_to_f64(f)));
+            }
+            if let Some(n) = opt_u64("rope.scaling.original_context_length") {
+                rs.insert("original_max_position_embeddings".into(), json!(n));
+            }
+            c.insert("rope_scaling".into(), Json::Object(rs));
+        }
+    }
+    c.insert("tie_word_embeddings".into(), json!(!file.tensors.contains_key("output.weight")));
+    c.insert("hidden_act".into(), json!("silu"));
+    if arch == "qwen2" {
+        c.insert("attention_bias".into(), json!(true));
+    }
+    if let Some(id) = file.get("tokenizer.ggml.bos_token_id").and_then(|v| v.as_u64()) {
+        c.insert("bos_token_id".into(), json!(id));
+    }
+    if let Some(id) = file.get("tokenizer.ggml.eos_token_id").and_then(|v| v.as_u64()) {
+        c.insert("eos_token_id".into(), json!(id));
+    }
+    Ok(Json::Object(c))
+}
+
+/// f32 metadata (e.g. 1e-5) printed as its shortest decimal, as Python does
+/// when transformers reads it, rather than 9.999999747378752e-06.
+fn f32_to_f64(v: f64) -> f64 {
+    let s = format!("{}", v as f32);
+    s.parse().unwrap_or(v)
+}
+
+impl TensorSource for GgufSource {
+    fn names(&self) -> Vec<String> {
+        self.map.keys().cloned().collect()
+    }
+    fn shape(&self, name: &str) -> Option<Vec<usize>> {
+        let e = self.map.get(name)?;
+        Some(self.file.tensors[&e.gguf_name].shape())
+    }
+    fn load(&self, name: &str) -> Result<Tensor> {
+        let e = self.map.get(name).ok_or_else(|| Error::MissingTensor {
+            name: name.to_string(),
+            source_desc: self.describe(),
+        })?;
+        let info = &self.file.tensors[&e.gguf_name];
+        let t = self.file.load_f32(info)?;
+        match e.unpermute {
+            Some(n) => reverse_permute(&t, n).map_err(|err| Error::Tensor {
+                path: self.file.path.clone(),
+                name: name.to_string(),
+                reason: format!("Q/K un-permute: {err}"),
+            }),
+            None => Ok(t),
+        }
+    }
+    fn describe(&self) -> String {
+        self.file.path.display().to_string()
+    }
+}

@@ -1,0 +1,183 @@
+//! HF model directories: `config.json` + one or more `*.safetensors`
+//! (sharded through `model.safetensors.index.json`), memory-mapped.
+//! Names and layouts are kept exactly as stored; F32/F16/BF16 become f32.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use safetensors::{Dtype, SafeTensors};
+use serde_json::Value as Json;
+
+use super::{io_err, mmap_file};
+use crate::checkpoint::TensorSource;
+use crate::{Error, Result};
+
+const FORMAT: &str = "safetensors";
+
+struct Shard {
+    path: PathBuf,
+    mmap: memmap2::Mmap,
+    /// Byte offset of the data section (8 + header length).
+    data_start: usize,
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    shard: usize,
+    dtype: Dtype,
+    shape: Vec<usize>,
+    /// Absolute byte range in the shard.
+    start: usize,
+    end: usize,
+}
+
+/// Tensor source over the safetensors shards of one HF directory.
+pub struct SafetensorsSource {
+    dir: PathBuf,
+    shards: Vec<Shard>,
+    map: BTreeMap<String, Entry>,
+}
+
+/// Reads and checks `dir/config.json` (a JSON object with `model_type`).
+pub fn read_config(dir: &Path) -> Result<Json> {
+    let path = dir.join("config.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| io_err(&path, e))?;
+    let config: Json = serde_json::from_str(&text).map_err(|e| Error::Format {
+        path: path.clone(),
+        format: "config.json",
+        reason: e.to_string(),
+    })?;
+    match config.get("model_type") {
+        Some(Json::String(_)) => Ok(config),
+        _ => Err(Error::Format {
+            path,
+            format: "config.json",
+            reason: "no string `model_type` field".into(),
+        }),
+    }
+}
+
+/// The safetensors files of `dir`: the shards named by
+/// `model.safetensors.index.json` if present, else `model.safetensors`, else
+/// every `*.safetensors` in the directory.
+pub fn shard_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let index = dir.join("model.safetensors.index.json");
+    if index.exists() {
+        let text = std::fs::read_to_string(&index).map_err(|e| io_err(&index, e))?;
+        let bad = |reason: String| Error::Format { path: index.clone(), format: "safetensors index", reason };
+        let v: Json = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        let map = v.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| bad("no `weight_map` object".into()))?;
+        let mut files = BTreeSet::new();
+        for (name, f) in map {
+            let f = f.as_str().ok_or_else(|| bad(format!("`{name}` maps to a non-string")))?;
+            if f.contains('/') || f.contains('\\') || f.starts_with('.') {
+                return Err(bad(format!("shard name `{f}` is not a plain file name")));
+            }
+            files.insert(dir.join(f));
+        }
+        return Ok(files.into_iter().collect());
+    }
+    // transformers reads `model.safetensors` when there is no index.
+    let single = dir.join("model.safetensors");
+    if single.is_file() {
+        return Ok(vec![single]);
+    }
+    let mut files = Vec::new();
+    let rd = std::fs::read_dir(dir).map_err(|e| io_err(dir, e))?;
+    for entry in rd {
+        let p = entry.map_err(|e| io_err(dir, e))?.path();
+        if p.extension().is_some_and(|e| e == "safetensors") {
+            files.push(p);
+        }
+    }
+    files.sort();
+    if files.is_empty() {
+        return Err(Error::Format {
+            path: dir.to_path_buf(),
+            format: "HF directory",
+            reason: "no *.safetensors files (and no model.safetensors.index.json)".into(),
+        });
+    }
+    Ok(files)
+}
+
+impl SafetensorsSource {
+    /// Maps and validates every shard (header JSON, offsets against the
+    /// file length — done by `safetensors::read_metadata`).
+    pub fn open(dir: &Path, files: &[PathBuf]) -> Result<Self> {
+        let mut shards = Vec::new();
+        let mut map = BTreeMap::new();
+        for (i, path) in files.iter().enumerate() {
+            let mmap = mmap_file(path)?;
+            let (n, meta) = SafeTensors::read_metadata(&mmap).map_err(|e| Error::Format {
+                path: path.clone(),
+                format: FORMAT,
+                reason: format!("{e:?}"),
+            })?;
+            let data_start = 8 + n;
+            for (name, info) in meta.tensors() {
+                let (s, e) = info.data_offsets;
+                let entry = Entry {
+                    shard: i,
+                    dtype: info.dtype,
+                    shape: info.shape.clone(),
+                    start: data_start + s,
+                    end: data_start + e,
+                };
+                if map.insert(name.clone(), entry).is_some() {
+                    return Err(Error::Format {
+                        path: path.clone(),
+                        format: FORMAT,
+                        reason: format!("tensor `{name}` appears in more than one shard"),
+                    });
+                }
+            }
+            shards.push(Shard { path: path.clone(), mmap, data_start });
+        }
+        Ok(Self { dir: dir.to_path_buf(), shards, map })
+    }
+}
+
+impl TensorSource for SafetensorsSource {
+    fn names(&self) -> Vec<String> {
+        self.map.keys().cloned().collect()
+    }
+    fn shape(&self, name: &str) -> Option<Vec<usize>> {
+        self.map.get(name).map(|e| e.shape.clone())
+    }
+    fn load(&self, name: &str) -> Result<Tensor> {
+        let e = self.map.get(name).ok_or_else(|| Error::MissingTensor {
+            name: name.to_string(),
+            source_desc: self.describe(),
+        })?;
+        let shard = &self.shards[e.shard];
+        let err = |reason: String| Error::Tensor { path: shard.path.clone(), name: name.to_string(), reason };
+        let dtype = match e.dtype {
+            Dtype::F32 => DType::F32,
+            Dtype::F16 => DType::F16,
+            Dtype::BF16 => DType::BF16,
+            other => {
+                return Err(Error::Unsupported {
+                    path: shard.path.clone(),
+                    what: "safetensors dtype",
+                    detail: format!("tensor `{name}` is {other:?} (supported: F32, F16, BF16)"),
+                })
+            }
+        };
+        debug_assert!(e.start >= shard.data_start);
+        let raw = shard.mmap.get(e.start..e.end).ok_or_else(|| err("data range outside the file".into()))?;
+        let n: usize = e.shape.iter().product();
+        if raw.len() != n * dtype.size_in_bytes() {
+            return Err(err(format!("{} bytes for shape {:?} of {dtype:?}", raw.len(), e.shape)));
+        }
+        Ok(Tensor::from_raw_buffer(raw, dtype, &e.shape, &Device::Cpu)?.to_dtype(DType::F32)?)
+    }
+    fn describe(&self) -> String {
+        if self.shards.len() == 1 {
+            self.shards[0].path.display().to_string()
+        } else {
+            format!("{} ({} safetensors shards)", self.dir.display(), self.shards.len())
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! One loader per on-disk format, each normalising to the [`crate::Checkpoint`]
+//! contract (HF config + HF-named f32 tensors in HF layouts).
+//!
+//! Shared here: a bounds-checked little-endian byte reader (every length read
+//! from a file is checked against the bytes that remain *before* anything is
+//! allocated from it), memory mapping, and the Q/K un-permutation that GGUF
+//! llama and llama2.c checkpoints need.
+
+pub mod gguf;
+pub mod gguf_model;
+pub mod hf_dir;
+pub mod llama2c;
+
+use std::path::{Path, PathBuf};
+
+use candle_core::Tensor;
+
+use crate::{Error, Result};
+
+/// Memory-maps `path` read-only.
+pub(crate) fn mmap_file(path: &Path) -> Result<memmap2::Mmap> {
+    let file = std::fs::File::open(path).map_err(|e| io_err(path, e))?;
+    // SAFETY: the map is read-only; we document that model files must not be
+    // modified while a checkpoint is open (the same assumption as candle,
+    // safetensors and llama.cpp make).
+    unsafe { memmap2::Mmap::map(&file) }.map_err(|e| io_err(path, e))
+}
+
+pub(crate) fn io_err(path: &Path, source: std::io::Error) -> Error {
+    Error::Io { path: path.to_path_buf(), source }
+}
+
+/// A cursor over a byte slice; every read is bounds-checked and reports the
+/// file, the format and the offset on failure.
+pub(crate) struct ByteReader<'a> {
+    pub buf: &'a [u8],
+    pub pos: usize,
+    pub path: PathBuf,
+    pub format: &'static str,
+}
+
+impl<'a> ByteReader<'a> {
+    pub fn new(buf: &'a [u8], path: &Path, format: &'static str) -> Self {
+        Self { buf, pos: 0, path: path.to_path_buf(), format }
+    }
+    pub fn err(&self, reason: impl Into<String>) -> Error {
+        Error::Format { path: self.path.clone(), format: self.format, reason: reason.into() }
+    }
+    pub fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+    /// The next `n` bytes; an error (never a panic) if fewer remain.
+    pub fn bytes(&mut self, n: usize, what: &str) -> Result<&'a [u8]> {
+        if n > self.remaining() {
+            return Err(self.err(format!(
+                "truncated: {what} needs {n} bytes at offset {} but only {} remain (file is {} bytes)",
+                self.pos,
+                self.remaining(),
+                self.buf.len()
+            )));
+        }
+        let s = &self.buf[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(s)
+    }
+    pub fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N]> {
+        let b = self.bytes(N, what)?;
+        let mut a = [0u8; N];
+        a.copy_from_slice(b);
+        Ok(a)
+    }
+    pub fn u8(&mut self, what: &str) -> Result<u8> {
+        Ok(self.array::<1>(what)?[0])
+    }
+    pub fn u16(&mut self, what: &str) -> Result<u16> {
+        Ok(u16::from_le_bytes(self.array(what)?))
+    }
+    pub fn u32(&mut self, what: &str) -> Result<u32> {
+        Ok(u32::from_le_bytes(self.array(what)?))
+    }
+    pub fn i32(&mut self, what: &str) -> Result<i32> {
+        Ok(i32::from_le_bytes(self.array(what)?))
+    }
+    pub fn u64(&mut self, what: &str) -> Result<u64> {
+        Ok(u64::from_le_bytes(self.array(what)?))
+    }
+    pub fn f32(&mut self, what: &str) -> Result<f32> {
+        Ok(f32::from_le_bytes(self.array(what)?))
+    }
+    pub fn f64(&mut self, what: &str) -> Result<f64> {
+        Ok(f64::from_le_bytes(self.array(what)?))
+    }
+    /// A u64 length that must fit in the remaining bytes when each element
+    /// takes at least `min_elem_bytes` (checked before any allocation).
+    pub fn checked_len(&self, n: u64, min_elem_bytes: usize, what: &str) -> Result<usize> {
+        let need = (n as u128) * (min_elem_bytes as u128);
+        if need > self.remaining() as u128 {
+            return Err(self.err(format!(
+                "{what}: declared count {n} needs at least {need} bytes at offset {} but only {} remain",
+                self.pos,
+                self.remaining()
+            )));
+        }
+        Ok(n as usize)
+    }
+}
+
+/// Un-permutes Q/K projection rows from the interleaved rotary layout of
+/// llama.cpp / llama2.c to HF's rotate-half layout, exactly like
+/// transformers' `LlamaTensorProcessor._reverse_permute_weights`:
+/// `w.reshape(n_head, dim, 2, *rest).swapaxes(2, 1).reshape(w.shape)` with
+/// `dim = rows / n_head / 2`. `w`: (n_head·d_head, in) or (n_head·d_head,).
+pub(crate) fn reverse_permute(w: &Tensor, n_head: usize) -> candle_core::Result<Tensor> {
+    let dims = w.dims().to_vec();
+    let rows = dims[0];
+    if n_head == 0 || rows % (2 * n_head) != 0 {
+        candle_core::bail!("cannot un-permute {rows} rows into {n_head} heads of rotary pairs");
+    }
+    let dim = rows / n_head / 2;
+    let mut split = vec![n_head, dim, 2];
+    split.extend_from_slice(&dims[1..]);
+    // (n_head, dim, 2, in) → (n_head, 2, dim, in) → (rows, in)
+    w.reshape(split)?.transpose(1, 2)?.contiguous()?.reshape(dims)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn reverse_permute_matches_numpy_reference() {
+        // 2 heads, d_head 4 → dim 2; rows r = h*4 + j*2 + p  ↦  h*4 + p*2 + j.
+        let w = Tensor::arange(0f32, 8., &Device::Cpu).unwrap().reshape((8, 1)).unwrap();
+        let u = reverse_permute(&w, 2).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(u, vec![0., 2., 1., 3., 4., 6., 5., 7.]);
+    }
+
+    #[test]
+    fn reader_rejects_overlong_lengths_without_allocating() {
+        let buf = [1u8, 2, 3];
+        let r = ByteReader::new(&buf, Path::new("x.bin"), "test");
+        assert!(r.checked_len(u64::MAX, 1, "array").is_err());
+        assert!(r.checked_len(3, 1, "array").is_ok());
+    }
+}
