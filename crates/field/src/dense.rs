@@ -34,15 +34,22 @@ pub(crate) fn logits(head: &HeadInput<'_>) -> Mat<f64> {
 
 /// The energy field E_ij = S_ij − m_i, m_i the (compensated) mean of S_i· over C_i.
 pub(crate) fn field(head: &HeadInput<'_>) -> Mat<f64> {
+    field_and_mean(head).0
+}
+
+/// E and the row means m.
+pub(crate) fn field_and_mean(head: &HeadInput<'_>) -> (Mat<f64>, Vec<f64>) {
     let mut e = logits(head);
+    let mut means = Vec::with_capacity(head.n);
     for i in 0..head.n {
         let range = head.support_range(i);
         let m = compensated_sum(range.clone().map(|j| e[(i, j)])) / range.len() as f64;
         for j in 0..head.n {
             e[(i, j)] -= m;
         }
+        means.push(m);
     }
-    e
+    (e, means)
 }
 
 /// Key energies c_j = mean over R_j of E_ij², directly from E.
@@ -59,7 +66,7 @@ pub(crate) fn key_energy(head: &HeadInput<'_>, e: &Mat<f64>) -> Vec<f64> {
 /// All measures, densely.
 pub(crate) fn analyze(head: &HeadInput<'_>, params: &Params) -> Result<Parts> {
     let (n, d) = (head.n, head.d);
-    let e = field(head);
+    let (e, means) = field_and_mean(head);
     let sv = singular_values(e.as_ref())?;
     let c = key_energy(head, &e);
     let bk = Mat::from_fn(n, d + 1, |j, t| if t < d { head.k.get(j * d + t) } else { 1.0 });
@@ -68,6 +75,8 @@ pub(crate) fn analyze(head: &HeadInput<'_>, params: &Params) -> Result<Parts> {
     let checks = row_checks(head, &rows, |i, out| {
         out.clear();
         out.extend(head.support_range(i).map(|j| e[(i, j)]));
+        // S_ij = E_ij + m_i: rounding of the row is relative to the logits
+        out.iter().fold(0.0f64, |a, &x| a.max((x + means[i]).abs()))
     });
     Ok(Parts { method: "dense", sv_all: sv, checks, check_rows: rows.len(), key_energy: c, leverage: lev })
 }

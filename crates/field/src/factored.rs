@@ -87,10 +87,16 @@ pub(crate) fn analyze(head: &HeadInput<'_>, params: &Params, fault: Fault) -> Re
     };
     let c = key_energy(head, &f);
     let rows = check_rows(n, params.max_check_rows);
+    let b_norm: Vec<f64> = (0..n).map(|j| dot(f.b_row(j), f.b_row(j)).sqrt()).collect();
     let checks = row_checks(head, &rows, |i, out| {
         out.clear();
         let ai = f.a_row(i);
-        out.extend(head.support_range(i).map(|j| dot(ai, f.b_row(j))));
+        let mut bmax = 0.0f64;
+        out.extend(head.support_range(i).map(|j| {
+            bmax = bmax.max(b_norm[j]);
+            dot(ai, f.b_row(j))
+        }));
+        dot(ai, ai).sqrt() * bmax
     });
     Ok(Parts { method: "factored", sv_all: sv, checks, check_rows: rows.len(), key_energy: c, leverage: lev })
 }

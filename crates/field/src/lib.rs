@@ -24,6 +24,7 @@
 //! assert!(out.numerical_rank <= out.rank_bound);
 //! ```
 
+mod compare;
 mod dense;
 mod error;
 mod factored;
@@ -38,6 +39,7 @@ mod rank_r;
 mod rows;
 mod spectrum;
 
+pub use compare::compare;
 pub use error::{FieldError, Result};
 pub use input::{HeadInput, HeadWeights, LogitTransform, Support, Values};
 pub use output::{HeadField, TransformKind};
@@ -107,18 +109,22 @@ pub(crate) fn finish(head: &HeadInput<'_>, params: &Params, parts: Parts) -> Res
         sv.iter_mut().for_each(|x| *x = 0.0);
         c.iter_mut().for_each(|x| *x = 0.0);
     }
+    if head.support == Support::Window(1) {
+        // every support is {i}: E_ii = 0 by algebra, so every c_j is exactly 0
+        c.iter_mut().for_each(|x| *x = 0.0);
+    }
     let numerical_rank = spectrum::numerical_rank(&sv, n, d);
     let stats_sv: &[f64] = if applicable { &sv[..keep.min(sv.len())] } else { &sv };
     let st = spectrum::stats(stats_sv, n, d);
-    let (k90_learned, effective_rank_learned, spectral_gap) = match &head.weights {
-        None => (None, None, None),
+    let (k90_learned, effective_rank_learned, spectral_gap, spectrum_learned) = match &head.weights {
+        None => (None, None, None, None),
         Some(w) => {
             let lsv = match params.method {
                 Method::Factored => spectrum::learned_sv_factored(w, d)?,
                 Method::Dense => spectrum::learned_sv_dense(w, d)?,
             };
             let (k, e, g) = spectrum::learned_stats(&lsv, st.effective_rank);
-            (Some(k), Some(e), g)
+            (Some(k), Some(e), g, Some(lsv))
         }
     };
     let (participation_ratio, top1pct_share, argmax_key) = measures::key_stats(&c);
@@ -149,6 +155,7 @@ pub(crate) fn finish(head: &HeadInput<'_>, params: &Params, parts: Parts) -> Res
         k99: st.k99,
         effective_rank: st.effective_rank,
         stable_rank: st.stable_rank,
+        spectrum_learned,
         k90_learned,
         effective_rank_learned,
         spectral_gap,

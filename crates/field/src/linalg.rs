@@ -16,19 +16,49 @@ pub(crate) fn thin_qr(m: MatRef<'_, f64>) -> (Mat<f64>, Mat<f64>) {
     (qr.compute_thin_Q(), qr.thin_R().to_owned())
 }
 
+/// SVD through faer's bidiagonal QR iteration (never its divide-and-conquer).
+///
+/// faer 0.24.4's divide-and-conquer bidiagonal SVD (used above size 128)
+/// returns wrong singular values for exactly rank-deficient matrices with
+/// repeated columns (e.g. a field with duplicated keys: σ₂.. come back as
+/// 1e-306). The QR iteration is exact there and, without vectors, O(n²) on
+/// the bidiagonal, so it costs little.
+fn svd_qr_iteration(m: MatRef<'_, f64>, vectors: bool) -> Result<(Mat<f64>, Vec<f64>, Mat<f64>)> {
+    use faer::dyn_stack::{MemBuffer, MemStack};
+    use faer::linalg::svd::{svd, svd_scratch, ComputeSvdVectors, SvdParams};
+    let (r, c) = m.shape();
+    let size = r.min(c);
+    let spec = || {
+        let mut params = <SvdParams as faer::Auto<f64>>::auto();
+        params.recursion_threshold = usize::MAX;
+        faer::Spec::<SvdParams, f64>::new(params)
+    };
+    let compute = if vectors { ComputeSvdVectors::Thin } else { ComputeSvdVectors::No };
+    let par = faer::get_global_parallelism();
+    let mut s = faer::diag::Diag::<f64>::zeros(size);
+    let (mut u, mut v) = if vectors { (Mat::zeros(r, size), Mat::zeros(c, size)) } else { (Mat::zeros(0, 0), Mat::zeros(0, 0)) };
+    let mut buf = MemBuffer::new(svd_scratch::<f64>(r, c, compute, compute, par, spec()));
+    let (uo, vo) = if vectors { (Some(u.as_mut()), Some(v.as_mut())) } else { (None, None) };
+    svd(m, s.as_mut(), uo, vo, par, MemStack::new(&mut buf), spec()).map_err(|_| FieldError::Svd)?;
+    let s: Vec<f64> = s.column_vector().iter().copied().collect();
+    Ok((u, s, v))
+}
+
 /// Singular values of `m`, non-negative, non-increasing (min(r,c) of them).
 pub(crate) fn singular_values(m: MatRef<'_, f64>) -> Result<Vec<f64>> {
     if m.nrows() == 0 || m.ncols() == 0 {
         return Ok(Vec::new());
     }
-    m.singular_values().map_err(|_| FieldError::Svd)
+    Ok(svd_qr_iteration(m, false)?.1)
 }
 
 /// Thin SVD (U, σ, V) of `m`: m = U·diag(σ)·Vᵀ, σ non-increasing.
 pub(crate) fn thin_svd(m: MatRef<'_, f64>) -> Result<(Mat<f64>, Vec<f64>, Mat<f64>)> {
-    let svd = m.thin_svd().map_err(|_| FieldError::Svd)?;
-    let s: Vec<f64> = svd.S().column_vector().iter().copied().collect();
-    Ok((svd.U().to_owned(), s, svd.V().to_owned()))
+    let (r, c) = m.shape();
+    if r == 0 || c == 0 {
+        return Ok((Mat::zeros(r, 0), Vec::new(), Mat::zeros(c, 0)));
+    }
+    svd_qr_iteration(m, true)
 }
 
 /// Moore–Penrose pseudo-inverse of `m` (c × r), dropping singular values at or

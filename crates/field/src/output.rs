@@ -62,6 +62,10 @@ pub struct HeadField {
     pub effective_rank: f64,
     /// Σσ² / σ₁².
     pub stable_rank: f64,
+    /// Singular values of the learned interaction M = W_Q W_Kᵀ (d values,
+    /// non-increasing; null without weights), for plots beside `spectrum`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spectrum_learned: Option<Vec<f64>>,
     /// k90 of the learned interaction M = W_Q W_Kᵀ (null without weights).
     pub k90_learned: Option<usize>,
     /// Effective rank of M (null without weights).

@@ -143,27 +143,28 @@ pub(crate) fn softmax_entropy(x: &[f64]) -> f64 {
 }
 
 /// Runs the row checks on `rows`; `e_row(i, out)` must write E_ij for j in
-/// C_i (in order) into `out`.
+/// C_i (in order) into `out` and return the row's rounding scale ρ_i (E_ij is
+/// accurate to about (|C_i| + d)·ε·ρ_i).
 ///
-/// A row whose field is at the rounding level of its logits
-/// (max |E_ij| ≤ 4·(|C_i| + d)·ε·max |logit_ij|) has no meaningful
+/// A row whose field is at that rounding level (max |E_ij| ≤ 8·(|C_i| + d)·ε·ρ_i),
+/// or which has a single key (E_ii = 0 by algebra), has no meaningful
 /// |ΣE|/Σ|E| and contributes a zero-sum residual of 0.
-pub(crate) fn row_checks(head: &HeadInput<'_>, rows: &[usize], mut e_row: impl FnMut(usize, &mut Vec<f64>)) -> RowChecks {
+pub(crate) fn row_checks(head: &HeadInput<'_>, rows: &[usize], mut e_row: impl FnMut(usize, &mut Vec<f64>) -> f64) -> RowChecks {
     let model = ModelLogits::new(head);
     let (mut zs, mut sc, mut ent) = (0.0f64, 0.0f64, 0.0f64);
     let mut e = Vec::new();
     let mut lp = Vec::new();
     for &i in rows {
         let range = head.support_range(i);
-        e_row(i, &mut e);
+        let rho = e_row(i, &mut e);
         debug_assert_eq!(e.len(), range.len());
-        let big = model.log_probs(i, range.clone(), &mut lp);
+        model.log_probs(i, range.clone(), &mut lp);
         // zero-sum
         let sum: f64 = e.iter().sum();
         let abs: f64 = e.iter().map(|x| x.abs()).sum();
         let emax = e.iter().fold(0.0f64, |a, &x| a.max(x.abs()));
-        let floor = 4.0 * ((range.len() + head.d) as f64) * f64::EPSILON * big;
-        if emax > floor && abs > 0.0 {
+        let floor = 8.0 * ((range.len() + head.d) as f64) * f64::EPSILON * rho;
+        if range.len() > 1 && emax > floor && abs > 0.0 {
             zs = zs.max(sum.abs() / abs);
         }
         // shift consistency: E vs centred log P, in f64
