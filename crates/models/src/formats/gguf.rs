@@ -206,6 +206,15 @@ impl GgufFile {
             GgmlDType::BF16 => Tensor::from_raw_buffer(raw, DType::BF16, &shape, &Device::Cpu)?
                 .to_dtype(DType::F32)?,
             q => {
+                // candle reads `n / block_size · type_size` bytes without checking.
+                let n: usize = shape.iter().product();
+                if n % q.block_size() != 0 || raw.len() != n / q.block_size() * q.type_size() {
+                    return Err(Error::Tensor {
+                        path: self.path.clone(),
+                        name: info.name.clone(),
+                        reason: format!("{} bytes do not hold {n} {q:?} values", raw.len()),
+                    });
+                }
                 // candle reinterprets the bytes as blocks in place: copy them
                 // into an 8-byte-aligned buffer first.
                 let mut aligned = vec![0u64; raw.len().div_ceil(8)];
@@ -291,9 +300,11 @@ fn parse(buf: &[u8], path: &Path) -> Result<Parsed> {
         let n_elems = n_elems.unwrap_or(u128::MAX);
         let len = match ggml_type(ty) {
             Some((tname, _, block, bytes)) => {
-                if n_elems % block as u128 != 0 {
+                // ggml quantizes along rows: ne[0] must be whole blocks (as gguf.c checks).
+                if ne[0] % block != 0 {
                     return Err(r.err(format!(
-                        "tensor `{name}` ({tname}) has {n_elems} elements, not a multiple of its block size {block}"
+                        "tensor `{name}` ({tname}) has rows of {} values, not a multiple of its block size {block}",
+                        ne[0]
                     )));
                 }
                 n_elems / block as u128 * bytes as u128

@@ -1,0 +1,517 @@
+//! Corrupt, truncated and hostile inputs: every one must give an `Err` whose
+//! message names the file — never a panic, never a huge allocation.
+//! Also checks the synthetic GGUF paths real files here do not cover
+//! (qwen2 names/biases, Q8_0 / Q4_0 / F16 data, K un-permute by KV heads).
+
+use std::path::{Path, PathBuf};
+
+use models::{Checkpoint, Error};
+
+/// A fresh directory under the system temp dir.
+fn tmpdir(tag: &str) -> PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let d = std::env::temp_dir().join(format!(
+        "attnscope-bad-{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+/// Opens `path` and expects an error mentioning its file name.
+fn expect_err(path: &Path, tok: Option<&Path>) -> Error {
+    let res = std::panic::catch_unwind(|| Checkpoint::open(path.to_str().unwrap(), tok));
+    let res = res.unwrap_or_else(|_| panic!("panicked on {}", path.display()));
+    let Err(e) = res else { panic!("{} opened although corrupt", path.display()) };
+    let msg = e.to_string();
+    let name = path.file_name().unwrap().to_str().unwrap();
+    let tok_name = tok.and_then(|t| t.file_name()).and_then(|n| n.to_str()).unwrap_or("\u{0}");
+    assert!(msg.contains(name) || msg.contains(tok_name), "error does not name the file: {msg}");
+    e
+}
+
+// ---------- a minimal GGUF writer ----------
+
+enum Kv {
+    U32(u32),
+    F32(f32),
+    Bool(bool),
+    Str(&'static str),
+    Strs(Vec<String>),
+    F32s(Vec<f32>),
+    I32s(Vec<i32>),
+}
+
+fn put_str(b: &mut Vec<u8>, s: &str) {
+    b.extend((s.len() as u64).to_le_bytes());
+    b.extend(s.as_bytes());
+}
+
+struct T {
+    name: String,
+    ne: Vec<u64>,
+    ty: u32,
+    data: Vec<u8>,
+}
+
+fn f32_tensor(name: &str, ne: &[u64], f: impl Fn(usize) -> f32) -> T {
+    let n: u64 = ne.iter().product();
+    let data = (0..n as usize).flat_map(|i| f(i).to_le_bytes()).collect();
+    T { name: name.into(), ne: ne.to_vec(), ty: 0, data }
+}
+
+fn gguf(kvs: &[(&str, Kv)], tensors: &[T]) -> Vec<u8> {
+    let mut b = Vec::new();
+    b.extend(b"GGUF");
+    b.extend(3u32.to_le_bytes());
+    b.extend((tensors.len() as u64).to_le_bytes());
+    b.extend((kvs.len() as u64).to_le_bytes());
+    for (k, v) in kvs {
+        put_str(&mut b, k);
+        match v {
+            Kv::U32(x) => {
+                b.extend(4u32.to_le_bytes());
+                b.extend(x.to_le_bytes());
+            }
+            Kv::F32(x) => {
+                b.extend(6u32.to_le_bytes());
+                b.extend(x.to_le_bytes());
+            }
+            Kv::Bool(x) => {
+                b.extend(7u32.to_le_bytes());
+                b.push(*x as u8);
+            }
+            Kv::Str(s) => {
+                b.extend(8u32.to_le_bytes());
+                put_str(&mut b, s);
+            }
+            Kv::Strs(v) => {
+                b.extend(9u32.to_le_bytes());
+                b.extend(8u32.to_le_bytes());
+                b.extend((v.len() as u64).to_le_bytes());
+                v.iter().for_each(|s| put_str(&mut b, s));
+            }
+            Kv::F32s(v) => {
+                b.extend(9u32.to_le_bytes());
+                b.extend(6u32.to_le_bytes());
+                b.extend((v.len() as u64).to_le_bytes());
+                v.iter().for_each(|x| b.extend(x.to_le_bytes()));
+            }
+            Kv::I32s(v) => {
+                b.extend(9u32.to_le_bytes());
+                b.extend(5u32.to_le_bytes());
+                b.extend((v.len() as u64).to_le_bytes());
+                v.iter().for_each(|x| b.extend(x.to_le_bytes()));
+            }
+        }
+    }
+    let mut off = 0u64;
+    let mut offs = Vec::new();
+    for t in tensors {
+        put_str(&mut b, &t.name);
+        b.extend((t.ne.len() as u32).to_le_bytes());
+        t.ne.iter().for_each(|d| b.extend(d.to_le_bytes()));
+        b.extend(t.ty.to_le_bytes());
+        b.extend(off.to_le_bytes());
+        offs.push(off);
+        off += (t.data.len() as u64).div_ceil(32) * 32;
+    }
+    while b.len() % 32 != 0 {
+        b.push(0);
+    }
+    let start = b.len();
+    for (t, o) in tensors.iter().zip(offs) {
+        b.resize(start + o as usize, 0);
+        b.extend(&t.data);
+    }
+    b
+}
+
+const D: u64 = 8; // hidden
+const H: u32 = 2; // heads (d_head 4)
+const HKV: u32 = 1;
+
+/// A valid 1-layer model of `arch` with F32 weights (values i·0.001).
+fn tiny_model(arch: &'static str, extra: Vec<(&'static str, Kv)>, mut tensors: Vec<T>) -> Vec<u8> {
+    let mut kvs: Vec<(&str, Kv)> = vec![("general.architecture", Kv::Str(arch))];
+    let k = |s: &str| -> &'static str { Box::leak(format!("{arch}.{s}").into_boxed_str()) };
+    kvs.push((k("embedding_length"), Kv::U32(D as u32)));
+    kvs.push((k("feed_forward_length"), Kv::U32(16)));
+    kvs.push((k("block_count"), Kv::U32(1)));
+    kvs.push((k("attention.head_count"), Kv::U32(H)));
+    kvs.push((k("attention.head_count_kv"), Kv::U32(HKV)));
+    kvs.push((k("attention.layer_norm_rms_epsilon"), Kv::F32(1e-6)));
+    kvs.push((k("context_length"), Kv::U32(32)));
+    kvs.extend(extra);
+    let v = |i: usize| i as f32 * 0.001;
+    let kv_dim = D / H as u64 * HKV as u64;
+    let mut ts = vec![
+        f32_tensor("token_embd.weight", &[D, 16], v),
+        f32_tensor("output_norm.weight", &[D], v),
+        f32_tensor("blk.0.attn_norm.weight", &[D], v),
+        f32_tensor("blk.0.attn_q.weight", &[D, D], v),
+        f32_tensor("blk.0.attn_k.weight", &[D, kv_dim], v),
+        f32_tensor("blk.0.attn_v.weight", &[D, kv_dim], v),
+        f32_tensor("blk.0.attn_output.weight", &[D, D], v),
+        f32_tensor("blk.0.ffn_norm.weight", &[D], v),
+        f32_tensor("blk.0.ffn_gate.weight", &[D, 16], v),
+        f32_tensor("blk.0.ffn_up.weight", &[D, 16], v),
+        f32_tensor("blk.0.ffn_down.weight", &[16, D], v),
+    ];
+    for t in tensors.drain(..) {
+        ts.retain(|x| x.name != t.name);
+        ts.push(t);
+    }
+    gguf(&kvs, &ts)
+}
+
+#[test]
+fn synthetic_llama_gguf_opens_and_unpermutes_k_by_kv_heads() {
+    let dir = tmpdir("ok");
+    let p = write(&dir, "tiny.gguf", &tiny_model("llama", vec![], vec![]));
+    let c = Checkpoint::open(p.to_str().unwrap(), None).unwrap();
+    assert_eq!(c.config["num_key_value_heads"], 1);
+    assert_eq!(c.config["tie_word_embeddings"], true);
+    assert_eq!(c.config["head_dim"], 4);
+    assert!(c.tokenizer.is_none());
+    // k_proj: (kv_dim 4, in 8); one KV head → rows [0,2,1,3] of the raw (4, 8).
+    let k = c.tensors.get("model.layers.0.self_attn.k_proj.weight").unwrap();
+    assert_eq!(k.dims(), &[4, 8]);
+    let row1 = k.get(1).unwrap().to_vec1::<f32>().unwrap();
+    assert!((row1[0] - 2.0 * 8.0 * 0.001).abs() < 1e-7, "{row1:?}");
+    // q_proj: 2 heads of 4 rows: row 1 ← raw row 2, row 5 ← raw row 6.
+    let q = c.tensors.get("model.layers.0.self_attn.q_proj.weight").unwrap();
+    let row5 = q.get(5).unwrap().to_vec1::<f32>().unwrap();
+    assert!((row5[0] - 6.0 * 8.0 * 0.001).abs() < 1e-7, "{row5:?}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn synthetic_qwen2_gguf_keeps_rows_and_maps_biases() {
+    let dir = tmpdir("qwen2");
+    let bias = f32_tensor("blk.0.attn_q.bias", &[D], |i| i as f32);
+    let p = write(&dir, "q.gguf", &tiny_model("qwen2", vec![("qwen2.rope.freq_base", Kv::F32(1e6))], vec![bias]));
+    let c = Checkpoint::open(p.to_str().unwrap(), None).unwrap();
+    assert_eq!(c.config["model_type"], "qwen2");
+    assert_eq!(c.config["rope_theta"].as_f64(), Some(1e6));
+    let b = c.tensors.get("model.layers.0.self_attn.q_proj.bias").unwrap().to_vec1::<f32>().unwrap();
+    assert_eq!(b, (0..8).map(|i| i as f32).collect::<Vec<_>>(), "qwen2 is not un-permuted");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+fn f16_bits(x: f32) -> [u8; 2] {
+    // Exact for the small powers of two used here.
+    let bits = x.to_bits();
+    let exp = ((bits >> 23) & 0xff) as i32 - 127 + 15;
+    let h = (((bits >> 16) & 0x8000) | ((exp as u32) << 10) | ((bits >> 13) & 0x3ff)) as u16;
+    h.to_le_bytes()
+}
+
+#[test]
+fn quantized_and_f16_tensors_dequantize() {
+    let dir = tmpdir("quant");
+    // ffn_up: ne [32, 4] = 128 values = 4 Q8_0 blocks (one per row), q = i-64 (as i8), scale 0.5.
+    let mut q8 = Vec::new();
+    for blk in 0..4 {
+        q8.extend(f16_bits(0.5));
+        q8.extend((0..32).map(|j| ((blk * 32 + j) as i32 - 64) as i8 as u8));
+    }
+    // ffn_gate: ne [32, 4] as 4 Q4_0 blocks, scale 0.25, nibbles: byte j = (j & 15) | ((15 - j) << 4).
+    let mut q4 = Vec::new();
+    for _ in 0..4 {
+        q4.extend(f16_bits(0.25));
+        q4.extend((0..16u8).map(|j| j | ((15 - j) << 4)));
+    }
+    let norm16: Vec<u8> = (0..8).flat_map(|i| f16_bits(if i == 0 { 1.0 } else { 0.5 })).collect();
+    let ts = vec![
+        T { name: "blk.0.ffn_up.weight".into(), ne: vec![32, 4], ty: 8, data: q8 },
+        T { name: "blk.0.ffn_gate.weight".into(), ne: vec![32, 4], ty: 2, data: q4 },
+        T { name: "output_norm.weight".into(), ne: vec![8], ty: 1, data: norm16 },
+    ];
+    let p = write(&dir, "quant.gguf", &tiny_model("llama", vec![], ts));
+    let c = Checkpoint::open(p.to_str().unwrap(), None).unwrap();
+    let e = c.tensors.get("model.layers.0.mlp.up_proj.weight").unwrap();
+    assert_eq!(e.dims(), &[4, 32]);
+    let e = e.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    for (i, v) in e.iter().enumerate() {
+        assert_eq!(*v, 0.5 * (i as f32 - 64.0), "Q8_0 value {i}");
+    }
+    let g = c.tensors.get("model.layers.0.mlp.gate_proj.weight").unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    // Q4_0 block: values 0..16 are low nibbles, 16..32 high nibbles, minus 8.
+    for j in 0..16 {
+        assert_eq!(g[j], 0.25 * (j as f32 - 8.0));
+        assert_eq!(g[16 + j], 0.25 * ((15 - j) as f32 - 8.0));
+    }
+    let n = c.tensors.get("model.norm.weight").unwrap().to_vec1::<f32>().unwrap();
+    assert_eq!(n[0], 1.0);
+    assert_eq!(n[7], 0.5);
+    // Rows that are not whole blocks are rejected with the tensor's name.
+    let t = T { name: "blk.0.ffn_up.weight".into(), ne: vec![8, 16], ty: 8, data: vec![0; 136] };
+    let m = expect_err(&write(&dir, "rows.gguf", &tiny_model("llama", vec![], vec![t])), None).to_string();
+    assert!(m.contains("blk.0.ffn_up.weight") && m.contains("block size"), "{m}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn gguf_truncated_anywhere_is_an_error() {
+    let dir = tmpdir("gguf-trunc");
+    let good = tiny_model("llama", vec![], vec![]);
+    let n = good.len();
+    for cut in [0, 2, 4, 6, 8, 12, 16, 20, 24, 30, 40, 60, 100, 200, 300, 400, 500, 700, n / 2, n - 33, n - 1] {
+        let p = write(&dir, &format!("cut{cut}.gguf"), &good[..cut.min(n - 1)]);
+        expect_err(&p, None);
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn gguf_wrong_magic_and_version() {
+    let dir = tmpdir("gguf-magic");
+    let mut b = tiny_model("llama", vec![], vec![]);
+    b[0] = b'X';
+    let p = write(&dir, "magic.gguf", &b);
+    assert!(matches!(expect_err(&p, None), Error::Format { .. }));
+    let mut b = tiny_model("llama", vec![], vec![]);
+    b[4] = 1; // version 1 (u32 counts) is not supported
+    let p = write(&dir, "v1.gguf", &b);
+    assert!(expect_err(&p, None).to_string().contains("version"));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn gguf_declared_sizes_larger_than_file() {
+    let dir = tmpdir("gguf-sizes");
+    let good = tiny_model("llama", vec![], vec![]);
+    // tensor count / kv count = u64::MAX
+    for at in [8usize, 16] {
+        let mut b = good.clone();
+        b[at..at + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+        let p = write(&dir, &format!("count{at}.gguf"), &b);
+        expect_err(&p, None);
+    }
+    // first key length = 2^60
+    let mut b = good.clone();
+    b[24..32].copy_from_slice(&(1u64 << 60).to_le_bytes());
+    expect_err(&write(&dir, "keylen.gguf", &b), None);
+    // a string array claiming 2^40 elements
+    let huge = gguf(&[("general.architecture", Kv::Str("llama")), ("tokenizer.ggml.tokens", Kv::Strs(vec!["a".into()]))], &[]);
+    let mut b = huge.clone();
+    let pos = b.windows(21).position(|w| w == b"tokenizer.ggml.tokens").unwrap() + 21 + 8;
+    b[pos..pos + 8].copy_from_slice(&(1u64 << 40).to_le_bytes());
+    expect_err(&write(&dir, "arr.gguf", &b), None);
+    // a tensor whose dims overflow / exceed the data section
+    let big = T { name: "blk.0.ffn_up.weight".into(), ne: vec![1 << 31, 1 << 31], ty: 0, data: vec![] };
+    expect_err(&write(&dir, "dims.gguf", &tiny_model("llama", vec![], vec![big])), None);
+    let big = T { name: "blk.0.ffn_up.weight".into(), ne: vec![u64::MAX, 3], ty: 0, data: vec![] };
+    expect_err(&write(&dir, "dims2.gguf", &tiny_model("llama", vec![], vec![big])), None);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn gguf_unknown_architecture_lists_supported() {
+    let dir = tmpdir("gguf-arch");
+    let p = write(&dir, "arch.gguf", &tiny_model("gpt7", vec![], vec![]));
+    let e = expect_err(&p, None);
+    assert!(matches!(e, Error::UnknownArchitecture { .. }));
+    assert!(e.to_string().contains("llama") && e.to_string().contains("qwen2"), "{e}");
+}
+
+#[test]
+fn gguf_unsupported_tensor_type_names_tensor_and_type() {
+    let dir = tmpdir("gguf-type");
+    // Q5_0 (type 6): 32 values per 22-byte block; ne [32, 4] = 4 blocks.
+    let t = T { name: "blk.0.ffn_up.weight".into(), ne: vec![32, 4], ty: 6, data: vec![0; 88] };
+    let p = write(&dir, "q5.gguf", &tiny_model("llama", vec![], vec![t]));
+    let e = expect_err(&p, None);
+    assert!(matches!(e, Error::Unsupported { .. }));
+    let m = e.to_string();
+    assert!(m.contains("blk.0.ffn_up.weight") && m.contains("Q5_0"), "{m}");
+    // An unknown type id (e.g. an IQ type) too.
+    let t = T { name: "blk.0.ffn_up.weight".into(), ne: vec![32, 4], ty: 23, data: vec![0; 64] };
+    let m = expect_err(&write(&dir, "iq.gguf", &tiny_model("llama", vec![], vec![t])), None).to_string();
+    assert!(m.contains("blk.0.ffn_up.weight") && m.contains("23"), "{m}");
+}
+
+#[test]
+fn gguf_nan_weights_are_reported_on_get() {
+    let dir = tmpdir("gguf-nan");
+    let t = f32_tensor("blk.0.ffn_up.weight", &[D, 16], |i| if i == 5 { f32::NAN } else { 0.0 });
+    let p = write(&dir, "nan.gguf", &tiny_model("llama", vec![], vec![t]));
+    let c = Checkpoint::open(p.to_str().unwrap(), None).unwrap();
+    let e = c.tensors.get("model.layers.0.mlp.up_proj.weight").unwrap_err();
+    assert!(matches!(e, Error::NonFinite { .. }));
+    assert!(e.to_string().contains("nan.gguf"), "{e}");
+}
+
+#[test]
+fn gguf_unknown_pre_tokenizer_is_an_error() {
+    let dir = tmpdir("gguf-pre");
+    let toks: Vec<String> = ["a", "b", "ab"].iter().map(|s| s.to_string()).collect();
+    let extra = vec![
+        ("tokenizer.ggml.model", Kv::Str("gpt2")),
+        ("tokenizer.ggml.pre", Kv::Str("mystery-bpe")),
+        ("tokenizer.ggml.tokens", Kv::Strs(toks)),
+        ("tokenizer.ggml.merges", Kv::Strs(vec!["a b".into()])),
+        ("tokenizer.ggml.token_type", Kv::I32s(vec![1, 1, 1])),
+        ("tokenizer.ggml.add_bos_token", Kv::Bool(false)),
+    ];
+    let p = write(&dir, "pre.gguf", &tiny_model("llama", extra, vec![]));
+    let m = expect_err(&p, None).to_string();
+    assert!(m.contains("mystery-bpe") && m.contains("smollm"), "{m}");
+    let _ = Kv::F32s(vec![]);
+}
+
+// ---------- llama2.c ----------
+
+/// A valid llama2.c v0 file: dim 8, hidden 16, 1 layer, 2 heads, 1 KV head.
+fn tiny_llama2c(vocab: i32, seq: i32, with_freq: bool) -> Vec<u8> {
+    let (dim, hid, l, kv_dim) = (8usize, 16usize, 1usize, 4usize);
+    let mut b = Vec::new();
+    for x in [dim as i32, hid as i32, l as i32, 2, 1, vocab, seq] {
+        b.extend(x.to_le_bytes());
+    }
+    let v = vocab.unsigned_abs() as usize;
+    let mut n = v * dim + l * dim + l * dim * dim + 2 * l * kv_dim * dim + l * dim * dim + l * dim + 3 * l * hid * dim + dim;
+    if with_freq {
+        n += 2 * seq as usize * 2;
+    }
+    if vocab < 0 {
+        n += v * dim;
+    }
+    b.extend((0..n).flat_map(|i| (i as f32 * 1e-3).to_le_bytes()));
+    b
+}
+
+#[test]
+fn llama2c_synthetic_opens_both_layouts() {
+    let dir = tmpdir("l2c-ok");
+    for (vocab, freq) in [(300, true), (300, false), (-300, true), (-300, false)] {
+        let p = write(&dir, &format!("m{vocab}{freq}.bin"), &tiny_llama2c(vocab, 4, freq));
+        let c = Checkpoint::open(p.to_str().unwrap(), None).unwrap();
+        assert_eq!(c.tensors.contains("lm_head.weight"), vocab < 0);
+        assert_eq!(c.config["tie_word_embeddings"], vocab > 0);
+        assert!(c.tokenizer.is_none(), "no tokenizer beside it");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn llama2c_truncated_or_padded_is_an_error() {
+    let dir = tmpdir("l2c-trunc");
+    let good = tiny_llama2c(300, 4, true);
+    let n = good.len();
+    for cut in [0, 3, 4, 12, 27, 28, 100, n / 2, n - 4, n - 1] {
+        let p = write(&dir, &format!("cut{cut}.bin"), &good[..cut]);
+        expect_err(&p, None);
+    }
+    let mut padded = good.clone();
+    padded.extend([0u8; 8]);
+    let m = expect_err(&write(&dir, "padded.bin", &padded), None).to_string();
+    assert!(m.contains("implies"), "{m}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn llama2c_hostile_headers_are_errors() {
+    let dir = tmpdir("l2c-hdr");
+    for (i, hdr) in [
+        [8, 16, 1, 2, 1, i32::MAX, 4],
+        [i32::MAX, i32::MAX, i32::MAX, 1, 1, 300, 4],
+        [-8, 16, 1, 2, 1, 300, 4],
+        [8, 16, 1, 3, 1, 300, 4],  // 3 heads do not divide dim 8
+        [8, 16, 1, 2, 0, 300, 4],
+        [8, 16, 1, 2, 1, i32::MIN, 4],
+    ]
+    .iter()
+    .enumerate()
+    {
+        let mut b = tiny_llama2c(300, 4, true);
+        for (j, x) in hdr.iter().enumerate() {
+            b[4 * j..4 * j + 4].copy_from_slice(&x.to_le_bytes());
+        }
+        expect_err(&write(&dir, &format!("h{i}.bin"), &b), None);
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn missing_or_corrupt_tokenizer_is_an_error() {
+    let dir = tmpdir("tok");
+    let model = write(&dir, "m.bin", &tiny_llama2c(300, 4, true));
+    let missing = dir.join("no-such-tokenizer.bin");
+    expect_err(&model, Some(&missing));
+    let bad = write(&dir, "tok-bad.bin", &[16, 0, 0, 0, 0, 0, 0, 0, 255, 255, 255, 127]);
+    expect_err(&model, Some(&bad));
+    let bad_json = write(&dir, "tokenizer.json", b"{not json");
+    expect_err(&model, Some(&bad_json));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+// ---------- HF directories / safetensors ----------
+
+fn safetensors_bytes(n: usize) -> Vec<u8> {
+    let header = format!(
+        r#"{{"model.embed_tokens.weight":{{"dtype":"F32","shape":[{n}],"data_offsets":[0,{}]}}}}"#,
+        4 * n
+    );
+    let mut b = (header.len() as u64).to_le_bytes().to_vec();
+    b.extend(header.as_bytes());
+    b.extend((0..n).flat_map(|i| (i as f32).to_le_bytes()));
+    b
+}
+
+#[test]
+fn hf_dir_good_then_truncated_safetensors() {
+    let dir = tmpdir("st");
+    write(&dir, "config.json", br#"{"model_type": "llama"}"#);
+    let good = safetensors_bytes(16);
+    write(&dir, "model.safetensors", &good);
+    let c = Checkpoint::open(dir.to_str().unwrap(), None).unwrap();
+    assert_eq!(c.tensors.get("model.embed_tokens.weight").unwrap().dims(), &[16]);
+    for cut in [0, 4, 8, 20, good.len() - 64, good.len() - 1] {
+        write(&dir, "model.safetensors", &good[..cut]);
+        let e = Checkpoint::open(dir.to_str().unwrap(), None).err().expect("truncated safetensors must fail");
+        assert!(e.to_string().contains("model.safetensors"), "{e}");
+    }
+    // header length larger than the file
+    let mut b = good.clone();
+    b[..8].copy_from_slice(&(1u64 << 40).to_le_bytes());
+    write(&dir, "model.safetensors", &b);
+    let e = Checkpoint::open(dir.to_str().unwrap(), None).err().unwrap();
+    assert!(e.to_string().contains("model.safetensors"), "{e}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn hf_dir_bad_config_and_index() {
+    let dir = tmpdir("cfg");
+    write(&dir, "model.safetensors", &safetensors_bytes(4));
+    let e = Checkpoint::open(dir.to_str().unwrap(), None).err().unwrap();
+    assert!(e.to_string().contains("config.json"), "{e}");
+    write(&dir, "config.json", br#"{"hidden_size": 4}"#);
+    let e = Checkpoint::open(dir.to_str().unwrap(), None).err().unwrap();
+    assert!(e.to_string().contains("model_type"), "{e}");
+    write(&dir, "config.json", br#"{"model_type": "llama"}"#);
+    write(&dir, "model.safetensors.index.json", br#"{"weight_map": {"a": "../../etc/passwd"}}"#);
+    let e = Checkpoint::open(dir.to_str().unwrap(), None).err().unwrap();
+    assert!(e.to_string().contains("index"), "{e}");
+    write(&dir, "model.safetensors.index.json", br#"{"weight_map": {"a": "model-00002.safetensors"}}"#);
+    let e = Checkpoint::open(dir.to_str().unwrap(), None).err().unwrap();
+    assert!(e.to_string().contains("model-00002.safetensors"), "{e}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn nonexistent_source_is_an_error() {
+    let e = Checkpoint::open("/no/such/model.gguf", None).err().unwrap();
+    assert!(e.to_string().contains("/no/such/model.gguf"), "{e}");
+}
