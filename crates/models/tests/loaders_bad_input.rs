@@ -223,7 +223,7 @@ fn quantized_and_f16_tensors_dequantize() {
     let mut q8 = Vec::new();
     for blk in 0..4 {
         q8.extend(f16_bits(0.5));
-        q8.extend((0..32).map(|j| ((blk * 32 + j) as i32 - 64) as i8 as u8));
+        q8.extend((0..32).map(|j| (blk * 32 + j - 64i32) as i8 as u8));
     }
     // ffn_gate: ne [32, 4] as 4 Q4_0 blocks, scale 0.25, nibbles: byte j = (j & 15) | ((15 - j) << 4).
     let mut q4 = Vec::new();

@@ -92,7 +92,12 @@ impl Llama2cTokenizer {
                 pair.extend_from_slice(&self.vocab[toks[i + 1] as usize]);
                 if let Some(&id) = self.index.get(&pair) {
                     let sc = self.scores[id as usize];
-                    if best.is_none_or(|(b, _, _)| sc > b) && sc > -1e10 {
+                    // run.c: strictly greater than the best so far (first pair wins ties).
+                    let better = match best {
+                        None => sc > -1e10,
+                        Some((b, _, _)) => sc > b,
+                    };
+                    if better {
                         best = Some((sc, id, i));
                     }
                 }
