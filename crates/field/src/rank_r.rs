@@ -245,12 +245,13 @@ pub fn rank_r_fidelity(head: &HeadInput<'_>, proj: &Projector, params: &Params) 
             let s = dense::logits(head);
             let e = dense::field(head);
             let slope = head.alibi_slope;
-            // canonical features; m_i = S_ij − E_ij (any j)
+            // canonical features; the dense row mean S_ij − E_ij (any j) uses the
+            // bias slope·(j − i); the canonical one uses slope·j, so add slope·i
             let a = Mat::from_fn(n, p, |i, t| {
                 if t < d {
                     head.scale * head.q.get(i * d + t)
                 } else if t == p - 1 {
-                    -(s[(i, 0)] - e[(i, 0)])
+                    -(s[(i, 0)] - e[(i, 0)] + slope.unwrap_or(0.0) * i as f64)
                 } else {
                     slope.unwrap_or(0.0)
                 }
