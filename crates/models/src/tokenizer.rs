@@ -22,9 +22,7 @@ use crate::{Error, Result};
 pub(crate) enum Backend {
     /// `add_special_tokens`: let the tokenizer's post-processor add BOS/EOS
     /// (true only when that post-processor is what transformers uses).
-    /// `append_eos`: transformers' rebuilt template appends EOS
-    /// (`add_eos_token` true in tokenizer_config.json).
-    Hf { tok: Box<tokenizers::Tokenizer>, add_special_tokens: bool, append_eos: bool },
+    Hf { tok: Box<tokenizers::Tokenizer>, add_special_tokens: bool },
     Spm(Box<spm::Spm>),
     Llama2c(Box<llama2c::Llama2cTokenizer>),
 }
@@ -52,7 +50,9 @@ impl TextTokenizer {
     }
 
     /// An HF `tokenizer.json` (with `tokenizer_config.json` beside it, if
-    /// present, for `add_bos_token`).
+    /// present, naming the BOS/EOS tokens). BOS is added exactly as
+    /// transformers 5.x adds it: by the file's post-processor, which overrides
+    /// `add_bos_token` (see [`hf`]).
     pub fn from_tokenizer_json(path: &Path) -> Result<Self> {
         hf::from_tokenizer_json(path)
     }
@@ -80,17 +80,11 @@ impl TextTokenizer {
     /// Ids of `text`, BOS prepended iff the model's settings say so.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
         let mut ids = match &self.backend {
-            Backend::Hf { tok, add_special_tokens, append_eos } => {
-                let mut ids = tok
-                    .encode(text, *add_special_tokens)
-                    .map_err(|e| Error::Tokenizer(format!("encoding failed: {e}")))?
-                    .get_ids()
-                    .to_vec();
-                if let (true, Some(e)) = (*append_eos, self.eos) {
-                    ids.push(e);
-                }
-                ids
-            }
+            Backend::Hf { tok, add_special_tokens } => tok
+                .encode(text, *add_special_tokens)
+                .map_err(|e| Error::Tokenizer(format!("encoding failed: {e}")))?
+                .get_ids()
+                .to_vec(),
             Backend::Spm(s) => s.encode(text),
             // run.c merges with BOS already in the sequence: let it add BOS.
             Backend::Llama2c(t) => return Ok(t.encode(text, self.prepend_bos)),

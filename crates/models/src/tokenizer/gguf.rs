@@ -85,7 +85,7 @@ pub fn from_gguf(file: &GgufFile) -> Result<Option<TextTokenizer>> {
             let merges = strings(file, "tokenizer.ggml.merges")?
                 .ok_or_else(|| terr(file, "gpt2 tokenizer without `tokenizer.ggml.merges`"))?;
             let tok = byte_level_bpe(file, tokens, &types, merges, pre, space_prefix.unwrap_or(false))?;
-            (Backend::Hf { tok: Box::new(tok), add_special_tokens: false, append_eos: false }, add_bos_meta.unwrap_or(false))
+            (Backend::Hf { tok: Box::new(tok), add_special_tokens: false }, add_bos_meta.unwrap_or(false))
         }
         other => {
             return Err(Error::Unsupported {

@@ -1,17 +1,19 @@
-//! HF `tokenizer.json`, with BOS/EOS decided as transformers v5's
-//! `TokenizersBackend` decides them (`tokenization_utils_tokenizers.py`):
+//! HF `tokenizer.json`, with special tokens added exactly as transformers
+//! 5.x's `tokenizer(text)["input_ids"]` adds them (checked against 5.24):
 //!
-//! - If `tokenizer_config.json` beside it sets `add_bos_token` or
-//!   `add_eos_token` explicitly, or `tokenizer.json` has no post-processor,
-//!   transformers replaces the post-processor by
-//!   `[bos if add_bos_token] $A [eos if add_eos_token]` (both default false).
-//!   We then encode without special tokens and prepend BOS ourselves.
-//! - Otherwise the post-processor in `tokenizer.json` (often a
-//!   `TemplateProcessing` that already adds BOS) is used as is:
-//!   `encode(text, add_special_tokens=true)`.
+//! - When a `tokenizer.json` is present, transformers *drops*
+//!   `add_bos_token` / `add_eos_token` from `tokenizer_config.json`
+//!   (`tokenization_utils_base.py`, `_from_pretrained`), so the
+//!   post-processor in `tokenizer.json` (often a `TemplateProcessing` that
+//!   adds BOS) is authoritative: we encode with `add_special_tokens = true`.
+//! - A null post-processor is rebuilt from the (dropped, hence false)
+//!   flags: nothing is added.
+//! - `GPTNeoXTokenizer` always rebuilds it from its class defaults
+//!   (add_bos/add_eos false): nothing is added.
 //!
-//! Either way BOS appears exactly once, as in `tokenizer(text)["input_ids"]`
-//! (and EOS is appended exactly when transformers appends it).
+//! So BOS appears at most once, and exactly when transformers puts it there.
+//! `tokenizer_config.json` (or `special_tokens_map.json`) still names the
+//! BOS/EOS tokens for [`TextTokenizer::bos_id`] / `eos_id`.
 
 use std::path::Path;
 
@@ -29,6 +31,16 @@ fn token_text(v: Option<&Json>) -> Option<String> {
     }
 }
 
+/// A JSON file beside the tokenizer, or Null if absent.
+fn sibling_json(path: &Path, name: &str) -> Result<Json> {
+    let p = path.with_file_name(name);
+    if !p.is_file() {
+        return Ok(Json::Null);
+    }
+    let t = std::fs::read(&p).map_err(|e| crate::formats::io_err(&p, e))?;
+    serde_json::from_slice(&t).map_err(|e| Error::Tokenizer(format!("{}: cannot parse: {e}", p.display())))
+}
+
 pub fn from_tokenizer_json(path: &Path) -> Result<TextTokenizer> {
     let err = |m: String| Error::Tokenizer(format!("{}: {m}", path.display()));
     let text = std::fs::read(path).map_err(|e| crate::formats::io_err(path, e))?;
@@ -36,34 +48,25 @@ pub fn from_tokenizer_json(path: &Path) -> Result<TextTokenizer> {
     let raw: Json = serde_json::from_slice(&text).map_err(|e| err(format!("cannot parse: {e}")))?;
     let has_post = raw.get("post_processor").is_some_and(|p| !p.is_null());
 
-    let cfg_path = path.with_file_name("tokenizer_config.json");
-    let cfg: Json = if cfg_path.exists() {
-        let t = std::fs::read(&cfg_path).map_err(|e| crate::formats::io_err(&cfg_path, e))?;
-        serde_json::from_slice(&t)
-            .map_err(|e| Error::Tokenizer(format!("{}: cannot parse: {e}", cfg_path.display())))?
-    } else {
-        Json::Null
+    let cfg = sibling_json(path, "tokenizer_config.json")?;
+    let map = sibling_json(path, "special_tokens_map.json")?;
+    let lookup = |key: &str| {
+        token_text(cfg.get(key)).or_else(|| token_text(map.get(key))).and_then(|t| tok.token_to_id(&t))
     };
-    let add_bos_cfg = cfg.get("add_bos_token").and_then(Json::as_bool);
-    let explicit = cfg.get("add_bos_token").is_some() || cfg.get("add_eos_token").is_some();
-    let lookup = |key: &str| token_text(cfg.get(key)).and_then(|t| tok.token_to_id(&t));
     let mut bos = lookup("bos_token");
     let eos = lookup("eos_token");
-    let vocab_size = tok.get_vocab_size(true);
-
-    if explicit || !has_post {
-        let add = add_bos_cfg.unwrap_or(false) && bos.is_some();
-        let append_eos = cfg.get("add_eos_token").and_then(Json::as_bool).unwrap_or(false) && eos.is_some();
-        let backend = Backend::Hf { tok: Box::new(tok), add_special_tokens: false, append_eos };
-        return Ok(TextTokenizer::new(backend, bos, eos, add, vocab_size));
-    }
-    if bos.is_none() {
-        // No tokenizer_config: the token the post-processor puts in front, if any.
+    let class = cfg.get("tokenizer_class").and_then(Json::as_str).unwrap_or("");
+    let neox = class.starts_with("GPTNeoXTokenizer");
+    let use_post = has_post && !neox;
+    if use_post && bos.is_none() {
+        // Nothing names BOS: take the special token the post-processor puts first, if any.
         let with = tok.encode("a", true).map_err(|e| err(e.to_string()))?;
         let without = tok.encode("a", false).map_err(|e| err(e.to_string()))?;
         if with.get_ids().len() > without.get_ids().len() && with.get_special_tokens_mask().first() == Some(&1) {
             bos = with.get_ids().first().copied();
         }
     }
-    Ok(TextTokenizer::new(Backend::Hf { tok: Box::new(tok), add_special_tokens: true, append_eos: false }, bos, eos, false, vocab_size))
+    let vocab_size = tok.get_vocab_size(true);
+    let backend = Backend::Hf { tok: Box::new(tok), add_special_tokens: use_post };
+    Ok(TextTokenizer::new(backend, bos, eos, false, vocab_size))
 }
