@@ -515,3 +515,102 @@ fn nonexistent_source_is_an_error() {
     let e = Checkpoint::open("/no/such/model.gguf", None).err().unwrap();
     assert!(e.to_string().contains("/no/such/model.gguf"), "{e}");
 }
+
+// ---------- random corruption: Err or Ok, never a panic ----------
+
+/// Deterministic xorshift generator (no rand dependency needed).
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// Opens `bytes` as `name`, then loads every tensor and encodes a text:
+/// any panic fails the test; errors are fine.
+fn exercise(dir: &Path, name: &str, bytes: &[u8]) {
+    let p = write(dir, name, bytes);
+    let r = std::panic::catch_unwind(|| {
+        if let Ok(c) = Checkpoint::open(p.to_str().unwrap(), None) {
+            for n in c.tensors.names() {
+                let _ = c.tensors.get(&n);
+            }
+            if let Some(t) = &c.tokenizer {
+                if let Ok(ids) = t.encode("Hello world, 123 héllo") {
+                    let _ = t.decode(&ids);
+                }
+            }
+        }
+    });
+    assert!(r.is_ok(), "panic on corrupted {name}");
+}
+
+fn tiny_model_with_tokenizer(spm: bool) -> Vec<u8> {
+    let toks: Vec<String> = if spm {
+        let mut v: Vec<String> = vec!["<unk>".into(), "<s>".into(), "</s>".into()];
+        v.extend((0..=255u8).map(|b| format!("<0x{b:02X}>")));
+        v.extend(["\u{2581}", "H", "e", "l", "o", "He", "ll", "\u{2581}w"].iter().map(|s| s.to_string()));
+        v
+    } else {
+        ["<|endoftext|>", "H", "e", "l", "o", "He", "ll", "Hell", "Ġ", "w"].iter().map(|s| s.to_string()).collect()
+    };
+    let n = toks.len();
+    let mut extra = vec![
+        ("tokenizer.ggml.tokens", Kv::Strs(toks)),
+        ("tokenizer.ggml.token_type", Kv::I32s((0..n).map(|i| if i < 3 { 3 } else { 1 }).collect())),
+        ("tokenizer.ggml.bos_token_id", Kv::U32(1)),
+    ];
+    if spm {
+        extra.push(("tokenizer.ggml.model", Kv::Str("llama")));
+        extra.push(("tokenizer.ggml.scores", Kv::F32s((0..n).map(|i| -(i as f32)).collect())));
+    } else {
+        extra.push(("tokenizer.ggml.model", Kv::Str("gpt2")));
+        extra.push(("tokenizer.ggml.pre", Kv::Str("smollm")));
+        extra.push(("tokenizer.ggml.merges", Kv::Strs(vec!["H e".into(), "l l".into(), "He ll".into()])));
+    }
+    tiny_model("llama", extra, vec![])
+}
+
+#[test]
+fn random_corruption_never_panics() {
+    let dir = tmpdir("fuzz");
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let inputs: Vec<(&str, Vec<u8>)> = vec![
+        ("f.gguf", tiny_model("llama", vec![], vec![])),
+        ("spm.gguf", tiny_model_with_tokenizer(true)),
+        ("bpe.gguf", tiny_model_with_tokenizer(false)),
+        ("m.bin", tiny_llama2c(300, 4, true)),
+    ];
+    for (name, good) in &inputs {
+        // The uncorrupted file opens (with its tokenizer, where it has one).
+        let p = write(&dir, name, good);
+        let c = Checkpoint::open(p.to_str().unwrap(), None).unwrap();
+        if name.ends_with("pe.gguf") || name.starts_with("spm") {
+            let ids = c.tokenizer.as_ref().unwrap().encode("Hello").unwrap();
+            assert!(!ids.is_empty(), "{name}");
+        }
+        for round in 0..150 {
+            let mut b = good.clone();
+            // Mostly hit the header/metadata region, where lengths live.
+            let span = if round % 3 == 0 { b.len() } else { b.len().min(4096) };
+            for _ in 0..1 + rng.next() % 4 {
+                let i = (rng.next() as usize) % span;
+                b[i] = match rng.next() % 4 {
+                    0 => 0xFF,
+                    1 => 0x00,
+                    2 => b[i] ^ (1 << (rng.next() % 8)),
+                    _ => rng.next() as u8,
+                };
+            }
+            if round % 10 == 9 {
+                let cut = (rng.next() as usize) % b.len();
+                b.truncate(cut);
+            }
+            exercise(&dir, name, &b);
+        }
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}

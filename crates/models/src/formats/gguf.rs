@@ -296,8 +296,12 @@ fn parse(buf: &[u8], path: &Path) -> Result<Parsed> {
 
     let mut tensors = BTreeMap::new();
     for (name, ne, ty, off) in infos {
-        let n_elems = ne.iter().try_fold(1u128, |a, &d| Some(a * d as u128));
-        let n_elems = n_elems.unwrap_or(u128::MAX);
+        let Some(n_elems) = ne.iter().try_fold(1u128, |a, &d| a.checked_mul(d as u128)) else {
+            return Err(r.err(format!("tensor `{name}` dims {ne:?} overflow")));
+        };
+        if n_elems > isize::MAX as u128 {
+            return Err(r.err(format!("tensor `{name}` dims {ne:?} are too large")));
+        }
         let len = match ggml_type(ty) {
             Some((tname, _, block, bytes)) => {
                 // ggml quantizes along rows: ne[0] must be whole blocks (as gguf.c checks).

@@ -175,10 +175,13 @@ fn build_config(file: &GgufFile, arch: &str) -> Result<Json> {
         c.insert("max_position_embeddings".into(), json!(n));
     }
     c.insert("vocab_size".into(), json!(vocab));
-    if let Some(d) = opt_u64("attention.key_length") {
+    // head_dim: `attention.key_length` if stated; for llama, transformers maps
+    // `rope.dimension_count` to head_dim; else hidden / heads.
+    let head_dim = opt_u64("attention.key_length")
+        .or_else(|| if arch == "llama" { opt_u64("rope.dimension_count") } else { None })
+        .or_else(|| (hidden % n_head == 0).then(|| hidden / n_head));
+    if let Some(d) = head_dim {
         c.insert("head_dim".into(), json!(d));
-    } else if hidden % n_head == 0 {
-        c.insert("head_dim".into(), json!(hidden / n_head));
     }
     if let Some(w) = opt_u64("attention.sliding_window") {
         c.insert("sliding_window".into(), json!(w));
