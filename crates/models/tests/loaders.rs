@@ -164,3 +164,67 @@ fn hf_dir_tokenizer_override_is_used() {
     let ids = c.tokenizer.unwrap().encode("Before").unwrap();
     assert_eq!(ids[0], 1, "llama's tokenizer (with its BOS) was used");
 }
+
+#[test]
+fn sharded_hf_dir_equals_single_file() {
+    use safetensors::{tensor::TensorView, SafeTensors};
+    let src = fixtures().join("tiny/llama");
+    let bytes = std::fs::read(src.join("model.safetensors")).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let dir = std::env::temp_dir().join(format!("attnscope-sharded-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in ["config.json", "tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(src.join(f), dir.join(f)).unwrap();
+    }
+    let mut names: Vec<String> = st.names().into_iter().map(|s| s.to_string()).collect();
+    names.sort();
+    let mut weight_map = serde_json::Map::new();
+    for shard in 0..2 {
+        let file = format!("model-0000{}-of-00002.safetensors", shard + 1);
+        let views: Vec<(String, TensorView)> = names
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % 2 == shard)
+            .map(|(_, n)| (n.clone(), st.tensor(n).unwrap()))
+            .collect();
+        for (n, _) in &views {
+            weight_map.insert(n.clone(), serde_json::json!(file));
+        }
+        safetensors::serialize_to_file(views, None, &dir.join(&file)).unwrap();
+    }
+    let index = serde_json::json!({"metadata": {}, "weight_map": weight_map});
+    std::fs::write(dir.join("model.safetensors.index.json"), index.to_string()).unwrap();
+
+    let one = Checkpoint::open(src.to_str().unwrap(), None).unwrap();
+    let two = Checkpoint::open(dir.to_str().unwrap(), None).unwrap();
+    assert_eq!(one.tensors.names(), two.tensors.names());
+    assert!(two.tensors.describe().contains("2 safetensors shards"));
+    for n in one.tensors.names() {
+        let a = one.tensors.get(&n).unwrap();
+        let b = two.tensors.get(&n).unwrap();
+        assert_eq!(max_abs_diff(&a, &b), 0.0, "{n}");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn hf_dir_f16_and_bf16_become_f32() {
+    let dir = std::env::temp_dir().join(format!("attnscope-halves-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("config.json"), br#"{"model_type": "llama"}"#).unwrap();
+    // 1.5 and -2.0: bf16 0x3FC0 / 0xC000, f16 0x3E00 / 0xC000.
+    let header = r#"{"a":{"dtype":"BF16","shape":[2],"data_offsets":[0,4]},"b":{"dtype":"F16","shape":[1,2],"data_offsets":[4,8]},"c":{"dtype":"I32","shape":[1],"data_offsets":[8,12]}}"#;
+    let mut b = (header.len() as u64).to_le_bytes().to_vec();
+    b.extend(header.as_bytes());
+    b.extend([0xC0, 0x3F, 0x00, 0xC0, 0x00, 0x3E, 0x00, 0xC0, 1, 0, 0, 0]);
+    std::fs::write(dir.join("model.safetensors"), b).unwrap();
+    let c = Checkpoint::open(dir.to_str().unwrap(), None).unwrap();
+    assert!(c.tokenizer.is_none());
+    assert_eq!(c.tensors.get("a").unwrap().to_vec1::<f32>().unwrap(), vec![1.5, -2.0]);
+    assert_eq!(c.tensors.get("b").unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(), vec![1.5, -2.0]);
+    let e = c.tensors.get("c").unwrap_err().to_string();
+    assert!(e.contains("model.safetensors") && e.contains("I32"), "{e}");
+    let _ = std::fs::remove_dir_all(dir);
+}
