@@ -78,3 +78,15 @@ fn missing_and_malformed_cache_entries_are_errors() {
     assert!(!hub::looks_like_repo_id("/abs/path"));
     let _ = std::fs::remove_dir_all(cache);
 }
+
+#[test]
+fn failed_download_falls_back_to_cache() {
+    // No network here (or an unknown repo online): the download fails and
+    // the cached snapshot is used.
+    let cache = filled_cache("fallback");
+    let t = std::time::Instant::now();
+    let snap = hub::resolve_in(REPO, &cache, false).unwrap();
+    assert!(snap.ends_with(REV));
+    eprintln!("online attempt + fallback took {:?}", t.elapsed());
+    let _ = std::fs::remove_dir_all(cache);
+}

@@ -244,6 +244,9 @@ fn parse(buf: &[u8], path: &Path) -> Result<Parsed> {
         return Err(r.err(format!("wrong magic {magic:02x?}, expected \"GGUF\"")));
     }
     let version = r.u32("version")?;
+    if version.swap_bytes() == 2 || version.swap_bytes() == 3 {
+        return Err(r.err("big-endian GGUF files are not supported"));
+    }
     if version != 2 && version != 3 {
         return Err(r.err(format!("unsupported GGUF version {version} (supported: 2, 3)")));
     }
