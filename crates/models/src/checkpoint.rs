@@ -122,6 +122,13 @@ impl Checkpoint {
         };
         let override_tok = tokenizer.map(crate::TextTokenizer::from_path).transpose()?;
         let _ = from_hub;
+        // A config.json or *.safetensors inside an HF directory means that directory.
+        let path = match path.file_name().and_then(|n| n.to_str()) {
+            Some(n) if path.is_file() && (n == "config.json" || n.ends_with(".safetensors")) => {
+                path.parent().filter(|p| p.join("config.json").is_file()).map(Path::to_path_buf).unwrap_or(path)
+            }
+            _ => path,
+        };
 
         if path.is_dir() {
             if !path.join("config.json").is_file() {
@@ -166,7 +173,18 @@ impl Checkpoint {
                 tokenizer: tok,
             });
         }
-        let (config, src) = llama2c::open(&path)?;
+        let is_bin = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("bin"));
+        let (config, src) = llama2c::open(&path).map_err(|e| match e {
+            // Not a .bin either: say what we looked for.
+            crate::Error::Format { path, reason, .. } if !is_bin => crate::Error::Format {
+                path,
+                format: "model",
+                reason: format!(
+                    "not recognised (expected an HF directory with config.json, a GGUF file, or a llama2.c .bin); read as llama2.c: {reason}"
+                ),
+            },
+            e => e,
+        })?;
         let vocab = src.header.vocab_size;
         let tok = match override_tok {
             Some(t) => Some(t),

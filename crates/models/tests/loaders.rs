@@ -228,3 +228,13 @@ fn hf_dir_f16_and_bf16_become_f32() {
     assert!(e.contains("model.safetensors") && e.contains("I32"), "{e}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn config_json_path_opens_its_directory() {
+    let dir = fixtures().join("tiny/qwen2");
+    let c = Checkpoint::open(dir.join("config.json").to_str().unwrap(), None).unwrap();
+    assert_eq!(c.format, Format::HfDir);
+    assert_eq!(c.path, dir);
+    let c = Checkpoint::open(dir.join("model.safetensors").to_str().unwrap(), None).unwrap();
+    assert_eq!(c.format, Format::HfDir);
+}

@@ -614,3 +614,12 @@ fn random_corruption_never_panics() {
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn unrecognised_file_says_what_was_expected() {
+    let dir = tmpdir("unrec");
+    let p = write(&dir, "weights.pt", b"PK\x03\x04 not a model at all, just some bytes....");
+    let m = expect_err(&p, None).to_string();
+    assert!(m.contains("not recognised") && m.contains("GGUF"), "{m}");
+    let _ = std::fs::remove_dir_all(dir);
+}
