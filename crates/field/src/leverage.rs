@@ -5,8 +5,8 @@
 //! [K − 1k̄ᵀ, 1] gives the same scores. ALiBi never enters B here (SPEC §5).
 
 use crate::error::Result;
-use crate::linalg::{matmul, thin_qr, thin_svd};
-use faer::MatRef;
+use crate::linalg::{matmul, thin_qr, thin_r, thin_svd};
+use faer::{Mat, MatRef};
 
 /// Leverage scores and the numerical rank r of B (n × (d+1)).
 pub(crate) struct Leverage {
@@ -19,20 +19,63 @@ fn rank_of(s: &[f64], n: usize, cols: usize) -> usize {
     s.iter().filter(|&&x| x > tol).count()
 }
 
-/// Factored route: thin QR B = Q_B R_B, SVD R_B = X Σ Yᵀ, U = Q_B X_r. O(n·d²).
-pub(crate) fn from_qr(q_b: MatRef<'_, f64>, r_b: MatRef<'_, f64>, n: usize) -> Result<Leverage> {
-    let cols = r_b.ncols();
-    let (x, s, _) = thin_svd(r_b)?;
-    let r = rank_of(&s, n, cols).max(1);
-    let u = matmul(q_b, x.as_ref().get(.., ..r));
-    let scores = (0..n).map(|j| (0..r).map(|k| u[(j, k)] * u[(j, k)]).sum()).collect();
-    Ok(Leverage { scores, rank: r })
+/// Rows per block of the blocked (TSQR) factorisations.
+pub(crate) const QR_BLOCK: usize = 4096;
+
+/// R factor of the thin QR of the n × cols matrix `get(j, t)`, by blocks of
+/// rows (TSQR: R = qr([R_prev; block]).R), so no n × cols copy is ever made.
+/// Householder-stable; R has min(n, cols) rows.
+pub(crate) fn blocked_r(n: usize, cols: usize, get: impl Fn(usize, usize) -> f64) -> Mat<f64> {
+    blocked_r_by(n, cols, QR_BLOCK, get)
 }
 
-/// Factored route on a row-major n × cols matrix.
-pub(crate) fn factored(b: MatRef<'_, f64>) -> Result<Leverage> {
-    let (q, r) = thin_qr(b);
-    from_qr(q.as_ref(), r.as_ref(), b.nrows())
+fn blocked_r_by(n: usize, cols: usize, block: usize, get: impl Fn(usize, usize) -> f64) -> Mat<f64> {
+    let mut r = Mat::<f64>::zeros(0, cols);
+    let mut start = 0;
+    while start < n {
+        let end = (start + block).min(n);
+        let k = r.nrows();
+        let stacked = Mat::from_fn(k + end - start, cols, |i, t| if i < k { r[(i, t)] } else { get(start + i - k, t) });
+        r = thin_r(stacked.as_ref());
+        start = end;
+    }
+    r
+}
+
+/// Factored route, O(n·d²) time and O(QR_BLOCK·d) extra memory: block QRs
+/// B_i = Q_i R_i, one QR of the stacked [R_1; …] = Q_s R, SVD R = X Σ Yᵀ; the
+/// rows of U in block i are Q_i·(Q_s)_i·X_r (Q_i recomputed in a second pass).
+pub(crate) fn factored(n: usize, cols: usize, get: impl Fn(usize, usize) -> f64) -> Result<Leverage> {
+    factored_by(n, cols, QR_BLOCK, get)
+}
+
+fn factored_by(n: usize, cols: usize, bs: usize, get: impl Fn(usize, usize) -> f64) -> Result<Leverage> {
+    let block = |start: usize| {
+        let end = (start + bs).min(n);
+        Mat::from_fn(end - start, cols, |i, t| get(start + i, t))
+    };
+    let starts: Vec<usize> = (0..n).step_by(bs).collect();
+    let rs: Vec<Mat<f64>> = starts.iter().map(|&s| thin_r(block(s).as_ref())).collect();
+    let total: usize = rs.iter().map(|r| r.nrows()).sum();
+    let mut stacked = Mat::<f64>::zeros(total, cols);
+    let mut off = 0;
+    for r in &rs {
+        stacked.as_mut().get_mut(off..off + r.nrows(), ..).copy_from(r.as_ref());
+        off += r.nrows();
+    }
+    let (q_s, r) = thin_qr(stacked.as_ref());
+    let (x, s, _) = thin_svd(r.as_ref())?;
+    let rank = rank_of(&s, n, cols).max(1);
+    let qx = matmul(q_s.as_ref(), x.as_ref().get(.., ..rank)); // total × rank
+    let mut scores = Vec::with_capacity(n);
+    let mut off = 0;
+    for (&st, r) in starts.iter().zip(&rs) {
+        let (q_i, _) = thin_qr(block(st).as_ref());
+        let u = matmul(q_i.as_ref(), qx.as_ref().get(off..off + r.nrows(), ..));
+        scores.extend((0..u.nrows()).map(|j| (0..rank).map(|k| u[(j, k)] * u[(j, k)]).sum::<f64>()));
+        off += r.nrows();
+    }
+    Ok(Leverage { scores, rank })
 }
 
 /// Reference route: thin SVD of B = [K, 1] directly (uncentred).
@@ -49,4 +92,32 @@ pub(crate) fn coherence(lev: &Leverage) -> f64 {
     let n = lev.scores.len() as f64;
     let mx = lev.scores.iter().fold(0.0f64, |a, &x| a.max(x));
     n / lev.rank as f64 * mx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::linalg::singular_values;
+
+    /// Blocked QR / leverage with tiny blocks (many blocks, blocks shorter than cols) = one-shot.
+    #[test]
+    fn blocked_factorisations_equal_the_direct_ones() {
+        let (n, cols) = (203, 6);
+        let get = |j: usize, t: usize| if t == cols - 1 { 1.0 } else { (((j * 31 + t * 17) % 29) as f64 - 14.0) / 7.0 + (j as f64 * 0.01) * (t as f64) };
+        let b = Mat::from_fn(n, cols, get);
+        let want_sv = singular_values(b.as_ref()).unwrap();
+        let want = dense(b.as_ref()).unwrap();
+        for bs in [1, 4, 7, 64, 203, 4096] {
+            let r = blocked_r_by(n, cols, bs, get);
+            let sv = singular_values(r.as_ref()).unwrap();
+            for (a, w) in sv.iter().zip(&want_sv) {
+                assert!((a - w).abs() <= 1e-12 * want_sv[0], "bs={bs}");
+            }
+            let lev = factored_by(n, cols, bs, get).unwrap();
+            assert_eq!(lev.rank, want.rank);
+            for (a, w) in lev.scores.iter().zip(&want.scores) {
+                assert!((a - w).abs() <= 1e-12, "bs={bs}: {a} vs {w}");
+            }
+        }
+    }
 }

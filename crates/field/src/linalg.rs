@@ -106,24 +106,6 @@ pub(crate) fn dot(a: &[f64], b: &[f64]) -> f64 {
     s
 }
 
-/// Dot product of two f32 slices in f32 (8 accumulators), as a model's kernel would.
-#[inline]
-pub(crate) fn dot32(a: &[f32], b: &[f32]) -> f32 {
-    debug_assert_eq!(a.len(), b.len());
-    let mut acc = [0.0f32; 8];
-    for (x, y) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
-        for t in 0..8 {
-            acc[t] += x[t] * y[t];
-        }
-    }
-    let tail = a.len() - a.len() % 8;
-    let mut s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-    for t in tail..a.len() {
-        s += a[t] * b[t];
-    }
-    s
-}
-
 /// Neumaier-compensated sum (error O(ε) independent of the length).
 pub(crate) fn compensated_sum(xs: impl Iterator<Item = f64>) -> f64 {
     let (mut s, mut c) = (0.0f64, 0.0f64);

@@ -6,8 +6,11 @@
 //! up to the rounding of E itself.
 
 use crate::input::{HeadInput, LogitTransform, Values};
-use crate::linalg::{dot, dot32};
+use faer::linalg::matmul::matmul;
+use faer::{Accum, Mat, MatRef, Par};
+use rayon::prelude::*;
 use std::borrow::Cow;
+use std::ops::Range;
 
 /// The rows the row checks use: all of 0..n when n ≤ `max`, else `max` evenly
 /// spaced rows round(t·(n−1)/(max−1)), t = 0..max, always including 0 and n−1.
@@ -32,7 +35,7 @@ pub(crate) struct RowChecks {
     pub attention_entropy: f64,
 }
 
-/// The model's logits for one row, recomputed in the model's precision.
+/// The model's logits, recomputed in the model's precision, a block of rows at a time.
 pub(crate) enum ModelLogits<'a> {
     F32 { q: Cow<'a, [f32]>, k: Cow<'a, [f32]>, d: usize, scale: f32, slope: Option<f32>, cap: Option<f32> },
     F64 { q: Cow<'a, [f64]>, k: Cow<'a, [f64]>, d: usize, scale: f64, slope: Option<f64>, cap: Option<f64> },
@@ -49,6 +52,18 @@ fn f64s<'a>(v: &Values<'a>) -> Cow<'a, [f64]> {
         Values::F64(s) => Cow::Borrowed(s),
         Values::F32(_) => Cow::Owned(v.to_f64()),
     }
+}
+
+/// Max-subtracted log-softmax of `l` in place (f32 or f64 arithmetic).
+macro_rules! log_softmax {
+    ($l:expr, $t:ty) => {{
+        let mx = $l.iter().fold(<$t>::NEG_INFINITY, |a, &x| a.max(x));
+        let z: $t = $l.iter().map(|&x| (x - mx).exp()).sum();
+        let lse = mx + z.ln();
+        for x in $l.iter_mut() {
+            *x -= lse;
+        }
+    }};
 }
 
 impl<'a> ModelLogits<'a> {
@@ -72,17 +87,24 @@ impl<'a> ModelLogits<'a> {
         }
     }
 
-    /// Writes log P_ij (j in `range`, max-subtracted log-softmax in the model's
-    /// precision, widened to f64) into `out`; returns max_j |logit_ij|.
-    pub fn log_probs(&self, i: usize, range: std::ops::Range<usize>, out: &mut Vec<f64>) -> f64 {
-        out.clear();
+    /// Logits block L = K[span]·Q[rows]ᵀ (span.len() × rows.len(), column t = row rows[t]),
+    /// one sequential GEMM in the model's precision; then, per row t, log P over
+    /// the support `supports[t]` (max-subtracted log-softmax, same precision) into `out`.
+    fn log_probs_row(&self, rows: &[usize], supports: &[Range<usize>], span: Range<usize>, mut visit: impl FnMut(usize, &[f64])) {
+        let mut out: Vec<f64> = Vec::new();
         match self {
             ModelLogits::F32 { q, k, d, scale, slope, cap } => {
-                let qi = &q[i * d..(i + 1) * d];
-                let mut l: Vec<f32> = range
-                    .clone()
-                    .map(|j| {
-                        let mut x = scale * dot32(qi, &k[j * d..(j + 1) * d]);
+                let d = *d;
+                let qb = Mat::<f32>::from_fn(rows.len(), d, |t, c| q[rows[t] * d + c]);
+                let kb = MatRef::from_row_major_slice(&k[span.start * d..span.end * d], span.len(), d);
+                let mut l = Mat::<f32>::zeros(span.len(), rows.len());
+                matmul(l.as_mut(), Accum::Replace, kb, qb.transpose(), 1.0f32, Par::Seq);
+                let mut buf: Vec<f32> = Vec::new();
+                for (t, (&i, sup)) in rows.iter().zip(supports).enumerate() {
+                    let col = &l.col_as_slice(t)[sup.start - span.start..sup.end - span.start];
+                    buf.clear();
+                    buf.extend(col.iter().zip(sup.clone()).map(|(&x, j)| {
+                        let mut x = scale * x;
                         if let Some(m) = slope {
                             x += m * (j as f32 - i as f32);
                         }
@@ -90,36 +112,35 @@ impl<'a> ModelLogits<'a> {
                             x = c * (x / c).tanh();
                         }
                         x
-                    })
-                    .collect();
-                let big = l.iter().fold(0.0f32, |a, &x| a.max(x.abs())) as f64;
-                let mx = l.iter().fold(f32::NEG_INFINITY, |a, &x| a.max(x));
-                let z: f32 = l.iter().map(|&x| (x - mx).exp()).sum();
-                let lse = mx + z.ln();
-                for x in l.iter_mut() {
-                    *x -= lse;
+                    }));
+                    log_softmax!(buf, f32);
+                    out.clear();
+                    out.extend(buf.iter().map(|&x| x as f64));
+                    visit(t, &out);
                 }
-                out.extend(l.iter().map(|&x| x as f64));
-                big
             }
             ModelLogits::F64 { q, k, d, scale, slope, cap } => {
-                let qi = &q[i * d..(i + 1) * d];
-                out.extend(range.clone().map(|j| {
-                    let mut x = scale * dot(qi, &k[j * d..(j + 1) * d]);
-                    if let Some(m) = slope {
-                        x += m * (j as f64 - i as f64);
-                    }
-                    if let Some(c) = cap {
-                        x = c * (x / c).tanh();
-                    }
-                    x
-                }));
-                let big = out.iter().fold(0.0f64, |a, &x| a.max(x.abs()));
-                let lse = log_sum_exp(out);
-                for x in out.iter_mut() {
-                    *x -= lse;
+                let d = *d;
+                let qb = Mat::<f64>::from_fn(rows.len(), d, |t, c| q[rows[t] * d + c]);
+                let kb = MatRef::from_row_major_slice(&k[span.start * d..span.end * d], span.len(), d);
+                let mut l = Mat::<f64>::zeros(span.len(), rows.len());
+                matmul(l.as_mut(), Accum::Replace, kb, qb.transpose(), 1.0f64, Par::Seq);
+                for (t, (&i, sup)) in rows.iter().zip(supports).enumerate() {
+                    let col = &l.col_as_slice(t)[sup.start - span.start..sup.end - span.start];
+                    out.clear();
+                    out.extend(col.iter().zip(sup.clone()).map(|(&x, j)| {
+                        let mut x = scale * x;
+                        if let Some(m) = slope {
+                            x += m * (j as f64 - i as f64);
+                        }
+                        if let Some(c) = cap {
+                            x = c * (x / c).tanh();
+                        }
+                        x
+                    }));
+                    log_softmax!(out, f64);
+                    visit(t, &out);
                 }
-                big
             }
         }
     }
@@ -131,48 +152,92 @@ pub(crate) fn log_sum_exp(x: &[f64]) -> f64 {
     mx + x.iter().map(|&v| (v - mx).exp()).sum::<f64>().ln()
 }
 
-/// Entropy (nats) of softmax(x).
+/// Entropy (nats) of softmax(x), one exp per entry: H = log Z − Σ p·(x − max).
 pub(crate) fn softmax_entropy(x: &[f64]) -> f64 {
-    let lse = log_sum_exp(x);
-    -x.iter()
-        .map(|&v| {
-            let lp = v - lse;
-            lp.exp() * lp
-        })
-        .sum::<f64>()
+    let mx = x.iter().fold(f64::NEG_INFINITY, |a, &v| a.max(v));
+    let (mut z, mut zx) = (0.0, 0.0);
+    for &v in x {
+        let e = (v - mx).exp();
+        z += e;
+        zx += e * (v - mx);
+    }
+    (z.ln() - zx / z).max(0.0)
 }
 
-/// Runs the row checks on `rows`; `e_row(i, out)` must write E_ij for j in
-/// C_i (in order) into `out` and return the row's rounding scale ρ_i (E_ij is
-/// accurate to about (|C_i| + d)·ε·ρ_i).
+/// Splits sorted check rows into blocks whose key span stays close to their
+/// own supports (at most 32 rows; span ≤ 2·largest support + 64 keys).
+pub(crate) fn blocks(head: &HeadInput<'_>, rows: &[usize]) -> Vec<(Range<usize>, Range<usize>)> {
+    let mut out = Vec::new();
+    let mut t = 0;
+    while t < rows.len() {
+        let lo = head.support_range(rows[t]).start;
+        let mut u = t + 1;
+        while u < rows.len() && u - t < 32 {
+            let sup = head.support_range(rows[u]);
+            if rows[u] + 1 - lo > 2 * sup.len() + 64 {
+                break;
+            }
+            u += 1;
+        }
+        out.push((t..u, lo..rows[u - 1] + 1));
+        t = u;
+    }
+    out
+}
+
+/// Runs the row checks on `rows` (sorted), blocks of rows in parallel.
+///
+/// `e_block(rows, span, e, rho)` must fill `e` (span.len() × rows.len(); column
+/// t holds E_{rows[t], j} for j ∈ span) and `rho[t]` with row t's rounding scale
+/// ρ_i (E_ij is accurate to about (|C_i| + d)·ε·ρ_i). Only supports are read.
 ///
 /// A row whose field is at that rounding level (max |E_ij| ≤ 8·(|C_i| + d)·ε·ρ_i),
 /// or which has a single key (E_ii = 0 by algebra), has no meaningful
 /// |ΣE|/Σ|E| and contributes a zero-sum residual of 0.
-pub(crate) fn row_checks(head: &HeadInput<'_>, rows: &[usize], mut e_row: impl FnMut(usize, &mut Vec<f64>) -> f64) -> RowChecks {
+pub(crate) fn row_checks(
+    head: &HeadInput<'_>,
+    rows: &[usize],
+    e_block: impl Fn(&[usize], Range<usize>, &mut Mat<f64>, &mut [f64]) + Sync,
+) -> RowChecks {
     let model = ModelLogits::new(head);
+    let partial: Vec<(f64, f64, f64)> = blocks(head, rows)
+        .into_par_iter()
+        .map(|(trange, span)| {
+            let (mut zs, mut sc, mut ent) = (0.0f64, 0.0f64, 0.0f64);
+            let brows = &rows[trange];
+            let supports: Vec<Range<usize>> = brows.iter().map(|&i| head.support_range(i)).collect();
+            let mut eb = Mat::<f64>::zeros(span.len(), brows.len());
+            let mut rho = vec![0.0; brows.len()];
+            e_block(brows, span.clone(), &mut eb, &mut rho);
+            model.log_probs_row(brows, &supports, span.clone(), |t, lp| {
+                let range = &supports[t];
+                let e = &eb.col_as_slice(t)[range.start - span.start..range.end - span.start];
+                // zero-sum
+                let (mut sum, mut abs, mut emax) = (0.0f64, 0.0f64, 0.0f64);
+                for &x in e {
+                    sum += x;
+                    abs += x.abs();
+                    emax = emax.max(x.abs());
+                }
+                let floor = 8.0 * ((range.len() + head.d) as f64) * f64::EPSILON * rho[t];
+                if range.len() > 1 && emax > floor && abs > 0.0 {
+                    zs = zs.max(sum.abs() / abs);
+                }
+                // shift consistency: E vs centred log P, in f64
+                let mean_lp = lp.iter().sum::<f64>() / lp.len() as f64;
+                for (x, y) in e.iter().zip(lp) {
+                    sc = sc.max((x - (y - mean_lp)).abs());
+                }
+                ent += softmax_entropy(e);
+            });
+            (zs, sc, ent)
+        })
+        .collect();
     let (mut zs, mut sc, mut ent) = (0.0f64, 0.0f64, 0.0f64);
-    let mut e = Vec::new();
-    let mut lp = Vec::new();
-    for &i in rows {
-        let range = head.support_range(i);
-        let rho = e_row(i, &mut e);
-        debug_assert_eq!(e.len(), range.len());
-        model.log_probs(i, range.clone(), &mut lp);
-        // zero-sum
-        let sum: f64 = e.iter().sum();
-        let abs: f64 = e.iter().map(|x| x.abs()).sum();
-        let emax = e.iter().fold(0.0f64, |a, &x| a.max(x.abs()));
-        let floor = 8.0 * ((range.len() + head.d) as f64) * f64::EPSILON * rho;
-        if range.len() > 1 && emax > floor && abs > 0.0 {
-            zs = zs.max(sum.abs() / abs);
-        }
-        // shift consistency: E vs centred log P, in f64
-        let mean_lp = lp.iter().sum::<f64>() / lp.len() as f64;
-        for (x, l) in e.iter().zip(&lp) {
-            sc = sc.max((x - (l - mean_lp)).abs());
-        }
-        ent += softmax_entropy(&e);
+    for (a, b, c) in partial {
+        zs = zs.max(a);
+        sc = sc.max(b);
+        ent += c;
     }
     RowChecks {
         zero_sum_residual: zs,

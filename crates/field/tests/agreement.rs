@@ -86,7 +86,7 @@ fn factored_equals_dense_on_a_seeded_sweep() {
     let kinds = [Keys::Random, Keys::RankDeficient(2), Keys::Duplicated, Keys::Dominant, Keys::Offset];
     let scales = [1.0, 1e3, 1e-6, 30.0];
     let mut dense_work = 0.0;
-    for t in 0..90u64 {
+    for t in 0..240u64 {
         let n = ns[rng.random_range(0..ns.len())];
         let d = ds[rng.random_range(0..ds.len())];
         let keys = kinds[rng.random_range(0..kinds.len())];
@@ -103,8 +103,8 @@ fn factored_equals_dense_on_a_seeded_sweep() {
         dense_work += (n as f64).powi(3);
         check(&Case::new(1000 + t, n, d, keys, scale, window, alibi, f32));
     }
-    // keep the suite cheap on a 2-core box (≈ 12 dense 600² SVDs at most)
-    assert!(dense_work < 3e9, "sweep too expensive: {dense_work:e}");
+    // keep the suite cheap on a 2-core box (≈ 50 dense 600² SVDs at most)
+    assert!(dense_work < 1.2e10, "sweep too expensive: {dense_work:e}");
 }
 
 #[test]
