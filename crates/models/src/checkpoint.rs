@@ -108,118 +108,149 @@ impl Checkpoint {
     /// `tokenizer` overrides where the tokenizer is read from (a
     /// tokenizer.json, or a llama2.c tokenizer .bin).
     pub fn open(source: &str, tokenizer: Option<&Path>) -> Result<Checkpoint> {
-        use crate::formats::{gguf, gguf_model, hf_dir, llama2c};
-        let path = Path::new(source);
-        let (path, from_hub) = if path.exists() {
-            (path.to_path_buf(), false)
+        let given = Path::new(source);
+        let path = if given.exists() {
+            given.to_path_buf()
         } else if crate::hub::looks_like_repo_id(source) {
-            (crate::hub::resolve(source)?, true)
+            crate::hub::resolve(source)?
         } else {
             return Err(crate::Error::Io {
-                path: path.to_path_buf(),
-                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file, directory or hub id"),
+                path: given.to_path_buf(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "no such file, directory or hub id",
+                ),
             });
         };
-        let override_tok = tokenizer.map(crate::TextTokenizer::from_path).transpose()?;
-        let _ = from_hub;
+        let tok = tokenizer.map(TextTokenizer::from_path).transpose()?;
         // A config.json or *.safetensors inside an HF directory means that directory.
         let path = match path.file_name().and_then(|n| n.to_str()) {
             Some(n) if path.is_file() && (n == "config.json" || n.ends_with(".safetensors")) => {
-                path.parent().filter(|p| p.join("config.json").is_file()).map(Path::to_path_buf).unwrap_or(path)
+                path.parent()
+                    .filter(|p| p.join("config.json").is_file())
+                    .map(Path::to_path_buf)
+                    .unwrap_or(path)
             }
             _ => path,
         };
-
-        if path.is_dir() {
-            if !path.join("config.json").is_file() {
-                return Err(crate::Error::Format {
-                    path,
-                    format: "HF directory",
-                    reason: "no config.json".into(),
-                });
-            }
-            let config = hf_dir::read_config(&path)?;
-            let files = hf_dir::shard_files(&path)?;
-            let source_t = hf_dir::SafetensorsSource::open(&path, &files)?;
-            let tok = match override_tok {
-                Some(t) => Some(t),
-                None => {
-                    let tj = path.join("tokenizer.json");
-                    tj.is_file().then(|| crate::TextTokenizer::from_tokenizer_json(&tj)).transpose()?
-                }
-            };
-            return Ok(Checkpoint {
-                source: source.to_string(),
-                path,
-                format: Format::HfDir,
-                config,
-                tensors: TensorStore::new(Box::new(source_t)),
-                tokenizer: tok,
-            });
-        }
-        let is_gguf = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) || gguf::has_magic(&path);
-        if is_gguf {
-            let (config, src) = gguf_model::open(&path)?;
-            let tok = match override_tok {
+        let is_gguf = path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+            || crate::formats::gguf::has_magic(&path);
+        let (format, config, tensors, tokenizer): (
+            Format,
+            serde_json::Value,
+            Box<dyn TensorSource>,
+            _,
+        ) = if path.is_dir() {
+            let (config, src, t) = open_hf_dir(&path, tok)?;
+            (Format::HfDir, config, Box::new(src), t)
+        } else if is_gguf {
+            let (config, src) = crate::formats::gguf_model::open(&path)?;
+            let t = match tok {
                 Some(t) => Some(t),
                 None => crate::tokenizer::gguf::from_gguf(src.file())?,
             };
-            return Ok(Checkpoint {
-                source: source.to_string(),
-                path,
-                format: Format::Gguf,
-                config,
-                tensors: TensorStore::new(Box::new(src)),
-                tokenizer: tok,
-            });
-        }
-        let is_bin = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("bin"));
-        let (config, src) = llama2c::open(&path).map_err(|e| match e {
-            // Not a .bin either: say what we looked for.
-            crate::Error::Format { path, reason, .. } if !is_bin => crate::Error::Format {
-                path,
-                format: "model",
-                reason: format!(
-                    "not recognised (expected an HF directory with config.json, a GGUF file, or a llama2.c .bin); read as llama2.c: {reason}"
-                ),
-            },
-            e => e,
-        })?;
-        let vocab = src.header.vocab_size;
-        let tok = match override_tok {
-            Some(t) => Some(t),
-            None => find_llama2c_tokenizer(&path, vocab)?,
+            (Format::Gguf, config, Box::new(src), t)
+        } else {
+            let (config, src, t) = open_llama2c(&path, tok)?;
+            (Format::Llama2c, config, Box::new(src), t)
         };
-        if let Some(t) = &tok {
-            if t.vocab_size() != vocab {
-                return Err(crate::Error::Tokenizer(format!(
-                    "tokenizer has {} tokens but {} declares vocab_size {vocab}",
-                    t.vocab_size(),
-                    path.display()
-                )));
-            }
-        }
         Ok(Checkpoint {
             source: source.to_string(),
             path,
-            format: Format::Llama2c,
+            format,
             config,
-            tensors: TensorStore::new(Box::new(src)),
-            tokenizer: tok,
+            tensors: TensorStore::new(tensors),
+            tokenizer,
         })
     }
+}
+
+type Opened<S> = (serde_json::Value, S, Option<TextTokenizer>);
+
+/// HF directory: config.json + safetensors; tokenizer.json beside them
+/// unless `tok` overrides it.
+fn open_hf_dir(
+    path: &Path,
+    tok: Option<TextTokenizer>,
+) -> Result<Opened<crate::formats::hf_dir::SafetensorsSource>> {
+    use crate::formats::hf_dir;
+    if !path.join("config.json").is_file() {
+        return Err(crate::Error::Format {
+            path: path.to_path_buf(),
+            format: "HF directory",
+            reason: "no config.json".into(),
+        });
+    }
+    let config = hf_dir::read_config(path)?;
+    let files = hf_dir::shard_files(path)?;
+    let src = hf_dir::SafetensorsSource::open(path, &files)?;
+    let tok = match tok {
+        Some(t) => Some(t),
+        None => {
+            let tj = path.join("tokenizer.json");
+            tj.is_file()
+                .then(|| TextTokenizer::from_tokenizer_json(&tj))
+                .transpose()?
+        }
+    };
+    Ok((config, src, tok))
+}
+
+/// llama2.c checkpoint; tokenizer from `tok`, else `tokenizer.bin` /
+/// `tok*.bin` beside it. Its vocabulary size must match the header's.
+fn open_llama2c(
+    path: &Path,
+    tok: Option<TextTokenizer>,
+) -> Result<Opened<crate::formats::llama2c::Llama2cSource>> {
+    let is_bin = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("bin"));
+    let (config, src) = crate::formats::llama2c::open(path).map_err(|e| match e {
+        // Not a .bin either: say what we looked for.
+        crate::Error::Format { path, reason, .. } if !is_bin => crate::Error::Format {
+            path,
+            format: "model",
+            reason: format!(
+                "not recognised (expected an HF directory with config.json, a GGUF file, or a llama2.c .bin); read as llama2.c: {reason}"
+            ),
+        },
+        e => e,
+    })?;
+    let vocab = src.header.vocab_size;
+    let tok = match tok {
+        Some(t) => Some(t),
+        None => find_llama2c_tokenizer(path, vocab)?,
+    };
+    if let Some(t) = &tok {
+        if t.vocab_size() != vocab {
+            return Err(crate::Error::Tokenizer(format!(
+                "tokenizer has {} tokens but {} declares vocab_size {vocab}",
+                t.vocab_size(),
+                path.display()
+            )));
+        }
+    }
+    Ok((config, src, tok))
 }
 
 /// llama2.c tokenizer next to `model`: `tokenizer.bin`, else `tok*.bin`
 /// (sorted) whose vocabulary size matches the model's.
 fn find_llama2c_tokenizer(model: &Path, vocab: usize) -> Result<Option<TextTokenizer>> {
-    let dir = model.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = model
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let named = dir.join("tokenizer.bin");
     if named.is_file() && named != model {
         return TextTokenizer::from_llama2c(&named).map(Some);
     }
     let mut cands: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| crate::Error::Io { path: dir.to_path_buf(), source: e })?
+        .map_err(|e| crate::Error::Io {
+            path: dir.to_path_buf(),
+            source: e,
+        })?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
             let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");

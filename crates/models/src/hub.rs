@@ -18,12 +18,15 @@ use crate::{Error, Result};
 /// True for strings shaped like a hub id: `owner/name`, plain characters.
 pub fn looks_like_repo_id(s: &str) -> bool {
     let mut parts = s.split('/');
-    let (Some(a), Some(b), None) = (parts.next(), parts.next(), parts.next()) else { return false };
+    let (Some(a), Some(b), None) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
     let ok = |p: &str| {
         !p.is_empty()
             && !p.starts_with('.')
             && !p.starts_with('-')
-            && p.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
     };
     ok(a) && ok(b)
 }
@@ -36,12 +39,19 @@ pub fn cache_dir() -> PathBuf {
     if let Some(p) = std::env::var_os("HF_HOME").filter(|p| !p.is_empty()) {
         return PathBuf::from(p).join("hub");
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
     home.join(".cache").join("huggingface").join("hub")
 }
 
 fn offline() -> bool {
-    std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+    std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| {
+        matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "1" | "true" | "yes" | "on"
+        )
+    })
 }
 
 /// Resolves `repo_id` to a snapshot directory holding `config.json`,
@@ -53,7 +63,9 @@ pub fn resolve(repo_id: &str) -> Result<PathBuf> {
 /// [`resolve`] with an explicit cache directory and offline flag.
 pub fn resolve_in(repo_id: &str, cache: &Path, offline: bool) -> Result<PathBuf> {
     if !looks_like_repo_id(repo_id) {
-        return Err(Error::Hub(format!("`{repo_id}` is not a hub id of the form owner/name")));
+        return Err(Error::Hub(format!(
+            "`{repo_id}` is not a hub id of the form owner/name"
+        )));
     }
     if offline {
         return from_cache(repo_id, cache);
@@ -61,7 +73,9 @@ pub fn resolve_in(repo_id: &str, cache: &Path, offline: bool) -> Result<PathBuf>
     match download(repo_id, cache) {
         Ok(dir) => Ok(dir),
         Err(online) => from_cache(repo_id, cache).map_err(|cached| {
-            Error::Hub(format!("{repo_id}: download failed ({online}); and from the cache: {cached}"))
+            Error::Hub(format!(
+                "{repo_id}: download failed ({online}); and from the cache: {cached}"
+            ))
         }),
     }
 }
@@ -70,15 +84,25 @@ pub fn resolve_in(repo_id: &str, cache: &Path, offline: bool) -> Result<PathBuf>
 pub fn from_cache(repo_id: &str, cache: &Path) -> Result<PathBuf> {
     let repo_dir = cache.join(format!("models--{}", repo_id.replace('/', "--")));
     let refs = repo_dir.join("refs").join("main");
-    let commit = std::fs::read_to_string(&refs)
-        .map_err(|e| Error::Hub(format!("{repo_id} is not in the cache ({}: {e})", refs.display())))?;
+    let commit = std::fs::read_to_string(&refs).map_err(|e| {
+        Error::Hub(format!(
+            "{repo_id} is not in the cache ({}: {e})",
+            refs.display()
+        ))
+    })?;
     let commit = commit.trim();
     if commit.is_empty() || !commit.chars().all(|c| c.is_ascii_alphanumeric()) {
-        return Err(Error::Hub(format!("{}: `{commit}` is not a commit hash", refs.display())));
+        return Err(Error::Hub(format!(
+            "{}: `{commit}` is not a commit hash",
+            refs.display()
+        )));
     }
     let snap = repo_dir.join("snapshots").join(commit);
     if !snap.join("config.json").is_file() {
-        return Err(Error::Hub(format!("{repo_id}: cached snapshot {} has no config.json", snap.display())));
+        return Err(Error::Hub(format!(
+            "{repo_id}: cached snapshot {} has no config.json",
+            snap.display()
+        )));
     }
     Ok(snap)
 }
@@ -91,7 +115,9 @@ fn download(repo_id: &str, cache: &Path) -> std::result::Result<PathBuf, String>
         .build()
         .map_err(|e| e.to_string())?;
     let repo = api.model(repo_id.to_string());
-    let config = repo.get("config.json").map_err(|e| format!("config.json: {e}"))?;
+    let config = repo
+        .get("config.json")
+        .map_err(|e| format!("config.json: {e}"))?;
     for optional in ["tokenizer.json", "tokenizer_config.json"] {
         let _ = repo.get(optional);
     }
@@ -99,7 +125,10 @@ fn download(repo_id: &str, cache: &Path) -> std::result::Result<PathBuf, String>
         Ok(index) => {
             let text = std::fs::read_to_string(&index).map_err(|e| e.to_string())?;
             let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
-            let map = v.get("weight_map").and_then(|m| m.as_object()).ok_or("index without weight_map")?;
+            let map = v
+                .get("weight_map")
+                .and_then(|m| m.as_object())
+                .ok_or("index without weight_map")?;
             let mut shards: Vec<&str> = map.values().filter_map(|f| f.as_str()).collect();
             shards.sort_unstable();
             shards.dedup();
@@ -108,8 +137,12 @@ fn download(repo_id: &str, cache: &Path) -> std::result::Result<PathBuf, String>
             }
         }
         Err(_) => {
-            repo.get("model.safetensors").map_err(|e| format!("model.safetensors: {e}"))?;
+            repo.get("model.safetensors")
+                .map_err(|e| format!("model.safetensors: {e}"))?;
         }
     }
-    config.parent().map(Path::to_path_buf).ok_or_else(|| "config.json has no parent directory".into())
+    config
+        .parent()
+        .map(Path::to_path_buf)
+        .ok_or_else(|| "config.json has no parent directory".into())
 }

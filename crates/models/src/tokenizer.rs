@@ -22,7 +22,10 @@ use crate::{Error, Result};
 pub(crate) enum Backend {
     /// `add_special_tokens`: let the tokenizer's post-processor add BOS/EOS
     /// (true only when that post-processor is what transformers uses).
-    Hf { tok: Box<tokenizers::Tokenizer>, add_special_tokens: bool },
+    Hf {
+        tok: Box<tokenizers::Tokenizer>,
+        add_special_tokens: bool,
+    },
     Spm(Box<spm::Spm>),
     Llama2c(Box<llama2c::Llama2cTokenizer>),
 }
@@ -40,11 +43,34 @@ pub struct TextTokenizer {
 }
 
 impl TextTokenizer {
-    pub(crate) fn new(backend: Backend, bos: Option<u32>, eos: Option<u32>, prepend_bos: bool, vocab_size: usize) -> Self {
-        let mut t = Self { backend, bos, eos, prepend_bos, adds_bos: prepend_bos, vocab_size };
-        if let (Backend::Hf { add_special_tokens: true, .. }, Some(b)) = (&t.backend, t.bos) {
+    pub(crate) fn new(
+        backend: Backend,
+        bos: Option<u32>,
+        eos: Option<u32>,
+        prepend_bos: bool,
+        vocab_size: usize,
+    ) -> Self {
+        let mut t = Self {
+            backend,
+            bos,
+            eos,
+            prepend_bos,
+            adds_bos: prepend_bos,
+            vocab_size,
+        };
+        if let (
+            Backend::Hf {
+                add_special_tokens: true,
+                ..
+            },
+            Some(b),
+        ) = (&t.backend, t.bos)
+        {
             // The post-processor decides: probe it.
-            t.adds_bos = t.encode("a").map(|ids| ids.first() == Some(&b)).unwrap_or(false);
+            t.adds_bos = t
+                .encode("a")
+                .map(|ids| ids.first() == Some(&b))
+                .unwrap_or(false);
         }
         t
     }
@@ -61,7 +87,13 @@ impl TextTokenizer {
     pub fn from_llama2c(path: &Path) -> Result<Self> {
         let t = llama2c::Llama2cTokenizer::open(path)?;
         let n = t.vocab_size();
-        Ok(Self::new(Backend::Llama2c(Box::new(t)), Some(llama2c::BOS), Some(llama2c::EOS), true, n))
+        Ok(Self::new(
+            Backend::Llama2c(Box::new(t)),
+            Some(llama2c::BOS),
+            Some(llama2c::EOS),
+            true,
+            n,
+        ))
     }
 
     /// Reads a tokenizer from `path` by its kind: `*.json` → tokenizer.json,
@@ -71,7 +103,9 @@ impl TextTokenizer {
             Self::from_tokenizer_json(path)
         } else if crate::formats::gguf::has_magic(path) {
             let f = crate::formats::gguf::GgufFile::open(path)?;
-            gguf::from_gguf(&f)?.ok_or_else(|| Error::Tokenizer(format!("{}: GGUF file has no tokenizer", path.display())))
+            gguf::from_gguf(&f)?.ok_or_else(|| {
+                Error::Tokenizer(format!("{}: GGUF file has no tokenizer", path.display()))
+            })
         } else {
             Self::from_llama2c(path)
         }
@@ -80,7 +114,10 @@ impl TextTokenizer {
     /// Ids of `text`, BOS prepended iff the model's settings say so.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
         let mut ids = match &self.backend {
-            Backend::Hf { tok, add_special_tokens } => tok
+            Backend::Hf {
+                tok,
+                add_special_tokens,
+            } => tok
                 .encode(text, *add_special_tokens)
                 .map_err(|e| Error::Tokenizer(format!("encoding failed: {e}")))?
                 .get_ids()
@@ -97,9 +134,9 @@ impl TextTokenizer {
 
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
         match &self.backend {
-            Backend::Hf { tok, .. } => {
-                tok.decode(ids, false).map_err(|e| Error::Tokenizer(format!("decoding failed: {e}")))
-            }
+            Backend::Hf { tok, .. } => tok
+                .decode(ids, false)
+                .map_err(|e| Error::Tokenizer(format!("decoding failed: {e}"))),
             Backend::Spm(s) => Ok(s.decode(ids)),
             Backend::Llama2c(t) => Ok(t.decode(ids)),
         }

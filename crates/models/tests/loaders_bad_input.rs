@@ -31,11 +31,19 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
 fn expect_err(path: &Path, tok: Option<&Path>) -> Error {
     let res = std::panic::catch_unwind(|| Checkpoint::open(path.to_str().unwrap(), tok));
     let res = res.unwrap_or_else(|_| panic!("panicked on {}", path.display()));
-    let Err(e) = res else { panic!("{} opened although corrupt", path.display()) };
+    let Err(e) = res else {
+        panic!("{} opened although corrupt", path.display())
+    };
     let msg = e.to_string();
     let name = path.file_name().unwrap().to_str().unwrap();
-    let tok_name = tok.and_then(|t| t.file_name()).and_then(|n| n.to_str()).unwrap_or("\u{0}");
-    assert!(msg.contains(name) || msg.contains(tok_name), "error does not name the file: {msg}");
+    let tok_name = tok
+        .and_then(|t| t.file_name())
+        .and_then(|n| n.to_str())
+        .unwrap_or("\u{0}");
+    assert!(
+        msg.contains(name) || msg.contains(tok_name),
+        "error does not name the file: {msg}"
+    );
     e
 }
 
@@ -66,7 +74,12 @@ struct T {
 fn f32_tensor(name: &str, ne: &[u64], f: impl Fn(usize) -> f32) -> T {
     let n: u64 = ne.iter().product();
     let data = (0..n as usize).flat_map(|i| f(i).to_le_bytes()).collect();
-    T { name: name.into(), ne: ne.to_vec(), ty: 0, data }
+    T {
+        name: name.into(),
+        ne: ne.to_vec(),
+        ty: 0,
+        data,
+    }
 }
 
 fn gguf(kvs: &[(&str, Kv)], tensors: &[T]) -> Vec<u8> {
@@ -184,12 +197,18 @@ fn synthetic_llama_gguf_opens_and_unpermutes_k_by_kv_heads() {
     assert_eq!(c.config["head_dim"], 4);
     assert!(c.tokenizer.is_none());
     // k_proj: (kv_dim 4, in 8); one KV head → rows [0,2,1,3] of the raw (4, 8).
-    let k = c.tensors.get("model.layers.0.self_attn.k_proj.weight").unwrap();
+    let k = c
+        .tensors
+        .get("model.layers.0.self_attn.k_proj.weight")
+        .unwrap();
     assert_eq!(k.dims(), &[4, 8]);
     let row1 = k.get(1).unwrap().to_vec1::<f32>().unwrap();
     assert!((row1[0] - 2.0 * 8.0 * 0.001).abs() < 1e-7, "{row1:?}");
     // q_proj: 2 heads of 4 rows: row 1 ← raw row 2, row 5 ← raw row 6.
-    let q = c.tensors.get("model.layers.0.self_attn.q_proj.weight").unwrap();
+    let q = c
+        .tensors
+        .get("model.layers.0.self_attn.q_proj.weight")
+        .unwrap();
     let row5 = q.get(5).unwrap().to_vec1::<f32>().unwrap();
     assert!((row5[0] - 6.0 * 8.0 * 0.001).abs() < 1e-7, "{row5:?}");
     let _ = std::fs::remove_dir_all(dir);
@@ -199,12 +218,29 @@ fn synthetic_llama_gguf_opens_and_unpermutes_k_by_kv_heads() {
 fn synthetic_qwen2_gguf_keeps_rows_and_maps_biases() {
     let dir = tmpdir("qwen2");
     let bias = f32_tensor("blk.0.attn_q.bias", &[D], |i| i as f32);
-    let p = write(&dir, "q.gguf", &tiny_model("qwen2", vec![("qwen2.rope.freq_base", Kv::F32(1e6))], vec![bias]));
+    let p = write(
+        &dir,
+        "q.gguf",
+        &tiny_model(
+            "qwen2",
+            vec![("qwen2.rope.freq_base", Kv::F32(1e6))],
+            vec![bias],
+        ),
+    );
     let c = Checkpoint::open(p.to_str().unwrap(), None).unwrap();
     assert_eq!(c.config["model_type"], "qwen2");
     assert_eq!(c.config["rope_theta"].as_f64(), Some(1e6));
-    let b = c.tensors.get("model.layers.0.self_attn.q_proj.bias").unwrap().to_vec1::<f32>().unwrap();
-    assert_eq!(b, (0..8).map(|i| i as f32).collect::<Vec<_>>(), "qwen2 is not un-permuted");
+    let b = c
+        .tensors
+        .get("model.layers.0.self_attn.q_proj.bias")
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    assert_eq!(
+        b,
+        (0..8).map(|i| i as f32).collect::<Vec<_>>(),
+        "qwen2 is not un-permuted"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -231,11 +267,28 @@ fn quantized_and_f16_tensors_dequantize() {
         q4.extend(f16_bits(0.25));
         q4.extend((0..16u8).map(|j| j | ((15 - j) << 4)));
     }
-    let norm16: Vec<u8> = (0..8).flat_map(|i| f16_bits(if i == 0 { 1.0 } else { 0.5 })).collect();
+    let norm16: Vec<u8> = (0..8)
+        .flat_map(|i| f16_bits(if i == 0 { 1.0 } else { 0.5 }))
+        .collect();
     let ts = vec![
-        T { name: "blk.0.ffn_up.weight".into(), ne: vec![32, 4], ty: 8, data: q8 },
-        T { name: "blk.0.ffn_gate.weight".into(), ne: vec![32, 4], ty: 2, data: q4 },
-        T { name: "output_norm.weight".into(), ne: vec![8], ty: 1, data: norm16 },
+        T {
+            name: "blk.0.ffn_up.weight".into(),
+            ne: vec![32, 4],
+            ty: 8,
+            data: q8,
+        },
+        T {
+            name: "blk.0.ffn_gate.weight".into(),
+            ne: vec![32, 4],
+            ty: 2,
+            data: q4,
+        },
+        T {
+            name: "output_norm.weight".into(),
+            ne: vec![8],
+            ty: 1,
+            data: norm16,
+        },
     ];
     let p = write(&dir, "quant.gguf", &tiny_model("llama", vec![], ts));
     let c = Checkpoint::open(p.to_str().unwrap(), None).unwrap();
@@ -245,19 +298,43 @@ fn quantized_and_f16_tensors_dequantize() {
     for (i, v) in e.iter().enumerate() {
         assert_eq!(*v, 0.5 * (i as f32 - 64.0), "Q8_0 value {i}");
     }
-    let g = c.tensors.get("model.layers.0.mlp.gate_proj.weight").unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let g = c
+        .tensors
+        .get("model.layers.0.mlp.gate_proj.weight")
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
     // Q4_0 block: values 0..16 are low nibbles, 16..32 high nibbles, minus 8.
     for j in 0..16 {
         assert_eq!(g[j], 0.25 * (j as f32 - 8.0));
         assert_eq!(g[16 + j], 0.25 * ((15 - j) as f32 - 8.0));
     }
-    let n = c.tensors.get("model.norm.weight").unwrap().to_vec1::<f32>().unwrap();
+    let n = c
+        .tensors
+        .get("model.norm.weight")
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
     assert_eq!(n[0], 1.0);
     assert_eq!(n[7], 0.5);
     // Rows that are not whole blocks are rejected with the tensor's name.
-    let t = T { name: "blk.0.ffn_up.weight".into(), ne: vec![8, 16], ty: 8, data: vec![0; 136] };
-    let m = expect_err(&write(&dir, "rows.gguf", &tiny_model("llama", vec![], vec![t])), None).to_string();
-    assert!(m.contains("blk.0.ffn_up.weight") && m.contains("block size"), "{m}");
+    let t = T {
+        name: "blk.0.ffn_up.weight".into(),
+        ne: vec![8, 16],
+        ty: 8,
+        data: vec![0; 136],
+    };
+    let m = expect_err(
+        &write(&dir, "rows.gguf", &tiny_model("llama", vec![], vec![t])),
+        None,
+    )
+    .to_string();
+    assert!(
+        m.contains("blk.0.ffn_up.weight") && m.contains("block size"),
+        "{m}"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -266,7 +343,29 @@ fn gguf_truncated_anywhere_is_an_error() {
     let dir = tmpdir("gguf-trunc");
     let good = tiny_model("llama", vec![], vec![]);
     let n = good.len();
-    for cut in [0, 2, 4, 6, 8, 12, 16, 20, 24, 30, 40, 60, 100, 200, 300, 400, 500, 700, n / 2, n - 33, n - 1] {
+    for cut in [
+        0,
+        2,
+        4,
+        6,
+        8,
+        12,
+        16,
+        20,
+        24,
+        30,
+        40,
+        60,
+        100,
+        200,
+        300,
+        400,
+        500,
+        700,
+        n / 2,
+        n - 33,
+        n - 1,
+    ] {
         let p = write(&dir, &format!("cut{cut}.gguf"), &good[..cut.min(n - 1)]);
         expect_err(&p, None);
     }
@@ -303,16 +402,43 @@ fn gguf_declared_sizes_larger_than_file() {
     b[24..32].copy_from_slice(&(1u64 << 60).to_le_bytes());
     expect_err(&write(&dir, "keylen.gguf", &b), None);
     // a string array claiming 2^40 elements
-    let huge = gguf(&[("general.architecture", Kv::Str("llama")), ("tokenizer.ggml.tokens", Kv::Strs(vec!["a".into()]))], &[]);
+    let huge = gguf(
+        &[
+            ("general.architecture", Kv::Str("llama")),
+            ("tokenizer.ggml.tokens", Kv::Strs(vec!["a".into()])),
+        ],
+        &[],
+    );
     let mut b = huge.clone();
-    let pos = b.windows(21).position(|w| w == b"tokenizer.ggml.tokens").unwrap() + 21 + 8;
+    let pos = b
+        .windows(21)
+        .position(|w| w == b"tokenizer.ggml.tokens")
+        .unwrap()
+        + 21
+        + 8;
     b[pos..pos + 8].copy_from_slice(&(1u64 << 40).to_le_bytes());
     expect_err(&write(&dir, "arr.gguf", &b), None);
     // a tensor whose dims overflow / exceed the data section
-    let big = T { name: "blk.0.ffn_up.weight".into(), ne: vec![1 << 31, 1 << 31], ty: 0, data: vec![] };
-    expect_err(&write(&dir, "dims.gguf", &tiny_model("llama", vec![], vec![big])), None);
-    let big = T { name: "blk.0.ffn_up.weight".into(), ne: vec![u64::MAX, 3], ty: 0, data: vec![] };
-    expect_err(&write(&dir, "dims2.gguf", &tiny_model("llama", vec![], vec![big])), None);
+    let big = T {
+        name: "blk.0.ffn_up.weight".into(),
+        ne: vec![1 << 31, 1 << 31],
+        ty: 0,
+        data: vec![],
+    };
+    expect_err(
+        &write(&dir, "dims.gguf", &tiny_model("llama", vec![], vec![big])),
+        None,
+    );
+    let big = T {
+        name: "blk.0.ffn_up.weight".into(),
+        ne: vec![u64::MAX, 3],
+        ty: 0,
+        data: vec![],
+    };
+    expect_err(
+        &write(&dir, "dims2.gguf", &tiny_model("llama", vec![], vec![big])),
+        None,
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -322,32 +448,61 @@ fn gguf_unknown_architecture_lists_supported() {
     let p = write(&dir, "arch.gguf", &tiny_model("gpt7", vec![], vec![]));
     let e = expect_err(&p, None);
     assert!(matches!(e, Error::UnknownArchitecture { .. }));
-    assert!(e.to_string().contains("llama") && e.to_string().contains("qwen2"), "{e}");
+    assert!(
+        e.to_string().contains("llama") && e.to_string().contains("qwen2"),
+        "{e}"
+    );
 }
 
 #[test]
 fn gguf_unsupported_tensor_type_names_tensor_and_type() {
     let dir = tmpdir("gguf-type");
     // Q5_0 (type 6): 32 values per 22-byte block; ne [32, 4] = 4 blocks.
-    let t = T { name: "blk.0.ffn_up.weight".into(), ne: vec![32, 4], ty: 6, data: vec![0; 88] };
+    let t = T {
+        name: "blk.0.ffn_up.weight".into(),
+        ne: vec![32, 4],
+        ty: 6,
+        data: vec![0; 88],
+    };
     let p = write(&dir, "q5.gguf", &tiny_model("llama", vec![], vec![t]));
     let e = expect_err(&p, None);
     assert!(matches!(e, Error::Unsupported { .. }));
     let m = e.to_string();
-    assert!(m.contains("blk.0.ffn_up.weight") && m.contains("Q5_0"), "{m}");
+    assert!(
+        m.contains("blk.0.ffn_up.weight") && m.contains("Q5_0"),
+        "{m}"
+    );
     // An unknown type id (e.g. an IQ type) too.
-    let t = T { name: "blk.0.ffn_up.weight".into(), ne: vec![32, 4], ty: 23, data: vec![0; 64] };
-    let m = expect_err(&write(&dir, "iq.gguf", &tiny_model("llama", vec![], vec![t])), None).to_string();
+    let t = T {
+        name: "blk.0.ffn_up.weight".into(),
+        ne: vec![32, 4],
+        ty: 23,
+        data: vec![0; 64],
+    };
+    let m = expect_err(
+        &write(&dir, "iq.gguf", &tiny_model("llama", vec![], vec![t])),
+        None,
+    )
+    .to_string();
     assert!(m.contains("blk.0.ffn_up.weight") && m.contains("23"), "{m}");
 }
 
 #[test]
 fn gguf_nan_weights_are_reported_on_get() {
     let dir = tmpdir("gguf-nan");
-    let t = f32_tensor("blk.0.ffn_up.weight", &[D, 16], |i| if i == 5 { f32::NAN } else { 0.0 });
+    let t = f32_tensor("blk.0.ffn_up.weight", &[D, 16], |i| {
+        if i == 5 {
+            f32::NAN
+        } else {
+            0.0
+        }
+    });
     let p = write(&dir, "nan.gguf", &tiny_model("llama", vec![], vec![t]));
     let c = Checkpoint::open(p.to_str().unwrap(), None).unwrap();
-    let e = c.tensors.get("model.layers.0.mlp.up_proj.weight").unwrap_err();
+    let e = c
+        .tensors
+        .get("model.layers.0.mlp.up_proj.weight")
+        .unwrap_err();
     assert!(matches!(e, Error::NonFinite { .. }));
     assert!(e.to_string().contains("nan.gguf"), "{e}");
 }
@@ -380,7 +535,14 @@ fn tiny_llama2c(vocab: i32, seq: i32, with_freq: bool) -> Vec<u8> {
         b.extend(x.to_le_bytes());
     }
     let v = vocab.unsigned_abs() as usize;
-    let mut n = v * dim + l * dim + l * dim * dim + 2 * l * kv_dim * dim + l * dim * dim + l * dim + 3 * l * hid * dim + dim;
+    let mut n = v * dim
+        + l * dim
+        + l * dim * dim
+        + 2 * l * kv_dim * dim
+        + l * dim * dim
+        + l * dim
+        + 3 * l * hid * dim
+        + dim;
     if with_freq {
         n += 2 * seq as usize * 2;
     }
@@ -395,7 +557,11 @@ fn tiny_llama2c(vocab: i32, seq: i32, with_freq: bool) -> Vec<u8> {
 fn llama2c_synthetic_opens_both_layouts() {
     let dir = tmpdir("l2c-ok");
     for (vocab, freq) in [(300, true), (300, false), (-300, true), (-300, false)] {
-        let p = write(&dir, &format!("m{vocab}{freq}.bin"), &tiny_llama2c(vocab, 4, freq));
+        let p = write(
+            &dir,
+            &format!("m{vocab}{freq}.bin"),
+            &tiny_llama2c(vocab, 4, freq),
+        );
         let c = Checkpoint::open(p.to_str().unwrap(), None).unwrap();
         assert_eq!(c.tensors.contains("lm_head.weight"), vocab < 0);
         assert_eq!(c.config["tie_word_embeddings"], vocab > 0);
@@ -427,7 +593,7 @@ fn llama2c_hostile_headers_are_errors() {
         [8, 16, 1, 2, 1, i32::MAX, 4],
         [i32::MAX, i32::MAX, i32::MAX, 1, 1, 300, 4],
         [-8, 16, 1, 2, 1, 300, 4],
-        [8, 16, 1, 3, 1, 300, 4],  // 3 heads do not divide dim 8
+        [8, 16, 1, 3, 1, 300, 4], // 3 heads do not divide dim 8
         [8, 16, 1, 2, 0, 300, 4],
         [8, 16, 1, 2, 1, i32::MIN, 4],
     ]
@@ -449,7 +615,11 @@ fn missing_or_corrupt_tokenizer_is_an_error() {
     let model = write(&dir, "m.bin", &tiny_llama2c(300, 4, true));
     let missing = dir.join("no-such-tokenizer.bin");
     expect_err(&model, Some(&missing));
-    let bad = write(&dir, "tok-bad.bin", &[16, 0, 0, 0, 0, 0, 0, 0, 255, 255, 255, 127]);
+    let bad = write(
+        &dir,
+        "tok-bad.bin",
+        &[16, 0, 0, 0, 0, 0, 0, 0, 255, 255, 255, 127],
+    );
     expect_err(&model, Some(&bad));
     let bad_json = write(&dir, "tokenizer.json", b"{not json");
     expect_err(&model, Some(&bad_json));
@@ -476,10 +646,15 @@ fn hf_dir_good_then_truncated_safetensors() {
     let good = safetensors_bytes(16);
     write(&dir, "model.safetensors", &good);
     let c = Checkpoint::open(dir.to_str().unwrap(), None).unwrap();
-    assert_eq!(c.tensors.get("model.embed_tokens.weight").unwrap().dims(), &[16]);
+    assert_eq!(
+        c.tensors.get("model.embed_tokens.weight").unwrap().dims(),
+        &[16]
+    );
     for cut in [0, 4, 8, 20, good.len() - 64, good.len() - 1] {
         write(&dir, "model.safetensors", &good[..cut]);
-        let e = Checkpoint::open(dir.to_str().unwrap(), None).err().expect("truncated safetensors must fail");
+        let e = Checkpoint::open(dir.to_str().unwrap(), None)
+            .err()
+            .expect("truncated safetensors must fail");
         assert!(e.to_string().contains("model.safetensors"), "{e}");
     }
     // header length larger than the file
@@ -501,10 +676,18 @@ fn hf_dir_bad_config_and_index() {
     let e = Checkpoint::open(dir.to_str().unwrap(), None).err().unwrap();
     assert!(e.to_string().contains("model_type"), "{e}");
     write(&dir, "config.json", br#"{"model_type": "llama"}"#);
-    write(&dir, "model.safetensors.index.json", br#"{"weight_map": {"a": "../../etc/passwd"}}"#);
+    write(
+        &dir,
+        "model.safetensors.index.json",
+        br#"{"weight_map": {"a": "../../etc/passwd"}}"#,
+    );
     let e = Checkpoint::open(dir.to_str().unwrap(), None).err().unwrap();
     assert!(e.to_string().contains("index"), "{e}");
-    write(&dir, "model.safetensors.index.json", br#"{"weight_map": {"a": "model-00002.safetensors"}}"#);
+    write(
+        &dir,
+        "model.safetensors.index.json",
+        br#"{"weight_map": {"a": "model-00002.safetensors"}}"#,
+    );
     let e = Checkpoint::open(dir.to_str().unwrap(), None).err().unwrap();
     assert!(e.to_string().contains("model-00002.safetensors"), "{e}");
     let _ = std::fs::remove_dir_all(dir);
@@ -552,24 +735,51 @@ fn tiny_model_with_tokenizer(spm: bool) -> Vec<u8> {
     let toks: Vec<String> = if spm {
         let mut v: Vec<String> = vec!["<unk>".into(), "<s>".into(), "</s>".into()];
         v.extend((0..=255u8).map(|b| format!("<0x{b:02X}>")));
-        v.extend(["\u{2581}", "H", "e", "l", "o", "He", "ll", "\u{2581}w"].iter().map(|s| s.to_string()));
+        v.extend(
+            ["\u{2581}", "H", "e", "l", "o", "He", "ll", "\u{2581}w"]
+                .iter()
+                .map(|s| s.to_string()),
+        );
         v
     } else {
-        ["<|endoftext|>", "H", "e", "l", "o", "He", "ll", "Hell", "Ġ", "w"].iter().map(|s| s.to_string()).collect()
+        [
+            "<|endoftext|>",
+            "H",
+            "e",
+            "l",
+            "o",
+            "He",
+            "ll",
+            "Hell",
+            "Ġ",
+            "w",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
     };
     let n = toks.len();
     let mut extra = vec![
         ("tokenizer.ggml.tokens", Kv::Strs(toks)),
-        ("tokenizer.ggml.token_type", Kv::I32s((0..n).map(|i| if i < 3 { 3 } else { 1 }).collect())),
+        (
+            "tokenizer.ggml.token_type",
+            Kv::I32s((0..n).map(|i| if i < 3 { 3 } else { 1 }).collect()),
+        ),
         ("tokenizer.ggml.bos_token_id", Kv::U32(1)),
     ];
     if spm {
         extra.push(("tokenizer.ggml.model", Kv::Str("llama")));
-        extra.push(("tokenizer.ggml.scores", Kv::F32s((0..n).map(|i| -(i as f32)).collect())));
+        extra.push((
+            "tokenizer.ggml.scores",
+            Kv::F32s((0..n).map(|i| -(i as f32)).collect()),
+        ));
     } else {
         extra.push(("tokenizer.ggml.model", Kv::Str("gpt2")));
         extra.push(("tokenizer.ggml.pre", Kv::Str("smollm")));
-        extra.push(("tokenizer.ggml.merges", Kv::Strs(vec!["H e".into(), "l l".into(), "He ll".into()])));
+        extra.push((
+            "tokenizer.ggml.merges",
+            Kv::Strs(vec!["H e".into(), "l l".into(), "He ll".into()]),
+        ));
     }
     tiny_model("llama", extra, vec![])
 }
@@ -595,7 +805,11 @@ fn random_corruption_never_panics() {
         for round in 0..150 {
             let mut b = good.clone();
             // Mostly hit the header/metadata region, where lengths live.
-            let span = if round % 3 == 0 { b.len() } else { b.len().min(4096) };
+            let span = if round % 3 == 0 {
+                b.len()
+            } else {
+                b.len().min(4096)
+            };
             for _ in 0..1 + rng.next() % 4 {
                 let i = (rng.next() as usize) % span;
                 b[i] = match rng.next() % 4 {
@@ -618,7 +832,11 @@ fn random_corruption_never_panics() {
 #[test]
 fn unrecognised_file_says_what_was_expected() {
     let dir = tmpdir("unrec");
-    let p = write(&dir, "weights.pt", b"PK\x03\x04 not a model at all, just some bytes....");
+    let p = write(
+        &dir,
+        "weights.pt",
+        b"PK\x03\x04 not a model at all, just some bytes....",
+    );
     let m = expect_err(&p, None).to_string();
     assert!(m.contains("not recognised") && m.contains("GGUF"), "{m}");
     let _ = std::fs::remove_dir_all(dir);

@@ -147,14 +147,19 @@ fn ggml_type(id: u32) -> Option<(&'static str, Option<GgmlDType>, usize, usize)>
 
 /// Human name of a ggml type id (e.g. "Q4_1", or "type 23").
 pub fn ggml_type_name(id: u32) -> String {
-    ggml_type(id).map(|t| t.0.to_string()).unwrap_or_else(|| format!("ggml type {id}"))
+    ggml_type(id)
+        .map(|t| t.0.to_string())
+        .unwrap_or_else(|| format!("ggml type {id}"))
 }
 
 /// True if the first bytes of `path` are the GGUF magic.
 pub fn has_magic(path: &Path) -> bool {
     use std::io::Read;
     let mut m = [0u8; 4];
-    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut m)).is_ok() && m == GGUF_MAGIC
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut m))
+        .is_ok()
+        && m == GGUF_MAGIC
 }
 
 impl GgufFile {
@@ -163,7 +168,13 @@ impl GgufFile {
     pub fn open(path: &Path) -> Result<GgufFile> {
         let mmap = mmap_file(path)?;
         let (version, metadata, tensors) = parse(&mmap, path)?;
-        Ok(GgufFile { path: path.to_path_buf(), version, metadata, tensors, mmap })
+        Ok(GgufFile {
+            path: path.to_path_buf(),
+            version,
+            metadata,
+            tensors,
+            mmap,
+        })
     }
 
     pub fn get(&self, key: &str) -> Option<&Value> {
@@ -181,7 +192,8 @@ impl GgufFile {
 
     /// Dequantizes tensor `name` to f32, row-major shape `info.shape()`.
     pub fn load_f32(&self, info: &TensorInfo) -> Result<Tensor> {
-        let unsupported = || Error::Unsupported {
+        let unsupported = || {
+            Error::Unsupported {
             path: self.path.clone(),
             what: "GGUF tensor type",
             detail: format!(
@@ -189,15 +201,19 @@ impl GgufFile {
                 info.name,
                 ggml_type_name(info.ggml_type)
             ),
+        }
         };
         let (_, dtype, _, _) = ggml_type(info.ggml_type).ok_or_else(unsupported)?;
         let dtype = dtype.ok_or_else(unsupported)?;
         // Range checked in `parse`; `get` keeps this panic-free regardless.
-        let raw = self.mmap.get(info.start..info.start + info.len).ok_or_else(|| Error::Tensor {
-            path: self.path.clone(),
-            name: info.name.clone(),
-            reason: "data range lies outside the file".into(),
-        })?;
+        let raw = self
+            .mmap
+            .get(info.start..info.start + info.len)
+            .ok_or_else(|| Error::Tensor {
+                path: self.path.clone(),
+                name: info.name.clone(),
+                reason: "data range lies outside the file".into(),
+            })?;
         let shape = info.shape();
         let t = match dtype {
             GgmlDType::F32 => Tensor::from_raw_buffer(raw, DType::F32, &shape, &Device::Cpu)?,
@@ -248,7 +264,9 @@ fn parse(buf: &[u8], path: &Path) -> Result<Parsed> {
         return Err(r.err("big-endian GGUF files are not supported"));
     }
     if version != 2 && version != 3 {
-        return Err(r.err(format!("unsupported GGUF version {version} (supported: 2, 3)")));
+        return Err(r.err(format!(
+            "unsupported GGUF version {version} (supported: 2, 3)"
+        )));
     }
     let n_tensors = r.u64("tensor count")?;
     let n_kv = r.u64("metadata count")?;
@@ -269,12 +287,17 @@ fn parse(buf: &[u8], path: &Path) -> Result<Parsed> {
         let name = read_string(&mut r, &format!("tensor name #{i}"))?;
         let n_dims = r.u32(&format!("n_dims of `{name}`"))?;
         if n_dims == 0 || n_dims > MAX_DIMS {
-            return Err(r.err(format!("tensor `{name}` has {n_dims} dims (1..={MAX_DIMS})")));
+            return Err(r.err(format!(
+                "tensor `{name}` has {n_dims} dims (1..={MAX_DIMS})"
+            )));
         }
         let mut ne = Vec::with_capacity(n_dims as usize);
         for _ in 0..n_dims {
             let d = r.u64(&format!("dims of `{name}`"))?;
-            ne.push(usize::try_from(d).map_err(|_| r.err(format!("tensor `{name}` dim {d} too large")))?);
+            ne.push(
+                usize::try_from(d)
+                    .map_err(|_| r.err(format!("tensor `{name}` dim {d} too large")))?,
+            );
         }
         let ty = r.u32(&format!("type of `{name}`"))?;
         let off = r.u64(&format!("offset of `{name}`"))?;
@@ -320,7 +343,9 @@ fn parse(buf: &[u8], path: &Path) -> Result<Parsed> {
             None => 0,
         };
         if off % alignment as u64 != 0 {
-            return Err(r.err(format!("tensor `{name}` offset {off} is not aligned to {alignment}")));
+            return Err(r.err(format!(
+                "tensor `{name}` offset {off} is not aligned to {alignment}"
+            )));
         }
         if off as u128 + len > data_len as u128 {
             return Err(r.err(format!(

@@ -75,7 +75,13 @@ pub fn open(path: &Path) -> Result<(Json, GgufSource)> {
 
     let mut map = BTreeMap::new();
     let mut add = |hf: String, gguf: &str, unpermute: Option<usize>| {
-        map.insert(hf, Entry { gguf_name: gguf.to_string(), unpermute });
+        map.insert(
+            hf,
+            Entry {
+                gguf_name: gguf.to_string(),
+                unpermute,
+            },
+        );
     };
     for name in file.tensors.keys() {
         let permute = arch == "llama";
@@ -84,13 +90,26 @@ pub fn open(path: &Path) -> Result<(Json, GgufSource)> {
             "output_norm.weight" => add("model.norm.weight".into(), name, None),
             "output.weight" => add("lm_head.weight".into(), name, None),
             _ => {
-                let Some(rest) = name.strip_prefix("blk.") else { continue };
-                let Some((idx, suffix)) = rest.split_once('.') else { continue };
-                let Ok(layer) = idx.parse::<usize>() else { continue };
+                let Some(rest) = name.strip_prefix("blk.") else {
+                    continue;
+                };
+                let Some((idx, suffix)) = rest.split_once('.') else {
+                    continue;
+                };
+                let Ok(layer) = idx.parse::<usize>() else {
+                    continue;
+                };
                 if layer >= n_layers {
-                    return Err(file_err(&file, format!("tensor `{name}` is for layer {layer} but block_count is {n_layers}")));
+                    return Err(file_err(
+                        &file,
+                        format!(
+                            "tensor `{name}` is for layer {layer} but block_count is {n_layers}"
+                        ),
+                    ));
                 }
-                let Some((_, hf)) = BLOCK_NAMES.iter().find(|(g, _)| *g == suffix) else { continue };
+                let Some((_, hf)) = BLOCK_NAMES.iter().find(|(g, _)| *g == suffix) else {
+                    continue;
+                };
                 let unpermute = match suffix {
                     "attn_q.weight" | "attn_q.bias" if permute => Some(n_head),
                     "attn_k.weight" | "attn_k.bias" if permute => Some(n_kv),
@@ -116,7 +135,10 @@ pub fn open(path: &Path) -> Result<(Json, GgufSource)> {
         }
     }
     if !source.map.contains_key("model.embed_tokens.weight") {
-        return Err(file_err(&source.file, "no `token_embd.weight` tensor".into()));
+        return Err(file_err(
+            &source.file,
+            "no `token_embd.weight` tensor".into(),
+        ));
     }
     Ok((config, source))
 }
@@ -128,7 +150,11 @@ impl GgufSource {
 }
 
 fn file_err(file: &GgufFile, reason: String) -> Error {
-    Error::Format { path: file.path.clone(), format: "GGUF", reason }
+    Error::Format {
+        path: file.path.clone(),
+        format: "GGUF",
+        reason,
+    }
 }
 
 /// HF config from `<arch>.*` metadata, following transformers'
@@ -137,7 +163,9 @@ fn build_config(file: &GgufFile, arch: &str) -> Result<Json> {
     let key = |k: &str| format!("{arch}.{k}");
     let req_u64 = |k: &str| -> Result<u64> {
         let full = key(k);
-        file.get(&full).and_then(|v| v.as_u64()).ok_or_else(|| file.meta_err(&full, "an integer"))
+        file.get(&full)
+            .and_then(|v| v.as_u64())
+            .ok_or_else(|| file.meta_err(&full, "an integer"))
     };
     let opt_u64 = |k: &str| file.get(&key(k)).and_then(|v| v.as_u64());
     let opt_f64 = |k: &str| file.get(&key(k)).and_then(|v| v.as_f64());
@@ -151,26 +179,39 @@ fn build_config(file: &GgufFile, arch: &str) -> Result<Json> {
     let emb = file.tensors.get("token_embd.weight");
     let vocab = opt_u64("vocab_size")
         .or_else(|| {
-            file.get("tokenizer.ggml.tokens").and_then(|v| v.as_array()).map(|a| a.len() as u64)
+            file.get("tokenizer.ggml.tokens")
+                .and_then(|v| v.as_array())
+                .map(|a| a.len() as u64)
         })
         .or_else(|| emb.and_then(|t: &TensorInfo| t.ne.get(1).map(|&d| d as u64)))
         .ok_or_else(|| file.meta_err(&key("vocab_size"), "present (nor a tokenizer/embedding)"))?;
     let mut c = Map::new();
     c.insert("model_type".into(), json!(arch));
-    c.insert("architectures".into(), json!([match arch {
-        "qwen2" => "Qwen2ForCausalLM",
-        _ => "LlamaForCausalLM",
-    }]));
+    c.insert(
+        "architectures".into(),
+        json!([match arch {
+            "qwen2" => "Qwen2ForCausalLM",
+            _ => "LlamaForCausalLM",
+        }]),
+    );
     c.insert("hidden_size".into(), json!(hidden));
-    c.insert("intermediate_size".into(), json!(req_u64("feed_forward_length")?));
+    c.insert(
+        "intermediate_size".into(),
+        json!(req_u64("feed_forward_length")?),
+    );
     c.insert("num_hidden_layers".into(), json!(req_u64("block_count")?));
     c.insert("num_attention_heads".into(), json!(n_head));
     c.insert("num_key_value_heads".into(), json!(n_kv));
     c.insert(
         "rms_norm_eps".into(),
-        json!(opt_f64("attention.layer_norm_rms_epsilon").map(f32_to_f64).unwrap_or(1e-6)),
+        json!(opt_f64("attention.layer_norm_rms_epsilon")
+            .map(f32_to_f64)
+            .unwrap_or(1e-6)),
     );
-    c.insert("rope_theta".into(), json!(opt_f64("rope.freq_base").map(f32_to_f64).unwrap_or(10000.0)));
+    c.insert(
+        "rope_theta".into(),
+        json!(opt_f64("rope.freq_base").map(f32_to_f64).unwrap_or(10000.0)),
+    );
     if let Some(n) = opt_u64("context_length") {
         c.insert("max_position_embeddings".into(), json!(n));
     }
@@ -178,7 +219,13 @@ fn build_config(file: &GgufFile, arch: &str) -> Result<Json> {
     // head_dim: `attention.key_length` if stated; for llama, transformers maps
     // `rope.dimension_count` to head_dim; else hidden / heads.
     let head_dim = opt_u64("attention.key_length")
-        .or_else(|| if arch == "llama" { opt_u64("rope.dimension_count") } else { None })
+        .or_else(|| {
+            if arch == "llama" {
+                opt_u64("rope.dimension_count")
+            } else {
+                None
+            }
+        })
         .or_else(|| (hidden % n_head == 0).then(|| hidden / n_head));
     if let Some(d) = head_dim {
         c.insert("head_dim".into(), json!(d));
@@ -199,15 +246,24 @@ fn build_config(file: &GgufFile, arch: &str) -> Result<Json> {
             c.insert("rope_scaling".into(), Json::Object(rs));
         }
     }
-    c.insert("tie_word_embeddings".into(), json!(!file.tensors.contains_key("output.weight")));
+    c.insert(
+        "tie_word_embeddings".into(),
+        json!(!file.tensors.contains_key("output.weight")),
+    );
     c.insert("hidden_act".into(), json!("silu"));
     if arch == "qwen2" {
         c.insert("attention_bias".into(), json!(true));
     }
-    if let Some(id) = file.get("tokenizer.ggml.bos_token_id").and_then(|v| v.as_u64()) {
+    if let Some(id) = file
+        .get("tokenizer.ggml.bos_token_id")
+        .and_then(|v| v.as_u64())
+    {
         c.insert("bos_token_id".into(), json!(id));
     }
-    if let Some(id) = file.get("tokenizer.ggml.eos_token_id").and_then(|v| v.as_u64()) {
+    if let Some(id) = file
+        .get("tokenizer.ggml.eos_token_id")
+        .and_then(|v| v.as_u64())
+    {
         c.insert("eos_token_id".into(), json!(id));
     }
     Ok(Json::Object(c))

@@ -65,12 +65,21 @@ pub fn shard_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let index = dir.join("model.safetensors.index.json");
     if index.exists() {
         let text = std::fs::read_to_string(&index).map_err(|e| io_err(&index, e))?;
-        let bad = |reason: String| Error::Format { path: index.clone(), format: "safetensors index", reason };
+        let bad = |reason: String| Error::Format {
+            path: index.clone(),
+            format: "safetensors index",
+            reason,
+        };
         let v: Json = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
-        let map = v.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| bad("no `weight_map` object".into()))?;
+        let map = v
+            .get("weight_map")
+            .and_then(|m| m.as_object())
+            .ok_or_else(|| bad("no `weight_map` object".into()))?;
         let mut files = BTreeSet::new();
         for (name, f) in map {
-            let f = f.as_str().ok_or_else(|| bad(format!("`{name}` maps to a non-string")))?;
+            let f = f
+                .as_str()
+                .ok_or_else(|| bad(format!("`{name}` maps to a non-string")))?;
             if f.contains('/') || f.contains('\\') || f.starts_with('.') {
                 return Err(bad(format!("shard name `{f}` is not a plain file name")));
             }
@@ -133,9 +142,17 @@ impl SafetensorsSource {
                     });
                 }
             }
-            shards.push(Shard { path: path.clone(), mmap, data_start });
+            shards.push(Shard {
+                path: path.clone(),
+                mmap,
+                data_start,
+            });
         }
-        Ok(Self { dir: dir.to_path_buf(), shards, map })
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            shards,
+            map,
+        })
     }
 }
 
@@ -152,7 +169,11 @@ impl TensorSource for SafetensorsSource {
             source_desc: self.describe(),
         })?;
         let shard = &self.shards[e.shard];
-        let err = |reason: String| Error::Tensor { path: shard.path.clone(), name: name.to_string(), reason };
+        let err = |reason: String| Error::Tensor {
+            path: shard.path.clone(),
+            name: name.to_string(),
+            reason,
+        };
         let dtype = match e.dtype {
             Dtype::F32 => DType::F32,
             Dtype::F16 => DType::F16,
@@ -166,10 +187,17 @@ impl TensorSource for SafetensorsSource {
             }
         };
         debug_assert!(e.start >= shard.data_start);
-        let raw = shard.mmap.get(e.start..e.end).ok_or_else(|| err("data range outside the file".into()))?;
+        let raw = shard
+            .mmap
+            .get(e.start..e.end)
+            .ok_or_else(|| err("data range outside the file".into()))?;
         let n: usize = e.shape.iter().product();
         if raw.len() != n * dtype.size_in_bytes() {
-            return Err(err(format!("{} bytes for shape {:?} of {dtype:?}", raw.len(), e.shape)));
+            return Err(err(format!(
+                "{} bytes for shape {:?} of {dtype:?}",
+                raw.len(),
+                e.shape
+            )));
         }
         Ok(Tensor::from_raw_buffer(raw, dtype, &e.shape, &Device::Cpu)?.to_dtype(DType::F32)?)
     }
@@ -177,7 +205,11 @@ impl TensorSource for SafetensorsSource {
         if self.shards.len() == 1 {
             self.shards[0].path.display().to_string()
         } else {
-            format!("{} ({} safetensors shards)", self.dir.display(), self.shards.len())
+            format!(
+                "{} ({} safetensors shards)",
+                self.dir.display(),
+                self.shards.len()
+            )
         }
     }
 }

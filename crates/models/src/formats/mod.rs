@@ -27,7 +27,10 @@ pub(crate) fn mmap_file(path: &Path) -> Result<memmap2::Mmap> {
 }
 
 pub(crate) fn io_err(path: &Path, source: std::io::Error) -> Error {
-    Error::Io { path: path.to_path_buf(), source }
+    Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// A cursor over a byte slice; every read is bounds-checked and reports the
@@ -41,10 +44,19 @@ pub(crate) struct ByteReader<'a> {
 
 impl<'a> ByteReader<'a> {
     pub fn new(buf: &'a [u8], path: &Path, format: &'static str) -> Self {
-        Self { buf, pos: 0, path: path.to_path_buf(), format }
+        Self {
+            buf,
+            pos: 0,
+            path: path.to_path_buf(),
+            format,
+        }
     }
     pub fn err(&self, reason: impl Into<String>) -> Error {
-        Error::Format { path: self.path.clone(), format: self.format, reason: reason.into() }
+        Error::Format {
+            path: self.path.clone(),
+            format: self.format,
+            reason: reason.into(),
+        }
     }
     pub fn remaining(&self) -> usize {
         self.buf.len() - self.pos
@@ -120,7 +132,10 @@ pub(crate) fn reverse_permute(w: &Tensor, n_head: usize) -> candle_core::Result<
     let mut split = vec![n_head, dim, 2];
     split.extend_from_slice(&dims[1..]);
     // (n_head, dim, 2, in) → (n_head, 2, dim, in) → (rows, in)
-    w.reshape(split)?.transpose(1, 2)?.contiguous()?.reshape(dims)
+    w.reshape(split)?
+        .transpose(1, 2)?
+        .contiguous()?
+        .reshape(dims)
 }
 
 #[cfg(test)]
@@ -131,8 +146,16 @@ mod tests {
     #[test]
     fn reverse_permute_matches_numpy_reference() {
         // 2 heads, d_head 4 → dim 2; rows r = h*4 + j*2 + p  ↦  h*4 + p*2 + j.
-        let w = Tensor::arange(0f32, 8., &Device::Cpu).unwrap().reshape((8, 1)).unwrap();
-        let u = reverse_permute(&w, 2).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let w = Tensor::arange(0f32, 8., &Device::Cpu)
+            .unwrap()
+            .reshape((8, 1))
+            .unwrap();
+        let u = reverse_permute(&w, 2)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
         assert_eq!(u, vec![0., 2., 1., 3., 4., 6., 5., 7.]);
     }
 

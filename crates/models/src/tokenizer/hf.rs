@@ -38,35 +38,47 @@ fn sibling_json(path: &Path, name: &str) -> Result<Json> {
         return Ok(Json::Null);
     }
     let t = std::fs::read(&p).map_err(|e| crate::formats::io_err(&p, e))?;
-    serde_json::from_slice(&t).map_err(|e| Error::Tokenizer(format!("{}: cannot parse: {e}", p.display())))
+    serde_json::from_slice(&t)
+        .map_err(|e| Error::Tokenizer(format!("{}: cannot parse: {e}", p.display())))
 }
 
 pub fn from_tokenizer_json(path: &Path) -> Result<TextTokenizer> {
     let err = |m: String| Error::Tokenizer(format!("{}: {m}", path.display()));
     let text = std::fs::read(path).map_err(|e| crate::formats::io_err(path, e))?;
-    let tok = tokenizers::Tokenizer::from_bytes(&text).map_err(|e| err(format!("cannot parse: {e}")))?;
+    let tok =
+        tokenizers::Tokenizer::from_bytes(&text).map_err(|e| err(format!("cannot parse: {e}")))?;
     let raw: Json = serde_json::from_slice(&text).map_err(|e| err(format!("cannot parse: {e}")))?;
     let has_post = raw.get("post_processor").is_some_and(|p| !p.is_null());
 
     let cfg = sibling_json(path, "tokenizer_config.json")?;
     let map = sibling_json(path, "special_tokens_map.json")?;
     let lookup = |key: &str| {
-        token_text(cfg.get(key)).or_else(|| token_text(map.get(key))).and_then(|t| tok.token_to_id(&t))
+        token_text(cfg.get(key))
+            .or_else(|| token_text(map.get(key)))
+            .and_then(|t| tok.token_to_id(&t))
     };
     let mut bos = lookup("bos_token");
     let eos = lookup("eos_token");
-    let class = cfg.get("tokenizer_class").and_then(Json::as_str).unwrap_or("");
+    let class = cfg
+        .get("tokenizer_class")
+        .and_then(Json::as_str)
+        .unwrap_or("");
     let neox = class.starts_with("GPTNeoXTokenizer");
     let use_post = has_post && !neox;
     if use_post && bos.is_none() {
         // Nothing names BOS: take the special token the post-processor puts first, if any.
         let with = tok.encode("a", true).map_err(|e| err(e.to_string()))?;
         let without = tok.encode("a", false).map_err(|e| err(e.to_string()))?;
-        if with.get_ids().len() > without.get_ids().len() && with.get_special_tokens_mask().first() == Some(&1) {
+        if with.get_ids().len() > without.get_ids().len()
+            && with.get_special_tokens_mask().first() == Some(&1)
+        {
             bos = with.get_ids().first().copied();
         }
     }
     let vocab_size = tok.get_vocab_size(true);
-    let backend = Backend::Hf { tok: Box::new(tok), add_special_tokens: use_post };
+    let backend = Backend::Hf {
+        tok: Box::new(tok),
+        add_special_tokens: use_post,
+    };
     Ok(TextTokenizer::new(backend, bos, eos, false, vocab_size))
 }
