@@ -38,7 +38,8 @@ pub struct HeadField {
     /// max |E_ij − (log P_ij − mean_{C_i} log P_i·)| over the support of the check rows,
     /// P from a softmax in the model's precision.
     pub shift_consistency: f64,
-    /// Mean over check rows of the entropy of the attention row (nats).
+    /// Mean over check rows of the entropy of the attention row (nats), from the
+    /// softmax in the model's precision (the one shift_consistency compares against).
     pub attention_entropy: f64,
 
     // §2 rank bound

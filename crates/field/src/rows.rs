@@ -54,15 +54,22 @@ fn f64s<'a>(v: &Values<'a>) -> Cow<'a, [f64]> {
     }
 }
 
-/// Max-subtracted log-softmax of `l` in place (f32 or f64 arithmetic).
+/// Max-subtracted log-softmax of `l` in place (f32 or f64 arithmetic); evaluates
+/// to the entropy −Σ p log p of the same softmax (one exp per entry for both).
 macro_rules! log_softmax {
     ($l:expr, $t:ty) => {{
         let mx = $l.iter().fold(<$t>::NEG_INFINITY, |a, &x| a.max(x));
-        let z: $t = $l.iter().map(|&x| (x - mx).exp()).sum();
+        let (mut z, mut zx): ($t, $t) = (0.0, 0.0);
+        for &x in $l.iter() {
+            let e = (x - mx).exp();
+            z += e;
+            zx += e * (x - mx);
+        }
         let lse = mx + z.ln();
         for x in $l.iter_mut() {
             *x -= lse;
         }
+        ((z.ln() - zx / z) as f64).max(0.0)
     }};
 }
 
@@ -89,8 +96,9 @@ impl<'a> ModelLogits<'a> {
 
     /// Logits block L = K[span]·Q[rows]ᵀ (span.len() × rows.len(), column t = row rows[t]),
     /// one sequential GEMM in the model's precision; then, per row t, log P over
-    /// the support `supports[t]` (max-subtracted log-softmax, same precision) into `out`.
-    fn log_probs_row(&self, rows: &[usize], supports: &[Range<usize>], span: Range<usize>, mut visit: impl FnMut(usize, &[f64])) {
+    /// the support `supports[t]` (max-subtracted log-softmax, same precision) and the
+    /// row's attention entropy, handed to `visit(t, log_p, entropy)`.
+    fn log_probs_row(&self, rows: &[usize], supports: &[Range<usize>], span: Range<usize>, mut visit: impl FnMut(usize, &[f64], f64)) {
         let mut out: Vec<f64> = Vec::new();
         match self {
             ModelLogits::F32 { q, k, d, scale, slope, cap } => {
@@ -113,10 +121,10 @@ impl<'a> ModelLogits<'a> {
                         }
                         x
                     }));
-                    log_softmax!(buf, f32);
+                    let h = log_softmax!(buf, f32);
                     out.clear();
                     out.extend(buf.iter().map(|&x| x as f64));
-                    visit(t, &out);
+                    visit(t, &out, h);
                 }
             }
             ModelLogits::F64 { q, k, d, scale, slope, cap } => {
@@ -138,8 +146,8 @@ impl<'a> ModelLogits<'a> {
                         }
                         x
                     }));
-                    log_softmax!(out, f64);
-                    visit(t, &out);
+                    let h = log_softmax!(out, f64);
+                    visit(t, &out, h);
                 }
             }
         }
@@ -152,16 +160,11 @@ pub(crate) fn log_sum_exp(x: &[f64]) -> f64 {
     mx + x.iter().map(|&v| (v - mx).exp()).sum::<f64>().ln()
 }
 
-/// Entropy (nats) of softmax(x), one exp per entry: H = log Z − Σ p·(x − max).
+/// Entropy (nats) of softmax(x), f64.
+#[cfg(test)]
 pub(crate) fn softmax_entropy(x: &[f64]) -> f64 {
-    let mx = x.iter().fold(f64::NEG_INFINITY, |a, &v| a.max(v));
-    let (mut z, mut zx) = (0.0, 0.0);
-    for &v in x {
-        let e = (v - mx).exp();
-        z += e;
-        zx += e * (v - mx);
-    }
-    (z.ln() - zx / z).max(0.0)
+    let mut v = x.to_vec();
+    log_softmax!(v, f64)
 }
 
 /// Splits sorted check rows into blocks whose key span stays close to their
@@ -209,7 +212,7 @@ pub(crate) fn row_checks(
             let mut eb = Mat::<f64>::zeros(span.len(), brows.len());
             let mut rho = vec![0.0; brows.len()];
             e_block(brows, span.clone(), &mut eb, &mut rho);
-            model.log_probs_row(brows, &supports, span.clone(), |t, lp| {
+            model.log_probs_row(brows, &supports, span.clone(), |t, lp, h| {
                 let range = &supports[t];
                 let e = &eb.col_as_slice(t)[range.start - span.start..range.end - span.start];
                 // zero-sum
@@ -228,7 +231,7 @@ pub(crate) fn row_checks(
                 for (x, y) in e.iter().zip(lp) {
                     sc = sc.max((x - (y - mean_lp)).abs());
                 }
-                ent += softmax_entropy(e);
+                ent += h;
             });
             (zs, sc, ent)
         })
