@@ -43,7 +43,9 @@ fn all_keys_equal_is_reported_as_an_exactly_zero_field() {
             assert!(r.zero_sum_residual <= 1e-10);
             // a uniform pattern: entropy = mean log|C_i|
             let want = (1..=n).map(|m| (m as f64).ln()).sum::<f64>() / n as f64;
-            assert!((r.attention_entropy - want).abs() < 1e-9, "{} {}", r.attention_entropy, want);
+            // (the entropy comes from the model's softmax: f32 rounding for f32 heads)
+            let tol = if f32 { 1e-5 } else { 1e-9 };
+            assert!((r.attention_entropy - want).abs() < tol, "{} {}", r.attention_entropy, want);
             // B = [K, 1] has rank 1: every leverage is 1/n, μ = 1
             assert!((r.key_coherence - 1.0).abs() < 1e-9, "{}", r.key_coherence);
         }
