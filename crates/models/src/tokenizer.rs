@@ -39,6 +39,9 @@ pub struct TextTokenizer {
     prepend_bos: bool,
     /// Whether `encode` output starts with BOS (ours or the post-processor's).
     adds_bos: bool,
+    /// Append `eos` ourselves (GGUF `tokenizer.ggml.add_eos_token`, which
+    /// transformers turns into an EOS in its template).
+    append_eos: bool,
     vocab_size: usize,
 }
 
@@ -56,6 +59,7 @@ impl TextTokenizer {
             eos,
             prepend_bos,
             adds_bos: prepend_bos,
+            append_eos: false,
             vocab_size,
         };
         if let (
@@ -125,11 +129,21 @@ impl TextTokenizer {
             Backend::Spm(s) => s.encode(text),
             // run.c merges with BOS already in the sequence: let it add BOS.
             Backend::Llama2c(t) => return Ok(t.encode(text, self.prepend_bos)),
+            // (llama2.c never appends EOS to prompts: run.c calls encode(.., eos=0).)
         };
         if let (true, Some(b)) = (self.prepend_bos, self.bos) {
             ids.insert(0, b);
         }
+        if let (true, Some(e)) = (self.append_eos, self.eos) {
+            ids.push(e);
+        }
         Ok(ids)
+    }
+
+    /// Sets whether `encode` appends EOS (GGUF `add_eos_token`).
+    pub(crate) fn with_append_eos(mut self, on: bool) -> Self {
+        self.append_eos = on && self.eos.is_some();
+        self
     }
 
     pub fn decode(&self, ids: &[u32]) -> Result<String> {

@@ -158,3 +158,62 @@ fn quantized_and_f16_tensors_dequantize() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn gguf_spm_tokenizer_flags_bos_eos_and_space_prefix() {
+    let dir = tmpdir("spmflags");
+    let mut toks: Vec<String> = vec!["<unk>".into(), "<s>".into(), "</s>".into()];
+    toks.extend((0..=255u8).map(|b| format!("<0x{b:02X}>")));
+    toks.extend(
+        ["\u{2581}", "h", "i", "hi", "\u{2581}hi"]
+            .iter()
+            .map(|s| s.to_string()),
+    );
+    let n = toks.len();
+    let hi = (n - 2) as u32; // "hi"
+    let space_hi = (n - 1) as u32; // "▁hi"
+    let make = |add_eos: bool, space_prefix: bool| {
+        let extra = vec![
+            ("tokenizer.ggml.model", Kv::Str("llama")),
+            ("tokenizer.ggml.tokens", Kv::Strs(toks.clone())),
+            (
+                "tokenizer.ggml.scores",
+                Kv::F32s((0..n).map(|i| i as f32).collect()),
+            ),
+            // unknown, control ×2, byte ×256, normal
+            (
+                "tokenizer.ggml.token_type",
+                Kv::I32s(
+                    (0..n)
+                        .map(|i| match i {
+                            0 => 2,
+                            1 | 2 => 3,
+                            3..=258 => 6,
+                            _ => 1,
+                        })
+                        .collect(),
+                ),
+            ),
+            ("tokenizer.ggml.bos_token_id", Kv::U32(1)),
+            ("tokenizer.ggml.eos_token_id", Kv::U32(2)),
+            ("tokenizer.ggml.add_eos_token", Kv::Bool(add_eos)),
+            ("tokenizer.ggml.add_space_prefix", Kv::Bool(space_prefix)),
+        ];
+        tiny_model("llama", extra, vec![])
+    };
+    let open = |name: &str, bytes: Vec<u8>| {
+        let p = write(&dir, name, &bytes);
+        Checkpoint::open(p.to_str().unwrap(), None)
+            .unwrap()
+            .tokenizer
+            .unwrap()
+    };
+    // add_bos_token absent: SentencePiece vocabularies add BOS.
+    let t = open("a.gguf", make(true, true));
+    assert!(t.adds_bos());
+    assert_eq!(t.encode("hi").unwrap(), vec![1, space_hi, 2]);
+    let t = open("b.gguf", make(false, false));
+    assert_eq!(t.encode("hi").unwrap(), vec![1, hi]);
+    assert_eq!(t.decode(&[1, hi]).unwrap(), "hi");
+    let _ = std::fs::remove_dir_all(dir);
+}

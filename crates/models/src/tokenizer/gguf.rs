@@ -12,7 +12,13 @@
 //!
 //! BOS: `tokenizer.ggml.add_bos_token`; when absent, true for `llama`
 //! (llama.cpp and transformers both add it to SentencePiece vocabularies)
-//! and false for `gpt2` (transformers' GPT2 default).
+//! and false for `gpt2` (transformers' GPT2 default). EOS is appended only
+//! when `tokenizer.ggml.add_eos_token` is true (transformers' template).
+//!
+//! Not done: literal special-token text (e.g. "<s>") inside the input is
+//! matched as a special token by the byte-level BPE (added tokens, as
+//! transformers), but NOT by the SentencePiece path (as llama.cpp without
+//! `parse_special` and run.c).
 
 use tokenizers::models::bpe::{Vocab, BPE};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
@@ -142,13 +148,13 @@ pub fn from_gguf(file: &GgufFile) -> Result<Option<TextTokenizer>> {
             })
         }
     };
-    Ok(Some(TextTokenizer::new(
-        backend,
-        bos,
-        eos,
-        add_bos && bos.is_some(),
-        n,
-    )))
+    let add_eos = file
+        .get("tokenizer.ggml.add_eos_token")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    Ok(Some(
+        TextTokenizer::new(backend, bos, eos, add_bos && bos.is_some(), n).with_append_eos(add_eos),
+    ))
 }
 
 /// GPT-2's byte → printable-char table (`bytes_to_unicode`).
