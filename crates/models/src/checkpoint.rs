@@ -107,6 +107,17 @@ impl Checkpoint {
     /// from the cache when `HF_HUB_OFFLINE=1` or the network is down).
     /// `tokenizer` overrides where the tokenizer is read from (a
     /// tokenizer.json, or a llama2.c tokenizer .bin).
+    ///
+    /// Detection, in order: an existing directory (or its `config.json` /
+    /// `*.safetensors`) → HF directory; a `.gguf` name or the GGUF magic →
+    /// GGUF; any other existing file → llama2.c; a non-existent `owner/name`
+    /// → hub. Tokenizer, unless overridden: `tokenizer.json` in the HF
+    /// directory; the GGUF's own metadata; `tokenizer.bin`, else a
+    /// `tok*.bin` with the right vocabulary size, beside a llama2.c file.
+    /// `None` when there is none.
+    ///
+    /// Every header size, count and offset is checked against the file
+    /// length before use; errors name the file ([`crate::Error`]).
     pub fn open(source: &str, tokenizer: Option<&Path>) -> Result<Checkpoint> {
         let given = Path::new(source);
         let path = if given.exists() {
