@@ -4,7 +4,8 @@
 //! else `~/.cache/huggingface/hub`. Layout:
 //! `models--owner--name/{refs/main, snapshots/<commit>/<file>, blobs/}`.
 //!
-//! Online (default): hf-hub's sync API downloads `config.json`,
+//! Online (default): hf-hub's sync API (honouring `HF_ENDPOINT`,
+//! `HF_TOKEN`) downloads `config.json`,
 //! `tokenizer.json` + `tokenizer_config.json` (if the repo has them) and the
 //! safetensors (`model.safetensors`, or the shards of
 //! `model.safetensors.index.json`) into that cache. Offline
@@ -109,11 +110,17 @@ pub fn from_cache(repo_id: &str, cache: &Path) -> Result<PathBuf> {
 
 fn download(repo_id: &str, cache: &Path) -> std::result::Result<PathBuf, String> {
     use hf_hub::api::sync::ApiBuilder;
-    let api = ApiBuilder::new()
-        .with_cache_dir(cache.to_path_buf())
-        .with_progress(false)
-        .build()
-        .map_err(|e| e.to_string())?;
+    // Token from the cache's `token` file (hf-hub default), or $HF_TOKEN;
+    // endpoint from $HF_ENDPOINT (mirrors), as huggingface_hub.
+    let mut builder =
+        ApiBuilder::from_cache(hf_hub::Cache::new(cache.to_path_buf())).with_progress(false);
+    if let Some(endpoint) = std::env::var("HF_ENDPOINT").ok().filter(|e| !e.is_empty()) {
+        builder = builder.with_endpoint(endpoint);
+    }
+    if let Some(token) = std::env::var("HF_TOKEN").ok().filter(|t| !t.is_empty()) {
+        builder = builder.with_token(Some(token));
+    }
+    let api = builder.build().map_err(|e| e.to_string())?;
     let repo = api.model(repo_id.to_string());
     let config = repo
         .get("config.json")
