@@ -125,7 +125,7 @@ fn download(repo_id: &str, cache: &Path) -> std::result::Result<PathBuf, String>
     let config = repo
         .get("config.json")
         .map_err(|e| format!("config.json: {e}"))?;
-    for optional in ["tokenizer.json", "tokenizer_config.json"] {
+    for optional in ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"] {
         let _ = repo.get(optional);
     }
     match repo.get("model.safetensors.index.json") {
