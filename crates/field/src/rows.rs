@@ -54,22 +54,50 @@ fn f64s<'a>(v: &Values<'a>) -> Cow<'a, [f64]> {
     }
 }
 
-/// Max-subtracted log-softmax of `l` in place (f32 or f64 arithmetic); evaluates
-/// to the entropy −Σ p log p of the same softmax (one exp per entry for both).
-macro_rules! log_softmax {
-    ($l:expr, $t:ty) => {{
-        let mx = $l.iter().fold(<$t>::NEG_INFINITY, |a, &x| a.max(x));
+/// Per-row results of the row checks.
+#[derive(Clone, Copy, Default)]
+struct RowStat {
+    zs: f64,
+    sc: f64,
+    ent: f64,
+}
+
+/// One row, fused: the model's logits `x` (its precision $t), the field `e` on
+/// the support (f64) and the rounding floor → zero-sum ratio, shift consistency
+/// and entropy, with one exp per entry.
+///
+/// log P = x − lse (max-subtracted, in $t); shift consistency is
+/// max_j |E_j − (logP_j − mean logP)| = max(|max D + μ|, |min D + μ|) with
+/// D_j = E_j − logP_j and μ = mean logP, so one pass suffices.
+macro_rules! row_stat {
+    ($x:expr, $e:expr, $floor:expr, $t:ty) => {{
+        let x = $x;
+        let e = $e;
+        let mx = x.iter().fold(<$t>::NEG_INFINITY, |a, &v| a.max(v));
         let (mut z, mut zx): ($t, $t) = (0.0, 0.0);
-        for &x in $l.iter() {
-            let e = (x - mx).exp();
-            z += e;
-            zx += e * (x - mx);
+        for &v in x.iter() {
+            let w = (v - mx).exp();
+            z += w;
+            zx += w * (v - mx);
         }
         let lse = mx + z.ln();
-        for x in $l.iter_mut() {
-            *x -= lse;
+        let ent = ((z.ln() - zx / z) as f64).max(0.0);
+        let (mut sum, mut abs, mut emax) = (0.0f64, 0.0f64, 0.0f64);
+        let (mut slp, mut dmax, mut dmin) = (0.0f64, f64::NEG_INFINITY, f64::INFINITY);
+        for (&v, &ej) in x.iter().zip(e.iter()) {
+            let lp = (v - lse) as f64;
+            slp += lp;
+            let dj = ej - lp;
+            dmax = dmax.max(dj);
+            dmin = dmin.min(dj);
+            sum += ej;
+            abs += ej.abs();
+            emax = emax.max(ej.abs());
         }
-        ((z.ln() - zx / z) as f64).max(0.0)
+        let mu = slp / x.len() as f64;
+        let sc = (dmax + mu).abs().max((dmin + mu).abs());
+        let zs = if x.len() > 1 && emax > $floor && abs > 0.0 { sum.abs() / abs } else { 0.0 };
+        RowStat { zs, sc, ent }
     }};
 }
 
@@ -94,63 +122,46 @@ impl<'a> ModelLogits<'a> {
         }
     }
 
-    /// Logits block L = K[span]·Q[rows]ᵀ (span.len() × rows.len(), column t = row rows[t]),
-    /// one sequential GEMM in the model's precision; then, per row t, log P over
-    /// the support `supports[t]` (max-subtracted log-softmax, same precision) and the
-    /// row's attention entropy, handed to `visit(t, log_p, entropy)`.
-    fn log_probs_row(&self, rows: &[usize], supports: &[Range<usize>], span: Range<usize>, mut visit: impl FnMut(usize, &[f64], f64)) {
-        let mut out: Vec<f64> = Vec::new();
-        match self {
-            ModelLogits::F32 { q, k, d, scale, slope, cap } => {
-                let d = *d;
-                let qb = Mat::<f32>::from_fn(rows.len(), d, |t, c| q[rows[t] * d + c]);
-                let kb = MatRef::from_row_major_slice(&k[span.start * d..span.end * d], span.len(), d);
-                let mut l = Mat::<f32>::zeros(span.len(), rows.len());
-                matmul(l.as_mut(), Accum::Replace, kb, qb.transpose(), 1.0f32, Par::Seq);
-                let mut buf: Vec<f32> = Vec::new();
+    /// Logits block L = K[span]·Q[rows]ᵀ (span.len() × rows.len(), column t = row
+    /// rows[t]) by one sequential GEMM in the model's precision, then the fused
+    /// row statistics of each row against its field column `eb` (same layout).
+    fn block_stats(&self, rows: &[usize], supports: &[Range<usize>], span: Range<usize>, eb: &Mat<f64>, floors: &[f64]) -> RowStat {
+        let mut acc = RowStat::default();
+        let mut add = |r: RowStat| {
+            acc.zs = acc.zs.max(r.zs);
+            acc.sc = acc.sc.max(r.sc);
+            acc.ent += r.ent;
+        };
+        macro_rules! run {
+            ($q:expr, $k:expr, $d:expr, $scale:expr, $slope:expr, $cap:expr, $t:ty) => {{
+                let d = $d;
+                let qb = Mat::<$t>::from_fn(rows.len(), d, |t, c| $q[rows[t] * d + c]);
+                let kb = MatRef::from_row_major_slice(&$k[span.start * d..span.end * d], span.len(), d);
+                let mut l = Mat::<$t>::zeros(span.len(), rows.len());
+                matmul(l.as_mut(), Accum::Replace, kb, qb.transpose(), 1.0, Par::Seq);
+                let mut x: Vec<$t> = Vec::new();
                 for (t, (&i, sup)) in rows.iter().zip(supports).enumerate() {
-                    let col = &l.col_as_slice(t)[sup.start - span.start..sup.end - span.start];
-                    buf.clear();
-                    buf.extend(col.iter().zip(sup.clone()).map(|(&x, j)| {
-                        let mut x = scale * x;
-                        if let Some(m) = slope {
-                            x += m * (j as f32 - i as f32);
+                    let (lo, hi) = (sup.start - span.start, sup.end - span.start);
+                    x.clear();
+                    x.extend(l.col_as_slice(t)[lo..hi].iter().zip(sup.clone()).map(|(&v, j)| {
+                        let mut v = $scale * v;
+                        if let Some(m) = $slope {
+                            v += m * (j as $t - i as $t);
                         }
-                        if let Some(c) = cap {
-                            x = c * (x / c).tanh();
+                        if let Some(c) = $cap {
+                            v = c * (v / c).tanh();
                         }
-                        x
+                        v
                     }));
-                    let h = log_softmax!(buf, f32);
-                    out.clear();
-                    out.extend(buf.iter().map(|&x| x as f64));
-                    visit(t, &out, h);
+                    add(row_stat!(&x, &eb.col_as_slice(t)[lo..hi], floors[t], $t));
                 }
-            }
-            ModelLogits::F64 { q, k, d, scale, slope, cap } => {
-                let d = *d;
-                let qb = Mat::<f64>::from_fn(rows.len(), d, |t, c| q[rows[t] * d + c]);
-                let kb = MatRef::from_row_major_slice(&k[span.start * d..span.end * d], span.len(), d);
-                let mut l = Mat::<f64>::zeros(span.len(), rows.len());
-                matmul(l.as_mut(), Accum::Replace, kb, qb.transpose(), 1.0f64, Par::Seq);
-                for (t, (&i, sup)) in rows.iter().zip(supports).enumerate() {
-                    let col = &l.col_as_slice(t)[sup.start - span.start..sup.end - span.start];
-                    out.clear();
-                    out.extend(col.iter().zip(sup.clone()).map(|(&x, j)| {
-                        let mut x = scale * x;
-                        if let Some(m) = slope {
-                            x += m * (j as f64 - i as f64);
-                        }
-                        if let Some(c) = cap {
-                            x = c * (x / c).tanh();
-                        }
-                        x
-                    }));
-                    let h = log_softmax!(out, f64);
-                    visit(t, &out, h);
-                }
-            }
+            }};
         }
+        match self {
+            ModelLogits::F32 { q, k, d, scale, slope, cap } => run!(q, k, *d, *scale, *slope, *cap, f32),
+            ModelLogits::F64 { q, k, d, scale, slope, cap } => run!(q, k, *d, *scale, *slope, *cap, f64),
+        }
+        acc
     }
 }
 
@@ -163,8 +174,7 @@ pub(crate) fn log_sum_exp(x: &[f64]) -> f64 {
 /// Entropy (nats) of softmax(x), f64.
 #[cfg(test)]
 pub(crate) fn softmax_entropy(x: &[f64]) -> f64 {
-    let mut v = x.to_vec();
-    log_softmax!(v, f64)
+    row_stat!(x, x, 0.0, f64).ent
 }
 
 /// Splits sorted check rows into blocks whose key span stays close to their
@@ -203,44 +213,24 @@ pub(crate) fn row_checks(
     e_block: impl Fn(&[usize], Range<usize>, &mut Mat<f64>, &mut [f64]) + Sync,
 ) -> RowChecks {
     let model = ModelLogits::new(head);
-    let partial: Vec<(f64, f64, f64)> = blocks(head, rows)
+    let partial: Vec<RowStat> = blocks(head, rows)
         .into_par_iter()
         .map(|(trange, span)| {
-            let (mut zs, mut sc, mut ent) = (0.0f64, 0.0f64, 0.0f64);
             let brows = &rows[trange];
             let supports: Vec<Range<usize>> = brows.iter().map(|&i| head.support_range(i)).collect();
             let mut eb = Mat::<f64>::zeros(span.len(), brows.len());
             let mut rho = vec![0.0; brows.len()];
             e_block(brows, span.clone(), &mut eb, &mut rho);
-            model.log_probs_row(brows, &supports, span.clone(), |t, lp, h| {
-                let range = &supports[t];
-                let e = &eb.col_as_slice(t)[range.start - span.start..range.end - span.start];
-                // zero-sum
-                let (mut sum, mut abs, mut emax) = (0.0f64, 0.0f64, 0.0f64);
-                for &x in e {
-                    sum += x;
-                    abs += x.abs();
-                    emax = emax.max(x.abs());
-                }
-                let floor = 8.0 * ((range.len() + head.d) as f64) * f64::EPSILON * rho[t];
-                if range.len() > 1 && emax > floor && abs > 0.0 {
-                    zs = zs.max(sum.abs() / abs);
-                }
-                // shift consistency: E vs centred log P, in f64
-                let mean_lp = lp.iter().sum::<f64>() / lp.len() as f64;
-                for (x, y) in e.iter().zip(lp) {
-                    sc = sc.max((x - (y - mean_lp)).abs());
-                }
-                ent += h;
-            });
-            (zs, sc, ent)
+            let floors: Vec<f64> =
+                supports.iter().zip(&rho).map(|(r, &rho)| 8.0 * ((r.len() + head.d) as f64) * f64::EPSILON * rho).collect();
+            model.block_stats(brows, &supports, span, &eb, &floors)
         })
         .collect();
     let (mut zs, mut sc, mut ent) = (0.0f64, 0.0f64, 0.0f64);
-    for (a, b, c) in partial {
-        zs = zs.max(a);
-        sc = sc.max(b);
-        ent += c;
+    for r in partial {
+        zs = zs.max(r.zs);
+        sc = sc.max(r.sc);
+        ent += r.ent;
     }
     RowChecks {
         zero_sum_residual: zs,
