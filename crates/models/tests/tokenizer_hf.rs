@@ -121,3 +121,13 @@ fn corrupt_tokenizer_json_names_the_file() {
     assert!(e.to_string().contains("tokenizer.json"), "{e}");
     let _ = std::fs::remove_dir_all(d);
 }
+
+#[test]
+fn stored_truncation_and_padding_do_not_apply() {
+    // transformers: tokenizer(text) neither truncates nor pads by default.
+    let mut t = tiny("gpt2");
+    t["truncation"] =
+        json!({"direction": "Right", "max_length": 2, "strategy": "LongestFirst", "stride": 0});
+    t["padding"] = json!({"strategy": {"Fixed": 16}, "direction": "Right", "pad_to_multiple_of": null, "pad_id": 0, "pad_type_id": 0, "pad_token": "<|endoftext|>"});
+    assert_eq!(ids(&setup("trunc", &t, None)).0, PLAIN.to_vec());
+}

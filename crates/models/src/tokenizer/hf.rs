@@ -12,6 +12,8 @@
 //!   (add_bos/add_eos false): nothing is added.
 //!
 //! So BOS appears at most once, and exactly when transformers puts it there.
+//! Truncation and padding stored in `tokenizer.json` are switched off, as
+//! transformers does for a plain `tokenizer(text)` call.
 //! `tokenizer_config.json` (or `special_tokens_map.json`) still names the
 //! BOS/EOS tokens for [`TextTokenizer::bos_id`] / `eos_id`.
 
@@ -45,8 +47,13 @@ fn sibling_json(path: &Path, name: &str) -> Result<Json> {
 pub fn from_tokenizer_json(path: &Path) -> Result<TextTokenizer> {
     let err = |m: String| Error::Tokenizer(format!("{}: {m}", path.display()));
     let text = std::fs::read(path).map_err(|e| crate::formats::io_err(path, e))?;
-    let tok =
+    let mut tok =
         tokenizers::Tokenizer::from_bytes(&text).map_err(|e| err(format!("cannot parse: {e}")))?;
+    // transformers calls `no_truncation()` / `no_padding()` unless asked:
+    // a max_length or padding stored in tokenizer.json does not apply.
+    tok.with_truncation(None)
+        .map_err(|e| err(format!("disabling truncation: {e}")))?;
+    tok.with_padding(None);
     let raw: Json = serde_json::from_slice(&text).map_err(|e| err(format!("cannot parse: {e}")))?;
     let has_post = raw.get("post_processor").is_some_and(|p| !p.is_null());
 
