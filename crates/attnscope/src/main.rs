@@ -1,1 +1,38 @@
-fn main() {}
+//! attnscope: the command-line tool. A thin binary over the `models` and
+//! `field` crates. Exit codes: 0 success, 1 a check failed (--dense-check),
+//! 2 any user-facing error (one clear line on stderr). Never a panic.
+
+mod analyze;
+mod cli;
+mod defaults;
+mod observer;
+mod progress;
+mod report;
+mod texts;
+
+use clap::Parser;
+
+/// A failed check (not a user error): exit code 1.
+#[derive(Debug)]
+pub struct CheckFailed(pub String);
+
+impl std::fmt::Display for CheckFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for CheckFailed {}
+
+fn main() {
+    let cli = cli::Cli::parse();
+    let result = match cli.command {
+        cli::Command::Analyze(args) => analyze::run(&args),
+    };
+    if let Err(err) = result {
+        let code = if err.downcast_ref::<CheckFailed>().is_some() { 1 } else { 2 };
+        // One line: the context chain joined.
+        let msg = err.chain().map(|e| e.to_string()).collect::<Vec<_>>().join(": ");
+        eprintln!("attnscope: error: {msg}");
+        std::process::exit(code);
+    }
+}

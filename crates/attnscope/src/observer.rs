@@ -1,0 +1,170 @@
+//! The bridge from the forward pass to the field: analyses every head of a
+//! layer as soon as the decoder produces its Q and K (heads in parallel),
+//! then lets the tensors go. Memory: O(h·n·d) for one layer plus results.
+
+use anyhow::Result;
+use field::{HeadField, HeadInput, Method, Params};
+use indicatif::ProgressBar;
+use models::{LayerCapture, LogitTransform, Observer, ObserverError};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// One head's measures on one run, in report order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HeadRecord {
+    pub layer: usize,
+    pub head: usize,
+    pub kv_head: usize,
+    #[serde(flatten)]
+    pub field: HeadField,
+}
+
+/// Which layers to analyse.
+#[derive(Debug, Clone)]
+pub struct LayerSet(pub Option<Vec<usize>>);
+
+impl LayerSet {
+    /// Parses `0-3,7` (inclusive ranges), checked against `n_layers`.
+    pub fn parse(spec: Option<&str>, n_layers: usize) -> Result<LayerSet> {
+        let Some(spec) = spec else { return Ok(LayerSet(None)) };
+        let mut layers = Vec::new();
+        for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (a, b) = match part.split_once('-') {
+                Some((a, b)) => (a.trim(), b.trim()),
+                None => (part, part),
+            };
+            let parse = |s: &str| s.parse::<usize>().map_err(|_| anyhow::anyhow!("--layers: `{part}` is not a layer or range like 0-3"));
+            let (a, b) = (parse(a)?, parse(b)?);
+            if a > b || b >= n_layers {
+                anyhow::bail!("--layers: `{part}` is outside the model's layers 0-{}", n_layers - 1);
+            }
+            layers.extend(a..=b);
+        }
+        layers.sort_unstable();
+        layers.dedup();
+        if layers.is_empty() {
+            anyhow::bail!("--layers selects no layer");
+        }
+        Ok(LayerSet(Some(layers)))
+    }
+
+    pub fn contains(&self, l: usize) -> bool {
+        self.0.as_ref().is_none_or(|v| v.binary_search(&l).is_ok())
+    }
+
+    pub fn count(&self, n_layers: usize) -> usize {
+        self.0.as_ref().map_or(n_layers, Vec::len)
+    }
+
+    pub fn last(&self) -> Option<usize> {
+        self.0.as_ref().and_then(|v| v.last().copied())
+    }
+}
+
+/// A measure that differs between the factored and the dense path.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Mismatch {
+    pub layer: usize,
+    pub head: usize,
+    pub detail: String,
+}
+
+pub struct FieldObserver<'a> {
+    pub layers: LayerSet,
+    pub params: Params,
+    pub dense_check: bool,
+    pub records: Vec<HeadRecord>,
+    pub mismatches: Vec<Mismatch>,
+    pub bar: &'a ProgressBar,
+}
+
+impl FieldObserver<'_> {
+    fn analyse_layer(&mut self, cap: &LayerCapture<'_>) -> Result<()> {
+        let (h, n, d) = cap.q.dims3()?;
+        let hkv = cap.k.dim(0)?;
+        let group = h / hkv;
+        let q = cap.q.flatten_all()?.to_vec1::<f32>()?; // (h, n, d)
+        let k = cap.k.flatten_all()?.to_vec1::<f32>()?; // (h_kv, n, d)
+        let d_model = cap.w_q.dim(0)?;
+        let w_q = cap.w_q.to_vec2::<f32>()?; // (D, h·d)
+        let w_k = cap.w_k.to_vec2::<f32>()?; // (D, h_kv·d)
+        // W^h as d_model × d row-major: columns head·d .. (head+1)·d.
+        let columns = |w: &[Vec<f32>], head: usize| -> Vec<f32> {
+            w.iter().flat_map(|row| row[head * d..(head + 1) * d].iter().copied()).collect()
+        };
+        let w_k_heads: Vec<Vec<f32>> = (0..hkv).map(|g| columns(&w_k, g)).collect();
+        let layer = cap.layer;
+        let (scale, window, transform) = (cap.scale, cap.window, cap.logit_transform);
+        let slopes = cap.alibi_slopes.map(<[f64]>::to_vec);
+        let params = &self.params;
+        let dense_check = self.dense_check;
+        let results: Vec<Result<(HeadRecord, Vec<Mismatch>)>> = (0..h)
+            .into_par_iter()
+            .map(|head| {
+                let kv_head = head / group;
+                let w_q_head = columns(&w_q, head);
+                let mut input = HeadInput::new(&q[head * n * d..(head + 1) * n * d], &k[kv_head * n * d..(kv_head + 1) * n * d], n, d, scale)
+                    .with_weights(&w_q_head, &w_k_heads[kv_head], d_model);
+                if let Some(w) = window {
+                    input = input.with_window(w);
+                }
+                if let Some(s) = &slopes {
+                    input = input.with_alibi(s[head]);
+                }
+                if let LogitTransform::Softcap(c) = transform {
+                    input = input.with_softcap(c);
+                }
+                let field = field::analyze(&input, params)
+                    .map_err(|e| anyhow::anyhow!("layer {layer} head {head}: {e}"))?;
+                let mut mismatches = Vec::new();
+                if dense_check {
+                    let dense_params = Params { method: Method::Dense, ..params.clone() };
+                    let dense = field::analyze(&input, &dense_params)
+                        .map_err(|e| anyhow::anyhow!("layer {layer} head {head} (dense): {e}"))?;
+                    mismatches.extend(
+                        field::compare(&field, &dense)
+                            .into_iter()
+                            .map(|detail| Mismatch { layer, head, detail }),
+                    );
+                }
+                Ok((HeadRecord { layer, head, kv_head, field }, mismatches))
+            })
+            .collect();
+        for r in results {
+            let (rec, mm) = r?;
+            self.records.push(rec);
+            self.mismatches.extend(mm);
+        }
+        self.bar.inc(1);
+        Ok(())
+    }
+}
+
+impl Observer for FieldObserver<'_> {
+    fn on_layer(&mut self, cap: &LayerCapture<'_>) -> std::result::Result<(), ObserverError> {
+        if !self.layers.contains(cap.layer) {
+            return Ok(());
+        }
+        self.analyse_layer(cap).map_err(|e| e.to_string().into())
+    }
+
+    fn last_layer(&self) -> Option<usize> {
+        self.layers.last()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layer_ranges() {
+        let s = LayerSet::parse(Some("0-2, 7,2"), 10).unwrap();
+        assert_eq!(s.0, Some(vec![0, 1, 2, 7]));
+        assert!(s.contains(7) && !s.contains(3));
+        assert!(LayerSet::parse(Some("3-1"), 10).is_err());
+        assert!(LayerSet::parse(Some("10"), 10).is_err());
+        assert!(LayerSet::parse(Some("x"), 10).is_err());
+        assert!(LayerSet::parse(None, 4).unwrap().contains(3));
+    }
+}

@@ -1,0 +1,215 @@
+//! report.html: one self-contained page (inline SVG and CSS, no scripts, no
+//! network): mechanism checks, layer × head heatmaps, spectra per layer,
+//! key-energy profiles, and the invariance table.
+
+use std::fmt::Write;
+
+use serde_json::Value;
+
+use super::summary::MEASURES;
+use super::{ModelInfo, RunRecord};
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// A perceptually ordered colour ramp (viridis, 5 stops, linear in between).
+fn ramp(t: f64) -> String {
+    const STOPS: [(f64, f64, f64); 5] =
+        [(68.0, 1.0, 84.0), (59.0, 82.0, 139.0), (33.0, 145.0, 140.0), (94.0, 201.0, 98.0), (253.0, 231.0, 37.0)];
+    let t = if t.is_finite() { t.clamp(0.0, 1.0) } else { 0.0 };
+    let x = t * 4.0;
+    let i = (x.floor() as usize).min(3);
+    let f = x - i as f64;
+    let (a, b) = (STOPS[i], STOPS[i + 1]);
+    let c = |u: f64, v: f64| (u + (v - u) * f).round() as u8;
+    format!("#{:02x}{:02x}{:02x}", c(a.0, b.0), c(a.1, b.1), c(a.2, b.2))
+}
+
+fn fmt(v: f64) -> String {
+    if !v.is_finite() {
+        "–".into()
+    } else if v == v.round() && v.abs() < 1e6 {
+        format!("{v:.0}")
+    } else if v.abs() >= 0.01 {
+        format!("{v:.3}")
+    } else {
+        format!("{v:.2e}")
+    }
+}
+
+/// Layer × head heatmap of the per-head median of `measure` across runs.
+fn heatmap(info: &ModelInfo, per_head: &[Value], measure: &str) -> String {
+    let cell = 16.0;
+    let (l, h) = (info.n_layers, info.n_heads);
+    let vals: Vec<(usize, usize, f64)> = per_head
+        .iter()
+        .filter_map(|v| {
+            let med = v.get(measure)?.get("median")?.as_f64()?;
+            Some((v["layer"].as_u64()? as usize, v["head"].as_u64()? as usize, med))
+        })
+        .collect();
+    let lo = vals.iter().map(|v| v.2).fold(f64::INFINITY, f64::min);
+    let hi = vals.iter().map(|v| v.2).fold(f64::NEG_INFINITY, f64::max);
+    let (w, ht) = (40.0 + h as f64 * cell, 20.0 + l as f64 * cell + 30.0);
+    let mut s = format!(r#"<figure><figcaption>{measure} (median over runs; {} – {})</figcaption><svg width="{w}" height="{ht}" xmlns="http://www.w3.org/2000/svg" font-size="9">"#, fmt(lo), fmt(hi));
+    for (layer, head, v) in &vals {
+        let t = if hi > lo { (v - lo) / (hi - lo) } else { 0.5 };
+        let _ = write!(
+            s,
+            r#"<rect x="{}" y="{}" width="{cell}" height="{cell}" fill="{}"><title>layer {layer} head {head}: {}</title></rect>"#,
+            40.0 + *head as f64 * cell,
+            20.0 + *layer as f64 * cell,
+            ramp(t),
+            fmt(*v)
+        );
+    }
+    for layer in (0..l).step_by(5.max(l / 6)) {
+        let _ = write!(s, r#"<text x="2" y="{}">L{layer}</text>"#, 31.0 + layer as f64 * cell);
+    }
+    for head in 0..h {
+        let _ = write!(s, r#"<text x="{}" y="14">{head}</text>"#, 44.0 + head as f64 * cell);
+    }
+    s.push_str("</svg></figure>");
+    s
+}
+
+/// Polylines on a log-y plot; each series is (label, colour, values).
+fn line_plot(title: &str, xlabel: &str, series: &[(String, String, Vec<f64>)], log_y: bool) -> String {
+    let (w, h, m) = (520.0, 300.0, 46.0);
+    let tr = |v: f64| if log_y { v.max(1e-300).log10() } else { v };
+    let pts: Vec<f64> = series.iter().flat_map(|s| s.2.iter().copied().filter(|v| v.is_finite() && (!log_y || *v > 0.0)).map(tr)).collect();
+    let (ylo, yhi) = (pts.iter().copied().fold(f64::INFINITY, f64::min), pts.iter().copied().fold(f64::NEG_INFINITY, f64::max));
+    let (ylo, yhi) = if ylo.is_finite() && yhi > ylo { (ylo, yhi) } else { (0.0, 1.0) };
+    let xmax = series.iter().map(|s| s.2.len()).max().unwrap_or(1).max(2) - 1;
+    let mut s = format!(r#"<figure><figcaption>{}</figcaption><svg width="{w}" height="{h}" xmlns="http://www.w3.org/2000/svg" font-size="10">"#, esc(title));
+    let _ = write!(s, r##"<rect x="{m}" y="10" width="{}" height="{}" fill="none" stroke="#999"/>"##, w - m - 10.0, h - m - 10.0);
+    let px = |i: usize| m + (w - m - 10.0) * i as f64 / xmax as f64;
+    let py = |v: f64| 10.0 + (h - m - 10.0) * (1.0 - (tr(v) - ylo) / (yhi - ylo));
+    for (label, colour, vals) in series {
+        let path: Vec<String> = vals
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.is_finite() && (!log_y || **v > 0.0))
+            .map(|(i, v)| format!("{:.1},{:.1}", px(i), py(*v)))
+            .collect();
+        let _ = write!(s, r#"<polyline fill="none" stroke="{colour}" stroke-width="1.2" points="{}"><title>{}</title></polyline>"#, path.join(" "), esc(label));
+    }
+    let ylab = |v: f64| if log_y { format!("1e{v:.0}") } else { fmt(v) };
+    let _ = write!(s, r#"<text x="2" y="16">{}</text><text x="2" y="{}">{}</text>"#, ylab(yhi), h - m, ylab(ylo));
+    let _ = write!(s, r#"<text x="{}" y="{}">{}</text><text x="{m}" y="{}">0</text><text x="{}" y="{}">{xmax}</text>"#, w / 2.0 - 30.0, h - 8.0, esc(xlabel), h - m + 14.0, w - 30.0, h - m + 14.0);
+    for (i, (label, colour, _)) in series.iter().enumerate().take(12) {
+        let _ = write!(s, r#"<text x="{}" y="{}" fill="{colour}">{}</text>"#, w - 150.0, 24.0 + 11.0 * i as f64, esc(label));
+    }
+    s.push_str("</svg></figure>");
+    s
+}
+
+/// Mean over heads of σ_k/σ₁, per layer, for one run.
+fn layer_spectra(run: &RunRecord, learned: bool) -> Vec<(String, String, Vec<f64>)> {
+    let n_layers = run.heads.iter().map(|h| h.layer + 1).max().unwrap_or(0);
+    let mut out = Vec::new();
+    for layer in 0..n_layers {
+        let specs: Vec<&Vec<f64>> = run
+            .heads
+            .iter()
+            .filter(|h| h.layer == layer)
+            .filter_map(|h| if learned { h.field.spectrum_learned.as_ref() } else { Some(&h.field.spectrum) })
+            .collect();
+        let len = specs.iter().map(|s| s.len()).max().unwrap_or(0);
+        if len == 0 {
+            continue;
+        }
+        let mean: Vec<f64> = (0..len)
+            .map(|k| {
+                let v: Vec<f64> = specs.iter().filter(|s| s[0] > 0.0).map(|s| s.get(k).copied().unwrap_or(0.0) / s[0]).collect();
+                v.iter().sum::<f64>() / v.len().max(1) as f64
+            })
+            .collect();
+        out.push((format!("layer {layer}"), ramp(layer as f64 / n_layers.max(2) as f64 - 0.0), mean));
+    }
+    out
+}
+
+pub fn render(info: &ModelInfo, runs: &[RunRecord], summary: &Value) -> String {
+    let mut s = String::from(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>attnscope report</title><style>\
+body{font-family:sans-serif;margin:2em;max-width:1200px;color:#222}figure{display:inline-block;margin:0 1.5em 1.5em 0;vertical-align:top}\
+figcaption{font-size:13px;margin-bottom:4px}table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}\
+.ok{background:#e6f4ea;padding:8px}.bad{background:#fde7e9;padding:8px}code{background:#f3f3f3}</style></head><body>",
+    );
+    let _ = write!(
+        s,
+        "<h1>attnscope report</h1><p><b>{}</b> — family <code>{}</code>, {} layers × {} heads ({} KV heads), d_head {}, d_model {}, logit transform {}, window {}. {} runs. Definitions: docs/definitions.md.</p>",
+        esc(&info.source), info.family, info.n_layers, info.n_heads, info.n_kv_heads, info.head_dim, info.d_model, info.logit_transform,
+        info.window.map_or("none".into(), |w| w.to_string()), runs.len()
+    );
+    // Mechanism checks.
+    let checks = &summary["checks"];
+    let failures = checks["failures"].as_array().cloned().unwrap_or_default();
+    let _ = write!(
+        s,
+        "<h2>Mechanism invariants</h2><div class=\"{}\">{} of {} head-runs pass: zero_sum_residual ≤ {:e} (max {}), shift_consistency ≤ {:e} (max {}), numerical_rank ≤ rank_bound. numerical_rank counts: {}.</div>",
+        if failures.is_empty() { "ok" } else { "bad" },
+        checks["heads_checked"].as_u64().unwrap_or(0) as usize - failures.len(),
+        checks["heads_checked"],
+        checks["zero_sum_tolerance"].as_f64().unwrap_or(0.0),
+        fmt(checks["zero_sum_residual_max"].as_f64().unwrap_or(f64::NAN)),
+        checks["shift_consistency_tolerance"].as_f64().unwrap_or(0.0),
+        fmt(checks["shift_consistency_max"].as_f64().unwrap_or(f64::NAN)),
+        esc(&checks["numerical_rank_counts"].to_string())
+    );
+    if !failures.is_empty() {
+        s.push_str("<ul>");
+        for f in failures.iter().take(30) {
+            let _ = write!(s, "<li>{} @{} layer {} head {}: {}</li>", esc(f["text"].as_str().unwrap_or("")), f["ctx"], f["layer"], f["head"], esc(f["why"].as_str().unwrap_or("")));
+        }
+        s.push_str("</ul>");
+    }
+    // Heatmaps.
+    let per_head = summary["per_head"].as_array().cloned().unwrap_or_default();
+    s.push_str("<h2>Layer × head</h2>");
+    for m in ["k90", "participation_ratio", "key_coherence"] {
+        s.push_str(&heatmap(info, &per_head, m));
+    }
+    // Spectra and profiles for the longest run of the first text.
+    if let Some(run) = runs.iter().filter(|r| r.text == runs[0].text).max_by_key(|r| r.ctx) {
+        let _ = write!(s, "<h2>Singular spectra ({} @{})</h2>", esc(&run.text), run.ctx);
+        s.push_str(&line_plot("energy field E: mean σ_k/σ₁ per layer", "k", &layer_spectra(run, false), true));
+        let learned = layer_spectra(run, true);
+        if !learned.is_empty() {
+            s.push_str(&line_plot("learned interaction W_Q W_Kᵀ: mean σ_k/σ₁ per layer", "k", &learned, true));
+        }
+        let series: Vec<(String, String, Vec<f64>)> = run
+            .profiles
+            .iter()
+            .zip(["#1b9e77", "#d95f02"])
+            .map(|(p, c)| (format!("L{} H{} (PR {:.2})", p.layer, p.head, p.participation_ratio), c.to_string(), p.key_energy.clone()))
+            .collect();
+        s.push_str("<h2>Key-energy profiles c_j</h2>");
+        s.push_str(&line_plot("most vs least delocalized head (log c_j)", "key position j", &series, true));
+    }
+    // Invariance table.
+    s.push_str("<h2>Invariance across texts and context lengths</h2><table><tr><th>measure</th>");
+    let per_run = summary["per_run"].as_array().cloned().unwrap_or_default();
+    for r in &per_run {
+        let name = r["text"].as_str().unwrap_or("").rsplit('/').next().unwrap_or("").to_string();
+        let _ = write!(s, "<th>{}@{}</th>", esc(&name), r["ctx"]);
+    }
+    s.push_str("<th>spread across texts</th><th>spread across ctx</th></tr>");
+    for m in MEASURES {
+        let _ = write!(s, "<tr><th>{m}</th>");
+        for r in &per_run {
+            let _ = write!(s, "<td>{}</td>", fmt(r["distribution"][*m]["median"].as_f64().unwrap_or(f64::NAN)));
+        }
+        let pm = &summary["per_model"][*m];
+        let _ = write!(
+            s,
+            "<td>{}</td><td>{}</td></tr>",
+            fmt(pm["median_spread_across_texts"].as_f64().unwrap_or(f64::NAN)),
+            fmt(pm["median_spread_across_ctx"].as_f64().unwrap_or(f64::NAN))
+        );
+    }
+    s.push_str("</table><p>Cells: the median over heads. Spreads: max − min of those medians, over texts at one ctx (median over ctx) and over ctx for one text (median over texts).</p></body></html>");
+    s
+}

@@ -1,0 +1,203 @@
+//! The output contract (SPEC.md, "Output contract"): `report.json`,
+//! `heads.csv`, `heads.parquet`, `report.html`, plus one file per finished
+//! run in `runs/` for resuming. Every file is written atomically (temp file
+//! in the same directory, then rename), so a half-written file never looks
+//! complete.
+
+mod html;
+mod summary;
+mod table;
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use models::{ArchSpec, Checkpoint, LogitTransform};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::observer::{HeadRecord, Mismatch};
+
+/// `report.json` → `model`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelInfo {
+    pub source: String,
+    pub format: models::Format,
+    pub family: String,
+    pub n_layers: usize,
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+    pub d_model: usize,
+    pub logit_transform: &'static str,
+    pub position_bias: &'static str,
+    pub window: Option<usize>,
+    pub trained_context: Option<usize>,
+    pub logit_scale: f64,
+}
+
+impl ModelInfo {
+    pub fn new(source: &str, checkpoint: &Checkpoint, spec: &ArchSpec) -> Self {
+        ModelInfo {
+            source: source.to_string(),
+            format: checkpoint.format,
+            family: spec.family.name().to_string(),
+            n_layers: spec.n_layers,
+            n_heads: spec.n_heads,
+            n_kv_heads: spec.n_kv_heads,
+            head_dim: spec.head_dim,
+            d_model: spec.d_model,
+            logit_transform: match spec.attn_logit_transform {
+                LogitTransform::None => "none",
+                LogitTransform::Softcap(_) => "softcap",
+            },
+            position_bias: "none",
+            window: spec.windows.iter().flatten().copied().max(),
+            trained_context: spec.max_positions,
+            logit_scale: spec.attn_scale,
+        }
+    }
+}
+
+/// What a finished run was computed with; a run file is reused only when
+/// these match the current command.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSettings {
+    pub attnscope_version: String,
+    pub model_source: String,
+    pub layers: Option<Vec<usize>>,
+    pub max_check_rows: usize,
+}
+
+/// Key energies c_j of one head, for the report's profile plots.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Profile {
+    pub layer: usize,
+    pub head: usize,
+    pub participation_ratio: f64,
+    pub key_energy: Vec<f64>,
+}
+
+/// `report.json` → `runs[]`: one (text, ctx).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub text: String,
+    pub ctx: usize,
+    pub n_tokens: usize,
+    pub token_ids_head: Vec<u32>,
+    pub heads: Vec<HeadRecord>,
+    /// Most and least delocalized heads (max / min participation_ratio).
+    pub profiles: Vec<Profile>,
+    /// With --dense-check: every measure that differed beyond tolerance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dense_check: Option<Vec<Mismatch>>,
+    pub elapsed_s: f64,
+    pub settings: RunSettings,
+}
+
+impl RunRecord {
+    pub fn new(
+        text: &str,
+        ctx: usize,
+        ids: &[u32],
+        mut heads: Vec<HeadRecord>,
+        dense_check: Option<Vec<Mismatch>>,
+        elapsed_s: f64,
+        settings: RunSettings,
+    ) -> Self {
+        heads.sort_by_key(|h| (h.layer, h.head));
+        let pick = |best: &HeadRecord| Profile {
+            layer: best.layer,
+            head: best.head,
+            participation_ratio: best.field.participation_ratio,
+            key_energy: best.field.key_energy.clone().unwrap_or_default(),
+        };
+        let by_pr = |a: &&HeadRecord, b: &&HeadRecord| a.field.participation_ratio.total_cmp(&b.field.participation_ratio);
+        let mut profiles = Vec::new();
+        if let Some(max) = heads.iter().max_by(by_pr) {
+            profiles.push(pick(max));
+        }
+        if let Some(min) = heads.iter().min_by(by_pr) {
+            profiles.push(pick(min));
+        }
+        for h in &mut heads {
+            h.field.key_energy = None;
+        }
+        RunRecord {
+            text: text.to_string(),
+            ctx,
+            n_tokens: ids.len(),
+            token_ids_head: ids.iter().take(8).copied().collect(),
+            heads,
+            profiles,
+            dense_check,
+            elapsed_s,
+            settings,
+        }
+    }
+}
+
+/// `runs/<text name>-<path hash>__ctx<N>.json`.
+pub fn run_file_name(text: &Path, ctx: usize) -> String {
+    let name: String = text
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' })
+        .collect();
+    // FNV-1a of the full path keeps same-named texts in different folders apart.
+    let hash = text.to_string_lossy().bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3));
+    format!("{name}-{:08x}__ctx{ctx}.json", hash as u32)
+}
+
+/// A finished run computed with the same settings, if there is one.
+pub fn load_finished_run(path: &Path, settings: &RunSettings) -> Option<RunRecord> {
+    let bytes = std::fs::read(path).ok()?;
+    let run: RunRecord = serde_json::from_slice(&bytes).ok()?;
+    (run.settings == *settings).then_some(run)
+}
+
+pub fn write_run(path: &Path, run: &RunRecord) -> Result<()> {
+    write_atomic(path, &serde_json::to_vec_pretty(run)?)
+}
+
+/// Writes `bytes` to a temp file beside `path`, syncs it, then renames.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    let mut f = std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+    f.write_all(bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+    f.sync_all().with_context(|| format!("cannot write {}", tmp.display()))?;
+    drop(f);
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Fails early, with the path in the message, when `dir` is not writable.
+pub fn check_writable(dir: &Path) -> Result<()> {
+    let probe = dir.join(format!(".write-probe-{}", std::process::id()));
+    std::fs::write(&probe, b"").with_context(|| format!("output directory {} is not writable", dir.display()))?;
+    std::fs::remove_file(&probe).ok();
+    Ok(())
+}
+
+/// The JSON object of one head as it appears in report.json.
+pub(crate) fn head_json(h: &HeadRecord) -> Value {
+    serde_json::to_value(h).unwrap_or(Value::Null)
+}
+
+/// Writes report.json, heads.csv, heads.parquet and report.html.
+pub fn write_all(out: &Path, info: &ModelInfo, runs: &[RunRecord]) -> Result<()> {
+    let summary = summary::summarise(runs);
+    let report = serde_json::json!({
+        "attnscope_version": env!("CARGO_PKG_VERSION"),
+        "model": info,
+        "runs": runs,
+        "summary": summary,
+    });
+    write_atomic(&out.join("report.json"), &serde_json::to_vec_pretty(&report)?)?;
+    let rows = table::rows(runs);
+    write_atomic(&out.join("heads.csv"), &table::to_csv(&rows)?)?;
+    write_atomic(&out.join("heads.parquet"), &table::to_parquet(&rows)?)?;
+    write_atomic(&out.join("report.html"), html::render(info, runs, &summary).as_bytes())?;
+    Ok(())
+}
