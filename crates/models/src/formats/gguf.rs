@@ -145,6 +145,14 @@ fn ggml_type(id: u32) -> Option<(&'static str, Option<GgmlDType>, usize, usize)>
     })
 }
 
+/// The tensor types [`GgufFile::load_f32`] dequantizes.
+pub const SUPPORTED_TYPES: &str = "F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K";
+
+/// Whether [`GgufFile::load_f32`] can dequantize ggml type `id`.
+pub fn ggml_type_supported(id: u32) -> bool {
+    ggml_type(id).is_some_and(|t| t.1.is_some())
+}
+
 /// Human name of a ggml type id (e.g. "Q4_1", or "type 23").
 pub fn ggml_type_name(id: u32) -> String {
     ggml_type(id)
@@ -192,16 +200,14 @@ impl GgufFile {
 
     /// Dequantizes tensor `name` to f32, row-major shape `info.shape()`.
     pub fn load_f32(&self, info: &TensorInfo) -> Result<Tensor> {
-        let unsupported = || {
-            Error::Unsupported {
+        let unsupported = || Error::Unsupported {
             path: self.path.clone(),
             what: "GGUF tensor type",
             detail: format!(
-                "tensor `{}` has type {} (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K)",
+                "tensor `{}` has type {} (supported: {SUPPORTED_TYPES})",
                 info.name,
                 ggml_type_name(info.ggml_type)
             ),
-        }
         };
         let (_, dtype, _, _) = ggml_type(info.ggml_type).ok_or_else(unsupported)?;
         let dtype = dtype.ok_or_else(unsupported)?;

@@ -14,7 +14,7 @@ use std::path::Path;
 use candle_core::Tensor;
 use serde_json::{json, Map, Value as Json};
 
-use super::gguf::{ggml_type_name, GgufFile, TensorInfo};
+use super::gguf::{ggml_type_name, ggml_type_supported, GgufFile, TensorInfo, SUPPORTED_TYPES};
 use super::reverse_permute;
 use crate::checkpoint::TensorSource;
 use crate::{Error, Result};
@@ -52,9 +52,10 @@ const BLOCK_NAMES: &[(&str, &str)] = &[
     ("ffn_down.weight", "mlp.down_proj.weight"),
 ];
 
-/// Opens a GGUF checkpoint: (HF config, tensor source, the parsed file's
-/// metadata stays inside the source; the tokenizer is built separately from
-/// [`GgufSource::file`]).
+/// Opens a GGUF checkpoint: the HF config and a tensor source under HF
+/// names. The tokenizer is built separately from [`GgufSource::file`].
+/// GGUF tensors with no HF counterpart here (e.g. `rope_freqs.weight`) are
+/// not exposed; every exposed tensor must have a supported type.
 pub fn open(path: &Path) -> Result<(Json, GgufSource)> {
     let file = GgufFile::open(path)?;
     let arch = file
@@ -122,12 +123,12 @@ pub fn open(path: &Path) -> Result<(Json, GgufSource)> {
     let source = GgufSource { file, map };
     for (hf, e) in &source.map {
         let info = &source.file.tensors[&e.gguf_name];
-        if !matches!(info.ggml_type, 0 | 1 | 2 | 3 | 8 | 12 | 13 | 14 | 30) {
+        if !ggml_type_supported(info.ggml_type) {
             return Err(Error::Unsupported {
                 path: path.to_path_buf(),
                 what: "GGUF tensor type",
                 detail: format!(
-                    "tensor `{}` ({hf}) has type {} (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K)",
+                    "tensor `{}` ({hf}) has type {} (supported: {SUPPORTED_TYPES})",
                     e.gguf_name,
                     ggml_type_name(info.ggml_type)
                 ),
