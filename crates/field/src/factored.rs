@@ -113,13 +113,14 @@ pub(crate) fn analyze(head: &HeadInput<'_>, params: &Params, fault: Fault) -> Re
     let (n, d) = (head.n, head.d);
     let f = build(head, fault);
     let p = f.p;
-    // spectrum: σ(E) = σ(R_A R_Bᵀ), R factors by blocked QR (no n × p copies)
+    // leverage of [K − 1k̄ᵀ, 1] (never the ALiBi column): same span as [K, 1]
+    let (lev, r_k) = leverage::factored(n, d + 1, |j, t| if t < d { f.b[j * p + t] } else { 1.0 })?;
+    // spectrum: σ(E) = σ(R_A R_Bᵀ), R factors by blocked QR (no n × p copies);
+    // without ALiBi B̃ = [K̃, 1] and its R came with the leverage
     let r_a = leverage::blocked_r(n, p, |i, t| f.a[i * p + t]);
-    let r_b = leverage::blocked_r(n, p, |j, t| f.b[j * p + t]);
+    let r_b = if head.alibi_slope.is_none() { r_k } else { leverage::blocked_r(n, p, |j, t| f.b[j * p + t]) };
     let core = crate::linalg::matmul(r_a.as_ref(), r_b.as_ref().transpose());
     let sv = singular_values(core.as_ref())?;
-    // leverage of [K − 1k̄ᵀ, 1] (never the ALiBi column): same span as [K, 1]
-    let lev = leverage::factored(n, d + 1, |j, t| if t < d { f.b[j * p + t] } else { 1.0 })?;
     let c = key_energy(head, &f);
     let rows = check_rows(n, params.max_check_rows);
     let b_norm: Vec<f64> = (0..n).map(|j| dot(f.b_row(j), f.b_row(j)).sqrt()).collect();

@@ -44,16 +44,26 @@ fn blocked_r_by(n: usize, cols: usize, block: usize, get: impl Fn(usize, usize) 
 
 /// Factored route, O(n·d²) time and O(QR_BLOCK·d) extra memory: block QRs
 /// B_i = Q_i R_i, one QR of the stacked [R_1; …] = Q_s R, SVD R = X Σ Yᵀ; the
-/// rows of U in block i are Q_i·(Q_s)_i·X_r (Q_i recomputed in a second pass).
-pub(crate) fn factored(n: usize, cols: usize, get: impl Fn(usize, usize) -> f64) -> Result<Leverage> {
+/// rows of U in block i are Q_i·(Q_s)_i·X_r (Q_i kept when there is one block,
+/// else recomputed in a second pass). Also returns R (B's thin-QR R factor).
+pub(crate) fn factored(n: usize, cols: usize, get: impl Fn(usize, usize) -> f64) -> Result<(Leverage, Mat<f64>)> {
     factored_by(n, cols, QR_BLOCK, get)
 }
 
-fn factored_by(n: usize, cols: usize, bs: usize, get: impl Fn(usize, usize) -> f64) -> Result<Leverage> {
+fn factored_by(n: usize, cols: usize, bs: usize, get: impl Fn(usize, usize) -> f64) -> Result<(Leverage, Mat<f64>)> {
     let block = |start: usize| {
         let end = (start + bs).min(n);
         Mat::from_fn(end - start, cols, |i, t| get(start + i, t))
     };
+    if n <= bs {
+        // one block: B = Q R directly
+        let (q, r) = thin_qr(block(0).as_ref());
+        let (x, s, _) = thin_svd(r.as_ref())?;
+        let rank = rank_of(&s, n, cols).max(1);
+        let u = matmul(q.as_ref(), x.as_ref().get(.., ..rank));
+        let scores = (0..n).map(|j| (0..rank).map(|k| u[(j, k)] * u[(j, k)]).sum::<f64>()).collect();
+        return Ok((Leverage { scores, rank }, r));
+    }
     let starts: Vec<usize> = (0..n).step_by(bs).collect();
     let rs: Vec<Mat<f64>> = starts.iter().map(|&s| thin_r(block(s).as_ref())).collect();
     let total: usize = rs.iter().map(|r| r.nrows()).sum();
@@ -75,7 +85,7 @@ fn factored_by(n: usize, cols: usize, bs: usize, get: impl Fn(usize, usize) -> f
         scores.extend((0..u.nrows()).map(|j| (0..rank).map(|k| u[(j, k)] * u[(j, k)]).sum::<f64>()));
         off += r.nrows();
     }
-    Ok(Leverage { scores, rank })
+    Ok((Leverage { scores, rank }, r))
 }
 
 /// Reference route: thin SVD of B = [K, 1] directly (uncentred).
@@ -113,7 +123,11 @@ mod tests {
             for (a, w) in sv.iter().zip(&want_sv) {
                 assert!((a - w).abs() <= 1e-12 * want_sv[0], "bs={bs}");
             }
-            let lev = factored_by(n, cols, bs, get).unwrap();
+            let (lev, r2) = factored_by(n, cols, bs, get).unwrap();
+            let sv2 = singular_values(r2.as_ref()).unwrap();
+            for (a, w) in sv2.iter().zip(&want_sv) {
+                assert!((a - w).abs() <= 1e-12 * want_sv[0], "bs={bs}");
+            }
             assert_eq!(lev.rank, want.rank);
             for (a, w) in lev.scores.iter().zip(&want.scores) {
                 assert!((a - w).abs() <= 1e-12, "bs={bs}: {a} vs {w}");
