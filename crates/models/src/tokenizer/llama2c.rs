@@ -305,6 +305,12 @@ mod tests {
             Llama2cTokenizer::open(&dir.join("tok512.bin")),
             std::fs::read_to_string(dir.join("stories260K.md")),
         ) else {
+            // Same rule as tests/common: under CI a missing model is a failure.
+            assert!(
+                !std::env::var("CI").is_ok_and(|v| v == "true" || v == "1"),
+                "stories260K not found under {} (CI=true)",
+                dir.display()
+            );
             eprintln!("SKIP: stories260K not found under {}", dir.display());
             return;
         };
