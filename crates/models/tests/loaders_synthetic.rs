@@ -217,3 +217,35 @@ fn gguf_spm_tokenizer_flags_bos_eos_and_space_prefix() {
     assert_eq!(t.decode(&[1, hi]).unwrap(), "hi");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn gguf_v2_and_custom_alignment_open() {
+    let dir = tmpdir("align");
+    let reference = Checkpoint::open(
+        write(&dir, "ref.gguf", &tiny_model("llama", vec![], vec![]))
+            .to_str()
+            .unwrap(),
+        None,
+    )
+    .unwrap();
+    let want = reference
+        .tensors
+        .get("model.layers.0.mlp.up_proj.weight")
+        .unwrap();
+    let mut v2 = tiny_model("llama", vec![], vec![]);
+    v2[4] = 2;
+    let aligned = tiny_model("llama", vec![("general.alignment", Kv::U32(128))], vec![]);
+    for (name, bytes) in [("v2.gguf", v2), ("a128.gguf", aligned)] {
+        let c = Checkpoint::open(write(&dir, name, &bytes).to_str().unwrap(), None).unwrap();
+        let got = c.tensors.get("model.layers.0.mlp.up_proj.weight").unwrap();
+        let diff = (got - &want).unwrap().abs().unwrap().max_all().unwrap();
+        assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0, "{name}");
+    }
+    // A non-power-of-two alignment is rejected.
+    let bad = tiny_model("llama", vec![("general.alignment", Kv::U32(48))], vec![]);
+    let e = Checkpoint::open(write(&dir, "a48.gguf", &bad).to_str().unwrap(), None)
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("alignment"), "{e}");
+    let _ = std::fs::remove_dir_all(dir);
+}

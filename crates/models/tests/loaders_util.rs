@@ -82,7 +82,15 @@ pub fn f32_tensor(name: &str, ne: &[u64], f: impl Fn(usize) -> f32) -> T {
     }
 }
 
+/// GGUF v3 bytes; tensor data aligned to `general.alignment` if given, else 32.
 pub fn gguf(kvs: &[(&str, Kv)], tensors: &[T]) -> Vec<u8> {
+    let align = kvs
+        .iter()
+        .find_map(|(k, v)| match (k, v) {
+            (&"general.alignment", Kv::U32(a)) => Some(*a as u64),
+            _ => None,
+        })
+        .unwrap_or(32);
     let mut b = Vec::new();
     b.extend(b"GGUF");
     b.extend(3u32.to_le_bytes());
@@ -136,9 +144,9 @@ pub fn gguf(kvs: &[(&str, Kv)], tensors: &[T]) -> Vec<u8> {
         b.extend(t.ty.to_le_bytes());
         b.extend(off.to_le_bytes());
         offs.push(off);
-        off += (t.data.len() as u64).div_ceil(32) * 32;
+        off += (t.data.len() as u64).div_ceil(align) * align;
     }
-    while b.len() % 32 != 0 {
+    while b.len() as u64 % align != 0 {
         b.push(0);
     }
     let start = b.len();
