@@ -13,9 +13,9 @@ use crate::dense;
 use crate::error::{FieldError, Result};
 use crate::features::{build, conjugate, Fault};
 use crate::input::{HeadInput, LogitTransform, Values};
-use crate::linalg::{dot, matmul, pinv, thin_qr, thin_r, thin_svd};
+use crate::linalg::{matmul, pinv, thin_qr, thin_r, thin_svd};
 use crate::params::{Method, Params};
-use crate::rows::{check_rows, log_sum_exp};
+use crate::rows::{blocks, check_rows, log_sum_exp};
 use crate::spectrum::rows_view;
 use faer::Mat;
 use rand::{Rng, SeedableRng};
@@ -207,7 +207,8 @@ impl Acc {
 /// Reads `head` (the evaluation head) and `proj`, and returns the mean row
 /// KL(P‖P_r) and top-1 agreement over the check rows of `params`.
 ///
-/// Factored: streams rows, E_r(i,j) = (Π̃ᵀã_i)·b̃_j, O(n·p) memory. Dense: builds
+/// Factored: blocks of check rows, E and E_r = Ã·Π̃·B̃ᵀ by one GEMM per block, O(n·p)
+/// memory. Dense: builds
 /// E and E_r = A Π Bᵀ (n×n). Soft-capped heads are an error (the field is not bilinear).
 pub fn rank_r_fidelity(head: &HeadInput<'_>, proj: &Projector, params: &Params) -> Result<Fidelity> {
     head.validate()?;
@@ -225,19 +226,21 @@ pub fn rank_r_fidelity(head: &HeadInput<'_>, proj: &Projector, params: &Params) 
         Method::Factored => {
             let f = build(head, Fault::None);
             let pi = conjugate(&proj.pi, &f.shift, 1.0);
-            let (mut e, mut er, mut u) = (Vec::new(), Vec::new(), vec![0.0; p]);
-            for &i in &rows {
-                let ai = f.a_row(i);
-                for (c, uc) in u.iter_mut().enumerate() {
-                    *uc = (0..p).map(|r| ai[r] * pi[r * p + c]).sum();
+            let pim = Mat::from_fn(p, p, |r, c| pi[r * p + c]);
+            for (trange, span) in blocks(head, &rows) {
+                let brows = &rows[trange];
+                let m = brows.len();
+                // [Ã_rows; Ã_rows·Π̃] (2m × p), then one GEMM with B̃[span]: columns are E and E_r rows
+                let ab = Mat::from_fn(m, p, |t, c| f.a[brows[t] * p + c]);
+                let abp = matmul(ab.as_ref(), pim.as_ref());
+                let both = Mat::from_fn(2 * m, p, |t, c| if t < m { ab[(t, c)] } else { abp[(t - m, c)] });
+                let bb = rows_view(&f.b[span.start * p..span.end * p], span.len(), p);
+                let eb = matmul(bb, both.as_ref().transpose()); // span × 2m
+                for (t, &i) in brows.iter().enumerate() {
+                    let sup = head.support_range(i);
+                    let (lo, hi) = (sup.start - span.start, sup.end - span.start);
+                    acc.row(&eb.col_as_slice(t)[lo..hi], &eb.col_as_slice(m + t)[lo..hi]);
                 }
-                e.clear();
-                er.clear();
-                for j in head.support_range(i) {
-                    e.push(dot(ai, f.b_row(j)));
-                    er.push(dot(&u, f.b_row(j)));
-                }
-                acc.row(&e, &er);
             }
         }
         Method::Dense => {

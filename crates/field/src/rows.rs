@@ -178,14 +178,14 @@ pub(crate) fn softmax_entropy(x: &[f64]) -> f64 {
 }
 
 /// Splits sorted check rows into blocks whose key span stays close to their
-/// own supports (at most 32 rows; span ≤ 2·largest support + 64 keys).
+/// own supports (at most 16 rows; span ≤ 2·largest support + 64 keys).
 pub(crate) fn blocks(head: &HeadInput<'_>, rows: &[usize]) -> Vec<(Range<usize>, Range<usize>)> {
     let mut out = Vec::new();
     let mut t = 0;
     while t < rows.len() {
         let lo = head.support_range(rows[t]).start;
         let mut u = t + 1;
-        while u < rows.len() && u - t < 32 {
+        while u < rows.len() && u - t < 16 {
             let sup = head.support_range(rows[u]);
             if rows[u] + 1 - lo > 2 * sup.len() + 64 {
                 break;
