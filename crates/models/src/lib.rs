@@ -15,6 +15,8 @@ pub mod error;
 pub mod formats;
 pub mod hub;
 pub mod rope;
+#[doc(hidden)]
+pub mod testdata;
 pub mod tokenizer;
 pub mod weights;
 
