@@ -72,7 +72,7 @@ pub(crate) fn analyze(head: &HeadInput<'_>, params: &Params) -> Result<Parts> {
     let bk = Mat::from_fn(n, d + 1, |j, t| if t < d { head.k.get(j * d + t) } else { 1.0 });
     let lev = leverage::dense(bk.as_ref())?;
     let rows = check_rows(n, params.max_check_rows);
-    let checks = row_checks(head, &rows, |brows, span, eb, rho| {
+    let checks = row_checks(head, &rows, |brows, span, mut eb, rho| {
         for (t, &i) in brows.iter().enumerate() {
             for j in span.clone() {
                 eb[(j - span.start, t)] = e[(i, j)];

@@ -128,7 +128,7 @@ pub(crate) fn analyze(head: &HeadInput<'_>, params: &Params, fault: Fault) -> Re
         // E block, transposed = B̃[span] · Ã[rows]ᵀ (one sequential GEMM)
         let ab = Mat::from_fn(brows.len(), p, |t, c| f.a[brows[t] * p + c]);
         let bb = rows_view(&f.b[span.start * p..span.end * p], span.len(), p);
-        matmul(e.as_mut(), Accum::Replace, bb, ab.transpose(), 1.0, Par::Seq);
+        matmul(e, Accum::Replace, bb, ab.transpose(), 1.0, Par::Seq);
         for (t, &i) in brows.iter().enumerate() {
             let bmax = head.support_range(i).fold(0.0f64, |a, j| a.max(b_norm[j]));
             rho[t] = dot(f.a_row(i), f.a_row(i)).sqrt() * bmax;

@@ -7,7 +7,7 @@
 
 use crate::input::{HeadInput, LogitTransform, Values};
 use faer::linalg::matmul::matmul;
-use faer::{Accum, Mat, MatRef, Par};
+use faer::{Accum, Mat, MatMut, MatRef, Par};
 use rayon::prelude::*;
 use std::borrow::Cow;
 use std::ops::Range;
@@ -125,7 +125,7 @@ impl<'a> ModelLogits<'a> {
     /// Logits block L = K[span]·Q[rows]ᵀ (span.len() × rows.len(), column t = row
     /// rows[t]) by one sequential GEMM in the model's precision, then the fused
     /// row statistics of each row against its field column `eb` (same layout).
-    fn block_stats(&self, rows: &[usize], supports: &[Range<usize>], span: Range<usize>, eb: &Mat<f64>, floors: &[f64]) -> RowStat {
+    fn block_stats(&self, rows: &[usize], supports: &[Range<usize>], span: Range<usize>, eb: &Mat<f64>, floors: &[f64], bufs: &mut Buffers) -> RowStat {
         let mut acc = RowStat::default();
         let mut add = |r: RowStat| {
             acc.zs = acc.zs.max(r.zs);
@@ -133,12 +133,13 @@ impl<'a> ModelLogits<'a> {
             acc.ent += r.ent;
         };
         macro_rules! run {
-            ($q:expr, $k:expr, $d:expr, $scale:expr, $slope:expr, $cap:expr, $t:ty) => {{
+            ($q:expr, $k:expr, $d:expr, $scale:expr, $slope:expr, $cap:expr, $t:ty, $l:expr) => {{
                 let d = $d;
                 let qb = Mat::<$t>::from_fn(rows.len(), d, |t, c| $q[rows[t] * d + c]);
                 let kb = MatRef::from_row_major_slice(&$k[span.start * d..span.end * d], span.len(), d);
-                let mut l = Mat::<$t>::zeros(span.len(), rows.len());
-                matmul(l.as_mut(), Accum::Replace, kb, qb.transpose(), 1.0, Par::Seq);
+                let l = $l;
+                grow(l, span.len(), rows.len());
+                matmul(l.as_mut().get_mut(..span.len(), ..rows.len()), Accum::Replace, kb, qb.transpose(), 1.0, Par::Seq);
                 let mut x: Vec<$t> = Vec::new();
                 for (t, (&i, sup)) in rows.iter().zip(supports).enumerate() {
                     let (lo, hi) = (sup.start - span.start, sup.end - span.start);
@@ -158,8 +159,8 @@ impl<'a> ModelLogits<'a> {
             }};
         }
         match self {
-            ModelLogits::F32 { q, k, d, scale, slope, cap } => run!(q, k, *d, *scale, *slope, *cap, f32),
-            ModelLogits::F64 { q, k, d, scale, slope, cap } => run!(q, k, *d, *scale, *slope, *cap, f64),
+            ModelLogits::F32 { q, k, d, scale, slope, cap } => run!(q, k, *d, *scale, *slope, *cap, f32, &mut bufs.l32),
+            ModelLogits::F64 { q, k, d, scale, slope, cap } => run!(q, k, *d, *scale, *slope, *cap, f64, &mut bufs.l64),
         }
         acc
     }
@@ -175,6 +176,26 @@ pub(crate) fn log_sum_exp(x: &[f64]) -> f64 {
 #[cfg(test)]
 pub(crate) fn softmax_entropy(x: &[f64]) -> f64 {
     row_stat!(x, x, 0.0, f64).ent
+}
+
+/// Reusable per-worker matrices of the row checks (top-left corner used).
+pub(crate) struct Buffers {
+    e: Mat<f64>,
+    l32: Mat<f32>,
+    l64: Mat<f64>,
+}
+
+impl Buffers {
+    fn new() -> Self {
+        Buffers { e: Mat::zeros(0, 0), l32: Mat::zeros(0, 0), l64: Mat::zeros(0, 0) }
+    }
+}
+
+/// Makes `m` at least rows × cols (contents unspecified).
+fn grow<T: faer::traits::ComplexField>(m: &mut Mat<T>, rows: usize, cols: usize) {
+    if m.nrows() < rows || m.ncols() < cols {
+        *m = Mat::zeros(rows.max(m.nrows()), cols.max(m.ncols()));
+    }
 }
 
 /// Splits sorted check rows into blocks whose key span stays close to their
@@ -210,20 +231,25 @@ pub(crate) fn blocks(head: &HeadInput<'_>, rows: &[usize]) -> Vec<(Range<usize>,
 pub(crate) fn row_checks(
     head: &HeadInput<'_>,
     rows: &[usize],
-    e_block: impl Fn(&[usize], Range<usize>, &mut Mat<f64>, &mut [f64]) + Sync,
+    e_block: impl Fn(&[usize], Range<usize>, MatMut<'_, f64>, &mut [f64]) + Sync,
 ) -> RowChecks {
     let model = ModelLogits::new(head);
+    // per-worker buffers, allocated once at the largest block size and reused,
+    // so the row checks add O(threads · span · 16) memory, not one block per task
     let partial: Vec<RowStat> = blocks(head, rows)
         .into_par_iter()
-        .map(|(trange, span)| {
+        .map_init(Buffers::new, |bufs, (trange, span)| {
             let brows = &rows[trange];
             let supports: Vec<Range<usize>> = brows.iter().map(|&i| head.support_range(i)).collect();
-            let mut eb = Mat::<f64>::zeros(span.len(), brows.len());
+            let mut eb = std::mem::replace(&mut bufs.e, Mat::zeros(0, 0));
+            grow(&mut eb, span.len(), brows.len());
             let mut rho = vec![0.0; brows.len()];
-            e_block(brows, span.clone(), &mut eb, &mut rho);
+            e_block(brows, span.clone(), eb.as_mut().get_mut(..span.len(), ..brows.len()), &mut rho);
             let floors: Vec<f64> =
                 supports.iter().zip(&rho).map(|(r, &rho)| 8.0 * ((r.len() + head.d) as f64) * f64::EPSILON * rho).collect();
-            model.block_stats(brows, &supports, span, &eb, &floors)
+            let stat = model.block_stats(brows, &supports, span, &eb, &floors, bufs);
+            bufs.e = eb;
+            stat
         })
         .collect();
     let (mut zs, mut sc, mut ent) = (0.0f64, 0.0f64, 0.0f64);
