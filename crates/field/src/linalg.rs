@@ -4,16 +4,61 @@
 use crate::error::{FieldError, Result};
 use faer::{Mat, MatRef};
 
+/// Householder QR of `m` (r × c), sequential: returns (Q r×min(r,c) if asked, R min(r,c)×c).
+///
+/// Sequential on purpose: the blocks here are tall and skinny (≤ 4096 × d+2),
+/// where faer's thread pool only adds synchronisation; the row checks already
+/// run blocks in parallel.
+fn qr_seq(m: MatRef<'_, f64>, want_q: bool) -> (Option<Mat<f64>>, Mat<f64>) {
+    use faer::dyn_stack::{MemBuffer, MemStack};
+    use faer::linalg::householder::{
+        apply_block_householder_sequence_on_the_left_in_place_scratch, apply_block_householder_sequence_on_the_left_in_place_with_conj,
+    };
+    use faer::linalg::qr::no_pivoting::factor::{qr_in_place, qr_in_place_scratch, recommended_block_size};
+    let (r, c) = m.shape();
+    let size = r.min(c);
+    if size == 0 {
+        return (want_q.then(|| Mat::zeros(r, 0)), Mat::zeros(0, c));
+    }
+    let mut a = m.to_owned();
+    let bs = recommended_block_size::<f64>(r, c);
+    let mut coeff = Mat::<f64>::zeros(bs, size);
+    let par = faer::Par::Seq;
+    let mut buf = MemBuffer::new(qr_in_place_scratch::<f64>(r, c, bs, par, Default::default()));
+    qr_in_place(a.as_mut(), coeff.as_mut(), par, MemStack::new(&mut buf), Default::default());
+    let rf = Mat::from_fn(size, c, |i, j| if j >= i { a[(i, j)] } else { 0.0 });
+    let q = want_q.then(|| {
+        // Householder basis: unit lower trapezoid of the factored matrix
+        let basis = Mat::from_fn(r, size, |i, j| match i.cmp(&j) {
+            std::cmp::Ordering::Greater => a[(i, j)],
+            std::cmp::Ordering::Equal => 1.0,
+            std::cmp::Ordering::Less => 0.0,
+        });
+        let mut q = Mat::<f64>::identity(r, size);
+        let mut buf = MemBuffer::new(apply_block_householder_sequence_on_the_left_in_place_scratch::<f64>(r, bs, size));
+        apply_block_householder_sequence_on_the_left_in_place_with_conj(
+            basis.as_ref(),
+            coeff.as_ref(),
+            faer::Conj::No,
+            q.as_mut(),
+            par,
+            MemStack::new(&mut buf),
+        );
+        q
+    });
+    (q, rf)
+}
+
 /// Upper-trapezoidal R of the thin QR of `m` (min(r,c) × c); R·Rᵀ-invariants
 /// (singular values, column space of Rᵀ) are those of `m`.
 pub(crate) fn thin_r(m: MatRef<'_, f64>) -> Mat<f64> {
-    m.qr().thin_R().to_owned()
+    qr_seq(m, false).1
 }
 
 /// Thin QR of `m`: (Q, R) with Q r×min(r,c) orthonormal columns, R min(r,c)×c.
 pub(crate) fn thin_qr(m: MatRef<'_, f64>) -> (Mat<f64>, Mat<f64>) {
-    let qr = m.qr();
-    (qr.compute_thin_Q(), qr.thin_R().to_owned())
+    let (q, r) = qr_seq(m, true);
+    (q.unwrap_or_else(|| Mat::zeros(m.nrows(), 0)), r)
 }
 
 /// SVD through faer's bidiagonal QR iteration (never its divide-and-conquer).
