@@ -98,8 +98,11 @@ fn line_plot(title: &str, xlabel: &str, series: &[(String, String, Vec<f64>)], l
     let ylab = |v: f64| if log_y { format!("1e{v:.0}") } else { fmt(v) };
     let _ = write!(s, r#"<text x="2" y="16">{}</text><text x="2" y="{}">{}</text>"#, ylab(yhi), h - m, ylab(ylo));
     let _ = write!(s, r#"<text x="{}" y="{}">{}</text><text x="{m}" y="{}">0</text><text x="{}" y="{}">{xmax}</text>"#, w / 2.0 - 30.0, h - 8.0, esc(xlabel), h - m + 14.0, w - 30.0, h - m + 14.0);
-    for (i, (label, colour, _)) in series.iter().enumerate().take(12) {
-        let _ = write!(s, r#"<text x="{}" y="{}" fill="{colour}">{}</text>"#, w - 150.0, 24.0 + 11.0 * i as f64, esc(label));
+    // Legend: at most 8 entries, evenly spread over the series (first and last included).
+    let shown: Vec<usize> = if series.len() <= 8 { (0..series.len()).collect() } else { (0..8).map(|i| i * (series.len() - 1) / 7).collect() };
+    for (row, &i) in shown.iter().enumerate() {
+        let (label, colour, _) = &series[i];
+        let _ = write!(s, r#"<text x="{}" y="{}" fill="{colour}">{}</text>"#, w - 150.0, 24.0 + 11.0 * row as f64, esc(label));
     }
     s.push_str("</svg></figure>");
     s

@@ -1,0 +1,160 @@
+"""End-to-end speed: `attnscope analyze` against the dense route people use today.
+
+The dense route ("peer"): HF transformers, eager attention, Q/K captured with
+capture.py, then every measure computed densely per head with measures.py
+(an n x n energy field and its full SVD per head, numpy f64). attnscope: the
+release binary, factored path. Both on SmolLM2-135M-Instruct Q4_1, the first
+`ctx` tokens of one text; both timed from a cold start (model load included)
+and reported separately for load and compute. The numbers of both routes are
+compared head by head.
+
+    /work/refenv/bin/python tools/reference/bench_analyze.py --ctx 512 2048
+
+At large ctx the dense route is slow (one 2048 x 2048 SVD per head, 270 heads):
+`--dense-layers 0,14,29` computes only those layers densely and extrapolates
+its measure time linearly to all layers; the report says so.
+
+Run from the repository root after `cargo build --release`. Not part of CI.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import capture  # noqa: E402
+import measures  # noqa: E402
+
+ROOT = HERE.parent.parent
+CACHE = Path(os.environ.get("ATTNSCOPE_CACHE", Path.home() / ".cache/attnscope"))
+GGUF = CACHE / "models/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+COMPARE = ["numerical_rank", "k90", "k99", "effective_rank", "stable_rank", "participation_ratio",
+           "top1pct_share", "key_coherence", "spectral_gap"]
+REL_TOL = 1e-4  # HF and attnscope Q/K agree to ~1e-6 relative in f32
+
+
+def run_attnscope(text: Path, ctx: int, out: Path) -> tuple[float, dict]:
+    exe = ROOT / "target/release/attnscope"
+    t0 = time.perf_counter()
+    subprocess.run([str(exe), "analyze", "--model", str(GGUF), "--text", str(text), "--ctx", str(ctx),
+                    "--out", str(out), "--quiet"], check=True)
+    wall = time.perf_counter() - t0
+    report = json.loads((out / "report.json").read_text())
+    return wall, report
+
+
+def run_dense(text: Path, ctx: int, layers: list[int] | None, ids_head: list[int]) -> tuple[dict, list[dict]]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    t0 = time.perf_counter()
+    tok = AutoTokenizer.from_pretrained(GGUF.parent, gguf_file=GGUF.name)
+    model = AutoModelForCausalLM.from_pretrained(GGUF.parent, gguf_file=GGUF.name, torch_dtype=torch.float32)
+    model.eval()
+    t_load = time.perf_counter() - t0
+    # transformers' GGUF tokenizer lacks SmolLM2's Digits pre-tokenizer; use the real one,
+    # as attnscope does, so that both routes see the same tokens.
+    import make_fixtures
+    real = make_fixtures.smollm2_real_pretokenizer(tok)
+    ids = real.encode(text.read_text()).ids[:ctx]
+    assert len(ids) == ctx, f"{text} has only {len(ids)} tokens"
+    assert ids[:8] == ids_head, f"token ids differ from attnscope's: {ids[:8]} vs {ids_head}"
+    t1 = time.perf_counter()
+    cap = capture.run_capture(model, ids)
+    t_forward = time.perf_counter() - t1
+    cfg = model.config
+    h, hkv = cfg.num_attention_heads, cfg.num_key_value_heads
+    d = cfg.hidden_size // h
+    use = layers if layers is not None else list(range(cfg.num_hidden_layers))
+    t2 = time.perf_counter()
+    heads = []
+    for lc in cap.layers:
+        if lc.layer not in use:
+            continue
+        attn = model.model.layers[lc.layer].self_attn
+        wq = attn.q_proj.weight.detach().double().numpy()
+        wk = attn.k_proj.weight.detach().double().numpy()
+        for head in range(h):
+            g = head // (h // hkv)
+            m = measures.head_measures(
+                lc.q[head].numpy(), lc.k[g].numpy(), lc.scaling, lc.sliding_window,
+                probs=lc.probs[head].numpy(),
+                w_q=wq[head * d:(head + 1) * d].T, w_k=wk[g * d:(g + 1) * d].T)
+            m.update(layer=lc.layer, head=head)
+            heads.append(m)
+    t_measures = time.perf_counter() - t2
+    scale = cfg.num_hidden_layers / len(use)
+    timing = {"load_s": t_load, "forward_s": t_forward, "measures_s": t_measures,
+              "layers_measured": len(use), "measures_s_all_layers": t_measures * scale,
+              "extrapolated": scale != 1.0}
+    timing["total_s"] = t_load + t_forward + timing["measures_s_all_layers"]
+    return timing, heads
+
+
+def compare(ours: list[dict], dense: list[dict]) -> dict:
+    by_key = {(x["layer"], x["head"]): x for x in ours}
+    worst = {m: 0.0 for m in COMPARE}
+    mismatches = []
+    for dh in dense:
+        oh = by_key[(dh["layer"], dh["head"])]
+        for m in COMPARE:
+            a, b = oh.get(m), dh.get(m)
+            if a is None or b is None:
+                continue
+            err = abs(a - b) / max(abs(b), 1e-300)
+            worst[m] = max(worst[m], err)
+            if m in ("numerical_rank",) and a != b:
+                mismatches.append((dh["layer"], dh["head"], m, a, b))
+            elif m in ("k90", "k99") and abs(a - b) > 1:
+                mismatches.append((dh["layer"], dh["head"], m, a, b))
+            elif m not in ("numerical_rank", "k90", "k99") and err > REL_TOL:
+                mismatches.append((dh["layer"], dh["head"], m, a, b))
+    return {"heads_compared": len(dense), "worst_relative_error": worst, "mismatches": mismatches[:20],
+            "n_mismatches": len(mismatches)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--ctx", type=int, nargs="+", default=[512, 2048])
+    ap.add_argument("--text", type=Path, default=Path("/usr/share/common-licenses/GPL-3"))
+    ap.add_argument("--dense-layers", default=None,
+                    help="comma-separated layers for the dense route at ctx > 1024 (default 0,14,29); 'all' for every layer")
+    ap.add_argument("--out", type=Path, default=ROOT / "out/bench_analyze.json")
+    args = ap.parse_args()
+    results = []
+    for ctx in args.ctx:
+        with tempfile.TemporaryDirectory() as tmp:
+            wall, report = run_attnscope(args.text, ctx, Path(tmp))
+        ours = report["runs"][0]["heads"]
+        if args.dense_layers == "all" or (args.dense_layers is None and ctx <= 1024):
+            layers = None
+        else:
+            layers = [int(x) for x in (args.dense_layers or "0,14,29").split(",")]
+        timing, dense = run_dense(args.text, ctx, layers, report["runs"][0]["token_ids_head"])
+        cmp = compare(ours, dense)
+        row = {"ctx": ctx, "attnscope_s": wall, "dense": timing,
+               "speedup": timing["total_s"] / wall, "compare": cmp}
+        results.append(row)
+        print(f"ctx {ctx}: attnscope {wall:.1f} s | dense route {timing['total_s']:.1f} s "
+              f"(load {timing['load_s']:.1f}, forward {timing['forward_s']:.1f}, measures "
+              f"{timing['measures_s_all_layers']:.1f}{' extrapolated from ' + str(timing['layers_measured']) + ' layers' if timing['extrapolated'] else ''}) "
+              f"| speedup {row['speedup']:.1f}x | {cmp['heads_compared']} heads compared, "
+              f"{cmp['n_mismatches']} mismatches", flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=1))
+    print(f"written {args.out}")
+
+
+if __name__ == "__main__":
+    main()
