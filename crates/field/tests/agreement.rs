@@ -62,6 +62,9 @@ fn check(c: &Case) {
         let cf = f.key_energy.as_ref().unwrap();
         // argmax may differ only between near-tied keys
         assert!(rel(cf[f.argmax_key], cf[g.argmax_key]) <= 1e-9, "{ctx}: argmax {} vs {}", f.argmax_key, g.argmax_key);
+        // and `analyze --dense-check` (field::compare) finds nothing on such heads
+        let diff = field::compare(&f, &g);
+        assert!(diff.is_empty(), "{ctx}: compare reports {diff:?}");
     } else {
         assert!(f.numerical_rank <= g.numerical_rank, "{ctx}");
     }
