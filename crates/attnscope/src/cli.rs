@@ -31,6 +31,9 @@ pub enum Command {
     /// Compute every measure for every head, on texts × context lengths; write report.json, heads.csv, heads.parquet, report.html.
     #[command(long_about = ANALYZE_ABOUT)]
     Analyze(AnalyzeArgs),
+    /// Rank-r compression of every head (data / weights / random bases) and the key-cache experiment; write compress.json, compress.csv, compress.html.
+    #[command(long_about = crate::compress::ABOUT)]
+    Compress(crate::compress::CompressArgs),
 }
 
 const ANALYZE_ABOUT: &str = "Compute every measure for every head of a model, on each text at each context length.

@@ -4,6 +4,7 @@
 
 mod analyze;
 mod cli;
+mod compress;
 mod defaults;
 mod observer;
 mod progress;
@@ -27,6 +28,7 @@ fn main() {
     let cli = cli::Cli::parse();
     let result = match cli.command {
         cli::Command::Analyze(args) => analyze::run(&args),
+        cli::Command::Compress(args) => compress::run(&args),
     };
     if let Err(err) = result {
         let code = if err.downcast_ref::<CheckFailed>().is_some() { 1 } else { 2 };

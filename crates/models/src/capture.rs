@@ -6,7 +6,9 @@
 //! attention itself. The tensors are dropped after the observer returns.
 //! With no observer, capture costs nothing.
 
-use candle_core::Tensor;
+/// The tensor type of captures and of [`Observer::transform_keys`], re-exported
+/// so that observers outside this crate can name and build it.
+pub use candle_core::Tensor;
 
 pub use crate::arch::LogitTransform;
 
@@ -47,5 +49,13 @@ pub trait Observer {
     /// it when no logits are requested. `None` = all layers.
     fn last_layer(&self) -> Option<usize> {
         None
+    }
+
+    /// Called right after [`Observer::on_layer`] with the same keys
+    /// (h_kv, t, d), post-rotary. A returned tensor of the same shape replaces
+    /// K for this layer's attention (and only for that: the capture above
+    /// already saw the model's own keys). Default: `None`, keys unchanged.
+    fn transform_keys(&mut self, _layer: usize, _k: &Tensor) -> Result<Option<Tensor>, ObserverError> {
+        Ok(None)
     }
 }

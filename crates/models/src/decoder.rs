@@ -168,6 +168,12 @@ impl Model {
                 w_k: &lw.k.w,
             };
             obs.on_layer(&cap).map_err(|e| Error::Observer(e.to_string()))?;
+            if let Some(kt) = obs.transform_keys(l, &k).map_err(|e| Error::Observer(e.to_string()))? {
+                if kt.dims() != k.dims() {
+                    return Err(Error::Observer(format!("transform_keys changed the key shape {:?} to {:?}", k.dims(), kt.dims())));
+                }
+                k = kt.to_dtype(k.dtype())?.contiguous()?;
+            }
         }
         let out = self.chunked_attention(&q, &k, &v, window)?; // (h, t, d)
         let out = out.transpose(0, 1)?.contiguous()?.reshape((t, h * d))?;
