@@ -168,6 +168,10 @@ NOTES = [
     "(n x n extended field E, full numpy SVD), written from SPEC.md + docs/definitions.md",
     "q, k: transformers eager attention inputs (post-rotary, float32, widened to f64); the model's "
     "pattern P (for shift_consistency, attention_entropy) is transformers' float32 softmax output",
+    "shift_consistency: null when that float32 P underflowed to 0 somewhere on the support (log P = -inf; "
+    "happens on stories260K); float32 P that is subnormal (< 1.18e-38) has few significant bits, so "
+    "shift_consistency can reach ~1e-3 there (stories260K). attnscope instead recomputes an f32 "
+    "max-subtracted log-softmax (docs/definitions.md), which never underflows: compare with a loose tolerance",
     "shift_consistency_f64_softmax: the same with P from an f64 log-softmax of the f64 logits",
     "spectrum: the top min(n, d+1) singular values; k90/k99/effective_rank/stable_rank use them",
     "learned: M = W_Q^h W_K^h^T from the dequantized q_proj/k_proj weights as transformers loads the GGUF",
