@@ -34,6 +34,12 @@ pub enum Command {
     /// Rank-r compression of every head (data / weights / random bases) and the key-cache experiment; write compress.json, compress.csv, compress.html.
     #[command(long_about = crate::compress::ABOUT)]
     Compress(crate::compress::CompressArgs),
+    /// Train a small gpt2 / gpt_neox / llama decoder on a text (CPU), with HF checkpoints and the head monitor.
+    #[command(long_about = crate::train::ABOUT)]
+    Train(crate::train::TrainArgs),
+    /// Per-head monitor over a series of checkpoints: monitor.jsonl, monitor.csv, alerts.jsonl, monitor.html.
+    #[command(long_about = crate::monitor::ABOUT)]
+    Monitor(crate::monitor::MonitorArgs),
 }
 
 const ANALYZE_ABOUT: &str = "Compute every measure for every head of a model, on each text at each context length.

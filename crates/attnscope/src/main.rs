@@ -6,10 +6,12 @@ mod analyze;
 mod cli;
 mod compress;
 mod defaults;
+mod monitor;
 mod observer;
 mod progress;
 mod report;
 mod texts;
+mod train;
 
 use clap::Parser;
 
@@ -29,6 +31,8 @@ fn main() {
     let result = match cli.command {
         cli::Command::Analyze(args) => analyze::run(&args),
         cli::Command::Compress(args) => compress::run(&args),
+        cli::Command::Train(args) => train::run(&args),
+        cli::Command::Monitor(args) => monitor::run(&args),
     };
     if let Err(err) = result {
         let code = if err.downcast_ref::<CheckFailed>().is_some() { 1 } else { 2 };

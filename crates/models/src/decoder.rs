@@ -204,7 +204,14 @@ impl Model {
             }
             let mask = causal_mask(c0, len, lo, nk, window, &self.device)?; // (len, nk)
             let s = s.reshape((hkv, g, len, nk))?.broadcast_add(&mask)?;
-            let p = candle_nn::ops::softmax_last_dim(&s)?.reshape((hkv, g * len, nk))?;
+            let p = if s.track_op() {
+                // Training (gradients tracked): the fused softmax has no backward.
+                let e = s.broadcast_sub(&s.max_keepdim(D::Minus1)?.detach())?.exp()?;
+                e.broadcast_div(&e.sum_keepdim(D::Minus1)?)?
+            } else {
+                candle_nn::ops::softmax_last_dim(&s)?
+            };
+            let p = p.reshape((hkv, g * len, nk))?;
             let vc = v.narrow(1, lo, nk)?.contiguous()?; // (h_kv, nk, d)
             let o = p.matmul(&vc)?.reshape((h, len, d))?;
             outs.push(o);

@@ -46,7 +46,12 @@ pub struct Norm {
 impl Norm {
     /// Normalises over the last dim of x (.., n).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        if self.rms {
+        if self.rms && (x.track_op() || self.w.track_op()) {
+            // Training (gradients tracked): candle-nn's fused rms_norm has no
+            // backward, so use differentiable ops, in HF's order.
+            let var = x.sqr()?.mean_keepdim(D::Minus1)?;
+            Ok(x.broadcast_div(&(var + self.eps)?.sqrt()?)?.broadcast_mul(&self.w)?)
+        } else if self.rms {
             Ok(candle_nn::ops::rms_norm(x, &self.w, self.eps as f32)?)
         } else {
             let mean = x.mean_keepdim(D::Minus1)?;

@@ -10,6 +10,7 @@ pub mod gguf;
 pub mod gguf_model;
 pub mod hf_dir;
 pub mod llama2c;
+pub mod memory;
 
 use std::path::{Path, PathBuf};
 

@@ -1,0 +1,124 @@
+//! monitor.html: one self-contained page (inline SVG, no scripts, no
+//! network): per measure, one line per head over steps with alerts marked;
+//! a layer × head heatmap of key_coherence per observed step; the alerts.
+
+use std::collections::BTreeSet;
+use std::fmt::Write;
+
+use super::{Alert, HeadPoint, MEASURES};
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+fn colour(i: usize, n: usize) -> String {
+    format!("hsl({:.0},70%,42%)", 360.0 * i as f64 / n.max(1) as f64)
+}
+
+/// viridis-like ramp, t in [0, 1].
+fn ramp(t: f64) -> String {
+    const S: [(f64, f64, f64); 5] = [(68.0, 1.0, 84.0), (59.0, 82.0, 139.0), (33.0, 145.0, 140.0), (94.0, 201.0, 98.0), (253.0, 231.0, 37.0)];
+    let t = if t.is_finite() { t.clamp(0.0, 1.0) } else { 0.0 };
+    let x = t * 4.0;
+    let i = (x.floor() as usize).min(3);
+    let f = x - i as f64;
+    let c = |u: f64, v: f64| (u + (v - u) * f).round() as u8;
+    format!("#{:02x}{:02x}{:02x}", c(S[i].0, S[i + 1].0), c(S[i].1, S[i + 1].1), c(S[i].2, S[i + 1].2))
+}
+
+fn lines(measure: &str, points: &[HeadPoint], alerts: &[Alert]) -> String {
+    let heads: BTreeSet<(usize, usize)> = points.iter().map(|p| (p.layer, p.head)).collect();
+    let (w, h, ml, mb, mt, mr) = (640.0, 260.0, 50.0, 30.0, 10.0, 90.0);
+    let xs: Vec<f64> = points.iter().map(|p| p.step as f64).collect();
+    let ys: Vec<f64> = points.iter().map(|p| p.get(measure)).filter(|v| v.is_finite()).collect();
+    let (x0, x1) = (xs.iter().cloned().fold(f64::INFINITY, f64::min), xs.iter().cloned().fold(f64::NEG_INFINITY, f64::max));
+    let (y0, y1) = (ys.iter().cloned().fold(f64::INFINITY, f64::min), ys.iter().cloned().fold(f64::NEG_INFINITY, f64::max));
+    let (x1, y1) = (if x1 > x0 { x1 } else { x0 + 1.0 }, if y1 > y0 { y1 } else { y0 + 1.0 });
+    let px = |x: f64| ml + (x - x0) / (x1 - x0) * (w - ml - mr);
+    let py = |y: f64| mt + (1.0 - (y - y0) / (y1 - y0)) * (h - mt - mb);
+    let mut s = format!(r#"<figure><figcaption>{measure} per head over steps (red rings: alerts on this measure)</figcaption><svg width="{w}" height="{h}" xmlns="http://www.w3.org/2000/svg" font-size="10">"#);
+    let _ = write!(s, r##"<rect x="{ml}" y="{mt}" width="{}" height="{}" fill="none" stroke="#999"/>"##, w - ml - mr, h - mt - mb);
+    let _ = write!(s, r#"<text x="{ml}" y="{}">{x0}</text><text x="{}" y="{}" text-anchor="end">step {x1}</text>"#, h - 12.0, w - mr, h - 12.0);
+    let _ = write!(s, r#"<text x="{}" y="{}" text-anchor="end">{y1:.3}</text><text x="{}" y="{}" text-anchor="end">{y0:.3}</text>"#, ml - 3.0, mt + 8.0, ml - 3.0, h - mb);
+    for (i, &(l, hd)) in heads.iter().enumerate() {
+        let c = colour(i, heads.len());
+        let pts: Vec<String> = points
+            .iter()
+            .filter(|p| p.layer == l && p.head == hd && p.get(measure).is_finite())
+            .map(|p| format!("{:.1},{:.1}", px(p.step as f64), py(p.get(measure))))
+            .collect();
+        let _ = write!(s, r#"<polyline fill="none" stroke="{c}" stroke-width="1.2" points="{}"><title>layer {l} head {hd}</title></polyline>"#, pts.join(" "));
+        let _ = write!(s, r#"<text x="{}" y="{}" fill="{c}">L{l}H{hd}</text>"#, w - mr + 6.0, mt + 10.0 + 11.0 * i as f64);
+    }
+    for a in alerts.iter().filter(|a| a.measure == measure) {
+        let _ = write!(
+            s,
+            r#"<circle cx="{:.1}" cy="{:.1}" r="4" fill="none" stroke="red" stroke-width="1.5"><title>{}</title></circle>"#,
+            px(a.step as f64),
+            py(a.value),
+            esc(&a.to_string())
+        );
+    }
+    s.push_str("</svg></figure>");
+    s
+}
+
+fn heatmap(step: u64, points: &[&HeadPoint], lo: f64, hi: f64) -> String {
+    let cell = 18.0;
+    let nl = points.iter().map(|p| p.layer).max().map_or(0, |m| m + 1);
+    let nh = points.iter().map(|p| p.head).max().map_or(0, |m| m + 1);
+    let (w, h) = (30.0 + nh as f64 * cell, 16.0 + nl as f64 * cell);
+    let mut s = format!(r#"<figure class="hm"><figcaption>step {step}</figcaption><svg width="{w}" height="{h}" xmlns="http://www.w3.org/2000/svg" font-size="9">"#);
+    for p in points {
+        let t = if hi > lo { (p.key_coherence - lo) / (hi - lo) } else { 0.5 };
+        let _ = write!(
+            s,
+            r#"<rect x="{}" y="{}" width="{cell}" height="{cell}" fill="{}"><title>layer {} head {}: key_coherence {:.4}</title></rect>"#,
+            30.0 + p.head as f64 * cell,
+            p.layer as f64 * cell,
+            ramp(t),
+            p.layer,
+            p.head,
+            p.key_coherence
+        );
+    }
+    for l in 0..nl {
+        let _ = write!(s, r#"<text x="2" y="{}">L{l}</text>"#, l as f64 * cell + 12.0);
+    }
+    s.push_str("</svg></figure>");
+    s
+}
+
+pub fn render(title: &str, points: &[HeadPoint], alerts: &[Alert]) -> String {
+    let mut s = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{t}</title><style>body{{font-family:sans-serif;margin:1.5em;max-width:1100px}}figure{{display:inline-block;margin:.5em}}figure.hm{{margin:.2em}}table{{border-collapse:collapse;font-size:12px}}td,th{{border:1px solid #ccc;padding:2px 6px}}</style></head><body><h1>{t}</h1>",
+        t = esc(title)
+    );
+    let steps: BTreeSet<u64> = points.iter().map(|p| p.step).collect();
+    let _ = write!(s, "<p>{} observations, {} heads, {} alerts.</p>", steps.len(), points.iter().map(|p| (p.layer, p.head)).collect::<BTreeSet<_>>().len(), alerts.len());
+    for m in MEASURES {
+        s.push_str(&lines(m, points, alerts));
+    }
+    s.push_str("<h2>key_coherence, layer × head, per step</h2>");
+    let lo = points.iter().map(|p| p.key_coherence).fold(f64::INFINITY, f64::min);
+    let hi = points.iter().map(|p| p.key_coherence).fold(f64::NEG_INFINITY, f64::max);
+    let _ = write!(s, "<p>Colour scale shared by all steps: {lo:.3} (dark) – {hi:.3} (yellow).</p>");
+    // At most 24 steps, evenly chosen.
+    let st: Vec<u64> = steps.iter().copied().collect();
+    let keep = st.len().min(24);
+    for i in 0..keep {
+        let step = st[if keep > 1 { i * (st.len() - 1) / (keep - 1) } else { 0 }];
+        let ps: Vec<&HeadPoint> = points.iter().filter(|p| p.step == step).collect();
+        s.push_str(&heatmap(step, &ps, lo, hi));
+    }
+    s.push_str("<h2>Alerts</h2><table><tr><th>step</th><th>layer</th><th>head</th><th>measure</th><th>value</th><th>rule</th><th>detail</th></tr>");
+    for a in alerts {
+        let _ = write!(
+            s,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.4}</td><td>{}</td><td>{}</td></tr>",
+            a.step, a.layer, a.head, a.measure, a.value, a.rule, esc(&a.detail)
+        );
+    }
+    s.push_str("</table></body></html>\n");
+    s
+}

@@ -1,0 +1,456 @@
+//! Per-head training monitor (SPEC §7): every head's `key_coherence`,
+//! `participation_ratio`, `k90` (factored path of the `field` crate) and
+//! attention entropy, over training steps or over a series of checkpoints,
+//! with alerts when a head leaves its normal band.
+//!
+//! Library use, from a training loop:
+//! ```ignore
+//! let mut mon = Monitor::new(probe_ids, Rules::default(), Some(out_dir))?;
+//! let alerts = mon.observe(step, &model)?; // every N steps
+//! ```
+//! Writes `monitor.jsonl` and `monitor.csv` (one row per step × layer × head)
+//! and `alerts.jsonl`; `finish` adds `monitor.html`.
+
+pub mod html;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use field::Params;
+use indicatif::ProgressBar;
+use models::{Checkpoint, Logits, Model};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::observer::{FieldObserver, LayerSet};
+
+/// The measures the monitor records, in column order.
+pub const MEASURES: [&str; 4] = ["key_coherence", "participation_ratio", "k90", "attention_entropy"];
+
+/// Alert rules (all configurable from the command line).
+#[derive(Debug, Clone)]
+pub struct Rules {
+    /// Band rule: |robust z| = |x − median| / (1.4826·MAD) above this.
+    pub z_max: f64,
+    /// Band rule applies once a head has this many earlier observations.
+    pub min_history: usize,
+    /// Band rule: median and MAD over at most this many recent observations.
+    pub window: usize,
+    /// The band's scale is at least this fraction of |median| (so that an
+    /// integer measure such as k90 moving by one does not alert).
+    pub rel_floor: f64,
+    /// Measures the band rule watches.
+    pub band_measures: Vec<&'static str>,
+    /// key_coherence above this alerts (absolute value) ...
+    pub coherence_max: Option<f64>,
+    /// ... else above this fraction of its bound n / (d + 1).
+    pub coherence_frac: f64,
+    /// Alert when a head collapses: k90 = 1 or participation_ratio < 2/n.
+    pub collapse: bool,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Rules {
+            z_max: 6.0,
+            min_history: 5,
+            window: 20,
+            rel_floor: 0.05,
+            band_measures: MEASURES.to_vec(),
+            coherence_max: None,
+            coherence_frac: 0.9,
+            collapse: true,
+        }
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RuleArgs {
+    /// Alert when a head's measure is more than this many robust z-units
+    /// (|x − median| / 1.4826·MAD over its recent history) from its band.
+    #[arg(long, default_value_t = 6.0)]
+    pub z_max: f64,
+    /// Observations of a head before the band rule applies.
+    #[arg(long, default_value_t = 5)]
+    pub min_history: usize,
+    /// Recent observations the band (median, MAD) is computed over.
+    #[arg(long, default_value_t = 20)]
+    pub history_window: usize,
+    /// Smallest band scale, as a fraction of |median|.
+    #[arg(long, default_value_t = 0.05)]
+    pub band_rel_floor: f64,
+    /// Alert when key_coherence exceeds this (default: --coherence-frac of its bound n/(d+1)).
+    #[arg(long)]
+    pub coherence_max: Option<f64>,
+    #[arg(long, default_value_t = 0.9)]
+    pub coherence_frac: f64,
+    /// Disable the collapse rule (k90 = 1 or participation_ratio < 2/n).
+    #[arg(long)]
+    pub no_collapse_alert: bool,
+}
+
+impl RuleArgs {
+    pub fn rules(&self) -> Rules {
+        Rules {
+            z_max: self.z_max,
+            min_history: self.min_history.max(2),
+            window: self.history_window.max(self.min_history.max(2)),
+            rel_floor: self.band_rel_floor,
+            coherence_max: self.coherence_max,
+            coherence_frac: self.coherence_frac,
+            collapse: !self.no_collapse_alert,
+            ..Rules::default()
+        }
+    }
+}
+
+/// One head at one step.
+#[derive(Debug, Clone, Serialize)]
+pub struct HeadPoint {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<String>,
+    pub step: u64,
+    pub layer: usize,
+    pub head: usize,
+    pub kv_head: usize,
+    pub n: usize,
+    pub d: usize,
+    pub key_coherence: f64,
+    pub participation_ratio: f64,
+    pub k90: usize,
+    pub attention_entropy: f64,
+}
+
+impl HeadPoint {
+    pub fn get(&self, measure: &str) -> f64 {
+        match measure {
+            "key_coherence" => self.key_coherence,
+            "participation_ratio" => self.participation_ratio,
+            "k90" => self.k90 as f64,
+            "attention_entropy" => self.attention_entropy,
+            _ => f64::NAN,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Alert {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<String>,
+    pub step: u64,
+    pub layer: usize,
+    pub head: usize,
+    pub measure: &'static str,
+    pub value: f64,
+    /// `band`, `coherence` or `collapse`.
+    pub rule: &'static str,
+    pub detail: String,
+}
+
+impl fmt::Display for Alert {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "step {} layer {} head {}: {} = {:.4} ({}: {})",
+            self.step, self.layer, self.head, self.measure, self.value, self.rule, self.detail
+        )?;
+        if let Some(c) = &self.checkpoint {
+            write!(f, " [{c}]")?;
+        }
+        Ok(())
+    }
+}
+
+struct Writers {
+    dir: PathBuf,
+    jsonl: BufWriter<std::fs::File>,
+    csv: BufWriter<std::fs::File>,
+    alerts: BufWriter<std::fs::File>,
+}
+
+/// Watches every head of a model on a fixed probe sequence.
+pub struct Monitor {
+    probe: Vec<u32>,
+    rules: Rules,
+    history: BTreeMap<(usize, usize, &'static str), Vec<f64>>,
+    /// (layer, head, rule) currently in alert for threshold rules (alert on entry only).
+    active: BTreeSet<(usize, usize, &'static str)>,
+    points: Vec<HeadPoint>,
+    alerts: Vec<Alert>,
+    out: Option<Writers>,
+    time: Duration,
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 { v[n / 2] } else { 0.5 * (v[n / 2 - 1] + v[n / 2]) }
+}
+
+/// (robust z, median, scale) of `x` against `hist`.
+pub fn robust_z(x: f64, hist: &[f64], rel_floor: f64) -> (f64, f64, f64) {
+    let mut h = hist.to_vec();
+    let med = median(&mut h);
+    let mut dev: Vec<f64> = hist.iter().map(|v| (v - med).abs()).collect();
+    let mad = median(&mut dev);
+    let scale = (1.4826 * mad).max(rel_floor * med.abs()).max(1e-12);
+    ((x - med) / scale, med, scale)
+}
+
+impl Monitor {
+    /// `probe`: the token ids every observation runs. `out`: directory for
+    /// monitor.jsonl / monitor.csv / alerts.jsonl (created), or none.
+    pub fn new(probe: Vec<u32>, rules: Rules, out: Option<&Path>) -> Result<Self> {
+        let out = match out {
+            Some(dir) => {
+                std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+                let f = |n: &str| -> Result<BufWriter<std::fs::File>> {
+                    Ok(BufWriter::new(std::fs::File::create(dir.join(n)).with_context(|| format!("cannot create {}", dir.join(n).display()))?))
+                };
+                let mut csv = f("monitor.csv")?;
+                writeln!(csv, "checkpoint,step,layer,head,kv_head,n,d,{}", MEASURES.join(","))?;
+                Some(Writers { dir: dir.to_path_buf(), jsonl: f("monitor.jsonl")?, csv, alerts: f("alerts.jsonl")? })
+            }
+            None => None,
+        };
+        Ok(Self { probe, rules, history: BTreeMap::new(), active: BTreeSet::new(), points: Vec::new(), alerts: Vec::new(), out, time: Duration::ZERO })
+    }
+
+    /// Measures every head of `model` on the probe, logs, and returns the new alerts.
+    pub fn observe(&mut self, step: u64, model: &Model) -> Result<Vec<Alert>> {
+        let probe = std::mem::take(&mut self.probe);
+        let r = self.observe_ids(step, None, model, &probe);
+        self.probe = probe;
+        r
+    }
+
+    /// As [`Monitor::observe`], on `ids`, labelled with a checkpoint name.
+    pub fn observe_ids(&mut self, step: u64, checkpoint: Option<&str>, model: &Model, ids: &[u32]) -> Result<Vec<Alert>> {
+        let t0 = Instant::now();
+        let bar = ProgressBar::hidden();
+        let mut obs = FieldObserver {
+            layers: LayerSet(None),
+            params: Params::default(),
+            dense_check: false,
+            records: Vec::new(),
+            mismatches: Vec::new(),
+            bar: &bar,
+        };
+        model.forward(ids, Logits::None, Some(&mut obs))?;
+        let mut new_alerts = Vec::new();
+        let label = checkpoint.map(str::to_string);
+        for rec in &obs.records {
+            let f = &rec.field;
+            let p = HeadPoint {
+                checkpoint: label.clone(),
+                step,
+                layer: rec.layer,
+                head: rec.head,
+                kv_head: rec.kv_head,
+                n: f.n,
+                d: f.d,
+                key_coherence: f.key_coherence,
+                participation_ratio: f.participation_ratio,
+                k90: f.k90,
+                attention_entropy: f.attention_entropy,
+            };
+            new_alerts.extend(self.check(&p));
+            for m in MEASURES {
+                let h = self.history.entry((p.layer, p.head, m)).or_default();
+                h.push(p.get(m));
+                let excess = h.len().saturating_sub(self.rules.window);
+                h.drain(..excess);
+            }
+            if let Some(w) = self.out.as_mut() {
+                writeln!(w.jsonl, "{}", serde_json::to_string(&p)?)?;
+                writeln!(
+                    w.csv,
+                    "{},{},{},{},{},{},{},{},{},{},{}",
+                    p.checkpoint.as_deref().unwrap_or(""),
+                    p.step, p.layer, p.head, p.kv_head, p.n, p.d,
+                    p.key_coherence, p.participation_ratio, p.k90, p.attention_entropy
+                )?;
+            }
+            self.points.push(p);
+        }
+        if let Some(w) = self.out.as_mut() {
+            for a in &new_alerts {
+                writeln!(w.alerts, "{}", serde_json::to_string(a)?)?;
+            }
+            w.jsonl.flush()?;
+            w.csv.flush()?;
+            w.alerts.flush()?;
+        }
+        self.alerts.extend(new_alerts.iter().cloned());
+        self.time += t0.elapsed();
+        Ok(new_alerts)
+    }
+
+    fn check(&mut self, p: &HeadPoint) -> Vec<Alert> {
+        let mut out = Vec::new();
+        let alert = |measure: &'static str, value: f64, rule: &'static str, detail: String| Alert {
+            checkpoint: p.checkpoint.clone(),
+            step: p.step,
+            layer: p.layer,
+            head: p.head,
+            measure,
+            value,
+            rule,
+            detail,
+        };
+        for &m in &self.rules.band_measures {
+            let x = p.get(m);
+            if let Some(h) = self.history.get(&(p.layer, p.head, m)) {
+                if h.len() >= self.rules.min_history && x.is_finite() {
+                    let (z, med, _) = robust_z(x, h, self.rules.rel_floor);
+                    if z.abs() > self.rules.z_max {
+                        out.push(alert(m, x, "band", format!("robust z {z:+.1} against median {med:.4} of its last {} observations", h.len())));
+                    }
+                }
+            }
+        }
+        // Threshold rules alert when a head enters the state, not while it stays.
+        let bound = p.n as f64 / (p.d + 1).min(p.n) as f64;
+        let thr = self.rules.coherence_max.unwrap_or(self.rules.coherence_frac * bound);
+        let mut state = |on: bool, rule: &'static str, a: Alert, out: &mut Vec<Alert>| {
+            let key = (p.layer, p.head, rule);
+            if on && self.active.insert(key) {
+                out.push(a);
+            } else if !on {
+                self.active.remove(&key);
+            }
+        };
+        let coh = p.key_coherence > thr;
+        state(coh, "coherence", alert("key_coherence", p.key_coherence, "coherence", format!("above threshold {thr:.3} (bound n/(d+1) = {bound:.3})")), &mut out);
+        if self.rules.collapse {
+            let pr_low = p.participation_ratio < 2.0 / p.n as f64;
+            let collapsed = p.k90 == 1 || pr_low;
+            let (m, v) = if p.k90 == 1 { ("k90", 1.0) } else { ("participation_ratio", p.participation_ratio) };
+            state(collapsed, "collapse", alert(m, v, "collapse", format!("head collapsed (k90 = {}, participation_ratio {:.4} vs 2/n = {:.4})", p.k90, p.participation_ratio, 2.0 / p.n as f64)), &mut out);
+        }
+        out
+    }
+
+    #[allow(dead_code)]
+    pub fn points(&self) -> &[HeadPoint] {
+        &self.points
+    }
+    pub fn alerts(&self) -> &[Alert] {
+        &self.alerts
+    }
+    /// Wall time spent in `observe` so far.
+    pub fn time_spent(&self) -> Duration {
+        self.time
+    }
+
+    /// Writes monitor.html (if an output directory was given) and returns a summary.
+    pub fn finish(&mut self, title: &str) -> Result<Value> {
+        let first = |rule: &str| self.alerts.iter().filter(|a| a.rule == rule).map(|a| a.step).min();
+        let summary = json!({
+            "observations": self.points.iter().map(|p| p.step).collect::<BTreeSet<_>>().len(),
+            "alerts": self.alerts.len(),
+            "first_alert_step": self.alerts.iter().map(|a| a.step).min(),
+            "first_band_alert_step": first("band"),
+            "first_coherence_alert_step": first("coherence"),
+            "first_collapse_alert_step": first("collapse"),
+            "flagged_heads": self.alerts.iter().map(|a| format!("L{}H{}", a.layer, a.head)).collect::<BTreeSet<_>>(),
+            "monitor_time_s": self.time.as_secs_f64(),
+        });
+        if let Some(w) = &self.out {
+            std::fs::write(w.dir.join("monitor.html"), html::render(title, &self.points, &self.alerts))?;
+        }
+        Ok(summary)
+    }
+}
+
+pub const ABOUT: &str = "Run the per-head monitor over a series of checkpoints (any format analyze reads).
+
+For each checkpoint (sorted by training step: trainer_state.json's global_step beside it,
+else the last number in its name), measures every head's key_coherence,
+participation_ratio, k90 and attention entropy on the first --ctx tokens of --text, and
+applies the alert rules in checkpoint order. Writes OUT/monitor.jsonl, monitor.csv,
+alerts.jsonl and monitor.html.";
+
+#[derive(Args, Debug, Clone)]
+pub struct MonitorArgs {
+    /// Checkpoints: HF directories, .gguf files, llama2.c .bin files.
+    #[arg(long, num_args = 1.., required = true)]
+    pub checkpoints: Vec<String>,
+    /// Probe text (UTF-8).
+    #[arg(long)]
+    pub text: PathBuf,
+    /// Probe length in tokens.
+    #[arg(long, default_value_t = 64)]
+    pub ctx: usize,
+    /// Tokenizer override (tokenizer.json or llama2.c .bin).
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    #[arg(long, default_value = "out/monitor")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub rules: RuleArgs,
+}
+
+/// A checkpoint's training step: trainer_state.json `global_step` beside it,
+/// else the last number in its file or directory name.
+pub fn checkpoint_step(path: &Path) -> Option<u64> {
+    let dir = if path.is_dir() { Some(path) } else { path.parent() };
+    if let Some(d) = dir {
+        if let Ok(s) = std::fs::read_to_string(d.join("trainer_state.json")) {
+            if let Some(v) = serde_json::from_str::<Value>(&s).ok().and_then(|v| v.get("global_step").and_then(Value::as_u64)) {
+                return Some(v);
+            }
+        }
+    }
+    let name = path.file_stem()?.to_str()?;
+    let digits: String = name
+        .chars()
+        .rev()
+        .skip_while(|c| !c.is_ascii_digit())
+        .take_while(char::is_ascii_digit)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    digits.parse().ok()
+}
+
+pub fn run(args: &MonitorArgs) -> Result<()> {
+    if args.ctx < 2 {
+        bail!("--ctx must be at least 2");
+    }
+    let text = crate::texts::read_text(&args.text)?;
+    let mut cks: Vec<(u64, usize, &String)> = args
+        .checkpoints
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (checkpoint_step(Path::new(c)).unwrap_or(i as u64), i, c))
+        .collect();
+    cks.sort();
+    let mut mon = Monitor::new(Vec::new(), args.rules.rules(), Some(&args.out))?;
+    for (step, _, source) in &cks {
+        let ck = Checkpoint::open(source, args.tokenizer.as_deref()).with_context(|| format!("cannot load model {source}"))?;
+        let tok = ck.tokenizer.as_ref().with_context(|| format!("no tokenizer found for {source}; pass --tokenizer"))?;
+        let ids = crate::texts::tokenize(tok, &text, &args.text)?;
+        let ids = crate::texts::first_tokens(&ids, args.ctx, &args.text)?;
+        let model = Model::load(&ck).with_context(|| format!("cannot load model {source}"))?;
+        if let Some(max) = model.spec.max_positions {
+            if args.ctx > max && model.spec.positions == models::arch::Positions::Learned {
+                bail!("--ctx {} exceeds the {max} learned positions of {source}", args.ctx);
+            }
+        }
+        let alerts = mon.observe_ids(*step, Some(source), &model, &ids)?;
+        eprintln!("attnscope monitor: step {step} {source}: {} heads, {} alerts", model.spec.n_layers * model.spec.n_heads, alerts.len());
+        for a in &alerts {
+            eprintln!("attnscope: alert: {a}");
+        }
+    }
+    let summary = mon.finish("attnscope monitor")?;
+    eprintln!("attnscope monitor: {} checkpoints, {} alerts; wrote {}", cks.len(), summary["alerts"], args.out.display());
+    Ok(())
+}

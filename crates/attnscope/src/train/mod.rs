@@ -1,0 +1,464 @@
+//! `attnscope train`: a small, real training loop on CPU (candle), for the
+//! three decoder families GPT-2, GPT-NeoX and Llama.
+//!
+//! The weights are candle `Var`s under their HF names. Each step wraps them in
+//! a [`models::Checkpoint`] (an in-memory tensor source) and runs the SAME
+//! decoder `analyze` uses (`models::Model::load` + `forward`), so what is
+//! trained is exactly what is analysed. AdamW, linear warmup then cosine
+//! decay, global-norm gradient clipping; byte-level tokens; validation loss
+//! logged as JSONL; HF-format checkpoints (config.json + model.safetensors +
+//! tokenizer.json + trainer_state.json) that `Checkpoint::open` and HF
+//! transformers read back. An optional [`crate::monitor::Monitor`] watches
+//! every head's field during training.
+
+pub mod family;
+pub mod tokenizer;
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use candle_core::{Device, Tensor, Var};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use clap::Args;
+use models::formats::memory::MemorySource;
+use models::{Checkpoint, Format, Logits, Model, TensorStore};
+use serde_json::{json, Value};
+
+use crate::monitor::{Monitor, RuleArgs};
+use family::{Init, Shape, TrainFamily};
+
+pub const ABOUT: &str = "Train a small decoder (gpt2, gpt_neox or llama) on a text, byte-level, on CPU.
+
+Writes OUT/train.jsonl (one line per step: lr, train_loss, grad_norm; val_loss every
+--eval-every steps), OUT/checkpoints/step-NNNNNN/ (HF format: config.json,
+model.safetensors, tokenizer.json, tokenizer_config.json, trainer_state.json) at
+--save-every / --save-at steps and at the end, and OUT/summary.json. With
+--monitor-every N, every head's key_coherence, participation_ratio, k90 and attention
+entropy are measured every N steps on a fixed probe window of the validation split
+(OUT/monitor/monitor.jsonl, monitor.csv, alerts.jsonl, monitor.html); alerts are
+printed as they fire.
+
+--fault lr-spike@STEP multiplies the learning rate by --fault-factor for
+--fault-steps steps from STEP: a controlled fault for the monitor.";
+
+#[derive(Args, Debug, Clone)]
+pub struct TrainArgs {
+    /// Architecture: gpt2, gpt_neox or llama.
+    #[arg(long, default_value = "llama")]
+    pub family: String,
+    /// Training text (UTF-8); the last --val-fraction of its bytes is the validation split.
+    #[arg(long)]
+    pub text: PathBuf,
+    #[arg(long, default_value_t = 0.1)]
+    pub val_fraction: f64,
+    #[arg(long, default_value_t = 64)]
+    pub d_model: usize,
+    #[arg(long, default_value_t = 2)]
+    pub layers: usize,
+    #[arg(long, default_value_t = 4)]
+    pub heads: usize,
+    /// KV heads (llama only; default heads/2).
+    #[arg(long)]
+    pub kv_heads: Option<usize>,
+    /// Context length of training windows (and of the model's positions).
+    #[arg(long, default_value_t = 64)]
+    pub ctx: usize,
+    /// Sequences per step.
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    #[arg(long, default_value_t = 300)]
+    pub steps: u64,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = 3e-3)]
+    pub lr: f64,
+    /// Linear warmup steps.
+    #[arg(long, default_value_t = 20)]
+    pub warmup: u64,
+    /// Final learning rate as a fraction of the peak (cosine decay).
+    #[arg(long, default_value_t = 0.1)]
+    pub min_lr_ratio: f64,
+    #[arg(long, default_value_t = 0.01)]
+    pub weight_decay: f64,
+    /// Global gradient-norm clip.
+    #[arg(long, default_value_t = 1.0)]
+    pub clip: f64,
+    #[arg(long, default_value_t = 25)]
+    pub eval_every: u64,
+    /// Validation windows (fixed, evenly spaced over the validation split).
+    #[arg(long, default_value_t = 16)]
+    pub eval_windows: usize,
+    /// Save a checkpoint every N steps (0: only --save-at and the last step).
+    #[arg(long, default_value_t = 0)]
+    pub save_every: u64,
+    /// Save checkpoints at these steps (comma-separated; 0 = the initial weights).
+    #[arg(long, value_delimiter = ',')]
+    pub save_at: Vec<u64>,
+    /// Run the head monitor every N steps (0: off).
+    #[arg(long, default_value_t = 0)]
+    pub monitor_every: u64,
+    /// Probe length for the monitor (default: --ctx).
+    #[arg(long)]
+    pub probe_ctx: Option<usize>,
+    /// Controlled fault: `lr-spike@STEP`.
+    #[arg(long)]
+    pub fault: Option<String>,
+    #[arg(long, default_value_t = 50.0)]
+    pub fault_factor: f64,
+    #[arg(long, default_value_t = 10)]
+    pub fault_steps: u64,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long, default_value = "out/train")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub rules: RuleArgs,
+    /// No per-step progress lines.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// SplitMix64: small, seeded, reproducible.
+pub struct Rng(u64);
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed ^ 0x9E37_79B9_7F4A_7C15)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in (0, 1).
+    pub fn uniform(&mut self) -> f64 {
+        ((self.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    }
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+    pub fn normal(&mut self) -> f64 {
+        let (u, v) = (self.uniform(), self.uniform());
+        (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
+    }
+}
+
+/// The trainable weights: HF name → Var, plus the model description.
+pub struct Trainable {
+    pub shape: Shape,
+    pub config: Value,
+    pub vars: Vec<(String, Var)>,
+}
+
+impl Trainable {
+    /// Fresh weights, initialised as HF does (normal 0.02, norms 1, biases 0).
+    pub fn init(shape: Shape, rng: &mut Rng) -> Result<Self> {
+        shape.validate()?;
+        let config = shape.hf_config(tokenizer::EOS);
+        let mut vars = Vec::new();
+        for p in shape.params() {
+            let n: usize = p.shape.iter().product();
+            let data: Vec<f32> = match p.init {
+                Init::Normal(std) => (0..n).map(|_| (rng.normal() * std) as f32).collect(),
+                Init::Ones => vec![1.0; n],
+                Init::Zeros => vec![0.0; n],
+            };
+            let t = Tensor::from_vec(data, p.shape.clone(), &Device::Cpu)?;
+            vars.push((p.name, Var::from_tensor(&t)?));
+        }
+        Ok(Self { shape, config, vars })
+    }
+
+    /// The decoder over the live weights. `tracked`: gradients flow to the
+    /// Vars (training); otherwise the weights are detached (evaluation,
+    /// monitoring: no graph is built, the fused inference kernels run).
+    pub fn model(&self, tracked: bool) -> Result<Model> {
+        let tensors: BTreeMap<String, Tensor> = self
+            .vars
+            .iter()
+            .map(|(n, v)| (n.clone(), if tracked { v.as_tensor().clone() } else { v.as_tensor().detach() }))
+            .collect();
+        let ck = Checkpoint {
+            source: "in-training".into(),
+            path: PathBuf::from("in-training"),
+            format: Format::HfDir,
+            config: self.config.clone(),
+            tensors: TensorStore::new(Box::new(MemorySource::new(tensors, "in-training weights"))),
+            tokenizer: None,
+        };
+        Ok(Model::load(&ck)?)
+    }
+
+    /// Writes an HF checkpoint directory.
+    pub fn save(&self, dir: &Path, state: &Value) -> Result<()> {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = self
+            .vars
+            .iter()
+            .map(|(n, v)| {
+                let data = v.as_tensor().flatten_all()?.to_vec1::<f32>()?;
+                let b: Vec<u8> = data.iter().flat_map(|x| x.to_le_bytes()).collect();
+                Ok((n.clone(), v.dims().to_vec(), b))
+            })
+            .collect::<Result<_>>()?;
+        let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = bytes
+            .iter()
+            .map(|(n, s, b)| Ok((n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)?)))
+            .collect::<Result<_>>()?;
+        let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
+        safetensors::tensor::serialize_to_file(views, Some(meta), &dir.join("model.safetensors"))?;
+        let write = |name: &str, v: &Value| -> Result<()> {
+            std::fs::write(dir.join(name), serde_json::to_string_pretty(v)? + "\n")
+                .with_context(|| format!("cannot write {}", dir.join(name).display()))
+        };
+        write("config.json", &self.config)?;
+        write("tokenizer.json", &tokenizer::tokenizer_json())?;
+        write("tokenizer_config.json", &tokenizer::tokenizer_config_json(self.shape.ctx))?;
+        write("trainer_state.json", state)?;
+        Ok(())
+    }
+}
+
+/// Mean next-token cross-entropy of `model` over windows (each ctx+1 ids).
+pub fn loss_over(model: &Model, windows: &[&[u32]]) -> Result<Tensor> {
+    let mut total: Option<Tensor> = None;
+    for w in windows {
+        let (x, y) = (&w[..w.len() - 1], &w[1..]);
+        let logits = model.forward(x, Logits::All, None)?.context("no logits")?;
+        let target = Tensor::from_slice(y, y.len(), &Device::Cpu)?;
+        let l = candle_nn::loss::cross_entropy(&logits, &target)?;
+        total = Some(match total {
+            Some(t) => (t + l)?,
+            None => l,
+        });
+    }
+    Ok((total.context("no windows")? / windows.len() as f64)?)
+}
+
+/// Learning rate at 1-based `step`: linear warmup, cosine decay to min_ratio·peak.
+pub fn lr_at(step: u64, peak: f64, warmup: u64, total: u64, min_ratio: f64) -> f64 {
+    if warmup > 0 && step <= warmup {
+        return peak * step as f64 / warmup as f64;
+    }
+    let span = total.saturating_sub(warmup).max(1) as f64;
+    let progress = ((step - warmup) as f64 / span).clamp(0.0, 1.0);
+    let min = peak * min_ratio;
+    min + (peak - min) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
+}
+
+fn parse_fault(s: &str) -> Result<u64> {
+    let Some(rest) = s.strip_prefix("lr-spike@") else {
+        bail!("--fault: `{s}` is not lr-spike@STEP");
+    };
+    rest.parse::<u64>().map_err(|_| anyhow::anyhow!("--fault: `{rest}` is not a step number"))
+}
+
+pub fn run(args: &TrainArgs) -> Result<()> {
+    let family = TrainFamily::parse(&args.family)?;
+    let fault_at = args.fault.as_deref().map(parse_fault).transpose()?;
+    if args.ctx < 2 || args.batch == 0 || args.steps == 0 {
+        bail!("--ctx must be ≥ 2, --batch and --steps ≥ 1");
+    }
+    if !(0.0..1.0).contains(&args.val_fraction) || args.val_fraction == 0.0 {
+        bail!("--val-fraction must be in (0, 1)");
+    }
+    let text = crate::texts::read_text(&args.text)?;
+    let ids = tokenizer::encode(&text);
+    let n_val = ((ids.len() as f64) * args.val_fraction) as usize;
+    let (train_ids, val_ids) = ids.split_at(ids.len() - n_val);
+    let need = args.ctx + 1;
+    if train_ids.len() < need || val_ids.len() < need {
+        bail!("text {} is too short for --ctx {} with --val-fraction {}", args.text.display(), args.ctx, args.val_fraction);
+    }
+    let shape = Shape {
+        family,
+        d_model: args.d_model,
+        n_layers: args.layers,
+        n_heads: args.heads,
+        n_kv_heads: match family {
+            TrainFamily::Llama => args.kv_heads.unwrap_or((args.heads / 2).max(1)),
+            _ => args.heads,
+        },
+        ctx: args.ctx,
+        vocab: tokenizer::VOCAB,
+    };
+    let mut rng = Rng::new(args.seed);
+    let trainable = Trainable::init(shape, &mut rng)?;
+    let n_params: usize = trainable.vars.iter().map(|(_, v)| v.elem_count()).sum();
+    std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
+
+    // Fixed validation windows, evenly spaced.
+    let n_win = args.eval_windows.max(1);
+    let span = val_ids.len() - need;
+    let val_windows: Vec<&[u32]> = (0..n_win).map(|i| { let s = if n_win == 1 { 0 } else { i * span / (n_win - 1) }; &val_ids[s..s + need] }).collect();
+    let probe_ctx = args.probe_ctx.unwrap_or(args.ctx);
+    if probe_ctx > val_ids.len() || probe_ctx > args.ctx {
+        bail!("--probe-ctx {probe_ctx} exceeds the validation split or --ctx");
+    }
+    let probe = val_ids[..probe_ctx].to_vec();
+
+    let mut monitor = if args.monitor_every > 0 {
+        Some(Monitor::new(probe, args.rules.rules(), Some(&args.out.join("monitor")))?)
+    } else {
+        None
+    };
+
+    let vars: Vec<Var> = trainable.vars.iter().map(|(_, v)| v.clone()).collect();
+    let mut opt = AdamW::new(
+        vars.clone(),
+        ParamsAdamW { lr: args.lr, weight_decay: args.weight_decay, ..ParamsAdamW::default() },
+    )?;
+    let mut log = std::io::BufWriter::new(std::fs::File::create(args.out.join("train.jsonl"))?);
+    let ckpt_dir = args.out.join("checkpoints");
+    let save_due = |step: u64| args.save_at.contains(&step) || (args.save_every > 0 && step % args.save_every == 0) || step == args.steps;
+
+    let eval = |t: &Trainable| -> Result<f64> { Ok(loss_over(&t.model(false)?, &val_windows)?.to_scalar::<f32>()? as f64) };
+    let val0 = eval(&trainable)?;
+    let mut curve: Vec<(u64, f64)> = vec![(0, val0)];
+    writeln!(log, "{}", json!({"step": 0, "val_loss": val0}))?;
+    eprintln!(
+        "attnscope train: {} d_model {} × {} layers × {} heads ({} KV), ctx {}, {} params; {} train / {} val bytes; step 0 val_loss {val0:.4}",
+        family.name(), args.d_model, args.layers, args.heads, trainable.shape.n_kv_heads, args.ctx, n_params, train_ids.len(), val_ids.len()
+    );
+    let state = |step: u64, val: Option<f64>| json!({"global_step": step, "val_loss": val, "family": family.name(), "fault": args.fault});
+    if args.save_at.contains(&0) {
+        trainable.save(&ckpt_dir.join("step-000000"), &state(0, Some(val0)))?;
+    }
+    if let Some(m) = monitor.as_mut() {
+        report_alerts(&m.observe(0, &trainable.model(false)?)?);
+    }
+
+    let t_start = Instant::now();
+    let mut train_time = Duration::ZERO;
+    let mut last_train_loss = f64::NAN;
+    let mut saved = Vec::new();
+    for step in 1..=args.steps {
+        let t0 = Instant::now();
+        let mut lr = lr_at(step, args.lr, args.warmup, args.steps, args.min_lr_ratio);
+        let faulty = fault_at.is_some_and(|f| step >= f && step < f + args.fault_steps);
+        if faulty {
+            lr *= args.fault_factor;
+        }
+        opt.set_learning_rate(lr);
+        let windows: Vec<&[u32]> = (0..args.batch)
+            .map(|_| {
+                let s = rng.below(train_ids.len() - need + 1);
+                &train_ids[s..s + need]
+            })
+            .collect();
+        let model = trainable.model(true)?;
+        let loss = loss_over(&model, &windows)?;
+        let mut grads = loss.backward()?;
+        let mut sq = 0f64;
+        for v in &vars {
+            if let Some(g) = grads.get(v) {
+                sq += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
+            }
+        }
+        let grad_norm = sq.sqrt();
+        if grad_norm > args.clip {
+            let scale = args.clip / (grad_norm + 1e-6);
+            for v in &vars {
+                if let Some(g) = grads.remove(v) {
+                    grads.insert(v, (g * scale)?);
+                }
+            }
+        }
+        opt.step(&grads)?;
+        drop(model);
+        train_time += t0.elapsed();
+        let train_loss = loss.to_scalar::<f32>()? as f64;
+        last_train_loss = train_loss;
+        if !train_loss.is_finite() {
+            bail!("training diverged at step {step} (loss {train_loss})");
+        }
+        let mut rec = json!({"step": step, "lr": lr, "train_loss": train_loss, "grad_norm": grad_norm, "elapsed_s": t_start.elapsed().as_secs_f64()});
+        if faulty {
+            rec["fault"] = json!(true);
+        }
+        let mut val = None;
+        if step % args.eval_every.max(1) == 0 || step == args.steps {
+            let v = eval(&trainable)?;
+            rec["val_loss"] = json!(v);
+            curve.push((step, v));
+            val = Some(v);
+        }
+        writeln!(log, "{rec}")?;
+        log.flush()?;
+        if !args.quiet && (val.is_some() || step == 1) {
+            eprintln!(
+                "step {step:5}  lr {lr:.2e}  train {train_loss:.4}  grad {grad_norm:.3}{}  ({:.1} s)",
+                val.map(|v| format!("  val {v:.4}")).unwrap_or_default(),
+                t_start.elapsed().as_secs_f64()
+            );
+        }
+        if let Some(m) = monitor.as_mut() {
+            if step % args.monitor_every == 0 {
+                report_alerts(&m.observe(step, &trainable.model(false)?)?);
+            }
+        }
+        if save_due(step) {
+            let dir = ckpt_dir.join(format!("step-{step:06}"));
+            trainable.save(&dir, &state(step, val))?;
+            saved.push(dir);
+        }
+    }
+
+    // The saved last checkpoint must give the in-training model's logits.
+    let last = saved.last().context("no checkpoint saved")?;
+    let probe_ids = &val_ids[..args.ctx];
+    let logits_of = |m: &Model| -> Result<Vec<f32>> {
+        Ok(m.forward(probe_ids, Logits::All, None)?.context("no logits")?.flatten_all()?.to_vec1::<f32>()?)
+    };
+    let live = logits_of(&trainable.model(false)?)?;
+    let live_tracked = logits_of(&trainable.model(true)?)?;
+    let ck = Checkpoint::open(last.to_str().context("non-UTF-8 path")?, None)?;
+    let reloaded = logits_of(&Model::load(&ck)?)?;
+    let maxdiff = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max) as f64;
+    let reload_diff = maxdiff(&live, &reloaded);
+    let tracked_diff = maxdiff(&live_tracked, &reloaded);
+    let tok = ck.tokenizer.as_ref().context("saved checkpoint has no tokenizer")?;
+    let tok_ok = tok.encode("To be, or not")? == tokenizer::encode("To be, or not");
+    if reload_diff != 0.0 || tracked_diff > 1e-4 || !tok_ok {
+        bail!("reloaded checkpoint differs from the in-training model: max |Δlogit| {reload_diff:e} (training path {tracked_diff:e}), tokenizer round trip {tok_ok}");
+    }
+
+    let monitor_time = monitor.as_ref().map_or(Duration::ZERO, |m| m.time_spent());
+    let (alerts, monitor_summary) = match monitor.as_mut() {
+        Some(m) => (m.alerts().len(), Some(m.finish(&format!("attnscope train {} ({})", family.name(), args.fault.as_deref().unwrap_or("healthy")))?)),
+        None => (0, None),
+    };
+    let summary = json!({
+        "family": family.name(), "params": n_params, "d_model": args.d_model, "layers": args.layers,
+        "heads": args.heads, "kv_heads": trainable.shape.n_kv_heads, "ctx": args.ctx, "batch": args.batch,
+        "steps": args.steps, "lr": args.lr, "fault": args.fault, "fault_factor": args.fault_factor, "fault_steps": args.fault_steps,
+        "val_loss_start": val0, "val_loss_end": curve.last().map(|c| c.1), "train_loss_end": last_train_loss,
+        "val_curve": curve.iter().map(|(s, v)| json!([s, v])).collect::<Vec<_>>(),
+        "train_time_s": train_time.as_secs_f64(), "wall_time_s": t_start.elapsed().as_secs_f64(),
+        "monitor_every": args.monitor_every, "monitor_time_s": monitor_time.as_secs_f64(),
+        "monitor_overhead": monitor_time.as_secs_f64() / train_time.as_secs_f64().max(1e-9),
+        "alerts": alerts, "monitor": monitor_summary,
+        "reload_max_abs_logit_diff": reload_diff, "training_path_max_abs_logit_diff": tracked_diff,
+        "checkpoints": saved.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+    });
+    std::fs::write(args.out.join("summary.json"), serde_json::to_string_pretty(&summary)? + "\n")?;
+    eprintln!(
+        "attnscope train: val_loss {val0:.4} → {:.4} in {} steps ({:.1} s training, monitor {:.2} s = {:.1} %, {alerts} alerts); reload max |Δlogit| {reload_diff:e}; wrote {}",
+        curve.last().map_or(f64::NAN, |c| c.1),
+        args.steps,
+        train_time.as_secs_f64(),
+        monitor_time.as_secs_f64(),
+        100.0 * monitor_time.as_secs_f64() / train_time.as_secs_f64().max(1e-9),
+        args.out.display()
+    );
+    Ok(())
+}
+
+fn report_alerts(alerts: &[crate::monitor::Alert]) {
+    for a in alerts {
+        eprintln!("attnscope: alert: {a}");
+    }
+}
