@@ -24,8 +24,20 @@ fn main() {
         match a.as_str() {
             "--dense" => dense = true,
             "--json" => json_only = true,
-            "--window" => window = Some(args.next().and_then(|v| v.parse::<usize>().ok()).unwrap_or_else(|| usage())),
-            "--alibi" => alibi = Some(args.next().and_then(|v| v.parse::<f64>().ok()).unwrap_or_else(|| usage())),
+            "--window" => {
+                window = Some(
+                    args.next()
+                        .and_then(|v| v.parse::<usize>().ok())
+                        .unwrap_or_else(|| usage()),
+                )
+            }
+            "--alibi" => {
+                alibi = Some(
+                    args.next()
+                        .and_then(|v| v.parse::<f64>().ok())
+                        .unwrap_or_else(|| usage()),
+                )
+            }
             "-h" | "--help" => usage(),
             _ => pos.push(a.parse::<usize>().unwrap_or_else(|_| usage())),
         }
@@ -40,10 +52,16 @@ fn main() {
         let u2: f64 = rng.random::<f64>();
         (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
     };
-    let decay: Vec<f64> = (0..d).map(|t| 3.0 * (-(t as f64) / 8.0).exp() + 0.3).collect();
+    let decay: Vec<f64> = (0..d)
+        .map(|t| 3.0 * (-(t as f64) / 8.0).exp() + 0.3)
+        .collect();
     let offset: Vec<f64> = (0..d).map(|_| 2.0 * gauss()).collect();
-    let q: Vec<f32> = (0..n * d).map(|x| (gauss() * decay[x % d]) as f32).collect();
-    let k: Vec<f32> = (0..n * d).map(|x| (gauss() * decay[x % d] + offset[x % d]) as f32).collect();
+    let q: Vec<f32> = (0..n * d)
+        .map(|x| (gauss() * decay[x % d]) as f32)
+        .collect();
+    let k: Vec<f32> = (0..n * d)
+        .map(|x| (gauss() * decay[x % d] + offset[x % d]) as f32)
+        .collect();
     let mut head = HeadInput::new(&q, &k, n, d, 1.0 / (d as f64).sqrt());
     if let Some(w) = window {
         head = head.with_window(w);
@@ -51,7 +69,14 @@ fn main() {
     if let Some(m) = alibi {
         head = head.with_alibi(m);
     }
-    let params = Params { method: if dense { Method::Dense } else { Method::Factored }, ..Params::default() };
+    let params = Params {
+        method: if dense {
+            Method::Dense
+        } else {
+            Method::Factored
+        },
+        ..Params::default()
+    };
 
     let t0 = Instant::now();
     let out = match analyze(&head, &params) {
@@ -67,14 +92,33 @@ fn main() {
         println!("{json}");
         return;
     }
-    println!("one synthetic head: n = {n}, d = {d}, method = {}, {:.3} s", out.method, secs);
+    println!(
+        "one synthetic head: n = {n}, d = {d}, method = {}, {:.3} s",
+        out.method, secs
+    );
     println!("  invariants   zero_sum_residual = {:.2e}   shift_consistency = {:.2e} (f32 softmax)   check_rows = {}", out.zero_sum_residual, out.shift_consistency, out.check_rows);
-    println!("  rank         numerical_rank = {} ≤ rank_bound = {}: {}", out.numerical_rank, out.rank_bound, out.rank_bound_holds);
-    let top: Vec<String> = out.spectrum.iter().take(5).map(|s| format!("{s:.3}")).collect();
+    println!(
+        "  rank         numerical_rank = {} ≤ rank_bound = {}: {}",
+        out.numerical_rank, out.rank_bound, out.rank_bound_holds
+    );
+    let top: Vec<String> = out
+        .spectrum
+        .iter()
+        .take(5)
+        .map(|s| format!("{s:.3}"))
+        .collect();
     println!("  spectrum     σ = [{} …]   k90 = {}   k99 = {}   effective_rank = {:.2}   stable_rank = {:.2}", top.join(", "), out.k90, out.k99, out.effective_rank, out.stable_rank);
-    println!("  keys         participation_ratio = {:.3}   top1pct_share = {:.3}   argmax_key = {}", out.participation_ratio, out.top1pct_share, out.argmax_key);
-    let sp = out.energy_leverage_spearman.map_or("null".to_string(), |x| format!("{x:.3}"));
+    println!(
+        "  keys         participation_ratio = {:.3}   top1pct_share = {:.3}   argmax_key = {}",
+        out.participation_ratio, out.top1pct_share, out.argmax_key
+    );
+    let sp = out
+        .energy_leverage_spearman
+        .map_or("null".to_string(), |x| format!("{x:.3}"));
     println!("  incoherence  key_coherence = {:.3} (bound n/r = {:.1})   energy_leverage_spearman = {sp}", out.key_coherence, n as f64 / (d + 1).min(n) as f64);
-    println!("  attention    mean entropy = {:.3} nats", out.attention_entropy);
+    println!(
+        "  attention    mean entropy = {:.3} nats",
+        out.attention_entropy
+    );
     println!("JSON:\n{json}");
 }

@@ -80,7 +80,9 @@ pub(crate) fn key_energy(head: &HeadInput<'_>, f: &Features) -> Vec<f64> {
         let inside = matmul_seq(aj, bj.transpose()); // (i − j0, j − j0)
         for t in 0..m {
             let hi = (t + w).min(m);
-            c[j0 + t] += (t..hi).map(|u| inside[(u, t)] * inside[(u, t)]).sum::<f64>();
+            c[j0 + t] += (t..hi)
+                .map(|u| inside[(u, t)] * inside[(u, t)])
+                .sum::<f64>();
         }
         // windows: rows past the shared range, [max(j1, j0 + w), min(n, j1 − 1 + w))
         let (e0, e1) = ((j0 + w).max(j1), (j1 - 1 + w).min(n));
@@ -90,7 +92,9 @@ pub(crate) fn key_energy(head: &HeadInput<'_>, f: &Features) -> Vec<f64> {
             for t in 0..m {
                 let hi = (j0 + t + w).min(e1);
                 if hi > e0 {
-                    c[j0 + t] += (e0..hi).map(|i| extra[(i - e0, t)] * extra[(i - e0, t)]).sum::<f64>();
+                    c[j0 + t] += (e0..hi)
+                        .map(|i| extra[(i - e0, t)] * extra[(i - e0, t)])
+                        .sum::<f64>();
                 }
             }
         }
@@ -118,7 +122,11 @@ pub(crate) fn analyze(head: &HeadInput<'_>, params: &Params, fault: Fault) -> Re
     // spectrum: σ(E) = σ(R_A R_Bᵀ), R factors by blocked QR (no n × p copies);
     // without ALiBi B̃ = [K̃, 1] and its R came with the leverage
     let r_a = leverage::blocked_r(n, p, |i, t| f.a[i * p + t]);
-    let r_b = if head.alibi_slope.is_none() { r_k } else { leverage::blocked_r(n, p, |j, t| f.b[j * p + t]) };
+    let r_b = if head.alibi_slope.is_none() {
+        r_k
+    } else {
+        leverage::blocked_r(n, p, |j, t| f.b[j * p + t])
+    };
     let core = crate::linalg::matmul(r_a.as_ref(), r_b.as_ref().transpose());
     let sv = singular_values(core.as_ref())?;
     let c = key_energy(head, &f);
@@ -134,12 +142,23 @@ pub(crate) fn analyze(head: &HeadInput<'_>, params: &Params, fault: Fault) -> Re
             rho[t] = dot(f.a_row(i), f.a_row(i)).sqrt() * bmax;
         }
     });
-    Ok(Parts { method: "factored", sv_all: sv, checks, check_rows: rows.len(), key_energy: c, leverage: lev })
+    Ok(Parts {
+        method: "factored",
+        sv_all: sv,
+        checks,
+        check_rows: rows.len(),
+        key_energy: c,
+        leverage: lev,
+    })
 }
 
 /// Convenience for tests: the factored field with a fault injected.
 #[doc(hidden)]
-pub fn analyze_with_fault(head: &HeadInput<'_>, params: &Params, fault: Fault) -> Result<HeadField> {
+pub fn analyze_with_fault(
+    head: &HeadInput<'_>,
+    params: &Params,
+    fault: Fault,
+) -> Result<HeadField> {
     head.validate()?;
     crate::finish(head, params, analyze(head, params, fault)?)
 }
@@ -153,17 +172,37 @@ mod tests {
     #[test]
     fn blocked_key_energy_equals_the_naive_sum() {
         let (n, d) = (1100, 5);
-        let q: Vec<f64> = (0..n * d).map(|x| ((x * 37 % 101) as f64 / 50.0 - 1.0) * 1.3).collect();
-        let k: Vec<f64> = (0..n * d).map(|x| ((x * 53 % 97) as f64 / 48.0 - 1.0) + 3.0).collect();
-        for support in [Support::Causal, Support::Window(1), Support::Window(7), Support::Window(256), Support::Window(257), Support::Window(700), Support::Window(1099)] {
+        let q: Vec<f64> = (0..n * d)
+            .map(|x| ((x * 37 % 101) as f64 / 50.0 - 1.0) * 1.3)
+            .collect();
+        let k: Vec<f64> = (0..n * d)
+            .map(|x| ((x * 53 % 97) as f64 / 48.0 - 1.0) + 3.0)
+            .collect();
+        for support in [
+            Support::Causal,
+            Support::Window(1),
+            Support::Window(7),
+            Support::Window(256),
+            Support::Window(257),
+            Support::Window(700),
+            Support::Window(1099),
+        ] {
             let mut head = HeadInput::new(&q, &k, n, d, 0.4);
             head.support = support;
             let f = build(&head, Fault::None);
             let c = key_energy(&head, &f);
-            for j in 0..n {
+            for (j, &cj) in c.iter().enumerate() {
                 let r = head.readers_range(j);
-                let want = r.clone().map(|i| dot(f.a_row(i), f.b_row(j)).powi(2)).sum::<f64>() / r.len() as f64;
-                assert!((c[j] - want).abs() <= 1e-11 * (1.0 + want), "{support:?} j={j}: {} vs {want}", c[j]);
+                let want = r
+                    .clone()
+                    .map(|i| dot(f.a_row(i), f.b_row(j)).powi(2))
+                    .sum::<f64>()
+                    / r.len() as f64;
+                assert!(
+                    (cj - want).abs() <= 1e-11 * (1.0 + want),
+                    "{support:?} j={j}: {} vs {want}",
+                    c[j]
+                );
             }
         }
     }

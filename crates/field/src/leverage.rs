@@ -29,13 +29,24 @@ pub(crate) fn blocked_r(n: usize, cols: usize, get: impl Fn(usize, usize) -> f64
     blocked_r_by(n, cols, QR_BLOCK, get)
 }
 
-fn blocked_r_by(n: usize, cols: usize, block: usize, get: impl Fn(usize, usize) -> f64) -> Mat<f64> {
+fn blocked_r_by(
+    n: usize,
+    cols: usize,
+    block: usize,
+    get: impl Fn(usize, usize) -> f64,
+) -> Mat<f64> {
     let mut r = Mat::<f64>::zeros(0, cols);
     let mut start = 0;
     while start < n {
         let end = (start + block).min(n);
         let k = r.nrows();
-        let stacked = Mat::from_fn(k + end - start, cols, |i, t| if i < k { r[(i, t)] } else { get(start + i - k, t) });
+        let stacked = Mat::from_fn(k + end - start, cols, |i, t| {
+            if i < k {
+                r[(i, t)]
+            } else {
+                get(start + i - k, t)
+            }
+        });
         r = thin_r(stacked.as_ref());
         start = end;
     }
@@ -46,11 +57,20 @@ fn blocked_r_by(n: usize, cols: usize, block: usize, get: impl Fn(usize, usize) 
 /// B_i = Q_i R_i, one QR of the stacked [R_1; …] = Q_s R, SVD R = X Σ Yᵀ; the
 /// rows of U in block i are Q_i·(Q_s)_i·X_r (Q_i kept when there is one block,
 /// else recomputed in a second pass). Also returns R (B's thin-QR R factor).
-pub(crate) fn factored(n: usize, cols: usize, get: impl Fn(usize, usize) -> f64) -> Result<(Leverage, Mat<f64>)> {
+pub(crate) fn factored(
+    n: usize,
+    cols: usize,
+    get: impl Fn(usize, usize) -> f64,
+) -> Result<(Leverage, Mat<f64>)> {
     factored_by(n, cols, QR_BLOCK, get)
 }
 
-fn factored_by(n: usize, cols: usize, bs: usize, get: impl Fn(usize, usize) -> f64) -> Result<(Leverage, Mat<f64>)> {
+fn factored_by(
+    n: usize,
+    cols: usize,
+    bs: usize,
+    get: impl Fn(usize, usize) -> f64,
+) -> Result<(Leverage, Mat<f64>)> {
     let block = |start: usize| {
         let end = (start + bs).min(n);
         Mat::from_fn(end - start, cols, |i, t| get(start + i, t))
@@ -61,7 +81,9 @@ fn factored_by(n: usize, cols: usize, bs: usize, get: impl Fn(usize, usize) -> f
         let (x, s, _) = thin_svd(r.as_ref())?;
         let rank = rank_of(&s, n, cols).max(1);
         let u = matmul(q.as_ref(), x.as_ref().get(.., ..rank));
-        let scores = (0..n).map(|j| (0..rank).map(|k| u[(j, k)] * u[(j, k)]).sum::<f64>()).collect();
+        let scores = (0..n)
+            .map(|j| (0..rank).map(|k| u[(j, k)] * u[(j, k)]).sum::<f64>())
+            .collect();
         return Ok((Leverage { scores, rank }, r));
     }
     let starts: Vec<usize> = (0..n).step_by(bs).collect();
@@ -70,7 +92,10 @@ fn factored_by(n: usize, cols: usize, bs: usize, get: impl Fn(usize, usize) -> f
     let mut stacked = Mat::<f64>::zeros(total, cols);
     let mut off = 0;
     for r in &rs {
-        stacked.as_mut().get_mut(off..off + r.nrows(), ..).copy_from(r.as_ref());
+        stacked
+            .as_mut()
+            .get_mut(off..off + r.nrows(), ..)
+            .copy_from(r.as_ref());
         off += r.nrows();
     }
     let (q_s, r) = thin_qr(stacked.as_ref());
@@ -82,7 +107,8 @@ fn factored_by(n: usize, cols: usize, bs: usize, get: impl Fn(usize, usize) -> f
     for (&st, r) in starts.iter().zip(&rs) {
         let (q_i, _) = thin_qr(block(st).as_ref());
         let u = matmul(q_i.as_ref(), qx.as_ref().get(off..off + r.nrows(), ..));
-        scores.extend((0..u.nrows()).map(|j| (0..rank).map(|k| u[(j, k)] * u[(j, k)]).sum::<f64>()));
+        scores
+            .extend((0..u.nrows()).map(|j| (0..rank).map(|k| u[(j, k)] * u[(j, k)]).sum::<f64>()));
         off += r.nrows();
     }
     Ok((Leverage { scores, rank }, r))
@@ -93,7 +119,9 @@ pub(crate) fn dense(b: MatRef<'_, f64>) -> Result<Leverage> {
     let n = b.nrows();
     let (u, s, _) = thin_svd(b)?;
     let r = rank_of(&s, n, b.ncols()).max(1);
-    let scores = (0..n).map(|j| (0..r).map(|k| u[(j, k)] * u[(j, k)]).sum()).collect();
+    let scores = (0..n)
+        .map(|j| (0..r).map(|k| u[(j, k)] * u[(j, k)]).sum())
+        .collect();
     Ok(Leverage { scores, rank: r })
 }
 
@@ -113,7 +141,13 @@ mod tests {
     #[test]
     fn blocked_factorisations_equal_the_direct_ones() {
         let (n, cols) = (203, 6);
-        let get = |j: usize, t: usize| if t == cols - 1 { 1.0 } else { (((j * 31 + t * 17) % 29) as f64 - 14.0) / 7.0 + (j as f64 * 0.01) * (t as f64) };
+        let get = |j: usize, t: usize| {
+            if t == cols - 1 {
+                1.0
+            } else {
+                (((j * 31 + t * 17) % 29) as f64 - 14.0) / 7.0 + (j as f64 * 0.01) * (t as f64)
+            }
+        };
         let b = Mat::from_fn(n, cols, get);
         let want_sv = singular_values(b.as_ref()).unwrap();
         let want = dense(b.as_ref()).unwrap();

@@ -77,12 +77,17 @@ pub(crate) struct Parts {
 pub fn analyze(head: &HeadInput<'_>, params: &Params) -> Result<HeadField> {
     head.validate()?;
     if params.max_check_rows == 0 {
-        return Err(FieldError::InvalidParam("max_check_rows must be ≥ 1".into()));
+        return Err(FieldError::InvalidParam(
+            "max_check_rows must be ≥ 1".into(),
+        ));
     }
     let parts = match (head.transform, params.method) {
         (LT::Softcap(_), _) => {
             if head.n > params.max_dense_n {
-                return Err(FieldError::SoftcapTooLong { n: head.n, max: params.max_dense_n });
+                return Err(FieldError::SoftcapTooLong {
+                    n: head.n,
+                    max: params.max_dense_n,
+                });
             }
             dense::analyze(head, params)?
         }
@@ -114,9 +119,14 @@ pub(crate) fn finish(head: &HeadInput<'_>, params: &Params, parts: Parts) -> Res
         c.iter_mut().for_each(|x| *x = 0.0);
     }
     let numerical_rank = spectrum::numerical_rank(&sv, n, d);
-    let stats_sv: &[f64] = if applicable { &sv[..keep.min(sv.len())] } else { &sv };
+    let stats_sv: &[f64] = if applicable {
+        &sv[..keep.min(sv.len())]
+    } else {
+        &sv
+    };
     let st = spectrum::stats(stats_sv, n, d);
-    let (k90_learned, effective_rank_learned, spectral_gap, spectrum_learned) = match &head.weights {
+    let (k90_learned, effective_rank_learned, spectral_gap, spectrum_learned) = match &head.weights
+    {
         None => (None, None, None, None),
         Some(w) => {
             let lsv = match params.method {
@@ -137,7 +147,11 @@ pub(crate) fn finish(head: &HeadInput<'_>, params: &Params, parts: Parts) -> Res
         n,
         d,
         method: parts.method.to_string(),
-        logit_transform: if applicable { TransformKind::None } else { TransformKind::Softcap },
+        logit_transform: if applicable {
+            TransformKind::None
+        } else {
+            TransformKind::Softcap
+        },
         softcap: match head.transform {
             LT::Softcap(c) => Some(c),
             LT::None => None,

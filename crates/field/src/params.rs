@@ -44,6 +44,9 @@ impl Default for Params {
 impl Params {
     /// The default parameters with the dense reference method.
     pub fn dense() -> Self {
-        Params { method: Method::Dense, ..Params::default() }
+        Params {
+            method: Method::Dense,
+            ..Params::default()
+        }
     }
 }

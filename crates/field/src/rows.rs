@@ -37,8 +37,22 @@ pub(crate) struct RowChecks {
 
 /// The model's logits, recomputed in the model's precision, a block of rows at a time.
 pub(crate) enum ModelLogits<'a> {
-    F32 { q: Cow<'a, [f32]>, k: Cow<'a, [f32]>, d: usize, scale: f32, slope: Option<f32>, cap: Option<f32> },
-    F64 { q: Cow<'a, [f64]>, k: Cow<'a, [f64]>, d: usize, scale: f64, slope: Option<f64>, cap: Option<f64> },
+    F32 {
+        q: Cow<'a, [f32]>,
+        k: Cow<'a, [f32]>,
+        d: usize,
+        scale: f32,
+        slope: Option<f32>,
+        cap: Option<f32>,
+    },
+    F64 {
+        q: Cow<'a, [f64]>,
+        k: Cow<'a, [f64]>,
+        d: usize,
+        scale: f64,
+        slope: Option<f64>,
+        cap: Option<f64>,
+    },
 }
 
 fn f32s<'a>(v: &Values<'a>) -> Cow<'a, [f32]> {
@@ -118,14 +132,29 @@ impl<'a> ModelLogits<'a> {
                 cap: cap.map(|c| c as f32),
             }
         } else {
-            ModelLogits::F64 { q: f64s(&head.q), k: f64s(&head.k), d: head.d, scale: head.scale, slope: head.alibi_slope, cap }
+            ModelLogits::F64 {
+                q: f64s(&head.q),
+                k: f64s(&head.k),
+                d: head.d,
+                scale: head.scale,
+                slope: head.alibi_slope,
+                cap,
+            }
         }
     }
 
     /// Logits block L = K[span]·Q[rows]ᵀ (span.len() × rows.len(), column t = row
     /// rows[t]) by one sequential GEMM in the model's precision, then the fused
     /// row statistics of each row against its field column `eb` (same layout).
-    fn block_stats(&self, rows: &[usize], supports: &[Range<usize>], span: Range<usize>, eb: &Mat<f64>, floors: &[f64], bufs: &mut Buffers) -> RowStat {
+    fn block_stats(
+        &self,
+        rows: &[usize],
+        supports: &[Range<usize>],
+        span: Range<usize>,
+        eb: &Mat<f64>,
+        floors: &[f64],
+        bufs: &mut Buffers,
+    ) -> RowStat {
         let mut acc = RowStat::default();
         let mut add = |r: RowStat| {
             acc.zs = acc.zs.max(r.zs);
@@ -136,31 +165,58 @@ impl<'a> ModelLogits<'a> {
             ($q:expr, $k:expr, $d:expr, $scale:expr, $slope:expr, $cap:expr, $t:ty, $l:expr) => {{
                 let d = $d;
                 let qb = Mat::<$t>::from_fn(rows.len(), d, |t, c| $q[rows[t] * d + c]);
-                let kb = MatRef::from_row_major_slice(&$k[span.start * d..span.end * d], span.len(), d);
+                let kb =
+                    MatRef::from_row_major_slice(&$k[span.start * d..span.end * d], span.len(), d);
                 let l = $l;
                 grow(l, span.len(), rows.len());
-                matmul(l.as_mut().get_mut(..span.len(), ..rows.len()), Accum::Replace, kb, qb.transpose(), 1.0, Par::Seq);
+                matmul(
+                    l.as_mut().get_mut(..span.len(), ..rows.len()),
+                    Accum::Replace,
+                    kb,
+                    qb.transpose(),
+                    1.0,
+                    Par::Seq,
+                );
                 let mut x: Vec<$t> = Vec::new();
                 for (t, (&i, sup)) in rows.iter().zip(supports).enumerate() {
                     let (lo, hi) = (sup.start - span.start, sup.end - span.start);
                     x.clear();
-                    x.extend(l.col_as_slice(t)[lo..hi].iter().zip(sup.clone()).map(|(&v, j)| {
-                        let mut v = $scale * v;
-                        if let Some(m) = $slope {
-                            v += m * (j as $t - i as $t);
-                        }
-                        if let Some(c) = $cap {
-                            v = c * (v / c).tanh();
-                        }
-                        v
-                    }));
+                    x.extend(
+                        l.col_as_slice(t)[lo..hi]
+                            .iter()
+                            .zip(sup.clone())
+                            .map(|(&v, j)| {
+                                let mut v = $scale * v;
+                                if let Some(m) = $slope {
+                                    v += m * (j as $t - i as $t);
+                                }
+                                if let Some(c) = $cap {
+                                    v = c * (v / c).tanh();
+                                }
+                                v
+                            }),
+                    );
                     add(row_stat!(&x, &eb.col_as_slice(t)[lo..hi], floors[t], $t));
                 }
             }};
         }
         match self {
-            ModelLogits::F32 { q, k, d, scale, slope, cap } => run!(q, k, *d, *scale, *slope, *cap, f32, &mut bufs.l32),
-            ModelLogits::F64 { q, k, d, scale, slope, cap } => run!(q, k, *d, *scale, *slope, *cap, f64, &mut bufs.l64),
+            ModelLogits::F32 {
+                q,
+                k,
+                d,
+                scale,
+                slope,
+                cap,
+            } => run!(q, k, *d, *scale, *slope, *cap, f32, &mut bufs.l32),
+            ModelLogits::F64 {
+                q,
+                k,
+                d,
+                scale,
+                slope,
+                cap,
+            } => run!(q, k, *d, *scale, *slope, *cap, f64, &mut bufs.l64),
         }
         acc
     }
@@ -187,7 +243,11 @@ pub(crate) struct Buffers {
 
 impl Buffers {
     fn new() -> Self {
-        Buffers { e: Mat::zeros(0, 0), l32: Mat::zeros(0, 0), l64: Mat::zeros(0, 0) }
+        Buffers {
+            e: Mat::zeros(0, 0),
+            l32: Mat::zeros(0, 0),
+            l64: Mat::zeros(0, 0),
+        }
     }
 }
 
@@ -240,13 +300,22 @@ pub(crate) fn row_checks(
         .into_par_iter()
         .map_init(Buffers::new, |bufs, (trange, span)| {
             let brows = &rows[trange];
-            let supports: Vec<Range<usize>> = brows.iter().map(|&i| head.support_range(i)).collect();
+            let supports: Vec<Range<usize>> =
+                brows.iter().map(|&i| head.support_range(i)).collect();
             let mut eb = std::mem::replace(&mut bufs.e, Mat::zeros(0, 0));
             grow(&mut eb, span.len(), brows.len());
             let mut rho = vec![0.0; brows.len()];
-            e_block(brows, span.clone(), eb.as_mut().get_mut(..span.len(), ..brows.len()), &mut rho);
-            let floors: Vec<f64> =
-                supports.iter().zip(&rho).map(|(r, &rho)| 8.0 * ((r.len() + head.d) as f64) * f64::EPSILON * rho).collect();
+            e_block(
+                brows,
+                span.clone(),
+                eb.as_mut().get_mut(..span.len(), ..brows.len()),
+                &mut rho,
+            );
+            let floors: Vec<f64> = supports
+                .iter()
+                .zip(&rho)
+                .map(|(r, &rho)| 8.0 * ((r.len() + head.d) as f64) * f64::EPSILON * rho)
+                .collect();
             let stat = model.block_stats(brows, &supports, span, &eb, &floors, bufs);
             bufs.e = eb;
             stat
@@ -261,7 +330,11 @@ pub(crate) fn row_checks(
     RowChecks {
         zero_sum_residual: zs,
         shift_consistency: sc,
-        attention_entropy: if rows.is_empty() { 0.0 } else { ent / rows.len() as f64 },
+        attention_entropy: if rows.is_empty() {
+            0.0
+        } else {
+            ent / rows.len() as f64
+        },
     }
 }
 
