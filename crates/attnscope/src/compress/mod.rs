@@ -48,16 +48,18 @@ next-token loss on the --eval text measured:
   loss_delta  (loss_r − loss_full) / loss_full     loss_delta_abs  loss_r − loss_full (nats)
   ratio       min(r, d)/d, the fraction of the key cache kept
 for all layers at a uniform r (every r of --r), and for one layer at a time
-(--layer-r ranks, --layer-bases bases: one forward pass each).
+(--layer-r ranks, --layer-bases bases: one forward pass each; default d/4, data).
 
 Writes OUT/compress.json (records + table), OUT/compress.csv (the same records),
 OUT/compress.html (curves and table, self-contained), and prints the table:
 k90 of E and of M (median, range), the spectral gap, the r needed for a mean
 KL ≤ 0.01 nats and for a loss change ≤ 1 %, and whether data beats weights at equal r.
 
-Cost (2 cores, SmolLM2-135M, ctx 256, default --r of 9 ranks): about 10 fidelity
-calls per ms of budget... see docs/compress.md for measured times; `--r all` runs
-every r = 1..d+1 and takes several times longer.
+Cost, SmolLM2-135M at ctx 256 on 2 busy shared cores: the pattern experiment with the
+default --r (9 ranks: 7,290 fidelity calls) about 100 s; each key-cache forward pass
+about 3 s (24 uniform runs, + 30 per-layer runs per --layer-r rank): about 4–5 minutes
+in all. `--r all` (65 ranks) costs about 7× the pattern time; `--layer-r none` skips
+the per-layer runs. Measured times: docs/compress.md.
 
 Exit codes: 0 success, 2 any user-facing error.";
 
@@ -90,7 +92,8 @@ pub struct CompressArgs {
     pub r: Option<String>,
 
     /// Key ranks of the per-layer key-cache runs (one forward pass per layer,
-    /// rank and basis), comma-separated, or `none`. Default: d/8, d/4, d/2.
+    /// rank and basis), comma-separated, or `none`. Default: d/4 (e.g. `--layer-r 8,16,32`
+    /// for d/8, d/4, d/2 at d = 64: three times the cost).
     #[arg(long)]
     pub layer_r: Option<String>,
 
@@ -236,7 +239,7 @@ fn parse_list(s: &str, what: &str) -> Result<Vec<usize>> {
 /// `--layer-r`: key ranks of the per-layer runs (empty = none).
 fn parse_layer_r(spec: Option<&str>, d: usize) -> Result<Vec<usize>> {
     let mut v = match spec.map(str::trim) {
-        None => vec![(d / 8).max(1), (d / 4).max(1), (d / 2).max(1)],
+        None => vec![(d / 4).max(1)],
         Some("none") | Some("") => vec![],
         Some(s) => parse_list(s, "--layer-r")?,
     };
@@ -619,7 +622,8 @@ mod tests {
         assert_eq!(parse_r_list(Some("5,1,5"), 8).unwrap(), vec![1, 5]);
         assert!(parse_r_list(Some("10"), 8).is_err());
         assert!(parse_r_list(Some("x"), 8).is_err());
-        assert_eq!(parse_layer_r(None, 64).unwrap(), vec![8, 16, 32]);
+        assert_eq!(parse_layer_r(None, 64).unwrap(), vec![16]);
+        assert_eq!(parse_layer_r(Some("32,8,16"), 64).unwrap(), vec![8, 16, 32]);
         assert_eq!(parse_layer_r(Some("none"), 64).unwrap(), Vec::<usize>::new());
         assert!(parse_layer_r(Some("65"), 64).is_err());
     }
