@@ -40,6 +40,17 @@ pub fn run(args: &AnalyzeArgs) -> Result<()> {
     };
     let spinner = progress.spinner(&format!("loading {source}"));
     let checkpoint = Checkpoint::open(&source, args.tokenizer.as_deref()).with_context(|| format!("cannot load model {source}"))?;
+    if let Ok(spec) = models::ArchSpec::from_hf_config(&checkpoint.config) {
+        let threads = args.threads.unwrap_or_else(rayon::current_num_threads);
+        let longest = args.ctx.iter().copied().max().unwrap_or(0);
+        let est = crate::memory::estimate(&spec, &checkpoint.tensors, longest, threads, args.dense_check);
+        let avail = crate::memory::available();
+        if !args.quiet {
+            let of = avail.as_ref().map(|(b, s)| format!(" of {} available ({s})", crate::memory::gib(*b))).unwrap_or_default();
+            eprintln!("attnscope: estimated peak memory {}{of}", est.describe());
+        }
+        crate::memory::check(&est, avail.as_ref(), args.force)?;
+    }
     let model = Model::load(&checkpoint).with_context(|| format!("cannot load model {source}"))?;
     spinner.finish_and_clear();
     let tokenizer = checkpoint

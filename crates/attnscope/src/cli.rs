@@ -113,4 +113,9 @@ pub struct AnalyzeArgs {
     /// No progress bars.
     #[arg(long, short)]
     pub quiet: bool,
+
+    /// Run even when the estimated peak memory exceeds the memory available
+    /// (see docs/hardening.md).
+    #[arg(long)]
+    pub force: bool,
 }

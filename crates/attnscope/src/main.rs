@@ -6,6 +6,7 @@ mod analyze;
 mod cli;
 mod compress;
 mod defaults;
+mod memory;
 mod monitor;
 mod observer;
 mod progress;

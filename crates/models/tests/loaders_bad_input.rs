@@ -484,3 +484,31 @@ fn unrecognised_file_says_what_was_expected() {
     assert!(m.contains("not recognised") && m.contains("GGUF"), "{m}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+// ---------- regressions from fuzzing (fuzz/, docs/hardening.md) ----------
+
+/// fuzz gguf: a `block_count` of 2^32 − 1 sized ArchSpec's per-layer table
+/// (a 68 GB allocation: abort). Now an error naming the file.
+#[test]
+fn gguf_huge_block_count_is_an_error_not_an_abort() {
+    let dir = tmpdir("gguf-blocks");
+    let b = tiny_model("llama", vec![("llama.block_count", Kv::U32(u32::MAX))], vec![]);
+    let p = write(&dir, "blocks.gguf", &b);
+    let m = expect_err(&p, None).to_string();
+    assert!(m.contains("block_count") && m.contains("tensors"), "{m}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// fuzz config: `num_hidden_layers` of 2^32 in config.json, same abort.
+#[test]
+fn hf_config_huge_layer_count_is_an_error_not_an_abort() {
+    let dir = tmpdir("cfg-layers");
+    write(&dir, "model.safetensors", &safetensors_bytes(4));
+    for key in ["num_hidden_layers", "n_layer"] {
+        let cfg = format!(r#"{{"model_type": "llama", "{key}": 4294967296, "hidden_size": 8, "num_attention_heads": 2, "intermediate_size": 8, "vocab_size": 4}}"#);
+        write(&dir, "config.json", cfg.as_bytes());
+        let e = Checkpoint::open(dir.to_str().unwrap(), None).err().unwrap();
+        assert!(e.to_string().contains("config.json") && e.to_string().contains(key), "{e}");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}

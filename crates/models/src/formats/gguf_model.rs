@@ -200,7 +200,22 @@ fn build_config(file: &GgufFile, arch: &str) -> Result<Json> {
         "intermediate_size".into(),
         json!(req_u64("feed_forward_length")?),
     );
-    c.insert("num_hidden_layers".into(), json!(req_u64("block_count")?));
+    let n_layers = req_u64("block_count")?;
+    // Every block holds tensors: more blocks than tensors is corrupt, and
+    // per-layer tables are sized from this number (fuzz: a block_count of
+    // 2^32 aborted on a 68 GB allocation in ArchSpec).
+    if n_layers > file.tensors.len() as u64 {
+        return Err(Error::Format {
+            path: file.path.clone(),
+            format: "GGUF",
+            reason: format!(
+                "`{}` is {n_layers} but the file holds only {} tensors",
+                key("block_count"),
+                file.tensors.len()
+            ),
+        });
+    }
+    c.insert("num_hidden_layers".into(), json!(n_layers));
     c.insert("num_attention_heads".into(), json!(n_head));
     c.insert("num_key_value_heads".into(), json!(n_kv));
     c.insert(

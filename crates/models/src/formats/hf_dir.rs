@@ -48,15 +48,31 @@ pub fn read_config(dir: &Path) -> Result<Json> {
         format: "config.json",
         reason: e.to_string(),
     })?;
-    match config.get("model_type") {
-        Some(Json::String(_)) => Ok(config),
-        _ => Err(Error::Format {
+    if !matches!(config.get("model_type"), Some(Json::String(_))) {
+        return Err(Error::Format {
             path,
             format: "config.json",
             reason: "no string `model_type` field".into(),
-        }),
+        });
     }
+    // Per-layer tables are sized from the layer count before any weight is
+    // read (fuzz: 2^32 layers aborted on a 68 GB allocation in ArchSpec).
+    for key in ["num_hidden_layers", "n_layer", "num_layers"] {
+        if let Some(n) = config.get(key).and_then(Json::as_u64) {
+            if n > MAX_LAYERS {
+                return Err(Error::Format {
+                    path,
+                    format: "config.json",
+                    reason: format!("`{key}` = {n} is implausible (more than {MAX_LAYERS} layers)"),
+                });
+            }
+        }
+    }
+    Ok(config)
 }
+
+/// More layers than any real model has (the deepest have a few hundred).
+const MAX_LAYERS: u64 = 1 << 16;
 
 /// The safetensors files of `dir`: the shards named by
 /// `model.safetensors.index.json` if present, else `model.safetensors`, else
