@@ -46,12 +46,17 @@ pub struct Rules {
     pub rel_floor: f64,
     /// Measures the band rule watches.
     pub band_measures: Vec<&'static str>,
+    /// The band rule applies only from this step on (heads form early in
+    /// training: a legitimate regime change, not a fault).
+    pub band_after: u64,
     /// key_coherence above this alerts (absolute value) ...
     pub coherence_max: Option<f64>,
     /// ... else above this fraction of its bound n / (d + 1).
     pub coherence_frac: f64,
-    /// Alert when a head collapses: k90 = 1 or participation_ratio < 2/n.
+    /// Alert when a head collapses: participation_ratio < 2/n ...
     pub collapse: bool,
+    /// ... or (when set) k90 = 1.
+    pub collapse_k90: bool,
 }
 
 impl Default for Rules {
@@ -61,10 +66,14 @@ impl Default for Rules {
             min_history: 5,
             window: 20,
             rel_floor: 0.05,
-            band_measures: MEASURES.to_vec(),
+            // k90 is a small integer in small heads (1–3 at d_head 16): a change
+            // of one direction is not a fault, so the band rule skips it.
+            band_measures: vec!["key_coherence", "participation_ratio", "attention_entropy"],
+            band_after: 0,
             coherence_max: None,
             coherence_frac: 0.9,
             collapse: true,
+            collapse_k90: false,
         }
     }
 }
@@ -89,9 +98,15 @@ pub struct RuleArgs {
     pub coherence_max: Option<f64>,
     #[arg(long, default_value_t = 0.9)]
     pub coherence_frac: f64,
-    /// Disable the collapse rule (k90 = 1 or participation_ratio < 2/n).
+    /// Apply the band rule only from this training step on.
+    #[arg(long, default_value_t = 0)]
+    pub band_after: u64,
+    /// Disable the collapse rule (participation_ratio < 2/n).
     #[arg(long)]
     pub no_collapse_alert: bool,
+    /// Also count k90 = 1 as a collapse (off by default: small healthy heads often have k90 = 1).
+    #[arg(long)]
+    pub collapse_k90: bool,
 }
 
 impl RuleArgs {
@@ -104,6 +119,8 @@ impl RuleArgs {
             coherence_max: self.coherence_max,
             coherence_frac: self.coherence_frac,
             collapse: !self.no_collapse_alert,
+            collapse_k90: self.collapse_k90,
+            band_after: self.band_after,
             ..Rules::default()
         }
     }
@@ -306,7 +323,7 @@ impl Monitor {
         for &m in &self.rules.band_measures {
             let x = p.get(m);
             if let Some(h) = self.history.get(&(p.layer, p.head, m)) {
-                if h.len() >= self.rules.min_history && x.is_finite() {
+                if h.len() >= self.rules.min_history && p.step >= self.rules.band_after && x.is_finite() {
                     let (z, med, _) = robust_z(x, h, self.rules.rel_floor);
                     if z.abs() > self.rules.z_max {
                         out.push(alert(m, x, "band", format!("robust z {z:+.1} against median {med:.4} of its last {} observations", h.len())));
@@ -329,8 +346,9 @@ impl Monitor {
         state(coh, "coherence", alert("key_coherence", p.key_coherence, "coherence", format!("above threshold {thr:.3} (bound n/(d+1) = {bound:.3})")), &mut out);
         if self.rules.collapse {
             let pr_low = p.participation_ratio < 2.0 / p.n as f64;
-            let collapsed = p.k90 == 1 || pr_low;
-            let (m, v) = if p.k90 == 1 { ("k90", 1.0) } else { ("participation_ratio", p.participation_ratio) };
+            let k90_one = self.rules.collapse_k90 && p.k90 == 1;
+            let collapsed = k90_one || pr_low;
+            let (m, v) = if pr_low { ("participation_ratio", p.participation_ratio) } else { ("k90", 1.0) };
             state(collapsed, "collapse", alert(m, v, "collapse", format!("head collapsed (k90 = {}, participation_ratio {:.4} vs 2/n = {:.4})", p.k90, p.participation_ratio, 2.0 / p.n as f64)), &mut out);
         }
         out
