@@ -33,29 +33,34 @@ fn fmt(v: f64) -> String {
     }
 }
 
-/// Polylines of (x, y) points; log-y drops y ≤ 0.
-fn plot(title: &str, xlabel: &str, series: &[(String, &str, Vec<(f64, f64)>)], log_y: bool) -> String {
-    let (w, h, m) = (520.0, 300.0, 50.0);
+/// Polylines of (x, y) points, legend on the right. Log axes drop values ≤ 0;
+/// a log y axis also drops values below 1e-10 (rounding level: exact rebuilds).
+fn plot(title: &str, xlabel: &str, series: &[(String, &str, Vec<(f64, f64)>)], log_x: bool, log_y: bool) -> String {
+    let (pw, h, m) = (520.0, 300.0, 50.0);
+    let w = pw + 110.0;
     let ty = |v: f64| if log_y { v.log10() } else { v };
-    let ok = |p: &&(f64, f64)| p.0.is_finite() && p.1.is_finite() && (!log_y || p.1 > 0.0);
-    let pts: Vec<(f64, f64)> = series.iter().flat_map(|s| s.2.iter().filter(ok).map(|p| (p.0, ty(p.1)))).collect();
+    let tx = |v: f64| if log_x { v.log2() } else { v };
+    let ok = |p: &&(f64, f64)| p.0.is_finite() && p.1.is_finite() && (!log_y || p.1 > 1e-10) && (!log_x || p.0 > 0.0);
+    let pts: Vec<(f64, f64)> = series.iter().flat_map(|s| s.2.iter().filter(ok).map(|p| (tx(p.0), ty(p.1)))).collect();
     let fold = |f: fn(f64, f64) -> f64, init: f64, sel: fn(&(f64, f64)) -> f64| pts.iter().map(sel).fold(init, f);
     let (xlo, xhi) = (fold(f64::min, f64::INFINITY, |p| p.0), fold(f64::max, f64::NEG_INFINITY, |p| p.0));
     let (ylo, yhi) = (fold(f64::min, f64::INFINITY, |p| p.1), fold(f64::max, f64::NEG_INFINITY, |p| p.1));
     let (xlo, xhi) = if xhi > xlo { (xlo, xhi) } else { (xlo - 1.0, xlo + 1.0) };
     let (ylo, yhi) = if yhi > ylo { (ylo, yhi) } else if ylo.is_finite() { (ylo - 1.0, ylo + 1.0) } else { (0.0, 1.0) };
-    let px = |x: f64| m + (w - m - 10.0) * (x - xlo) / (xhi - xlo);
+    let px = |x: f64| m + (pw - m - 10.0) * (x - xlo) / (xhi - xlo);
     let py = |y: f64| 10.0 + (h - m - 10.0) * (1.0 - (y - ylo) / (yhi - ylo));
     let mut s = format!(r#"<figure><figcaption>{}</figcaption><svg width="{w}" height="{h}" xmlns="http://www.w3.org/2000/svg" font-size="10">"#, esc(title));
-    let _ = write!(s, r##"<rect x="{m}" y="10" width="{}" height="{}" fill="none" stroke="#999"/>"##, w - m - 10.0, h - m - 10.0);
+    let _ = write!(s, r##"<rect x="{m}" y="10" width="{}" height="{}" fill="none" stroke="#999"/>"##, pw - m - 10.0, h - m - 10.0);
     for (label, c, p) in series {
-        let path: Vec<String> = p.iter().filter(ok).map(|q| format!("{:.1},{:.1}", px(q.0), py(ty(q.1)))).collect();
+        let path: Vec<String> = p.iter().filter(ok).map(|q| format!("{:.1},{:.1}", px(tx(q.0)), py(ty(q.1)))).collect();
         let _ = write!(s, r#"<polyline fill="none" stroke="{c}" stroke-width="1.5" points="{}"><title>{}</title></polyline>"#, path.join(" "), esc(label));
         for q in p.iter().filter(ok) {
-            let _ = write!(s, r#"<circle cx="{:.1}" cy="{:.1}" r="2" fill="{c}"><title>{}: {} → {}</title></circle>"#, px(q.0), py(ty(q.1)), esc(label), fmt(q.0), fmt(q.1));
+            let _ = write!(s, r#"<circle cx="{:.1}" cy="{:.1}" r="2" fill="{c}"><title>{}: {} → {}</title></circle>"#, px(tx(q.0)), py(ty(q.1)), esc(label), fmt(q.0), fmt(q.1));
         }
     }
-    let yl = |v: f64| if log_y { format!("1e{v:.1}") } else { fmt(v) };
+    let snap = |v: f64| (v * 1e9).round() / 1e9;
+    let xl = |v: f64| if log_x { fmt(snap(v.exp2())) } else { fmt(v) };
+    let yl = |v: f64| if log_y { format!("{:.1e}", 10f64.powf(v)) } else { fmt(v) };
     let _ = write!(s, r#"<text x="2" y="16">{}</text><text x="2" y="{}">{}</text>"#, yl(yhi), h - m, yl(ylo));
     let _ = write!(
         s,
@@ -64,13 +69,13 @@ fn plot(title: &str, xlabel: &str, series: &[(String, &str, Vec<(f64, f64)>)], l
         h - 8.0,
         esc(xlabel),
         h - m + 14.0,
-        fmt(xlo),
-        w - 40.0,
+        xl(xlo),
+        pw - 40.0,
         h - m + 14.0,
-        fmt(xhi)
+        xl(xhi)
     );
-    for (i, (label, c, _)) in series.iter().enumerate().take(12) {
-        let _ = write!(s, r#"<text x="{}" y="{}" fill="{c}">{}</text>"#, w - 170.0, 24.0 + 11.0 * i as f64, esc(label));
+    for (i, (label, c, _)) in series.iter().enumerate().take(20) {
+        let _ = write!(s, r#"<text x="{}" y="{}" fill="{c}">{}</text>"#, pw + 5.0, 24.0 + 12.0 * i as f64, esc(label));
     }
     s.push_str("</svg></figure>");
     s
@@ -118,13 +123,13 @@ pre{background:#f6f6f6;padding:8px;font-size:12px}code{background:#f3f3f3}</styl
             .collect()
     };
     s.push_str("<h2>Attention pattern rebuilt from the rank-r field (mean over heads)</h2>");
-    s.push_str(&plot("mean row KL(P‖P_r), nats (log scale)", "r", &curve("mean_kl", false), true));
-    s.push_str(&plot("top-1 agreement", "r", &curve("mean_top1", false), false));
+    s.push_str(&plot("mean row KL(P‖P_r), nats (log scales; values < 1e-10, exact rebuilds, omitted)", "r (log scale)", &curve("mean_kl", false), true, true));
+    s.push_str(&plot("top-1 agreement", "r (log scale)", &curve("mean_top1", false), true, false));
     s.push_str("<h2>Key cache: every layer's keys at rank r</h2>");
     let abs: Vec<(String, &str, Vec<(f64, f64)>)> =
         curve("loss_delta", true).into_iter().map(|(l, c, p)| (l, c, p.into_iter().map(|(x, y)| (x, y.abs())).collect())).collect();
-    s.push_str(&plot("|relative change of next-token loss| (log scale)", "ratio r/d", &abs, true));
-    s.push_str(&plot("relative change of next-token loss", "ratio r/d", &curve("loss_delta", true), false));
+    s.push_str(&plot("|relative change of next-token loss| (log scales; zeros omitted)", "ratio r/d (log scale)", &abs, true, true));
+    s.push_str(&plot("relative change of next-token loss", "ratio r/d", &curve("loss_delta", true), false, false));
     // Per-layer runs.
     let recs = doc["records"].as_array().cloned().unwrap_or_default();
     let mut series: Vec<(String, &str, Vec<(f64, f64)>)> = Vec::new();
@@ -149,7 +154,7 @@ pre{background:#f6f6f6;padding:8px;font-size:12px}code{background:#f3f3f3}</styl
     }
     if !series.is_empty() {
         s.push_str("<h2>Key cache: one layer at a time</h2>");
-        s.push_str(&plot("relative change of next-token loss, keys of one layer at rank r", "layer", &series, false));
+        s.push_str(&plot("relative change of next-token loss, keys of one layer at rank r", "layer", &series, false, false));
     }
     s.push_str("<p>All numbers are in compress.json / compress.csv (one record per layer, head, basis, r).</p></body></html>");
     s

@@ -53,7 +53,7 @@ for all layers at a uniform r (every r of --r), and for one layer at a time
 Writes OUT/compress.json (records + table), OUT/compress.csv (the same records),
 OUT/compress.html (curves and table, self-contained), and prints the table:
 k90 of E and of M (median, range), the spectral gap, the r needed for a mean
-KL ≤ 0.01 nats and for a loss change ≤ 1 %, and whether data beats weights at equal r.
+KL ≤ 0.01 nats and for a |loss change| ≤ 1 %, and whether data beats weights at equal r.
 
 Cost, SmolLM2-135M at ctx 256 on 2 busy shared cores: the pattern experiment with the
 default --r (9 ranks: 7,290 fidelity calls) about 100 s; each key-cache forward pass
