@@ -156,3 +156,36 @@ fn bad_arguments_exit_2_with_one_line() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Checkpoints trained by `attnscope train` (tinyshakespeare, 200 steps,
+/// d_model 32, 2 layers, 4 heads) load in HF transformers 5, and its logits
+/// (tools/reference/check_trained_checkpoint.py → reference_logits.json) equal
+/// attnscope's decoder on the same checkpoint within 1e-4.
+#[test]
+fn trained_checkpoints_match_hf_transformers() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/trained");
+    for family in ["gpt2", "gpt_neox", "llama"] {
+        let dir = root.join(family);
+        let reference = json(&dir.join("reference_logits.json"));
+        assert_eq!(reference["model_type"], family);
+        let ids: Vec<u32> = reference["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        let ck = models::Checkpoint::open(dir.to_str().unwrap(), None).unwrap();
+        // The byte-level tokenizer.json, read by the HF tokenizers crate, gives the ids transformers gave.
+        let text: String = ids.iter().map(|&b| b as u8 as char).collect();
+        assert_eq!(ck.tokenizer.as_ref().unwrap().encode(&text).unwrap(), ids, "{family}");
+        let model = models::Model::load(&ck).unwrap();
+        let ours = model.forward(&ids, models::Logits::All, None).unwrap().unwrap().to_vec2::<f32>().unwrap();
+        let theirs = reference["logits"].as_array().unwrap();
+        assert_eq!(ours.len(), theirs.len());
+        let mut max_err = 0f64;
+        for (a, b) in ours.iter().zip(theirs) {
+            let b = b.as_array().unwrap();
+            assert_eq!(a.len(), b.len());
+            for (x, y) in a.iter().zip(b) {
+                max_err = max_err.max((*x as f64 - y.as_f64().unwrap()).abs());
+            }
+        }
+        println!("{family}: max |logit(attnscope) − logit(transformers {})| = {max_err:.3e}", reference["transformers"].as_str().unwrap_or("?"));
+        assert!(max_err <= 1e-4, "{family}: max error {max_err}");
+    }
+}
