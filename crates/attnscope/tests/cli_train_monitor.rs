@@ -126,7 +126,7 @@ fn lr_spike_raises_an_alert() {
     let dir = tempdir("fault");
     let t = text(&dir);
     let out = dir.join("fault");
-    let s = train(&out, &t, "llama", "5", &["--fault", "lr-spike@30", "--fault-factor", "100", "--fault-steps", "5"]);
+    let s = train(&out, &t, "llama", "5", &["--fault", "lr-spike@30", "--fault-factor", "100", "--fault-steps", "5", "--band-after", "0"]);
     let alerts = lines(&out.join("monitor/alerts.jsonl"));
     assert!(alerts.iter().any(|a| a["step"].as_u64().unwrap() >= 30), "no alert after the spike: {alerts:?}");
     for a in &alerts {

@@ -98,8 +98,9 @@ pub struct RuleArgs {
     pub coherence_max: Option<f64>,
     #[arg(long, default_value_t = 0.9)]
     pub coherence_frac: f64,
-    /// Apply the band rule only from this training step on.
-    #[arg(long, default_value_t = 0)]
+    /// Apply the band rule only from this training step on (heads form during
+    /// the first ~100 steps of a small model: a legitimate regime change).
+    #[arg(long, default_value_t = 100)]
     pub band_after: u64,
     /// Disable the collapse rule (participation_ratio < 2/n).
     #[arg(long)]

@@ -35,8 +35,8 @@ pub const ABOUT: &str = "Train a small decoder (gpt2, gpt_neox or llama) on a te
 Writes OUT/train.jsonl (one line per step: lr, train_loss, grad_norm; val_loss every
 --eval-every steps), OUT/checkpoints/step-NNNNNN/ (HF format: config.json,
 model.safetensors, tokenizer.json, tokenizer_config.json, trainer_state.json) at
---save-every / --save-at steps and at the end, and OUT/summary.json. With
---monitor-every N, every head's key_coherence, participation_ratio, k90 and attention
+--save-every / --save-at steps and at the end, and OUT/summary.json. Every
+--monitor-every N steps (default 10; 0 = off), every head's key_coherence, participation_ratio, k90 and attention
 entropy are measured every N steps on a fixed probe window of the validation split
 (OUT/monitor/monitor.jsonl, monitor.csv, alerts.jsonl, monitor.html); alerts are
 printed as they fire.
@@ -97,7 +97,7 @@ pub struct TrainArgs {
     #[arg(long, value_delimiter = ',')]
     pub save_at: Vec<u64>,
     /// Run the head monitor every N steps (0: off).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 10)]
     pub monitor_every: u64,
     /// Probe length for the monitor (default: --ctx).
     #[arg(long)]
