@@ -55,10 +55,10 @@ OUT/compress.html (curves and table, self-contained), and prints the table:
 k90 of E and of M (median, range), the spectral gap, the r needed for a mean
 KL ≤ 0.01 nats and for a |loss change| ≤ 1 %, and whether data beats weights at equal r.
 
-Cost, SmolLM2-135M at ctx 256 on 2 busy shared cores: the pattern experiment with the
-default --r (9 ranks: 7,290 fidelity calls) about 100 s; each key-cache forward pass
-about 3 s (24 uniform runs, + 30 per-layer runs per --layer-r rank): about 4–5 minutes
-in all. `--r all` (65 ranks) costs about 7× the pattern time; `--layer-r none` skips
+Cost, SmolLM2-135M at ctx 256 on 2 shared cores: the default command takes about 150 s
+of CPU time (pattern experiment with the default --r, 9 ranks = 7,290 fidelity calls;
+24 uniform + 30 per-layer key-cache forward passes, about 1.3 CPU-s each), a few
+minutes of wall time. `--r all` (65 ranks) costs about 7× the pattern time; `--layer-r none` skips
 the per-layer runs. Measured times: docs/compress.md.
 
 Exit codes: 0 success, 2 any user-facing error.";
