@@ -57,7 +57,7 @@ KL ≤ 0.01 nats and for a |loss change| ≤ 1 %, and whether data beats weights
 
 Cost, SmolLM2-135M at ctx 256 on 2 shared cores: the default command takes about 150 s
 of CPU time (pattern experiment with the default --r, 9 ranks = 7,290 fidelity calls;
-24 uniform + 30 per-layer key-cache forward passes, about 1.3 CPU-s each), a few
+24 uniform + 30 per-layer key-cache forward passes, about 2 CPU-s each), a few
 minutes of wall time. `--r all` (65 ranks) costs about 7× the pattern time; `--layer-r none` skips
 the per-layer runs. Measured times: docs/compress.md.
 
