@@ -41,8 +41,9 @@ impl Estimate {
 
     pub fn describe(&self) -> String {
         format!(
-            "{} (weights {}, activations {}, analysis {})",
+            "{} (base {}, weights {}, activations {}, analysis {})",
             gib(self.total()),
+            gib(self.base),
             gib(self.weights),
             gib(self.activations),
             gib(self.analysis)

@@ -144,13 +144,13 @@ fn safetensors_truncated_oversized_header_nan_and_unknown_architecture() {
     let run = |out: &str| analyze(&["--model", s(&model), "--text", s(&text), "--ctx", "16", "--out", s(&dir.join(out))], &[]);
     for cut in [0, 5, 8, 100, 8 + header_len / 2, 8 + header_len + 10, n / 2, n - 1] {
         std::fs::write(&st, &good[..cut]).unwrap();
-        expect_user_error(&run("out"), &format!("cut at {cut}"), "model.safetensors", &["safetensors file is invalid"]);
+        expect_user_error(&run("out"), &format!("cut at {cut}"), "model.safetensors", &["safetensors file is invalid", "truncated or corrupt"]);
     }
     // A header length of 2^40 bytes, and a tensor whose data_offsets reach past the file.
     let mut b = good.clone();
     b[..8].copy_from_slice(&(1u64 << 40).to_le_bytes());
     std::fs::write(&st, &b).unwrap();
-    expect_user_error(&run("out"), "header length 2^40", "model.safetensors", &["safetensors file is invalid"]);
+    expect_user_error(&run("out"), "header length 2^40", "model.safetensors", &["safetensors file is invalid", "truncated or corrupt"]);
     let header = String::from_utf8(good[8..8 + header_len].to_vec()).unwrap();
     let grown = header.replacen("[0, 98304]", "[0, 98305]", 1).replacen("[0,98304]", "[0,98305]", 1);
     assert_ne!(grown, header, "fixture header layout changed");
@@ -158,7 +158,7 @@ fn safetensors_truncated_oversized_header_nan_and_unknown_architecture() {
     b.extend(grown.as_bytes());
     b.extend(&good[8 + header_len..]);
     std::fs::write(&st, &b).unwrap();
-    expect_user_error(&run("out"), "offsets past the data", "model.safetensors", &["safetensors file is invalid"]);
+    expect_user_error(&run("out"), "offsets past the data", "model.safetensors", &["safetensors file is invalid", "truncated or corrupt"]);
 
     // One NaN in a weight the decoder loads.
     let mut b = good.clone();

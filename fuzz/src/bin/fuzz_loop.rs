@@ -178,6 +178,7 @@ fn main() {
                 }
             }
         }
+        std::fs::remove_dir_all(attnscope_fuzz::work()).ok();
         std::process::exit(failed as i32);
     }
 

@@ -138,7 +138,7 @@ impl SafetensorsSource {
             let (n, meta) = SafeTensors::read_metadata(&mmap).map_err(|e| Error::Format {
                 path: path.clone(),
                 format: FORMAT,
-                reason: format!("{e:?}"),
+                reason: format!("{e} (the file is {} bytes: truncated or corrupt)", mmap.len()),
             })?;
             let data_start = 8 + n;
             for (name, info) in meta.tensors() {
