@@ -103,6 +103,16 @@ fn gguf_truncated_wrong_magic_and_oversized_counts() {
         let o = analyze(&["--model", s(&p), "--text", s(&text), "--ctx", "8", "--out", s(&dir.join("out"))], &[]);
         expect_user_error(&o, name, &format!("{name}.gguf"), &["declared count", "remain"]);
     }
+    // A tensor whose declared dims need 2^40 × 64 values: refused from the
+    // table, before any byte of it is read or allocated.
+    let name = b"token_embd.weight";
+    let at = good.windows(name.len()).rposition(|w| w == name).expect("tensor table entry") + name.len();
+    let mut b = good.clone();
+    b[at + 4..at + 12].copy_from_slice(&(1u64 << 40).to_le_bytes());
+    let p = dir.join("dims.gguf");
+    std::fs::write(&p, &b).unwrap();
+    let o = analyze(&["--model", s(&p), "--text", s(&text), "--ctx", "8", "--out", s(&dir.join("out"))], &[]);
+    expect_user_error(&o, "huge tensor dims", "dims.gguf", &["lies beyond the data section"]);
     std::fs::remove_dir_all(&dir).ok();
 }
 
