@@ -164,8 +164,16 @@ fn bad_arguments_exit_2_with_one_line() {
 #[test]
 fn trained_checkpoints_match_hf_transformers() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/trained");
-    for family in ["gpt2", "gpt_neox", "llama"] {
-        let dir = root.join(family);
+    let mut dirs: Vec<(String, PathBuf)> = ["gpt2", "gpt_neox", "llama"].iter().map(|f| (f.to_string(), root.join(f))).collect();
+    // More checkpoints with a reference_logits.json (e.g. from a longer run): ATTNSCOPE_TRAINED_CHECKPOINTS=dir1:dir2
+    if let Ok(extra) = std::env::var("ATTNSCOPE_TRAINED_CHECKPOINTS") {
+        for d in extra.split(':').filter(|d| !d.is_empty()) {
+            let family = json(&Path::new(d).join("config.json"))["model_type"].as_str().unwrap().to_string();
+            dirs.push((family, PathBuf::from(d)));
+        }
+    }
+    for (family, dir) in dirs {
+        let family = family.as_str();
         let reference = json(&dir.join("reference_logits.json"));
         assert_eq!(reference["model_type"], family);
         let ids: Vec<u32> = reference["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
@@ -185,7 +193,7 @@ fn trained_checkpoints_match_hf_transformers() {
                 max_err = max_err.max((*x as f64 - y.as_f64().unwrap()).abs());
             }
         }
-        println!("{family}: max |logit(attnscope) − logit(transformers {})| = {max_err:.3e}", reference["transformers"].as_str().unwrap_or("?"));
+        println!("{family} ({}): max |logit(attnscope) − logit(transformers {})| = {max_err:.3e} over {} × {}", dir.display(), reference["transformers"].as_str().unwrap_or("?"), ours.len(), ours[0].len());
         assert!(max_err <= 1e-4, "{family}: max error {max_err}");
     }
 }
