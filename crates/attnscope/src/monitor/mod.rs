@@ -416,7 +416,8 @@ pub struct MonitorArgs {
 }
 
 /// A checkpoint's training step: trainer_state.json `global_step` beside it,
-/// else the last number in its file or directory name.
+/// else the number its file or directory name ends with (`step-000600`,
+/// `checkpoint-1000`, `model_5000.gguf`; not `stories260K`).
 pub fn checkpoint_step(path: &Path) -> Option<u64> {
     let dir = if path.is_dir() { Some(path) } else { path.parent() };
     if let Some(d) = dir {
@@ -426,11 +427,11 @@ pub fn checkpoint_step(path: &Path) -> Option<u64> {
             }
         }
     }
-    let name = path.file_stem()?.to_str()?;
+    // A directory's whole name (`step-0.5`-like dots are not extensions); a file's stem.
+    let name = if path.is_dir() { path.file_name()?.to_str()? } else { path.file_stem()?.to_str()? };
     let digits: String = name
         .chars()
         .rev()
-        .skip_while(|c| !c.is_ascii_digit())
         .take_while(char::is_ascii_digit)
         .collect::<Vec<_>>()
         .into_iter()
@@ -472,4 +473,76 @@ pub fn run(args: &MonitorArgs) -> Result<()> {
     let summary = mon.finish("attnscope monitor")?;
     eprintln!("attnscope monitor: {} checkpoints, {} alerts; wrote {}", cks.len(), summary["alerts"], args.out.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn robust_z_uses_median_and_mad_with_a_floor() {
+        let h = [1.0, 2.0, 3.0, 4.0, 100.0];
+        let (z, med, scale) = robust_z(3.0 + 1.4826 * 6.0, &h, 0.0);
+        assert_eq!(med, 3.0);
+        assert!((scale - 1.4826).abs() < 1e-12 && (z - 6.0).abs() < 1e-9);
+        // MAD 0: the floor (5 % of |median|) keeps z finite.
+        let (z, _, scale) = robust_z(2.2, &[2.0; 6], 0.05);
+        assert!((scale - 0.1).abs() < 1e-12 && (z - 2.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn step_from_name() {
+        let p = |s: &str| checkpoint_step(Path::new(s));
+        assert_eq!(p("/nonexistent/step-000600"), Some(600));
+        assert_eq!(p("/nonexistent/model_5000.gguf"), Some(5000));
+        assert_eq!(p("/nonexistent/stories260K.bin"), None);
+    }
+
+    fn point(step: u64, entropy: f64, pr: f64, kc: f64) -> HeadPoint {
+        HeadPoint {
+            checkpoint: None,
+            step,
+            layer: 1,
+            head: 2,
+            kv_head: 1,
+            n: 64,
+            d: 16,
+            key_coherence: kc,
+            participation_ratio: pr,
+            k90: 1,
+            attention_entropy: entropy,
+        }
+    }
+
+    fn feed(m: &mut Monitor, p: &HeadPoint) -> Vec<Alert> {
+        let a = m.check(p);
+        for k in MEASURES {
+            m.history.entry((p.layer, p.head, k)).or_default().push(p.get(k));
+        }
+        a
+    }
+
+    #[test]
+    fn rules_band_coherence_collapse() {
+        let mut m = Monitor::new(Vec::new(), Rules::default(), None).unwrap();
+        // Stable head: no alert, k90 = 1 is not a collapse by default.
+        for s in 0..6 {
+            assert!(feed(&mut m, &point(s * 10, 2.0 + 0.01 * s as f64, 0.5, 2.0)).is_empty());
+        }
+        // Entropy falls far out of its band.
+        let a = feed(&mut m, &point(60, 0.2, 0.5, 2.0));
+        assert_eq!(a.len(), 1);
+        assert_eq!((a[0].rule, a[0].measure, a[0].layer, a[0].head), ("band", "attention_entropy", 1, 2));
+        // Coherence above 0.9 · 64/17 and a collapse: alerted once on entry.
+        let a = feed(&mut m, &point(70, 2.0, 0.01, 3.6));
+        assert!(a.iter().any(|x| x.rule == "coherence") && a.iter().any(|x| x.rule == "collapse"), "{a:?}");
+        let a = feed(&mut m, &point(80, 2.0, 0.01, 3.6));
+        assert!(a.iter().all(|x| x.rule == "band"), "{a:?}");
+        // Band rule silent before band_after.
+        let mut m = Monitor::new(Vec::new(), Rules { band_after: 100, ..Rules::default() }, None).unwrap();
+        for s in 0..6 {
+            feed(&mut m, &point(s * 10, 2.0, 0.5, 2.0));
+        }
+        assert!(feed(&mut m, &point(60, 0.2, 0.5, 2.0)).is_empty());
+    }
 }

@@ -462,3 +462,32 @@ fn report_alerts(alerts: &[crate::monitor::Alert]) {
         eprintln!("attnscope: alert: {a}");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warmup_then_cosine() {
+        let lr = |s| lr_at(s, 1.0, 10, 110, 0.1);
+        assert!((lr(1) - 0.1).abs() < 1e-12 && (lr(10) - 1.0).abs() < 1e-12);
+        assert!((lr(60) - 0.55).abs() < 1e-12, "{}", lr(60));
+        assert!((lr(110) - 0.1).abs() < 1e-12);
+        assert!((2..=110).all(|s| lr(s) <= lr(s - 1) || s <= 10));
+    }
+
+    #[test]
+    fn fault_syntax() {
+        assert_eq!(parse_fault("lr-spike@300").unwrap(), 300);
+        assert!(parse_fault("lr-spike@x").is_err() && parse_fault("nan@3").is_err());
+    }
+
+    #[test]
+    fn rng_normal_has_unit_variance() {
+        let mut r = Rng::new(1);
+        let v: Vec<f64> = (0..20000).map(|_| r.normal()).collect();
+        let mean = v.iter().sum::<f64>() / v.len() as f64;
+        let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / v.len() as f64;
+        assert!(mean.abs() < 0.03 && (var - 1.0).abs() < 0.05, "{mean} {var}");
+    }
+}
