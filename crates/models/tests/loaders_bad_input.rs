@@ -512,3 +512,36 @@ fn hf_config_huge_layer_count_is_an_error_not_an_abort() {
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// fuzz tokenizer: three tokenizer.json files on which `tokenizers` 0.23.2
+/// panics instead of returning an error, now refused with a message naming
+/// the file: a JSON syntax error inside `decoder`; a BPE merge that does not
+/// fit `continuing_subword_prefix`; a template naming an undefined special token.
+#[test]
+fn tokenizer_json_that_panics_tokenizers_is_an_error() {
+    let dir = tmpdir("tok-panics");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny/llama/tokenizer.json");
+    let text = std::fs::read_to_string(&fixture).unwrap();
+    let good: serde_json::Value = serde_json::from_str(&text).unwrap();
+
+    let decoder_at = text.find("\"decoder\"").unwrap();
+    let brace = decoder_at + text[decoder_at..].find('{').unwrap();
+    let broken = format!("{}{{,{}", &text[..brace], &text[brace + 1..]);
+    let mut prefix = good.clone();
+    prefix["model"]["continuing_subword_prefix"] = "olmo2".into();
+    let mut template = good.clone();
+    template["post_processor"]["single"][0]["SpecialToken"]["id"] = "[CLS]".into();
+
+    for (name, bytes, want) in [
+        ("decoder.json", broken.into_bytes(), "cannot parse"),
+        ("prefix.json", serde_json::to_vec(&prefix).unwrap(), "continuing_subword_prefix"),
+        ("template.json", serde_json::to_vec(&template).unwrap(), "[CLS]"),
+    ] {
+        let p = write(&dir, name, &bytes);
+        let r = std::panic::catch_unwind(|| models::TextTokenizer::from_path(&p));
+        let e = r.unwrap_or_else(|_| panic!("{name}: panicked")).err().unwrap_or_else(|| panic!("{name}: accepted"));
+        let m = e.to_string();
+        assert!(m.contains(name) && m.contains(want), "{name}: {m}");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -47,6 +47,10 @@ fn sibling_json(path: &Path, name: &str) -> Result<Json> {
 pub fn from_tokenizer_json(path: &Path) -> Result<TextTokenizer> {
     let err = |m: String| Error::Tokenizer(format!("{}: {m}", path.display()));
     let text = std::fs::read(path).map_err(|e| crate::formats::io_err(path, e))?;
+    // Checked before `tokenizers` sees the bytes: it panics on some malformed
+    // files (fuzz, tokenizers 0.23.2; see `check_before_tokenizers`).
+    let raw: Json = serde_json::from_slice(&text).map_err(|e| err(format!("cannot parse: {e}")))?;
+    check_before_tokenizers(&raw).map_err(err)?;
     let mut tok =
         tokenizers::Tokenizer::from_bytes(&text).map_err(|e| err(format!("cannot parse: {e}")))?;
     // transformers calls `no_truncation()` / `no_padding()` unless asked:
@@ -54,7 +58,6 @@ pub fn from_tokenizer_json(path: &Path) -> Result<TextTokenizer> {
     tok.with_truncation(None)
         .map_err(|e| err(format!("disabling truncation: {e}")))?;
     tok.with_padding(None);
-    let raw: Json = serde_json::from_slice(&text).map_err(|e| err(format!("cannot parse: {e}")))?;
     let has_post = raw.get("post_processor").is_some_and(|p| !p.is_null());
 
     let cfg = sibling_json(path, "tokenizer_config.json")?;
@@ -88,4 +91,85 @@ pub fn from_tokenizer_json(path: &Path) -> Result<TextTokenizer> {
         add_special_tokens: use_post,
     };
     Ok(TextTokenizer::new(backend, bos, eos, false, vocab_size))
+}
+
+/// What `tokenizers` 0.23.2 would panic on instead of returning an error
+/// (found by fuzz/, target `tokenizer`):
+///
+/// - JSON syntax errors inside `decoder` hit `.expect("Helper")` in its
+///   decoder deserializer: the caller parses the JSON first.
+/// - BPE merges whose second token is shorter than, or does not start with,
+///   `continuing_subword_prefix`, or whose concatenation is longer than any
+///   vocabulary token: `BPE::build` slices out of bounds
+///   (`bpe/model.rs`, `b.len() - prefix_len`).
+/// - A `TemplateProcessing` that names a special token missing from its
+///   `special_tokens` map: encoding indexes the map and panics (the builder
+///   checks this; deserialization does not).
+fn check_before_tokenizers(raw: &Json) -> std::result::Result<(), String> {
+    let model = raw.get("model").unwrap_or(&Json::Null);
+    if let (Some(vocab), Some(merges)) = (
+        model.get("vocab").and_then(Json::as_object),
+        model.get("merges").and_then(Json::as_array),
+    ) {
+        let prefix = model
+            .get("continuing_subword_prefix")
+            .and_then(Json::as_str)
+            .unwrap_or("");
+        let max_len = vocab.keys().map(String::len).max().unwrap_or(0);
+        for m in merges {
+            let (a, b) = match m {
+                Json::String(s) => match s.split_once(' ') {
+                    Some((a, b)) => (a, b),
+                    None => continue, // tokenizers reports it
+                },
+                Json::Array(v) if v.len() == 2 => match (v[0].as_str(), v[1].as_str()) {
+                    (Some(a), Some(b)) => (a, b),
+                    _ => continue,
+                },
+                _ => continue,
+            };
+            if !(vocab.contains_key(a) && vocab.contains_key(b)) {
+                continue; // tokenizers reports an out-of-vocabulary merge
+            }
+            if !b.starts_with(prefix) || a.len() + b.len() - prefix.len() > max_len {
+                return Err(format!(
+                    "BPE merge `{a} {b}` does not fit the vocabulary (continuing_subword_prefix `{prefix}`, longest token {max_len} bytes)"
+                ));
+            }
+        }
+    }
+    check_templates(raw.get("post_processor").unwrap_or(&Json::Null))
+}
+
+/// Every special token a `TemplateProcessing` uses is in its map (also
+/// inside a `Sequence` of processors).
+fn check_templates(pp: &Json) -> std::result::Result<(), String> {
+    match pp.get("type").and_then(Json::as_str) {
+        Some("Sequence") => {
+            for p in pp.get("processors").and_then(Json::as_array).into_iter().flatten() {
+                check_templates(p)?;
+            }
+        }
+        Some("TemplateProcessing") => {
+            let known = pp.get("special_tokens").and_then(Json::as_object);
+            for key in ["single", "pair"] {
+                for piece in pp.get(key).and_then(Json::as_array).into_iter().flatten() {
+                    let Some(id) = piece
+                        .get("SpecialToken")
+                        .and_then(|t| t.get("id"))
+                        .and_then(Json::as_str)
+                    else {
+                        continue;
+                    };
+                    if !known.is_some_and(|k| k.contains_key(id)) {
+                        return Err(format!(
+                            "post_processor template uses special token `{id}`, which its special_tokens do not define"
+                        ));
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
