@@ -390,7 +390,7 @@ impl Monitor {
 pub const ABOUT: &str = "Run the per-head monitor over a series of checkpoints (any format analyze reads).
 
 For each checkpoint (sorted by training step: trainer_state.json's global_step beside it,
-else the last number in its name), measures every head's key_coherence,
+else the number its name ends with), measures every head's key_coherence,
 participation_ratio, k90 and attention entropy on the first --ctx tokens of --text, and
 applies the alert rules in checkpoint order. Writes OUT/monitor.jsonl, monitor.csv,
 alerts.jsonl and monitor.html.";
