@@ -10,11 +10,12 @@
 //! Feedback without coverage instrumentation: an input whose *outcome* (the
 //! error message with numbers removed, or how far an `Ok` got) has not been
 //! seen before joins the corpus. A panic is saved to
-//! `fuzz/artifacts/TARGET/crash-<hash>` and the loop goes on; an input that
+//! `fuzz/artifacts/TARGET/crash-<hash>` (the first 8 of each kind) and the loop goes on; an input that
 //! takes over a second is saved as `slow-<hash>`. An abort (e.g. a failed
 //! allocation) kills the process: the input is the scratch file the target
-//! last wrote, which the loop also copies to `fuzz/artifacts/TARGET/last-input`
-//! every 256 iterations... and before each run when `FUZZ_SAVE_EVERY=1`.
+//! last wrote (in /dev/shm/attnscope-fuzz-PID/), which the loop also copies
+//! to `fuzz/artifacts/TARGET/last-input` every 256 iterations, or before
+//! every run when `FUZZ_SAVE_EVERY=1`.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -195,6 +196,7 @@ fn main() {
     let n_seeds = corpus.len();
     let mut seen: HashSet<String> = HashSet::new();
     let mut crashes: HashSet<String> = HashSet::new();
+    let mut crash_counts: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     for c in corpus.clone() {
         match run_one(&c) {
             Ok(o) => {
@@ -231,9 +233,15 @@ fn main() {
                 }
             }
             Err(p) => {
+                // One kind = one panic message with the numbers removed; the
+                // first 8 inputs of each kind are kept.
                 let key: String = p.chars().filter(|c| !c.is_ascii_digit()).collect();
                 let path = artifacts.join(format!("crash-{:016x}", fnv(&input)));
-                std::fs::write(&path, &input).ok();
+                let seen_kind = crash_counts.entry(key.clone()).or_insert(0usize);
+                *seen_kind += 1;
+                if *seen_kind <= 8 {
+                    std::fs::write(&path, &input).ok();
+                }
                 if crashes.insert(key) {
                     eprintln!("CRASH (new): {p}\n  input: {}", path.display());
                 }
