@@ -6,30 +6,15 @@ use std::fmt::Write;
 
 use serde_json::Value;
 
+use crate::svg::{esc, fmt};
 use super::BasisKind;
 use crate::report::ModelInfo;
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
 
 fn colour(k: BasisKind) -> &'static str {
     match k {
         BasisKind::Data => "#1b9e77",
         BasisKind::Weights => "#d95f02",
         BasisKind::Random => "#7570b3",
-    }
-}
-
-fn fmt(v: f64) -> String {
-    if !v.is_finite() {
-        "–".into()
-    } else if v == v.round() && v.abs() < 1e6 {
-        format!("{v:.0}")
-    } else if v.abs() >= 0.01 {
-        format!("{v:.3}")
-    } else {
-        format!("{v:.2e}")
     }
 }
 

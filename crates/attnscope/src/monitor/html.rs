@@ -5,25 +5,11 @@
 use std::collections::BTreeSet;
 use std::fmt::Write;
 
+use crate::svg::{esc, ramp};
 use super::{Alert, HeadPoint, MEASURES};
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
 
 fn colour(i: usize, n: usize) -> String {
     format!("hsl({:.0},70%,42%)", 360.0 * i as f64 / n.max(1) as f64)
-}
-
-/// viridis-like ramp, t in [0, 1].
-fn ramp(t: f64) -> String {
-    const S: [(f64, f64, f64); 5] = [(68.0, 1.0, 84.0), (59.0, 82.0, 139.0), (33.0, 145.0, 140.0), (94.0, 201.0, 98.0), (253.0, 231.0, 37.0)];
-    let t = if t.is_finite() { t.clamp(0.0, 1.0) } else { 0.0 };
-    let x = t * 4.0;
-    let i = (x.floor() as usize).min(3);
-    let f = x - i as f64;
-    let c = |u: f64, v: f64| (u + (v - u) * f).round() as u8;
-    format!("#{:02x}{:02x}{:02x}", c(S[i].0, S[i + 1].0), c(S[i].1, S[i + 1].1), c(S[i].2, S[i + 1].2))
 }
 
 fn lines(measure: &str, points: &[HeadPoint], alerts: &[Alert]) -> String {
