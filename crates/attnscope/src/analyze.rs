@@ -8,70 +8,34 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use field::Params;
-use models::{Checkpoint, Logits, Model};
+use models::Logits;
 
 use crate::cli::AnalyzeArgs;
 use crate::observer::{FieldObserver, LayerSet};
 use crate::progress::Progress;
 use crate::report::{self, ModelInfo, RunRecord, RunSettings};
+use crate::session::{self, Loaded, MemoryPlan};
 use crate::{defaults, texts, CheckFailed};
 
 pub fn run(args: &AnalyzeArgs) -> Result<()> {
-    if let Some(t) = args.threads {
-        if t == 0 {
-            bail!("--threads must be at least 1");
-        }
-        rayon::ThreadPoolBuilder::new().num_threads(t).build_global().ok();
-    }
+    session::set_threads(args.threads)?;
     if args.ctx.is_empty() || args.ctx.contains(&0) {
         bail!("--ctx needs positive context lengths, e.g. --ctx 256,512");
     }
     let progress = Progress::new(args.quiet);
-
-    let source = match &args.model {
-        Some(m) => m.clone(),
-        None => {
-            let p = defaults::default_model();
-            if !p.exists() {
-                bail!("default model not found at {}; run scripts/setup.sh first, or pass --model", p.display());
-            }
-            p.display().to_string()
-        }
+    let source = session::model_source(args.model.as_deref())?;
+    let plan = MemoryPlan {
+        longest_ctx: args.ctx.iter().copied().max().unwrap_or(0),
+        threads: args.threads,
+        dense_check: args.dense_check,
+        force: args.force,
+        quiet: args.quiet,
     };
-    let spinner = progress.spinner(&format!("loading {source}"));
-    let checkpoint = Checkpoint::open(&source, args.tokenizer.as_deref()).with_context(|| format!("cannot load model {source}"))?;
-    if let Ok(spec) = models::ArchSpec::from_hf_config(&checkpoint.config) {
-        let threads = args.threads.unwrap_or_else(rayon::current_num_threads);
-        let longest = args.ctx.iter().copied().max().unwrap_or(0);
-        let est = crate::memory::estimate(&spec, &checkpoint.tensors, longest, threads, args.dense_check);
-        let avail = crate::memory::available();
-        if !args.quiet {
-            let of = avail.as_ref().map(|(b, s)| format!(" of {} available ({s})", crate::memory::gib(*b))).unwrap_or_default();
-            eprintln!("attnscope: estimated peak memory {}{of}", est.describe());
-        }
-        crate::memory::check(&est, avail.as_ref(), args.force)?;
-    }
-    let model = Model::load(&checkpoint).with_context(|| format!("cannot load model {source}"))?;
-    spinner.finish_and_clear();
-    let tokenizer = checkpoint
-        .tokenizer
-        .as_ref()
-        .with_context(|| format!("no tokenizer found for {source}; pass --tokenizer"))?;
+    let loaded = Loaded::open(&source, args.tokenizer.as_deref(), &progress, Some(&plan))?;
+    let (checkpoint, model) = (&loaded.checkpoint, &loaded.model);
+    let tokenizer = loaded.tokenizer()?;
+    loaded.check_ctx(&args.ctx, args.beyond_trained_context)?;
     let spec = &model.spec;
-    if tokenizer.vocab_size() > spec.vocab_size {
-        bail!(
-            "tokenizer vocabulary ({}) does not match the model {source} (vocabulary {})",
-            tokenizer.vocab_size(),
-            spec.vocab_size
-        );
-    }
-    if let Some(trained) = spec.max_positions {
-        if let Some(&too_long) = args.ctx.iter().find(|&&c| c > trained) {
-            if !args.beyond_trained_context {
-                bail!("--ctx {too_long} is past the model's trained context of {trained} tokens; pass --beyond-trained-context to go past it");
-            }
-        }
-    }
     let layers = LayerSet::parse(args.layers.as_deref(), spec.n_layers)?;
 
     let runs_dir = args.out.join("runs");

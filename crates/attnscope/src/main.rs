@@ -11,6 +11,7 @@ mod monitor;
 mod observer;
 mod progress;
 mod report;
+mod session;
 mod svg;
 mod texts;
 mod train;

@@ -23,13 +23,14 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use field::Params;
-use models::{Checkpoint, Logits, Model};
+use models::{Logits, Model};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::progress::Progress;
 use crate::report::{self, ModelInfo};
-use crate::{defaults, texts};
+use crate::session::{self, Loaded};
+use crate::texts;
 use observers::{CalibObserver, EvalObserver, KeyObserver};
 
 pub const ABOUT: &str = "How few directions does each attention head need? (SPEC §6)
@@ -276,42 +277,19 @@ fn forward_loss(model: &Model, ids: &[u32], observer: Option<&mut dyn models::Ob
 
 pub fn run(args: &CompressArgs) -> Result<()> {
     let started = Instant::now();
-    if let Some(t) = args.threads {
-        if t == 0 {
-            bail!("--threads must be at least 1");
-        }
-        rayon::ThreadPoolBuilder::new().num_threads(t).build_global().ok();
-    }
+    session::set_threads(args.threads)?;
     if args.ctx < 2 {
         bail!("--ctx must be at least 2 (the loss needs a next token)");
     }
     let layer_bases: Vec<BasisKind> = args.layer_bases.iter().filter(|s| !s.trim().is_empty()).map(|s| BasisKind::parse(s)).collect::<Result<_>>()?;
     let progress = Progress::new(args.quiet);
 
-    let source = match &args.model {
-        Some(m) => m.clone(),
-        None => {
-            let p = defaults::default_model();
-            if !p.exists() {
-                bail!("default model not found at {}; run scripts/setup.sh first, or pass --model", p.display());
-            }
-            p.display().to_string()
-        }
-    };
-    let spinner = progress.spinner(&format!("loading {source}"));
-    let checkpoint = Checkpoint::open(&source, args.tokenizer.as_deref()).with_context(|| format!("cannot load model {source}"))?;
-    let model = Model::load(&checkpoint).with_context(|| format!("cannot load model {source}"))?;
-    spinner.finish_and_clear();
-    let tokenizer = checkpoint.tokenizer.as_ref().with_context(|| format!("no tokenizer found for {source}; pass --tokenizer"))?;
+    let source = session::model_source(args.model.as_deref())?;
+    let loaded = Loaded::open(&source, args.tokenizer.as_deref(), &progress, None)?;
+    let (checkpoint, model) = (&loaded.checkpoint, &loaded.model);
+    let tokenizer = loaded.tokenizer()?;
+    loaded.check_ctx(&[args.ctx], args.beyond_trained_context)?;
     let spec = &model.spec;
-    if tokenizer.vocab_size() > spec.vocab_size {
-        bail!("tokenizer vocabulary ({}) does not match the model {source} (vocabulary {})", tokenizer.vocab_size(), spec.vocab_size);
-    }
-    if let Some(trained) = spec.max_positions {
-        if args.ctx > trained && !args.beyond_trained_context {
-            bail!("--ctx {} is past the model's trained context of {trained} tokens; pass --beyond-trained-context to go past it", args.ctx);
-        }
-    }
     let d = spec.head_dim;
     let r_list = parse_r_list(args.r.as_deref(), d)?;
     let layer_r = parse_layer_r(args.layer_r.as_deref(), d)?;
