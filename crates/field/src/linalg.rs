@@ -100,7 +100,10 @@ fn svd_qr_iteration(m: MatRef<'_, f64>, vectors: bool) -> Result<(Mat<f64>, Vec<
     } else {
         ComputeSvdVectors::No
     };
-    let par = faer::get_global_parallelism();
+    // Sequential: callers already run one head per thread, and faer's
+    // parallel SVD takes a different code path per pool size, which made
+    // the last bits of the leverage scores depend on --threads.
+    let par = faer::Par::Seq;
     let mut s = faer::diag::Diag::<f64>::zeros(size);
     let (mut u, mut v) = if vectors {
         (Mat::zeros(r, size), Mat::zeros(c, size))
