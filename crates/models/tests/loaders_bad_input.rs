@@ -531,11 +531,15 @@ fn tokenizer_json_that_panics_tokenizers_is_an_error() {
     prefix["model"]["continuing_subword_prefix"] = "olmo2".into();
     let mut template = good.clone();
     template["post_processor"]["single"][0]["SpecialToken"]["id"] = "[CLS]".into();
+    // tokenizers reads post-processors untagged: a template without `type` is one too.
+    let mut untyped = template.clone();
+    untyped["post_processor"].as_object_mut().unwrap().remove("type");
 
     for (name, bytes, want) in [
         ("decoder.json", broken.into_bytes(), "cannot parse"),
         ("prefix.json", serde_json::to_vec(&prefix).unwrap(), "continuing_subword_prefix"),
         ("template.json", serde_json::to_vec(&template).unwrap(), "[CLS]"),
+        ("untyped.json", serde_json::to_vec(&untyped).unwrap(), "[CLS]"),
     ] {
         let p = write(&dir, name, &bytes);
         let r = std::panic::catch_unwind(|| models::TextTokenizer::from_path(&p));

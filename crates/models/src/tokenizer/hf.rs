@@ -142,34 +142,29 @@ fn check_before_tokenizers(raw: &Json) -> std::result::Result<(), String> {
 }
 
 /// Every special token a `TemplateProcessing` uses is in its map (also
-/// inside a `Sequence` of processors).
+/// inside a `Sequence` of processors). Recognised by shape, not by `type`:
+/// `tokenizers` deserializes post-processors untagged, so a template with a
+/// misspelt or missing `type` is still a template.
 fn check_templates(pp: &Json) -> std::result::Result<(), String> {
-    match pp.get("type").and_then(Json::as_str) {
-        Some("Sequence") => {
-            for p in pp.get("processors").and_then(Json::as_array).into_iter().flatten() {
-                check_templates(p)?;
+    for p in pp.get("processors").and_then(Json::as_array).into_iter().flatten() {
+        check_templates(p)?;
+    }
+    let known = pp.get("special_tokens").and_then(Json::as_object);
+    for key in ["single", "pair"] {
+        for piece in pp.get(key).and_then(Json::as_array).into_iter().flatten() {
+            let Some(id) = piece
+                .get("SpecialToken")
+                .and_then(|t| t.get("id"))
+                .and_then(Json::as_str)
+            else {
+                continue;
+            };
+            if !known.is_some_and(|k| k.contains_key(id)) {
+                return Err(format!(
+                    "post_processor template uses special token `{id}`, which its special_tokens do not define"
+                ));
             }
         }
-        Some("TemplateProcessing") => {
-            let known = pp.get("special_tokens").and_then(Json::as_object);
-            for key in ["single", "pair"] {
-                for piece in pp.get(key).and_then(Json::as_array).into_iter().flatten() {
-                    let Some(id) = piece
-                        .get("SpecialToken")
-                        .and_then(|t| t.get("id"))
-                        .and_then(Json::as_str)
-                    else {
-                        continue;
-                    };
-                    if !known.is_some_and(|k| k.contains_key(id)) {
-                        return Err(format!(
-                            "post_processor template uses special token `{id}`, which its special_tokens do not define"
-                        ));
-                    }
-                }
-            }
-        }
-        _ => {}
     }
     Ok(())
 }
