@@ -1,12 +1,12 @@
 //! Determinism (issue 7): identical commands give byte-identical report.json
 //! apart from the `elapsed_s` timing lines, and byte-identical heads.csv and
-//! report.html, whatever candle's matmul thread count (`RAYON_NUM_THREADS`).
-//! Across `--threads` every measure is bit-identical except `key_coherence`
-//! (and the summary statistics of it): faer's thin SVD in crates/field takes
-//! the rayon pool's size as its parallelism, and a one-thread pool runs a
-//! different code path, so `--threads 1` and `--threads ≥ 2` may differ in the
-//! last bit or two (seen: 2.8e-16 relative on SmolLM2). Tolerance: 1e-13
-//! relative (docs/hardening.md, "Determinism").
+//! report.html, whatever candle's matmul thread count (`RAYON_NUM_THREADS`)
+//! and whatever `--threads`. `key_coherence` used to differ in the last bit
+//! or two between `--threads 1` and `≥ 2` (faer's SVD took the rayon pool's
+//! size as its parallelism; fixed in crates/field, f766081). `compare` still
+//! names a tolerance for it (1e-13 relative) so that a regression shows the
+//! size of the difference, but every test here requires zero differences
+//! (docs/hardening.md, "Determinism").
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -115,7 +115,7 @@ fn stories260k_deterministic_across_runs_and_threads() {
     let text = dir.join("story.txt");
     std::fs::write(&text, std::fs::read_to_string(stories.join("stories260K.md")).unwrap().repeat(2)).unwrap();
     let model = stories.join("stories260K.gguf");
-    check(&["--model", model.to_str().unwrap()], &text, "64,300", &dir, true);
+    assert_eq!(check(&["--model", model.to_str().unwrap()], &text, "64,300", &dir, true), 0);
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -126,14 +126,14 @@ fn tiny_hf_llama_deterministic_across_runs_and_threads() {
     let text = dir.join("text.txt");
     std::fs::write(&text, "First Citizen: Before we proceed any further, hear me speak. All: Speak, speak. ".repeat(8)).unwrap();
     let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/tests/fixtures/tiny/llama");
-    check(&["--model", model.to_str().unwrap()], &text, "64", &dir, true);
+    assert_eq!(check(&["--model", model.to_str().unwrap()], &text, "64", &dir, true), 0);
     std::fs::remove_dir_all(&dir).ok();
 }
 
-/// SmolLM2 (d_head 64) is where `--threads 1` vs 2 shows the SVD's last-bit
-/// difference in key_coherence; every other measure stays bit-identical.
+/// SmolLM2 (d_head 64) is where `--threads 1` vs 2 used to show the SVD's
+/// last-bit difference in key_coherence.
 #[test]
-fn smollm2_threads_differ_only_in_key_coherence_within_tolerance() {
+fn smollm2_bit_identical_across_threads() {
     let Some(model) = testdata::smollm2_path() else { return };
     let gpl = Path::new("/usr/share/common-licenses/GPL-3");
     if !gpl.exists() {
@@ -142,6 +142,6 @@ fn smollm2_threads_differ_only_in_key_coherence_within_tolerance() {
     }
     let dir = tempdir("smollm2");
     let n = check(&["--model", model.to_str().unwrap(), "--layers", "0-1"], gpl, "256", &dir, false);
-    eprintln!("key_coherence values that differ between --threads 1 and 2: {n}");
+    assert_eq!(n, 0, "key_coherence values that differ between --threads 1 and 2");
     std::fs::remove_dir_all(&dir).ok();
 }
