@@ -41,6 +41,7 @@ pub fn run(args: &AnalyzeArgs) -> Result<()> {
     let runs_dir = args.out.join("runs");
     std::fs::create_dir_all(&runs_dir).with_context(|| format!("cannot create output directory {}", runs_dir.display()))?;
     report::check_writable(&args.out)?;
+    report::remove_leftover_temp_files(&runs_dir);
 
     let info = ModelInfo::new(&source, &checkpoint, spec);
     let settings = RunSettings {

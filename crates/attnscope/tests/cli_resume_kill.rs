@@ -118,7 +118,8 @@ fn sigkill_mid_sweep_then_resume_equals_uninterrupted() {
     // What a kill during a write leaves behind, and a corrupt run file for a
     // run that is not finished: both must be ignored (the run recomputed).
     let first_name = kept[0].0.file_name().unwrap().to_str().unwrap().to_string();
-    std::fs::write(runs.join(first_name.replace(".json", ".tmp-999999")), b"{\"text\": \"half").unwrap();
+    let leftover = runs.join(first_name.replace(".json", ".tmp-999999"));
+    std::fs::write(&leftover, b"{\"text\": \"half").unwrap();
     let ref_names: Vec<String> = run_files(&reference.join("runs")).iter().map(|p| p.file_name().unwrap().to_str().unwrap().to_string()).collect();
     let missing = ref_names.iter().find(|n| !runs.join(n).exists()).unwrap().clone();
     std::fs::write(runs.join(&missing), b"{\"text\": \"trunc").unwrap();
@@ -129,6 +130,7 @@ fn sigkill_mid_sweep_then_resume_equals_uninterrupted() {
         assert_eq!(&std::fs::metadata(p).unwrap().modified().unwrap(), t, "{} was recomputed", p.display());
     }
     assert_eq!(run_files(&runs).len(), total);
+    assert!(!leftover.exists(), "a killed write's temp file is cleaned up");
     let v: Value = serde_json::from_slice(&std::fs::read(runs.join(&missing)).unwrap()).expect("corrupt run file recomputed");
     assert!(v["heads"].is_array());
     assert_eq!(stable(&out.join("report.json")), stable(&reference.join("report.json")), "resumed report differs");

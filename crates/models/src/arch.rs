@@ -189,6 +189,10 @@ pub struct ArchSpec {
     pub tie_embeddings: bool,
 }
 
+/// Upper bound on `num_hidden_layers`: a config claiming more is corrupt,
+/// and per-layer tables are allocated from it.
+pub const MAX_LAYERS: usize = 1 << 16;
+
 /// Typed access to config.json fields, with the field name in errors.
 struct Cfg<'a>(&'a Value);
 
@@ -202,6 +206,14 @@ impl Cfg<'_> {
     fn usize(&self, key: &str) -> Result<usize> {
         self.opt_usize(key)
             .ok_or_else(|| Error::Config(format!("missing or invalid integer field `{key}`")))
+    }
+    /// A layer count, refused above [`MAX_LAYERS`] before anything is sized by it.
+    fn layers(&self, keys: &[&str]) -> Result<usize> {
+        let n = self.usize_any(keys)?;
+        if n > MAX_LAYERS {
+            return Err(Error::Config(format!("{n} layers is implausible (more than {MAX_LAYERS})")));
+        }
+        Ok(n)
     }
     fn usize_any(&self, keys: &[&str]) -> Result<usize> {
         keys.iter()
@@ -278,7 +290,7 @@ impl ArchSpec {
         let n_heads = cfg.usize("num_attention_heads")?;
         let n_kv_heads = cfg.opt_usize("num_key_value_heads").unwrap_or(n_heads);
         let head_dim = cfg.opt_usize("head_dim").unwrap_or(d_model / n_heads.max(1));
-        let n_layers = cfg.usize("num_hidden_layers")?;
+        let n_layers = cfg.layers(&["num_hidden_layers"])?;
         let eps = cfg.opt_f64("rms_norm_eps").unwrap_or(1e-6);
         let act_name = cfg
             .str("hidden_act")
@@ -362,7 +374,7 @@ impl ArchSpec {
     fn gpt2(cfg: &Cfg) -> Result<ArchSpec> {
         let d_model = cfg.usize_any(&["n_embd", "hidden_size"])?;
         let n_heads = cfg.usize_any(&["n_head", "num_attention_heads"])?;
-        let n_layers = cfg.usize_any(&["n_layer", "num_hidden_layers"])?;
+        let n_layers = cfg.layers(&["n_layer", "num_hidden_layers"])?;
         let head_dim = d_model / n_heads.max(1);
         let d_ff = cfg.opt_usize("n_inner").unwrap_or(4 * d_model);
         let scale = if cfg.bool_or("scale_attn_weights", true) { 1.0 / (head_dim as f64).sqrt() } else { 1.0 };
@@ -398,7 +410,7 @@ impl ArchSpec {
     fn gpt_neox(cfg: &Cfg) -> Result<ArchSpec> {
         let d_model = cfg.usize("hidden_size")?;
         let n_heads = cfg.usize("num_attention_heads")?;
-        let n_layers = cfg.usize("num_hidden_layers")?;
+        let n_layers = cfg.layers(&["num_hidden_layers"])?;
         let head_dim = d_model / n_heads.max(1);
         let pct = cfg
             .opt_f64("rotary_pct")
@@ -502,6 +514,19 @@ mod tests {
         assert_eq!(spec.group_size(), 3);
         assert!((spec.attn_scale - 0.125).abs() < 1e-15);
         assert_eq!(spec.max_positions, Some(8192));
+    }
+
+    #[test]
+    fn absurd_layer_count_is_an_error_not_an_allocation() {
+        for model_type in ["llama", "gpt2", "gpt_neox"] {
+            let err = ArchSpec::from_hf_config(&json!({
+                "model_type": model_type, "hidden_size": 64, "n_embd": 64, "num_attention_heads": 4, "n_head": 4,
+                "num_hidden_layers": 4294967296u64, "n_layer": 4294967296u64, "intermediate_size": 8, "vocab_size": 10
+            }))
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains("implausible"), "{model_type}: {err}");
+        }
     }
 
     #[test]

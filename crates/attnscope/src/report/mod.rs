@@ -172,6 +172,17 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
 }
 
+/// Deletes `*.tmp-*` files a killed run left behind in `dir` (they were
+/// never renamed into place, so they hold nothing finished).
+pub fn remove_leftover_temp_files(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().contains(".tmp-") {
+            std::fs::remove_file(entry.path()).ok();
+        }
+    }
+}
+
 /// Fails early, with the path in the message, when `dir` is not writable.
 pub fn check_writable(dir: &Path) -> Result<()> {
     let probe = dir.join(format!(".write-probe-{}", std::process::id()));
