@@ -4,30 +4,12 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode};
 use field::{analyze, HeadInput, Method, Params};
-use rand::{Rng, SeedableRng};
 use std::hint::black_box;
 use std::time::Duration;
 
-/// Synthetic f32 head like the example's: decaying spectrum, keys with a common offset.
-fn head_data(n: usize, d: usize) -> (Vec<f32>, Vec<f32>) {
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2026);
-    let mut gauss = move || {
-        let u1: f64 = 1.0 - rng.random::<f64>();
-        let u2: f64 = rng.random::<f64>();
-        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-    };
-    let decay: Vec<f64> = (0..d)
-        .map(|t| 3.0 * (-(t as f64) / 8.0).exp() + 0.3)
-        .collect();
-    let offset: Vec<f64> = (0..d).map(|_| 2.0 * gauss()).collect();
-    let q = (0..n * d)
-        .map(|x| (gauss() * decay[x % d]) as f32)
-        .collect();
-    let k = (0..n * d)
-        .map(|x| (gauss() * decay[x % d] + offset[x % d]) as f32)
-        .collect();
-    (q, k)
-}
+#[path = "../examples/common/synthetic_head.rs"]
+mod synthetic_head;
+use synthetic_head::synthetic_head as head_data;
 
 fn bench(c: &mut Criterion) {
     let d = 64;

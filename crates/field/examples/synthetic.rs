@@ -8,7 +8,9 @@
 //! decaying spectrum, and the logit scale is 1/√d.
 
 use field::{analyze, HeadInput, Method, Params};
-use rand::{Rng, SeedableRng};
+#[path = "common/synthetic_head.rs"]
+mod synthetic_head;
+use synthetic_head::synthetic_head;
 use std::time::Instant;
 
 fn usage() -> ! {
@@ -45,23 +47,7 @@ fn main() {
     let n = pos.first().copied().unwrap_or(2048);
     let d = pos.get(1).copied().unwrap_or(64);
 
-    // synthetic head: q, k = Gaussian · decaying spectrum, keys + a common offset, f32 like a model
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2026);
-    let mut gauss = move || {
-        let u1: f64 = 1.0 - rng.random::<f64>();
-        let u2: f64 = rng.random::<f64>();
-        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-    };
-    let decay: Vec<f64> = (0..d)
-        .map(|t| 3.0 * (-(t as f64) / 8.0).exp() + 0.3)
-        .collect();
-    let offset: Vec<f64> = (0..d).map(|_| 2.0 * gauss()).collect();
-    let q: Vec<f32> = (0..n * d)
-        .map(|x| (gauss() * decay[x % d]) as f32)
-        .collect();
-    let k: Vec<f32> = (0..n * d)
-        .map(|x| (gauss() * decay[x % d] + offset[x % d]) as f32)
-        .collect();
+    let (q, k) = synthetic_head(n, d);
     let mut head = HeadInput::new(&q, &k, n, d, 1.0 / (d as f64).sqrt());
     if let Some(w) = window {
         head = head.with_window(w);
