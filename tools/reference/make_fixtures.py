@@ -13,6 +13,9 @@ Writes under crates/models/tests/fixtures/:
                                  llama2.c tokenizer), tokenization.json, greedy.json
   smollm2/                       reference of SmolLM2-135M-Instruct Q4_1 (GGUF),
                                  tokenization.json, greedy.json
+  smollm2_long/                  SmolLM2 over 300 tokens (more than one attention
+                                 chunk of the decoder): k of layer 29, q of one head,
+                                 logits of 6 rows (vocabulary prefix)
 
 Everything is deterministic (fixed seeds, CPU, float32, eager attention); the
 last step re-loads every tiny model directory and checks its logits, its
@@ -712,6 +715,70 @@ def make_smollm2() -> dict:
     return meta
 
 
+LONG_T = 300
+LONG_VOCAB = 2048
+
+
+def make_smollm2_long() -> dict:
+    """SmolLM2 over 300 tokens: the decoder's attention runs in query chunks
+    (128 queries), so only a context longer than a chunk checks that chunks,
+    their key ranges and their causal masks are stitched together exactly.
+
+    Kept small: token ids, k.29 [h_kv,t,d], q.29 of head 0 [1,t,d], and the
+    logits of a few rows restricted to the first 2048 vocabulary entries
+    (every entry depends on the whole final hidden state of its row).
+    """
+    from transformers import AutoTokenizer
+
+    out = FIXTURES / "smollm2_long"
+    out.mkdir(parents=True, exist_ok=True)
+    hf_tok = AutoTokenizer.from_pretrained(SMOLLM2_DIR, gguf_file=SMOLLM2_GGUF)
+    real_tok = smollm2_real_pretokenizer(hf_tok)
+    gpl = GPL3.read_text(encoding="utf-8")
+    ids = hf_tok(gpl[:4000], add_special_tokens=True)["input_ids"][:LONG_T]
+    text = hf_tok.decode(ids)
+    assert gpl.startswith(text)
+    assert hf_tok(text, add_special_tokens=True)["input_ids"] == ids, "GPL-3 prefix does not round-trip"
+    assert real_tok.encode(text).ids == ids, "the two SmolLM2 pre-tokenizers disagree on the long text"
+    model = load_gguf_model(SMOLLM2_DIR, SMOLLM2_GGUF)
+    cap = capture.run_capture(model, ids)
+    t = len(ids)
+    rows = [0, 127, 128, 255, 256, t - 1]
+    c = cap.layers[29]
+    tensors = {
+        "token_ids": cap.token_ids,
+        "k.29": c.k,
+        "q.29.head0": c.q[0:1],
+        "logits_rows_vocab_prefix": cap.logits[rows][:, :LONG_VOCAB],
+    }
+    tensor_meta = save_tensors(out / "reference.safetensors", tensors)
+    meta = {
+        "model": SMOLLM2_GGUF,
+        "model_type": model.config.model_type,
+        **versions(),
+        "text": text,
+        "text_source": f"the first {t} tokens of /usr/share/common-licenses/GPL-3 (text = that exact prefix)",
+        "add_bos": False,
+        "token_ids": ids,
+        "n_tokens": t,
+        "n_layers": len(cap.layers),
+        "n_heads": c.q.shape[0],
+        "n_kv_heads": c.k.shape[0],
+        "head_dim": c.q.shape[2],
+        "logits_rows_positions": rows,
+        "logits_vocab_prefix": LONG_VOCAB,
+        "tensors": tensor_meta,
+        "pattern_recompute_max_abs_err": check_patterns(cap),
+        "notes": [
+            "Checks attention over more than one query chunk of attnscope's decoder (chunks of 128 queries).",
+            "q.29.head0 is query head 0 of layer 29; k.29 every KV head of layer 29.",
+            "logits_rows_vocab_prefix: rows logits_rows_positions, vocabulary ids 0..2047.",
+        ] + COMMON_NOTES,
+    }
+    write_json(out / "reference.json", meta)
+    return meta
+
+
 # --------------------------------------------------------------------------
 # 4. verification
 # --------------------------------------------------------------------------
@@ -751,9 +818,9 @@ def dir_size(p: Path) -> int:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", nargs="*", help="subset: tiny, stories260K, smollm2, verify")
+    ap.add_argument("--only", nargs="*", help="subset: tiny, stories260K, smollm2, smollm2_long, verify")
     args = ap.parse_args()
-    want = set(args.only or ["tiny", "stories260K", "smollm2", "verify"])
+    want = set(args.only or ["tiny", "stories260K", "smollm2", "smollm2_long", "verify"])
     capture.register()
     np.random.seed(SEED)
 
@@ -775,6 +842,10 @@ def main() -> None:
         m = make_smollm2()
         log(f"  smollm2 tokenizer disagreements: {m['tokenizer_disagreements']}")
         real.append(m)
+    if "smollm2_long" in want:
+        log("smollm2_long")
+        m = make_smollm2_long()
+        log(f"  smollm2_long: t={m['n_tokens']} attn recompute err={m['pattern_recompute_max_abs_err']:.1e}")
     ok = True
     for m in real:
         log(f"{m['model']}: t={m['n_tokens']} layers={m['n_layers']} heads={m['n_heads']}/{m['n_kv_heads']} "
@@ -792,7 +863,7 @@ def main() -> None:
             ok &= r["tok_ok"] and r["dlogits"] < 1e-5
             log(f"{r['family']:14} {r['t']:>3} {str(r['tok_ok']):>4} {r['dlogits']:>11.2e} {r['pattern_err']:>9.1e} "
                 f"{r['scaling']:>8.4f} {str(r['softcap']):>7} {str(r['windows']):>12} {r['model_kb']:>8.1f} {r['dir_kb']:>7.1f}")
-        for sub in ["tiny", "stories260K", "smollm2"]:
+        for sub in ["tiny", "stories260K", "smollm2", "smollm2_long"]:
             p = FIXTURES / sub
             if p.exists():
                 log(f"size {sub}: {dir_size(p) / 1024:.1f} KB")

@@ -7,6 +7,7 @@
 //! shape, the way transformers itself loads GGUF. The decoder then reads
 //! only HF names and HF config fields.
 
+pub mod alloc;
 pub mod arch;
 pub mod capture;
 pub mod checkpoint;

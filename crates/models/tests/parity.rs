@@ -185,3 +185,69 @@ fn smollm2_matches_transformers_and_greedy_continuation() {
     assert_eq!(got, want, "SmolLM2 greedy continuation");
     assert_eq!(tok.decode(&got).unwrap(), g["text"].as_str().unwrap());
 }
+
+/// SmolLM2 over 300 tokens: attention runs in three query chunks (128, 128,
+/// 44), so this checks that chunks, key ranges and masks are stitched
+/// exactly; the 32-token fixture fits in one chunk.
+#[test]
+fn smollm2_long_context_matches_transformers() {
+    let Some(path) = common::smollm2_path() else { return };
+    let ck = Checkpoint::open(path.to_str().unwrap(), None).unwrap();
+    let dir = fixtures().join("smollm2_long");
+    let r = load_reference(&dir);
+    let ids = ck.tokenizer.as_ref().unwrap().encode(r.json["text"].as_str().unwrap()).unwrap();
+    assert_eq!(ids, r.ids, "token ids differ from transformers'");
+    assert!(ids.len() > 2 * 128, "the fixture must span more than two query chunks");
+    let model = Model::load(&ck).unwrap();
+    let mut cap = Capture { layers: vec![29], q: BTreeMap::new(), k: BTreeMap::new() };
+    let logits = model.forward(&ids, Logits::All, Some(&mut cap)).unwrap().unwrap();
+    let q0 = cap.q[&29].narrow(0, 0, 1).unwrap();
+    let mut worst = 0f64;
+    for (name, got) in [("k.29", &cap.k[&29]), ("q.29.head0", &q0)] {
+        let (shape, want) = &r.tensors[name];
+        assert_eq!(got.dims(), shape.as_slice(), "{name} shape");
+        let e = rel_err(&flat(got), want);
+        assert!(e <= REL_TOL, "{name}: relative error {e:.2e} > {REL_TOL:e}");
+        worst = worst.max(e);
+    }
+    let rows: Vec<usize> = r.json["logits_rows_positions"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+    let n_vocab = r.json["logits_vocab_prefix"].as_u64().unwrap() as usize;
+    let ours: Vec<f32> = rows.iter().flat_map(|&p| flat(&logits.get(p).unwrap().narrow(0, 0, n_vocab).unwrap())).collect();
+    let e = rel_err(&ours, &r.tensors["logits_rows_vocab_prefix"].1);
+    assert!(e <= REL_TOL, "logits: relative error {e:.2e} > {REL_TOL:e}");
+    worst = worst.max(e);
+    eprintln!("smollm2 over {} tokens: k.29, q.29 head 0 and logits rows {rows:?} match transformers (worst relative error {worst:.1e})", ids.len());
+}
+
+/// The decoder's query chunking is an implementation detail: every chunk
+/// size from 1 query to the whole text gives the same Q, K and logits (to
+/// f32 rounding of the score GEMMs), in every family, including Mistral's
+/// sliding window (8 < t) and Gemma 2's soft-capped logits.
+#[test]
+fn query_chunk_size_does_not_change_results() {
+    let tiny = fixtures().join("tiny");
+    for family in ["mistral", "gemma2", "gpt2", "gpt_neox", "qwen2"] {
+        let dir = tiny.join(family);
+        let r = load_reference(&dir);
+        let ck = Checkpoint::open(dir.to_str().unwrap(), None).unwrap();
+        let mut model = Model::load(&ck).unwrap();
+        let t = r.ids.len();
+        let run = |model: &Model| {
+            let layers: Vec<usize> = (0..model.spec.n_layers).collect();
+            let mut cap = Capture { layers: layers.clone(), q: BTreeMap::new(), k: BTreeMap::new() };
+            let logits = model.forward(&r.ids, Logits::All, Some(&mut cap)).unwrap().unwrap();
+            let last = model.spec.n_layers - 1;
+            (flat(&logits), flat(&cap.q[&last]), flat(&cap.k[&last]))
+        };
+        model.set_query_chunk(t);
+        let whole = run(&model);
+        for chunk in [1, 2, 5, 8, t - 1] {
+            model.set_query_chunk(chunk);
+            let got = run(&model);
+            for (what, a, b) in [("logits", &got.0, &whole.0), ("q", &got.1, &whole.1), ("k", &got.2, &whole.2)] {
+                let e = rel_err(a, b);
+                assert!(e <= 1e-6, "{family}: chunk {chunk} vs {t}: {what} relative error {e:.2e}");
+            }
+        }
+    }
+}
