@@ -18,20 +18,20 @@ use crate::session::{self, Loaded, MemoryPlan};
 use crate::{defaults, texts, CheckFailed};
 
 pub fn run(args: &AnalyzeArgs) -> Result<()> {
-    session::set_threads(args.threads)?;
+    session::set_threads(args.run.threads)?;
     if args.ctx.is_empty() || args.ctx.contains(&0) {
         bail!("--ctx needs positive context lengths, e.g. --ctx 256,512");
     }
-    let progress = Progress::new(args.quiet);
-    let source = session::model_source(args.model.as_deref())?;
+    let progress = Progress::new(args.run.quiet);
+    let source = session::model_source(args.source.model.as_deref())?;
     let plan = MemoryPlan {
         longest_ctx: args.ctx.iter().copied().max().unwrap_or(0),
-        threads: args.threads,
+        threads: args.run.threads,
         dense_check: args.dense_check,
         force: args.force,
-        quiet: args.quiet,
+        quiet: args.run.quiet,
     };
-    let loaded = Loaded::open(&source, args.tokenizer.as_deref(), &progress, Some(&plan))?;
+    let loaded = Loaded::open(&source, args.source.tokenizer.as_deref(), &progress, Some(&plan))?;
     let (checkpoint, model) = (&loaded.checkpoint, &loaded.model);
     let tokenizer = loaded.tokenizer()?;
     loaded.check_ctx(&args.ctx, args.beyond_trained_context)?;
@@ -108,7 +108,7 @@ pub fn run(args: &AnalyzeArgs) -> Result<()> {
     let spinner = progress.spinner("writing report");
     report::write_all(&args.out, &info, &runs)?;
     spinner.finish_and_clear();
-    if !args.quiet {
+    if !args.run.quiet {
         eprintln!("attnscope: {} runs written to {}", runs.len(), args.out.display());
     }
     if mismatches > 0 {

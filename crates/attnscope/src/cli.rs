@@ -70,14 +70,8 @@ Exit codes: 0 success, 1 --dense-check found a mismatch, 2 any user-facing error
 
 #[derive(Args, Debug, Clone)]
 pub struct AnalyzeArgs {
-    /// Model: an HF directory, a .gguf file, a llama2.c .bin, or a hub id (owner/name).
-    /// Default: SmolLM2-135M-Instruct Q4_1 from the cache filled by scripts/setup.sh.
-    #[arg(long)]
-    pub model: Option<String>,
-
-    /// Tokenizer override: a tokenizer.json, or a llama2.c tokenizer .bin.
-    #[arg(long)]
-    pub tokenizer: Option<PathBuf>,
+    #[command(flatten)]
+    pub source: ModelArgs,
 
     /// A UTF-8 text file; repeat for several. Default: the GPL-3, Apache-2.0 and
     /// MPL-2.0 texts of /usr/share/common-licenses.
@@ -106,6 +100,31 @@ pub struct AnalyzeArgs {
     #[arg(long)]
     pub beyond_trained_context: bool,
 
+    #[command(flatten)]
+    pub run: RunArgs,
+
+    /// Run even when the estimated peak memory exceeds the memory available
+    /// (see docs/hardening.md).
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Which model to read: shared by every subcommand that loads one.
+#[derive(Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// Model: an HF directory, a .gguf file, a llama2.c .bin, or a hub id (owner/name).
+    /// Default: SmolLM2-135M-Instruct Q4_1 from the cache filled by scripts/setup.sh.
+    #[arg(long)]
+    pub model: Option<String>,
+
+    /// Tokenizer override: a tokenizer.json, or a llama2.c tokenizer .bin.
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+}
+
+/// How to run: shared by analyze and compress.
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
     /// Worker threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -113,9 +132,4 @@ pub struct AnalyzeArgs {
     /// No progress bars.
     #[arg(long, short)]
     pub quiet: bool,
-
-    /// Run even when the estimated peak memory exceeds the memory available
-    /// (see docs/hardening.md).
-    #[arg(long)]
-    pub force: bool,
 }

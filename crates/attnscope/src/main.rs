@@ -1,33 +1,10 @@
-//! attnscope: the command-line tool. A thin binary over the `models` and
-//! `field` crates. Exit codes: 0 success, 1 a check failed (--dense-check),
-//! 2 any user-facing error (one clear line on stderr). Never a panic.
+//! attnscope: the command-line tool. A thin binary over the attnscope
+//! library (`src/lib.rs`), itself over the `models` and `field` crates.
+//! Exit codes: 0 success, 1 a check failed (--dense-check), 2 any
+//! user-facing error (one clear line on stderr). Never a panic.
 
-mod analyze;
-mod cli;
-mod compress;
-mod defaults;
-mod memory;
-mod monitor;
-mod observer;
-mod progress;
-mod report;
-mod session;
-mod svg;
-mod texts;
-mod train;
-
+use attnscope::{analyze, cli, compress, monitor, train, CheckFailed};
 use clap::Parser;
-
-/// A failed check (not a user error): exit code 1.
-#[derive(Debug)]
-pub struct CheckFailed(pub String);
-
-impl std::fmt::Display for CheckFailed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-impl std::error::Error for CheckFailed {}
 
 fn main() {
     let cli = cli::Cli::parse();

@@ -66,14 +66,8 @@ Exit codes: 0 success, 2 any user-facing error.";
 
 #[derive(Args, Debug, Clone)]
 pub struct CompressArgs {
-    /// Model: an HF directory, a .gguf file, a llama2.c .bin, or a hub id (owner/name).
-    /// Default: SmolLM2-135M-Instruct Q4_1 from the cache filled by scripts/setup.sh.
-    #[arg(long)]
-    pub model: Option<String>,
-
-    /// Tokenizer override: a tokenizer.json, or a llama2.c tokenizer .bin.
-    #[arg(long)]
-    pub tokenizer: Option<PathBuf>,
+    #[command(flatten)]
+    pub source: crate::cli::ModelArgs,
 
     /// Calibration text (the data basis is fitted on it). Default: /usr/share/common-licenses/GPL-3.
     #[arg(long)]
@@ -114,13 +108,8 @@ pub struct CompressArgs {
     #[arg(long)]
     pub beyond_trained_context: bool,
 
-    /// Worker threads (default: all cores).
-    #[arg(long)]
-    pub threads: Option<usize>,
-
-    /// No progress bars.
-    #[arg(long, short)]
-    pub quiet: bool,
+    #[command(flatten)]
+    pub run: crate::cli::RunArgs,
 }
 
 /// The three bases, in report order.
@@ -277,15 +266,15 @@ fn forward_loss(model: &Model, ids: &[u32], observer: Option<&mut dyn models::Ob
 
 pub fn run(args: &CompressArgs) -> Result<()> {
     let started = Instant::now();
-    session::set_threads(args.threads)?;
+    session::set_threads(args.run.threads)?;
     if args.ctx < 2 {
         bail!("--ctx must be at least 2 (the loss needs a next token)");
     }
     let layer_bases: Vec<BasisKind> = args.layer_bases.iter().filter(|s| !s.trim().is_empty()).map(|s| BasisKind::parse(s)).collect::<Result<_>>()?;
-    let progress = Progress::new(args.quiet);
+    let progress = Progress::new(args.run.quiet);
 
-    let source = session::model_source(args.model.as_deref())?;
-    let loaded = Loaded::open(&source, args.tokenizer.as_deref(), &progress, None)?;
+    let source = session::model_source(args.source.model.as_deref())?;
+    let loaded = Loaded::open(&source, args.source.tokenizer.as_deref(), &progress, None)?;
     let (checkpoint, model) = (&loaded.checkpoint, &loaded.model);
     let tokenizer = loaded.tokenizer()?;
     loaded.check_ctx(&[args.ctx], args.beyond_trained_context)?;
@@ -308,7 +297,7 @@ pub fn run(args: &CompressArgs) -> Result<()> {
     };
     let calib_ids = window(&calib_path)?;
     let eval_ids = window(&eval_path)?;
-    if !args.quiet && calib_ids == eval_ids {
+    if !args.run.quiet && calib_ids == eval_ids {
         eprintln!("attnscope: note: the calibration and evaluation windows are the same tokens; the data basis is then measured in-sample");
     }
 
@@ -406,7 +395,7 @@ pub fn run(args: &CompressArgs) -> Result<()> {
     report::write_atomic(&args.out.join("compress.csv"), &to_csv(&records)?)?;
     report::write_atomic(&args.out.join("compress.html"), html::render(&info, &doc).as_bytes())?;
     print!("{}", table_text(&table));
-    if !args.quiet {
+    if !args.run.quiet {
         eprintln!("attnscope: compress.json, compress.csv, compress.html written to {} ({:.0} s)", args.out.display(), started.elapsed().as_secs_f64());
     }
     Ok(())

@@ -3,10 +3,22 @@
 //! attention entropy, over training steps or over a series of checkpoints,
 //! with alerts when a head leaves its normal band.
 //!
-//! Library use, from a training loop:
-//! ```ignore
-//! let mut mon = Monitor::new(probe_ids, Rules::default(), Some(out_dir))?;
-//! let alerts = mon.observe(step, &model)?; // every N steps
+//! Library use, from a training loop (tested in `tests/monitor_lib.rs`):
+//! ```no_run
+//! use attnscope::monitor::{Monitor, Rules};
+//! # fn main() -> anyhow::Result<()> {
+//! let ck = models::Checkpoint::open("model.gguf", None)?;
+//! let model = models::Model::load(&ck)?;
+//! let probe: Vec<u32> = ck.tokenizer.as_ref().unwrap().encode("a fixed probe text")?;
+//! let mut mon = Monitor::new(probe, Rules::default(), Some(std::path::Path::new("out/monitor")))?;
+//! for step in (0..1000).step_by(50) {
+//!     // ... train for 50 steps, updating `model` ...
+//!     for alert in mon.observe(step, &model)? {
+//!         eprintln!("{alert}");
+//!     }
+//! }
+//! mon.finish("my run")?; // monitor.html
+//! # Ok(()) }
 //! ```
 //! Writes `monitor.jsonl` and `monitor.csv` (one row per step × layer × head)
 //! and `alerts.jsonl`; `finish` adds `monitor.html`.

@@ -1,0 +1,37 @@
+//! attnscope as a library: what the `attnscope` command runs, callable from
+//! Rust. The entry points a training loop or a script uses:
+//!
+//! - [`monitor::Monitor`]: the per-head training monitor (SPEC §7). Build it
+//!   once with a probe sequence, call [`monitor::Monitor::observe`] every N
+//!   steps with the current [`models::Model`]; it returns the new alerts and
+//!   (optionally) logs monitor.jsonl / monitor.csv / alerts.jsonl.
+//! - [`analyze::run`], [`compress::run`], [`train::run`], [`monitor::run`]:
+//!   the subcommands, driven by their argument structs.
+//!
+//! A framework that is not built on candle depends on the `field` crate
+//! alone: one head's Q and K in, every measure out.
+
+pub mod analyze;
+pub mod cli;
+pub mod compress;
+mod defaults;
+mod memory;
+pub mod monitor;
+pub mod observer;
+mod progress;
+pub mod report;
+mod session;
+mod svg;
+mod texts;
+pub mod train;
+
+/// A failed check (not a user error): the command exits with code 1.
+#[derive(Debug)]
+pub struct CheckFailed(pub String);
+
+impl std::fmt::Display for CheckFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for CheckFailed {}
