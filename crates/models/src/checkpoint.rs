@@ -40,6 +40,12 @@ pub trait TensorSource: Send + Sync {
     fn describe(&self) -> String;
 }
 
+/// `name`'s entry in a file source's name → entry table, or the error that
+/// names the tensor and the file.
+pub(crate) fn entry<'m, E>(map: &'m std::collections::BTreeMap<String, E>, name: &str, source: &dyn TensorSource) -> Result<&'m E> {
+    map.get(name).ok_or_else(|| crate::Error::MissingTensor { name: name.to_string(), source_desc: source.describe() })
+}
+
 /// Tensors of one checkpoint, loaded on demand.
 pub struct TensorStore {
     source: Box<dyn TensorSource>,

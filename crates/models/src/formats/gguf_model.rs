@@ -301,10 +301,7 @@ impl TensorSource for GgufSource {
         Some(self.file.tensors[&e.gguf_name].shape())
     }
     fn load(&self, name: &str) -> Result<Tensor> {
-        let e = self.map.get(name).ok_or_else(|| Error::MissingTensor {
-            name: name.to_string(),
-            source_desc: self.describe(),
-        })?;
+        let e = crate::checkpoint::entry(&self.map, name, self)?;
         let info = &self.file.tensors[&e.gguf_name];
         let t = self.file.load_f32(info)?;
         match e.unpermute {

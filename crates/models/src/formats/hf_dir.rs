@@ -180,10 +180,7 @@ impl TensorSource for SafetensorsSource {
         self.map.get(name).map(|e| e.shape.clone())
     }
     fn load(&self, name: &str) -> Result<Tensor> {
-        let e = self.map.get(name).ok_or_else(|| Error::MissingTensor {
-            name: name.to_string(),
-            source_desc: self.describe(),
-        })?;
+        let e = crate::checkpoint::entry(&self.map, name, self)?;
         let shard = &self.shards[e.shard];
         let err = |reason: String| Error::Tensor {
             path: shard.path.clone(),

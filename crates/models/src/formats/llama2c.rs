@@ -288,10 +288,7 @@ impl TensorSource for Llama2cSource {
         self.map.get(name).map(|e| e.shape.clone())
     }
     fn load(&self, name: &str) -> Result<Tensor> {
-        let e = self.map.get(name).ok_or_else(|| Error::MissingTensor {
-            name: name.to_string(),
-            source_desc: self.describe(),
-        })?;
+        let e = crate::checkpoint::entry(&self.map, name, self)?;
         let n: usize = e.shape.iter().product();
         let tensor_err = |reason: String| Error::Tensor {
             path: self.path.clone(),
