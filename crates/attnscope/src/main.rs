@@ -7,6 +7,7 @@ use attnscope::{analyze, cli, compress, monitor, train, CheckFailed};
 use clap::Parser;
 
 fn main() {
+    attnscope::tune_process();
     let cli = cli::Cli::parse();
     let result = match cli.command {
         cli::Command::Analyze(args) => analyze::run(&args),

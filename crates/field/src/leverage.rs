@@ -5,7 +5,7 @@
 //! [K − 1k̄ᵀ, 1] gives the same scores. ALiBi never enters B here (SPEC §5).
 
 use crate::error::Result;
-use crate::linalg::{matmul, thin_qr, thin_r, thin_svd};
+use crate::linalg::{matmul, singular_values, thin_qr, thin_r, thin_svd};
 use faer::{Mat, MatRef};
 
 /// Leverage scores and the numerical rank r of B (n × (d+1)).
@@ -78,13 +78,12 @@ fn factored_by(
     if n <= bs {
         // one block: B = Q R directly
         let (q, r) = thin_qr(block(0).as_ref());
-        let (x, s, _) = thin_svd(r.as_ref())?;
-        let rank = rank_of(&s, n, cols).max(1);
-        let u = matmul(q.as_ref(), x.as_ref().get(.., ..rank));
-        let scores = (0..n)
-            .map(|j| (0..rank).map(|k| u[(j, k)] * u[(j, k)]).sum::<f64>())
-            .collect();
-        return Ok((Leverage { scores, rank }, r));
+        let (x, rank) = rank_basis(r.as_ref(), n, cols)?;
+        let u = match &x {
+            Some(x) => matmul(q.as_ref(), x.as_ref()),
+            None => q,
+        };
+        return Ok((Leverage { scores: row_norms2(&u), rank }, r));
     }
     let starts: Vec<usize> = (0..n).step_by(bs).collect();
     let rs: Vec<Mat<f64>> = starts.iter().map(|&s| thin_r(block(s).as_ref())).collect();
@@ -99,19 +98,39 @@ fn factored_by(
         off += r.nrows();
     }
     let (q_s, r) = thin_qr(stacked.as_ref());
-    let (x, s, _) = thin_svd(r.as_ref())?;
-    let rank = rank_of(&s, n, cols).max(1);
-    let qx = matmul(q_s.as_ref(), x.as_ref().get(.., ..rank)); // total × rank
+    let (x, rank) = rank_basis(r.as_ref(), n, cols)?;
+    let qx = match &x {
+        Some(x) => matmul(q_s.as_ref(), x.as_ref()), // total × rank
+        None => q_s,
+    };
     let mut scores = Vec::with_capacity(n);
     let mut off = 0;
     for (&st, r) in starts.iter().zip(&rs) {
         let (q_i, _) = thin_qr(block(st).as_ref());
         let u = matmul(q_i.as_ref(), qx.as_ref().get(off..off + r.nrows(), ..));
-        scores
-            .extend((0..u.nrows()).map(|j| (0..rank).map(|k| u[(j, k)] * u[(j, k)]).sum::<f64>()));
+        scores.extend(row_norms2(&u));
         off += r.nrows();
     }
     Ok((Leverage { scores, rank }, r))
+}
+
+/// The numerical rank r of B from its R factor, and the basis X_r (R's first
+/// r left singular vectors) that maps Q to U's first r columns — or
+/// `None` when B has full column rank: then U = Q·X with X orthogonal, and
+/// ℓ_j = ‖U_j‖² = ‖Q_j‖² needs no SVD vectors at all.
+fn rank_basis(r: MatRef<'_, f64>, n: usize, cols: usize) -> Result<(Option<Mat<f64>>, usize)> {
+    let s = singular_values(r)?;
+    let rank = rank_of(&s, n, cols).max(1);
+    if rank == r.nrows() {
+        return Ok((None, rank));
+    }
+    let (x, _, _) = thin_svd(r)?;
+    Ok((Some(x.as_ref().get(.., ..rank).to_owned()), rank))
+}
+
+/// ‖u_j‖² of every row.
+fn row_norms2(u: &Mat<f64>) -> Vec<f64> {
+    (0..u.nrows()).map(|j| (0..u.ncols()).map(|k| u[(j, k)] * u[(j, k)]).sum::<f64>()).collect()
 }
 
 /// Reference route: thin SVD of B = [K, 1] directly (uncentred).
@@ -135,7 +154,6 @@ pub(crate) fn coherence(lev: &Leverage) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::linalg::singular_values;
 
     /// Blocked QR / leverage with tiny blocks (many blocks, blocks shorter than cols) = one-shot.
     #[test]

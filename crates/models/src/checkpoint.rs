@@ -65,12 +65,7 @@ impl TensorStore {
             });
         }
         let t = self.source.load(name)?;
-        let finite = t
-            .flatten_all()?
-            .to_vec1::<f32>()?
-            .iter()
-            .all(|v| v.is_finite());
-        if !finite {
+        if !crate::host::all_finite(&t)? {
             return Err(crate::Error::NonFinite {
                 name: name.to_string(),
                 source_desc: self.source.describe(),

@@ -103,6 +103,16 @@ impl Model {
                 Some(ref mut o) => Some(&mut **o),
                 None => None,
             };
+            if logits == Logits::None && l == last_needed {
+                // Only this layer's Q/K are still wanted: project, hand them
+                // to the observer, stop (no V, no attention, no MLP).
+                let input = match spec.block {
+                    BlockKind::PostNorm => x.clone(),
+                    _ => lw.attn_norm.forward(&x)?,
+                };
+                self.queries_keys(l, lw, &input, rope_tables.as_ref(), obs)?;
+                return Ok(None);
+            }
             let attn = |h: &Tensor, obs: Option<&mut dyn Observer>| self.attention(l, lw, h, rope_tables.as_ref(), obs);
             x = match spec.block {
                 BlockKind::PreNorm => {
@@ -150,18 +160,35 @@ impl Model {
     ) -> Result<Tensor> {
         let spec = &self.spec;
         let (t, _) = x.dims2()?;
+        let (h, d) = (spec.n_heads, spec.head_dim);
+        let v = heads(lw.v.forward(x)?, spec.n_kv_heads, d)?; // (h_kv, t, d)
+        let (q, k) = self.queries_keys(l, lw, x, rope_tables, observer)?;
+        let out = self.chunked_attention(&q, &k, &v, spec.windows[l])?; // (h, t, d)
+        let out = out.transpose(0, 1)?.contiguous()?.reshape((t, h * d))?;
+        lw.o.forward(&out)
+    }
+
+    /// Layer `l`'s queries (h, t, d) and keys (h_kv, t, d) exactly as its dot
+    /// products use them (biases, QK-norm, rotary), after the observer has
+    /// seen them (and possibly replaced the keys).
+    fn queries_keys(
+        &self,
+        l: usize,
+        lw: &LayerWeights,
+        x: &Tensor,
+        rope_tables: Option<&(Tensor, Tensor)>,
+        observer: Option<&mut dyn Observer>,
+    ) -> Result<(Tensor, Tensor)> {
+        let spec = &self.spec;
         let (h, hkv, d) = (spec.n_heads, spec.n_kv_heads, spec.head_dim);
         let mut q = lw.q.forward(x)?; // (t, h·d)
         let mut k = lw.k.forward(x)?; // (t, h_kv·d)
-        let v = lw.v.forward(x)?; // (t, h_kv·d)
         if spec.qk_norm == QkNorm::Full {
             q = norm_of(&lw.q_norm)?.forward(&q)?;
             k = norm_of(&lw.k_norm)?.forward(&k)?;
         }
-        let heads = |m: Tensor, n: usize| -> Result<Tensor> { Ok(m.reshape((t, n, d))?.transpose(0, 1)?.contiguous()?) };
-        let mut q = heads(q, h)?; // (h, t, d)
-        let mut k = heads(k, hkv)?; // (h_kv, t, d)
-        let v = heads(v, hkv)?; // (h_kv, t, d)
+        let mut q = heads(q, h, d)?; // (h, t, d)
+        let mut k = heads(k, hkv, d)?; // (h_kv, t, d)
         if spec.qk_norm == QkNorm::PerHead {
             q = norm_of(&lw.q_norm)?.forward(&q)?;
             k = norm_of(&lw.k_norm)?.forward(&k)?;
@@ -191,9 +218,7 @@ impl Model {
                 k = kt.to_dtype(k.dtype())?.contiguous()?;
             }
         }
-        let out = self.chunked_attention(&q, &k, &v, window)?; // (h, t, d)
-        let out = out.transpose(0, 1)?.contiguous()?.reshape((t, h * d))?;
-        lw.o.forward(&out)
+        Ok((q, k))
     }
 
     /// softmax(s·q·kᵀ + mask)·v over query chunks. q (h, t, d), k/v (h_kv, t, d) → (h, t, d).
@@ -264,6 +289,12 @@ impl Model {
         }
         Ok(ids.split_off(prompt.len()))
     }
+}
+
+/// (t, n·d) → (n, t, d) contiguous.
+fn heads(m: Tensor, n: usize, d: usize) -> Result<Tensor> {
+    let t = m.dim(0)?;
+    Ok(m.reshape((t, n, d))?.transpose(0, 1)?.contiguous()?)
 }
 
 fn norm_of(n: &Option<crate::weights::Norm>) -> Result<&crate::weights::Norm> {

@@ -14,6 +14,7 @@ pub mod checkpoint;
 pub mod decoder;
 pub mod error;
 pub mod formats;
+pub mod host;
 pub mod hub;
 pub mod rope;
 #[doc(hidden)]

@@ -21,7 +21,7 @@ pub struct Linear {
 impl Linear {
     /// From an nn.Linear weight (out, in): transposed once at load.
     fn from_out_in(w: Tensor, b: Option<Tensor>) -> Result<Self> {
-        Ok(Self { w: w.t()?.contiguous()?, b })
+        Ok(Self { w: crate::host::transpose_2d(&w)?, b })
     }
 
     /// x (t, in) → (t, out).
@@ -146,6 +146,15 @@ impl Reader<'_> {
     }
 }
 
+/// Loads layer 0..n with `f` in parallel (dequantizing and transposing are
+/// CPU-bound); on failure, the error of the lowest failing layer, as a
+/// sequential load would report it.
+fn par_layers<T: Send>(n: usize, f: impl Fn(usize) -> Result<T> + Sync) -> Result<Vec<T>> {
+    use rayon::prelude::*;
+    let results: Vec<Result<T>> = (0..n).into_par_iter().map(&f).collect();
+    results.into_iter().collect()
+}
+
 impl ModelWeights {
     /// Loads every weight the decoder needs, by the family's name table.
     pub fn load(store: &TensorStore, spec: &ArchSpec) -> Result<ModelWeights> {
@@ -161,14 +170,13 @@ impl ModelWeights {
 fn lm_head_or_tied(r: &Reader, name: &str, embed: &Tensor, spec: &ArchSpec) -> Result<Tensor> {
     let head = if spec.tie_embeddings { None } else { r.opt(name, &[spec.vocab_size, spec.d_model])? };
     // Tied (or absent, as in SmolLM2's GGUF): the output layer reuses the embeddings.
-    Ok(head.as_ref().unwrap_or(embed).t()?.contiguous()?)
+    crate::host::transpose_2d(head.as_ref().unwrap_or(embed))
 }
 
 fn load_llama_like(r: &Reader, spec: &ArchSpec) -> Result<ModelWeights> {
     let (dm, h, hkv, d, ff) = (spec.d_model, spec.n_heads, spec.n_kv_heads, spec.head_dim, spec.d_ff);
     let embed = r.get("model.embed_tokens.weight", &[spec.vocab_size, dm])?;
-    let mut layers = Vec::with_capacity(spec.n_layers);
-    for l in 0..spec.n_layers {
+    let layers = par_layers(spec.n_layers, |l| {
         let p = format!("model.layers.{l}");
         let (attn_norm, mlp_norm, attn_post_norm, mlp_post_norm) = match spec.block {
             BlockKind::PostNorm => (
@@ -202,7 +210,7 @@ fn load_llama_like(r: &Reader, spec: &ArchSpec) -> Result<ModelWeights> {
             ),
         };
         let gated = matches!(spec.mlp, Mlp::Gated(_));
-        layers.push(LayerWeights {
+        Ok(LayerWeights {
             attn_norm,
             mlp_norm,
             attn_post_norm,
@@ -216,8 +224,8 @@ fn load_llama_like(r: &Reader, spec: &ArchSpec) -> Result<ModelWeights> {
             gate: if gated { Some(r.linear(&format!("{p}.mlp.gate_proj"), ff, dm, false)?) } else { None },
             up: r.linear(&format!("{p}.mlp.up_proj"), ff, dm, false)?,
             down: r.linear(&format!("{p}.mlp.down_proj"), dm, ff, false)?,
-        });
-    }
+        })
+    })?;
     let final_norm = r.norm("model.norm", dm, spec)?;
     let lm_head = lm_head_or_tied(r, "lm_head.weight", &embed, spec)?;
     Ok(ModelWeights { embed, pos_embed: None, layers, final_norm, lm_head })
@@ -230,8 +238,7 @@ fn load_gpt2(r: &Reader, spec: &ArchSpec) -> Result<ModelWeights> {
     let embed = r.get(&format!("{pre}wte.weight"), &[spec.vocab_size, dm])?;
     let n_pos = r.store.shape(&format!("{pre}wpe.weight")).map(|s| s[0]).unwrap_or(0);
     let pos_embed = Some(r.get(&format!("{pre}wpe.weight"), &[n_pos, dm])?);
-    let mut layers = Vec::with_capacity(spec.n_layers);
-    for l in 0..spec.n_layers {
+    let layers = par_layers(spec.n_layers, |l| {
         let p = format!("{pre}h.{l}");
         // Conv1D c_attn: (d_model, 3·d_model) = [q | k | v] column blocks.
         let qkv_w = r.get(&format!("{p}.attn.c_attn.weight"), &[dm, 3 * dm])?;
@@ -239,7 +246,7 @@ fn load_gpt2(r: &Reader, spec: &ArchSpec) -> Result<ModelWeights> {
         let split = |i: usize| -> Result<Linear> {
             Ok(Linear { w: qkv_w.narrow(1, i * dm, dm)?.contiguous()?, b: Some(qkv_b.narrow(0, i * dm, dm)?) })
         };
-        layers.push(LayerWeights {
+        Ok(LayerWeights {
             attn_norm: r.norm(&format!("{p}.ln_1"), dm, spec)?,
             mlp_norm: r.norm(&format!("{p}.ln_2"), dm, spec)?,
             attn_post_norm: None,
@@ -253,8 +260,8 @@ fn load_gpt2(r: &Reader, spec: &ArchSpec) -> Result<ModelWeights> {
             gate: None,
             up: r.conv1d(&format!("{p}.mlp.c_fc"), dm, spec.d_ff)?,
             down: r.conv1d(&format!("{p}.mlp.c_proj"), spec.d_ff, dm)?,
-        });
-    }
+        })
+    })?;
     let final_norm = r.norm(&format!("{pre}ln_f"), dm, spec)?;
     let lm_head = lm_head_or_tied(r, "lm_head.weight", &embed, spec)?;
     Ok(ModelWeights { embed, pos_embed, layers, final_norm, lm_head })
@@ -263,8 +270,7 @@ fn load_gpt2(r: &Reader, spec: &ArchSpec) -> Result<ModelWeights> {
 fn load_neox(r: &Reader, spec: &ArchSpec) -> Result<ModelWeights> {
     let (dm, h, d) = (spec.d_model, spec.n_heads, spec.head_dim);
     let embed = r.get("gpt_neox.embed_in.weight", &[spec.vocab_size, dm])?;
-    let mut layers = Vec::with_capacity(spec.n_layers);
-    for l in 0..spec.n_layers {
+    let layers = par_layers(spec.n_layers, |l| {
         let p = format!("gpt_neox.layers.{l}");
         // Fused query_key_value (3·h·d, d_model): output rows ordered (head, {q,k,v}, d).
         let w = r.get(&format!("{p}.attention.query_key_value.weight"), &[3 * h * d, dm])?;
@@ -276,7 +282,7 @@ fn load_neox(r: &Reader, spec: &ArchSpec) -> Result<ModelWeights> {
             let bi = b.as_ref().map(|b| b.narrow(1, i, 1).and_then(|x| x.reshape(h * d))).transpose()?;
             Linear::from_out_in(wi, bi)
         };
-        layers.push(LayerWeights {
+        Ok(LayerWeights {
             attn_norm: r.norm(&format!("{p}.input_layernorm"), dm, spec)?,
             mlp_norm: r.norm(&format!("{p}.post_attention_layernorm"), dm, spec)?,
             attn_post_norm: None,
@@ -290,8 +296,8 @@ fn load_neox(r: &Reader, spec: &ArchSpec) -> Result<ModelWeights> {
             gate: None,
             up: r.linear(&format!("{p}.mlp.dense_h_to_4h"), spec.d_ff, dm, true)?,
             down: r.linear(&format!("{p}.mlp.dense_4h_to_h"), dm, spec.d_ff, true)?,
-        });
-    }
+        })
+    })?;
     let final_norm = r.norm("gpt_neox.final_layer_norm", dm, spec)?;
     let lm_head = lm_head_or_tied(r, "embed_out.weight", &embed, spec)?;
     Ok(ModelWeights { embed, pos_embed: None, layers, final_norm, lm_head })
