@@ -61,6 +61,27 @@ impl LayerSet {
     }
 }
 
+/// Every head's W^h as d_model × d row-major, from a captured projection
+/// `w` (d_model, heads·d): head h is the column block h·d .. (h+1)·d. The
+/// decoder holds `w` as the transposed view of an (heads·d, d_model) tensor,
+/// so reading that layout avoids a strided copy.
+pub fn head_weights(w: &candle_core::Tensor, heads: usize, d: usize) -> Result<Vec<Vec<f32>>> {
+    let d_model = w.dim(0)?;
+    let rows = w.t()?.contiguous()?.flatten_all()?.to_vec1::<f32>()?; // (heads·d, d_model)
+    Ok((0..heads)
+        .map(|h| {
+            let mut out = vec![0f32; d_model * d];
+            for c in 0..d {
+                let row = &rows[(h * d + c) * d_model..(h * d + c + 1) * d_model];
+                for (i, &v) in row.iter().enumerate() {
+                    out[i * d + c] = v;
+                }
+            }
+            out
+        })
+        .collect())
+}
+
 /// A measure that differs between the factored and the dense path.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Mismatch {
@@ -86,13 +107,8 @@ impl FieldObserver<'_> {
         let q = cap.q.flatten_all()?.to_vec1::<f32>()?; // (h, n, d)
         let k = cap.k.flatten_all()?.to_vec1::<f32>()?; // (h_kv, n, d)
         let d_model = cap.w_q.dim(0)?;
-        let w_q = cap.w_q.to_vec2::<f32>()?; // (D, h·d)
-        let w_k = cap.w_k.to_vec2::<f32>()?; // (D, h_kv·d)
-        // W^h as d_model × d row-major: columns head·d .. (head+1)·d.
-        let columns = |w: &[Vec<f32>], head: usize| -> Vec<f32> {
-            w.iter().flat_map(|row| row[head * d..(head + 1) * d].iter().copied()).collect()
-        };
-        let w_k_heads: Vec<Vec<f32>> = (0..hkv).map(|g| columns(&w_k, g)).collect();
+        let w_q_heads = head_weights(cap.w_q, h, d)?;
+        let w_k_heads = head_weights(cap.w_k, hkv, d)?;
         let layer = cap.layer;
         let (scale, window, transform) = (cap.scale, cap.window, cap.logit_transform);
         let slopes = cap.alibi_slopes.map(<[f64]>::to_vec);
@@ -102,9 +118,8 @@ impl FieldObserver<'_> {
             .into_par_iter()
             .map(|head| {
                 let kv_head = head / group;
-                let w_q_head = columns(&w_q, head);
                 let mut input = HeadInput::new(&q[head * n * d..(head + 1) * n * d], &k[kv_head * n * d..(kv_head + 1) * n * d], n, d, scale)
-                    .with_weights(&w_q_head, &w_k_heads[kv_head], d_model);
+                    .with_weights(&w_q_heads[head], &w_k_heads[kv_head], d_model);
                 if let Some(w) = window {
                     input = input.with_window(w);
                 }

@@ -2,8 +2,11 @@
 //! layout. This is the only per-family code besides [`crate::arch`]; each
 //! transpose or split carries its reason.
 //!
-//! Canonical layout: every linear map is stored as `w: (in, out)`
-//! contiguous, so a layer computes `x @ w + b` with x (t, in).
+//! Canonical layout: every linear map is `w: (in, out)`, so a layer computes
+//! `x @ w + b` with x (t, in). For an nn.Linear checkpoint tensor (out, in)
+//! `w` is its transposed *view* (no copy at load: the GEMM reads either
+//! layout at the same speed, bit-identical results); a GPT-2 Conv1D is
+//! already (in, out).
 
 use candle_core::{Tensor, D};
 
@@ -12,16 +15,16 @@ use crate::{Error, Result, TensorStore};
 
 /// y = x @ w (+ b).
 pub struct Linear {
-    /// (in, out) contiguous.
+    /// (in, out): contiguous, or the transposed view of an (out, in) tensor.
     pub w: Tensor,
     /// (out,)
     pub b: Option<Tensor>,
 }
 
 impl Linear {
-    /// From an nn.Linear weight (out, in): transposed once at load.
+    /// From an nn.Linear weight (out, in): its transposed view.
     fn from_out_in(w: Tensor, b: Option<Tensor>) -> Result<Self> {
-        Ok(Self { w: crate::host::transpose_2d(&w)?, b })
+        Ok(Self { w: w.t()?, b })
     }
 
     /// x (t, in) → (t, out).
@@ -100,7 +103,8 @@ pub struct ModelWeights {
     pub pos_embed: Option<Tensor>,
     pub layers: Vec<LayerWeights>,
     pub final_norm: Norm,
-    /// (d_model, vocab); for tied models the transposed embeddings.
+    /// (d_model, vocab): the transposed view of the output layer (vocab,
+    /// d_model), or of the embeddings when tied.
     pub lm_head: Tensor,
 }
 
@@ -170,7 +174,7 @@ impl ModelWeights {
 fn lm_head_or_tied(r: &Reader, name: &str, embed: &Tensor, spec: &ArchSpec) -> Result<Tensor> {
     let head = if spec.tie_embeddings { None } else { r.opt(name, &[spec.vocab_size, spec.d_model])? };
     // Tied (or absent, as in SmolLM2's GGUF): the output layer reuses the embeddings.
-    crate::host::transpose_2d(head.as_ref().unwrap_or(embed))
+    Ok(head.as_ref().unwrap_or(embed).t()?)
 }
 
 fn load_llama_like(r: &Reader, spec: &ArchSpec) -> Result<ModelWeights> {

@@ -92,11 +92,8 @@ impl EvalObserver<'_> {
         let q = cap.q.flatten_all()?.to_vec1::<f32>()?;
         let k = cap.k.flatten_all()?.to_vec1::<f32>()?;
         let d_model = cap.w_q.dim(0)?;
-        let w_q = cap.w_q.to_vec2::<f32>()?;
-        let w_k = cap.w_k.to_vec2::<f32>()?;
-        let columns = |w: &[Vec<f32>], head: usize| -> Vec<f32> { w.iter().flat_map(|row| row[head * d..(head + 1) * d].iter().copied()).collect() };
-        let wq_heads: Vec<Vec<f32>> = (0..h).map(|g| columns(&w_q, g)).collect();
-        let wk_heads: Vec<Vec<f32>> = (0..hkv).map(|g| columns(&w_k, g)).collect();
+        let wq_heads = crate::observer::head_weights(cap.w_q, h, d)?;
+        let wk_heads = crate::observer::head_weights(cap.w_k, hkv, d)?;
         let (scale, window) = (cap.scale, cap.window);
         let (r_list, seed, params) = (self.r_list, self.seed, &self.params);
         #[allow(clippy::too_many_arguments)]
