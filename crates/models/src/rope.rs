@@ -63,7 +63,50 @@ pub fn tables(inv: &[f32], t: usize, device: &Device) -> Result<(Tensor, Tensor)
 
 /// Applies rotate-half rotary to the first `cos.dim(1)` features of `x`
 /// (heads, t, d); the remaining features pass through (partial rotary).
+/// Inference (no gradient tracking) runs one fused pass over the data,
+/// bit-identical to the op-by-op graph that training differentiates.
 pub fn apply(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    if !x.track_op() {
+        if let Some(out) = apply_fused(x, cos, sin)? {
+            return Ok(out);
+        }
+    }
+    apply_ops(x, cos, sin)
+}
+
+/// One pass: out_i = x_i·cos_i + rot_i·sin_i with rot = [−x₂, x₁] on the
+/// rotary features (two rounded products and a rounded sum, as the op graph
+/// does), the rest copied. `None` unless every tensor is contiguous f32 on
+/// the CPU.
+fn apply_fused(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Option<Tensor>> {
+    use crate::host::with_f32_slice;
+    let (heads, t, d) = x.dims3()?;
+    let r = cos.dim(1)?;
+    let half = r / 2;
+    let out = with_f32_slice(x, |xs| {
+        with_f32_slice(cos, |cs| {
+            with_f32_slice(sin, |ss| {
+                let mut out = vec![0f32; heads * t * d];
+                for (orow, (xrow, p)) in out.chunks_exact_mut(d).zip(xs.chunks_exact(d).zip((0..t).cycle())) {
+                    let (c, s) = (&cs[p * r..(p + 1) * r], &ss[p * r..(p + 1) * r]);
+                    for i in 0..half {
+                        orow[i] = xrow[i] * c[i] + (-xrow[i + half]) * s[i];
+                        orow[i + half] = xrow[i + half] * c[i + half] + xrow[i] * s[i + half];
+                    }
+                    orow[r..].copy_from_slice(&xrow[r..]);
+                }
+                out
+            })
+        })
+    });
+    match out.flatten().flatten() {
+        Some(v) => Ok(Some(Tensor::from_vec(v, (heads, t, d), x.device())?)),
+        None => Ok(None),
+    }
+}
+
+/// The op graph (differentiable): HF's `x·cos + rotate_half(x)·sin`.
+fn apply_ops(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
     let (_, _, d) = x.dims3()?;
     let r = cos.dim(1)?;
     let (rot, pass) = if r == d { (x.clone(), None) } else { (x.narrow(2, 0, r)?, Some(x.narrow(2, r, d - r)?)) };
@@ -80,6 +123,20 @@ pub fn apply(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fused pass equals the op graph bit for bit, full and partial rotary.
+    #[test]
+    fn fused_rotary_equals_the_op_graph() {
+        let dev = Device::Cpu;
+        for (d, rd, heads, t) in [(8usize, 8usize, 3usize, 5usize), (16, 4, 2, 7), (64, 64, 9, 33)] {
+            let inv = inv_freq(10000.0, rd, RopeScaling::None);
+            let (cos, sin) = tables(&inv, t, &dev).unwrap();
+            let x = Tensor::randn(0f32, 3.0, (heads, t, d), &dev).unwrap();
+            let fused = apply_fused(&x, &cos, &sin).unwrap().unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let ops = apply_ops(&x, &cos, &sin).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            assert!(fused.iter().zip(&ops).all(|(a, b)| a.to_bits() == b.to_bits()), "d {d} rotary {rd}");
+        }
+    }
 
     #[test]
     fn rotation_preserves_norm_and_position_zero_is_identity() {
