@@ -239,20 +239,31 @@ impl Model {
             let nk = c1 - lo;
             let qc = qg.narrow(2, c0, len)?.contiguous()?.reshape((hkv, g * len, d))?;
             let kc = kt.narrow(2, lo, nk)?.contiguous()?; // (h_kv, d, nk)
-            let mut s = (qc.matmul(&kc)? * spec.attn_scale)?; // (h_kv, g·len, nk)
-            if let LogitTransform::Softcap(c) = spec.attn_logit_transform {
-                s = ((s / c)?.tanh()? * c)?;
-            }
-            let mask = causal_mask(c0, len, lo, nk, window, &self.device)?; // (len, nk)
-            let s = s.reshape((hkv, g, len, nk))?.broadcast_add(&mask)?;
-            let p = if s.track_op() {
-                // Training (gradients tracked): the fused softmax has no backward.
-                let e = s.broadcast_sub(&s.max_keepdim(D::Minus1)?.detach())?.exp()?;
-                e.broadcast_div(&e.sum_keepdim(D::Minus1)?)?
-            } else {
-                candle_nn::ops::softmax_last_dim(&s)?
+            let qk = qc.matmul(&kc)?; // (h_kv, g·len, nk)
+            let support = Support { c0, len, lo, window };
+            let fused = match spec.attn_logit_transform {
+                LogitTransform::None if !qk.track_op() => masked_softmax(&qk, spec.attn_scale as f32, support)?,
+                _ => None,
             };
-            let p = p.reshape((hkv, g * len, nk))?;
+            let p = match fused {
+                Some(p) => p,
+                None => {
+                    let mut s = (qk * spec.attn_scale)?;
+                    if let LogitTransform::Softcap(c) = spec.attn_logit_transform {
+                        s = ((s / c)?.tanh()? * c)?;
+                    }
+                    let mask = causal_mask(c0, len, lo, nk, window, &self.device)?; // (len, nk)
+                    let s = s.reshape((hkv, g, len, nk))?.broadcast_add(&mask)?;
+                    let p = if s.track_op() {
+                        // Training (gradients tracked): the fused softmax has no backward.
+                        let e = s.broadcast_sub(&s.max_keepdim(D::Minus1)?.detach())?.exp()?;
+                        e.broadcast_div(&e.sum_keepdim(D::Minus1)?)?
+                    } else {
+                        candle_nn::ops::softmax_last_dim(&s)?
+                    };
+                    p.reshape((hkv, g * len, nk))?
+                }
+            };
             let vc = v.narrow(1, lo, nk)?.contiguous()?; // (h_kv, nk, d)
             let o = p.matmul(&vc)?.reshape((h, len, d))?;
             outs.push(o);
@@ -340,6 +351,61 @@ fn activate(x: &Tensor, act: Activation) -> Result<Tensor> {
     })
 }
 
+/// Which keys the queries of one attention chunk see: queries c0..c0+len
+/// over keys lo.., causal and (optionally) within a sliding window.
+#[derive(Clone, Copy)]
+struct Support {
+    c0: usize,
+    len: usize,
+    lo: usize,
+    window: Option<usize>,
+}
+
+impl Support {
+    /// Whether query c0 + r sees key lo + c.
+    fn visible(&self, r: usize, c: usize) -> bool {
+        let (i, j) = (self.c0 + r, self.lo + c);
+        j <= i && self.window.is_none_or(|w| i < j + w)
+    }
+}
+
+/// softmax(s·QKᵀ + mask) over the last dim of `qk` (.., rows, nk), rows
+/// cycling over the chunk's `len` queries, in one parallel pass. Bit-identical
+/// to `qk * s`, `+ causal_mask`, `softmax_last_dim` (the same f32 product,
+/// −∞ off the support, and candle's own max/sum reductions and exp). `None`
+/// unless `qk` is a contiguous f32 CPU tensor.
+fn masked_softmax(qk: &Tensor, scale: f32, support: Support) -> Result<Option<Tensor>> {
+    use candle_core::cpu::kernels::VecOps;
+    use rayon::prelude::*;
+    let nk = qk.dim(D::Minus1)?;
+    let out = crate::host::with_f32_slice(qk, |src| {
+        let mut dst = vec![0f32; src.len()];
+        dst.par_chunks_mut(nk).zip(src.par_chunks(nk)).enumerate().for_each(|(row, (d, s))| {
+            let r = row % support.len;
+            for (c, (d, &v)) in d.iter_mut().zip(s).enumerate() {
+                *d = if support.visible(r, c) { v * scale } else { f32::NEG_INFINITY };
+            }
+            let mut max = f32::NEG_INFINITY;
+            // SAFETY: `d` holds nk initialised f32s.
+            unsafe { f32::vec_reduce_max(d.as_ptr(), &mut max, nk) };
+            for x in d.iter_mut() {
+                *x = (*x - max).exp();
+            }
+            let mut sum = 0f32;
+            // SAFETY: as above.
+            unsafe { f32::vec_reduce_sum(d.as_ptr(), &mut sum, nk) };
+            for x in d.iter_mut() {
+                *x /= sum;
+            }
+        });
+        dst
+    });
+    match out {
+        Some(v) => Ok(Some(Tensor::from_vec(v, qk.dims(), qk.device())?)),
+        None => Ok(None),
+    }
+}
+
 /// Additive mask (len, nk) f32 for queries c0..c0+len over keys lo..lo+nk:
 /// 0 where key j is in the support of query i (j ≤ i, and i − w < j), −∞ elsewhere.
 fn causal_mask(c0: usize, len: usize, lo: usize, nk: usize, window: Option<usize>, dev: &Device) -> Result<Tensor> {
@@ -360,6 +426,26 @@ fn causal_mask(c0: usize, len: usize, lo: usize, nk: usize, window: Option<usize
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fused masked softmax equals scale, mask and candle's softmax bit
+    /// for bit, causal and windowed, chunk inside the sequence.
+    #[test]
+    fn fused_masked_softmax_equals_the_op_path() {
+        let dev = Device::Cpu;
+        let (hkv, g, len, c0) = (2usize, 3usize, 5usize, 7usize);
+        for window in [None, Some(4)] {
+            let lo = window.map_or(0, |w| (c0 + 1).saturating_sub(w));
+            let nk = c0 + len - lo;
+            let qk = Tensor::randn(0f32, 6.0, (hkv, g * len, nk), &dev).unwrap();
+            let scale = 0.3f32;
+            let fused = masked_softmax(&qk, scale, Support { c0, len, lo, window }).unwrap().unwrap();
+            let mask = causal_mask(c0, len, lo, nk, window, &dev).unwrap();
+            let s = (&qk * scale as f64).unwrap().reshape((hkv, g, len, nk)).unwrap().broadcast_add(&mask).unwrap();
+            let ops = candle_nn::ops::softmax_last_dim(&s).unwrap().reshape((hkv, g * len, nk)).unwrap();
+            let (a, b) = (fused.flatten_all().unwrap().to_vec1::<f32>().unwrap(), ops.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+            assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()), "window {window:?}");
+        }
+    }
 
     /// The fused SwiGLU pass equals candle's silu-then-mul bit for bit.
     #[test]
