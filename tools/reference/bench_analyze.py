@@ -5,7 +5,8 @@ capture.py, then every measure computed densely per head with measures.py
 (an n x n energy field and its full SVD per head, numpy f64). attnscope: the
 release binary, factored path. Both on SmolLM2-135M-Instruct Q4_1, the first
 `ctx` tokens of one text; both timed from a cold start (model load included)
-and reported separately for load and compute. The numbers of both routes are
+and reported separately for load and compute. attnscope runs --repeat times
+(median reported), the dense route once. The numbers of both routes are
 compared head by head.
 
     /work/refenv/bin/python tools/reference/bench_analyze.py --ctx 512 2048
@@ -131,11 +132,18 @@ def main() -> None:
     ap.add_argument("--dense-layers", default=None,
                     help="comma-separated layers for the dense route at ctx > 1024 (default 0,14,29); 'all' for every layer")
     ap.add_argument("--out", type=Path, default=ROOT / "out/bench_analyze.json")
+    ap.add_argument("--repeat", type=int, default=5,
+                    help="attnscope runs per ctx (each from a cold process start); the median is reported. "
+                         "On a shared 2-core machine one run varies by ±15 %%; the dense route (minutes) runs once")
     args = ap.parse_args()
     results = []
     for ctx in args.ctx:
-        with tempfile.TemporaryDirectory() as tmp:
-            wall, report = run_attnscope(args.text, ctx, Path(tmp))
+        walls = []
+        for _ in range(max(1, args.repeat)):
+            with tempfile.TemporaryDirectory() as tmp:
+                w, report = run_attnscope(args.text, ctx, Path(tmp))
+            walls.append(w)
+        wall = float(np.median(walls))
         ours = report["runs"][0]["heads"]
         if args.dense_layers == "all" or (args.dense_layers is None and ctx <= 1024):
             layers = None
@@ -143,10 +151,10 @@ def main() -> None:
             layers = [int(x) for x in (args.dense_layers or "0,14,29").split(",")]
         timing, dense = run_dense(args.text, ctx, layers, report["runs"][0]["token_ids_head"])
         cmp = compare(ours, dense)
-        row = {"ctx": ctx, "attnscope_s": wall, "dense": timing,
+        row = {"ctx": ctx, "attnscope_s": wall, "attnscope_runs_s": walls, "dense": timing,
                "speedup": timing["total_s"] / wall, "compare": cmp}
         results.append(row)
-        print(f"ctx {ctx}: attnscope {wall:.1f} s | dense route {timing['total_s']:.1f} s "
+        print(f"ctx {ctx}: attnscope {wall:.2f} s (median of {len(walls)}: {', '.join(f'{x:.2f}' for x in walls)}) | dense route {timing['total_s']:.1f} s "
               f"(load {timing['load_s']:.1f}, forward {timing['forward_s']:.1f}, measures "
               f"{timing['measures_s_all_layers']:.1f}{' extrapolated from ' + str(timing['layers_measured']) + ' layers' if timing['extrapolated'] else ''}) "
               f"| speedup {row['speedup']:.1f}x | {cmp['heads_compared']} heads compared, "
