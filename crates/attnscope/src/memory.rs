@@ -70,9 +70,11 @@ pub fn estimate(spec: &ArchSpec, tensors: &TensorStore, t: usize, threads: usize
         all = all.saturating_add(n);
         largest = largest.max(n);
     }
-    // Loading a tensor: the f32 tensor, its flattened NaN-check copy, and the
-    // transposed copy a linear layer keeps (or the aligned block buffer of a
-    // quantized GGUF tensor, which is smaller).
+    // Loading: every tensor as f32, plus transient buffers of up to two
+    // tensors at once (two loader threads; a quantized GGUF tensor's block
+    // buffer is smaller than its f32 form). Kept at 2 × largest, an upper
+    // bound: linear weights are views (no transposed copy), and the finite
+    // check reads tensors in place.
     let weights = f32s(all).saturating_add(f32s(largest).saturating_mul(2));
 
     let t = t as u64;

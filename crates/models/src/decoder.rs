@@ -252,7 +252,7 @@ impl Model {
                     if let LogitTransform::Softcap(c) = spec.attn_logit_transform {
                         s = ((s / c)?.tanh()? * c)?;
                     }
-                    let mask = causal_mask(c0, len, lo, nk, window, &self.device)?; // (len, nk)
+                    let mask = causal_mask(support, nk, &self.device)?; // (len, nk)
                     let s = s.reshape((hkv, g, len, nk))?.broadcast_add(&mask)?;
                     let p = if s.track_op() {
                         // Training (gradients tracked): the fused softmax has no backward.
@@ -406,16 +406,14 @@ fn masked_softmax(qk: &Tensor, scale: f32, support: Support) -> Result<Option<Te
     }
 }
 
-/// Additive mask (len, nk) f32 for queries c0..c0+len over keys lo..lo+nk:
-/// 0 where key j is in the support of query i (j ≤ i, and i − w < j), −∞ elsewhere.
-fn causal_mask(c0: usize, len: usize, lo: usize, nk: usize, window: Option<usize>, dev: &Device) -> Result<Tensor> {
+/// Additive mask (len, nk) f32 for the chunk's queries over keys lo..lo+nk:
+/// 0 where the key is in the query's support ([`Support::visible`]), −∞ elsewhere.
+fn causal_mask(support: Support, nk: usize, dev: &Device) -> Result<Tensor> {
+    let len = support.len;
     let mut m = vec![0f32; len * nk];
     for r in 0..len {
-        let i = c0 + r;
         for c in 0..nk {
-            let j = lo + c;
-            let visible = j <= i && window.is_none_or(|w| i < j + w);
-            if !visible {
+            if !support.visible(r, c) {
                 m[r * nk + c] = f32::NEG_INFINITY;
             }
         }
@@ -439,7 +437,7 @@ mod tests {
             let qk = Tensor::randn(0f32, 6.0, (hkv, g * len, nk), &dev).unwrap();
             let scale = 0.3f32;
             let fused = masked_softmax(&qk, scale, Support { c0, len, lo, window }).unwrap().unwrap();
-            let mask = causal_mask(c0, len, lo, nk, window, &dev).unwrap();
+            let mask = causal_mask(Support { c0, len, lo, window }, nk, &dev).unwrap();
             let s = (&qk * scale as f64).unwrap().reshape((hkv, g, len, nk)).unwrap().broadcast_add(&mask).unwrap();
             let ops = candle_nn::ops::softmax_last_dim(&s).unwrap().reshape((hkv, g * len, nk)).unwrap();
             let (a, b) = (fused.flatten_all().unwrap().to_vec1::<f32>().unwrap(), ops.flatten_all().unwrap().to_vec1::<f32>().unwrap());
