@@ -11,7 +11,8 @@
 //! heap and are reused. Only performance changes: allocation results, and so
 //! every number the decoder computes, are unaffected. Peak RSS: unchanged
 //! at 1024 tokens (memory is reused, not held twice); at ctx 32768 heap
-//! fragmentation added ≈ 0.35 GB (docs/hardening.md). The process keeps up
+//! fragmentation raised it from 2.0 to 2.37 GB when this was introduced
+//! (later changes brought the total back to 2.0 GB; docs/hardening.md). The process keeps up
 //! to its peak working set mapped after a pass, as jemalloc/mimalloc do.
 //!
 //! [`crate::Model::load`] calls [`tune`] once. Set `ATTNSCOPE_MALLOC=system`
