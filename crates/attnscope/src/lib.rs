@@ -29,7 +29,7 @@ pub mod train;
 /// while it is the only thread: candle's CPU thread pool spins for 25 000
 /// iterations after every elementwise op before it sleeps, which steals a
 /// core from the field analysis that runs between layers (measured: `analyze`
-/// at ctx 512, median of 6 runs each, 2.70 → 2.53 s). `CANDLE_BARRIER_POOL_SPIN_LIMIT`
+/// at ctx 512, median of 6 runs each, 2.74 → 2.54 s). `CANDLE_BARRIER_POOL_SPIN_LIMIT`
 /// set by the user is kept.
 pub fn tune_process() {
     const SPIN: &str = "CANDLE_BARRIER_POOL_SPIN_LIMIT";
