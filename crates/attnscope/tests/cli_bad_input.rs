@@ -7,21 +7,13 @@
 //! llama fixture of crates/models (always present). Every model file is
 //! copied into a temp dir before it is truncated or patched.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
+use common::{bin, tempdir};
 use models::testdata;
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_attnscope"))
-}
-
-fn tempdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("attnscope-bad-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 fn tiny_llama() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/tests/fixtures/tiny/llama")

@@ -2,22 +2,13 @@
 //! (compress.json records and table, compress.csv, compress.html), the algebraic
 //! facts (full rank rebuilds the pattern and the loss exactly), and exit codes.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
+use std::path::{Path, PathBuf};
+
+use common::{run, tempdir};
 use models::testdata;
 use serde_json::Value;
-
-fn tempdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("attnscope-cli-compress-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_attnscope")).args(args).output().expect("runs the binary")
-}
 
 /// The greedy story that stories260K.md quotes: a text in the model's own domain.
 fn story(dir: &Path, out: &Path) -> PathBuf {

@@ -8,21 +8,16 @@
 //! size of the difference, but every test here requires zero differences
 //! (docs/hardening.md, "Determinism").
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
+use std::path::Path;
+
+use common::{bin, tempdir};
 use models::testdata;
 use serde_json::Value;
 
 /// Relative tolerance of `key_coherence` between different `--threads`.
 const COHERENCE_TOL: f64 = 1e-13;
-
-fn tempdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("attnscope-det-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 /// report.json bytes without the `"elapsed_s": …` lines (pretty-printed, one key a line).
 fn without_timings(p: &Path) -> String {
@@ -33,7 +28,7 @@ fn without_timings(p: &Path) -> String {
 }
 
 fn analyze(model: &[&str], text: &Path, ctx: &str, threads: &str, candle_threads: Option<&str>, out: &Path) {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_attnscope"));
+    let mut c = bin();
     c.arg("analyze")
         .args(model)
         .args(["--text", text.to_str().unwrap(), "--ctx", ctx, "--threads", threads, "--quiet", "--out", out.to_str().unwrap()]);

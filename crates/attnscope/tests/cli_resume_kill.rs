@@ -5,19 +5,15 @@
 //! `runs/*.json` present after the kill parses, and `*.tmp-*` leftovers
 //! (what a kill during a write leaves) and a corrupt run file are ignored.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use common::{bin, tempdir};
 use models::testdata;
 use serde_json::Value;
-
-fn tempdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("attnscope-kill-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 /// report.json with the per-run timings removed.
 fn stable(p: &Path) -> Value {
@@ -65,11 +61,10 @@ fn sigkill_mid_sweep_then_resume_equals_uninterrupted() {
         a.push(out.display().to_string());
         a
     };
-    let bin = env!("CARGO_BIN_EXE_attnscope");
 
     // The reference: one uninterrupted sweep.
     let reference = dir.join("reference");
-    let o = Command::new(bin).args(args(&reference)).output().unwrap();
+    let o = bin().args(args(&reference)).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 
     // The same sweep, SIGKILLed once one or two runs are on disk. Retried a
@@ -79,7 +74,7 @@ fn sigkill_mid_sweep_then_resume_equals_uninterrupted() {
     let mut killed_at = 0;
     for _attempt in 0..3 {
         let _ = std::fs::remove_dir_all(&out);
-        let mut child = Command::new(bin).args(args(&out)).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let mut child = bin().args(args(&out)).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
         let t0 = Instant::now();
         let mut finished = false;
         loop {
@@ -124,7 +119,7 @@ fn sigkill_mid_sweep_then_resume_equals_uninterrupted() {
     let missing = ref_names.iter().find(|n| !runs.join(n).exists()).unwrap().clone();
     std::fs::write(runs.join(&missing), b"{\"text\": \"trunc").unwrap();
 
-    let o = Command::new(bin).args(args(&out)).output().unwrap();
+    let o = bin().args(args(&out)).output().unwrap();
     assert!(o.status.success(), "resume: {}", String::from_utf8_lossy(&o.stderr));
     for (p, t) in &kept {
         assert_eq!(&std::fs::metadata(p).unwrap().modified().unwrap(), t, "{} was recomputed", p.display());

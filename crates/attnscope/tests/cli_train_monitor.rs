@@ -4,21 +4,13 @@
 //! monitor writes one record per step × layer × head; `monitor` over the saved
 //! checkpoints orders them by step and writes its JSONL, CSV and HTML.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
+use common::{run, tempdir};
 use serde_json::Value;
-
-fn tempdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("attnscope-cli-train-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_attnscope")).args(args).output().expect("runs the binary")
-}
 
 fn ok(out: &Output) {
     assert!(out.status.success(), "exit {:?}\nstderr:\n{}", out.status.code(), String::from_utf8_lossy(&out.stderr));

@@ -9,9 +9,11 @@
 //! f32-softmax mimic with the model's own softmax output — ours must be
 //! ≤ 1e-3 (the analyze check threshold), the reference's ≤ 1e-2, not equal.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
+use std::path::{Path, PathBuf};
+
+use common::{bin, tempdir};
 use models::testdata;
 use serde_json::Value;
 
@@ -23,9 +25,8 @@ fn fixture(name: &str) -> Value {
 }
 
 fn analyze(model: &Path, tokenizer: Option<&Path>, text: &Path, ctx: usize, name: &str) -> Value {
-    let out = std::env::temp_dir().join(format!("attnscope-measures-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_attnscope"));
+    let out = tempdir(name);
+    let mut cmd = bin();
     cmd.args(["analyze", "--model", model.to_str().unwrap(), "--text", text.to_str().unwrap()]);
     cmd.args(["--ctx", &ctx.to_string(), "--out", out.to_str().unwrap(), "--quiet"]);
     if let Some(t) = tokenizer {

@@ -1,0 +1,25 @@
+//! Helpers shared by the command-line tests: a fresh scratch directory and
+//! the built `attnscope` binary.
+#![allow(dead_code)] // each test file uses a subset
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// An empty directory `attnscope-<test file>-<name>-<pid>` under the system
+/// temp dir (removed first if a previous run left it).
+pub fn tempdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("attnscope-{}-{name}-{}", env!("CARGO_CRATE_NAME"), std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// The `attnscope` binary built for these tests.
+pub fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_attnscope"))
+}
+
+/// Runs `attnscope ARGS` to completion.
+pub fn run(args: &[&str]) -> Output {
+    bin().args(args).output().expect("runs the binary")
+}
