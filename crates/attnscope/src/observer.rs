@@ -61,11 +61,43 @@ impl LayerSet {
     }
 }
 
+/// One layer's capture as owned host data: Q (h, n, d) and K (h_kv, n, d)
+/// row-major f32, and every head's W_Q^h / W_K^h as d_model × d row-major.
+pub struct LayerQk {
+    pub h: usize,
+    pub hkv: usize,
+    pub n: usize,
+    pub d: usize,
+    pub d_model: usize,
+    pub q: Vec<f32>,
+    pub k: Vec<f32>,
+    pub w_q_heads: Vec<Vec<f32>>,
+    pub w_k_heads: Vec<Vec<f32>>,
+}
+
+impl LayerQk {
+    pub fn from_capture(cap: &LayerCapture<'_>) -> Result<Self> {
+        let (h, n, d) = cap.q.dims3()?;
+        let hkv = cap.k.dim(0)?;
+        Ok(LayerQk {
+            h,
+            hkv,
+            n,
+            d,
+            d_model: cap.w_q.dim(0)?,
+            q: cap.q.flatten_all()?.to_vec1::<f32>()?,
+            k: cap.k.flatten_all()?.to_vec1::<f32>()?,
+            w_q_heads: head_weights(cap.w_q, h, d)?,
+            w_k_heads: head_weights(cap.w_k, hkv, d)?,
+        })
+    }
+}
+
 /// Every head's W^h as d_model × d row-major, from a captured projection
 /// `w` (d_model, heads·d): head h is the column block h·d .. (h+1)·d. The
 /// decoder holds `w` as the transposed view of an (heads·d, d_model) tensor,
 /// so reading that layout avoids a strided copy.
-pub fn head_weights(w: &candle_core::Tensor, heads: usize, d: usize) -> Result<Vec<Vec<f32>>> {
+fn head_weights(w: &candle_core::Tensor, heads: usize, d: usize) -> Result<Vec<Vec<f32>>> {
     let d_model = w.dim(0)?;
     let rows = w.t()?.contiguous()?.flatten_all()?.to_vec1::<f32>()?; // (heads·d, d_model)
     Ok((0..heads)
@@ -101,14 +133,8 @@ pub struct FieldObserver<'a> {
 
 impl FieldObserver<'_> {
     fn analyse_layer(&mut self, cap: &LayerCapture<'_>) -> Result<()> {
-        let (h, n, d) = cap.q.dims3()?;
-        let hkv = cap.k.dim(0)?;
+        let LayerQk { h, hkv, n, d, d_model, q, k, w_q_heads, w_k_heads } = LayerQk::from_capture(cap)?;
         let group = h / hkv;
-        let q = cap.q.flatten_all()?.to_vec1::<f32>()?; // (h, n, d)
-        let k = cap.k.flatten_all()?.to_vec1::<f32>()?; // (h_kv, n, d)
-        let d_model = cap.w_q.dim(0)?;
-        let w_q_heads = head_weights(cap.w_q, h, d)?;
-        let w_k_heads = head_weights(cap.w_k, hkv, d)?;
         let layer = cap.layer;
         let (scale, window, transform) = (cap.scale, cap.window, cap.logit_transform);
         let slopes = cap.alibi_slopes.map(<[f64]>::to_vec);

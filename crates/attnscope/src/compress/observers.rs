@@ -13,6 +13,7 @@ use rayon::prelude::*;
 
 use super::keys::{gram, KeyBasis};
 use super::{BasisKind, Record};
+use crate::observer::LayerQk;
 
 /// One layer's calibration queries and keys (f32, as the model used them).
 pub struct CalibLayer {
@@ -83,17 +84,11 @@ pub struct EvalObserver<'a> {
 
 impl EvalObserver<'_> {
     fn layer(&mut self, cap: &LayerCapture<'_>) -> Result<()> {
-        let (h, n, d) = cap.q.dims3()?;
-        let hkv = cap.k.dim(0)?;
+        let LayerQk { h, hkv, n, d, d_model, q, k, w_q_heads: wq_heads, w_k_heads: wk_heads } = LayerQk::from_capture(cap)?;
         let group = h / hkv;
         let l = cap.layer;
         let cal = self.calib.get(l).ok_or_else(|| anyhow!("no calibration data for layer {l}"))?;
         let cn = cal.n;
-        let q = cap.q.flatten_all()?.to_vec1::<f32>()?;
-        let k = cap.k.flatten_all()?.to_vec1::<f32>()?;
-        let d_model = cap.w_q.dim(0)?;
-        let wq_heads = crate::observer::head_weights(cap.w_q, h, d)?;
-        let wk_heads = crate::observer::head_weights(cap.w_k, hkv, d)?;
         let (scale, window) = (cap.scale, cap.window);
         let (r_list, seed, params) = (self.r_list, self.seed, &self.params);
         #[allow(clippy::too_many_arguments)]
