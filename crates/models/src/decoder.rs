@@ -277,9 +277,10 @@ impl Model {
             Mlp::Gated(act) => {
                 let gate = lw.gate.as_ref().ok_or_else(|| Error::Config("gated MLP without gate weight".into()))?;
                 let (g, u) = (gate.forward(x)?, lw.up.forward(x)?);
-                match (act, swiglu_fused(&g, &u)?) {
-                    (Activation::Silu, Some(h)) => h,
-                    _ => (activate(&g, act)? * u)?,
+                let fused = if act == Activation::Silu { swiglu_fused(&g, &u)? } else { None };
+                match fused {
+                    Some(h) => h,
+                    None => (activate(&g, act)? * u)?,
                 }
             }
             Mlp::Plain(act) => activate(&lw.up.forward(x)?, act)?,
