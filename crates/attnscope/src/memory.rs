@@ -23,8 +23,13 @@ pub struct Estimate {
     /// tokenizer, texts, resident pages of the memory-mapped model file
     /// ([`BASE`]; measured ≈ 35–60 MB).
     pub base: u64,
-    /// Every tensor of the checkpoint as f32 (what `Model::load` keeps), plus
-    /// the transient copies of the largest one while it is loaded.
+    /// The weights as the decoder streams them: two layers as f32 (the one
+    /// running and the one the prefetch thread loads), a transient f32 copy
+    /// and the mapped stored bytes of the largest layer tensor while it is
+    /// dequantized, the embedding rows of the tokens in use, and the small
+    /// tensors every pass keeps (norms, learned positions). Mapped file
+    /// pages are not counted beyond that: the loader hands them back to the
+    /// page cache once read, so the model file's size does not matter.
     pub weights: u64,
     /// One forward pass at the longest context: residual stream, Q/K/V, MLP
     /// hidden, rotary tables, and the chunked attention scores.
@@ -37,6 +42,22 @@ pub struct Estimate {
 impl Estimate {
     pub fn total(&self) -> u64 {
         self.base + self.weights + self.activations + self.analysis
+    }
+
+    /// What would lower the estimate, by its largest term.
+    pub fn hint(&self) -> String {
+        let per_ctx = self.activations.saturating_add(self.analysis);
+        if self.weights >= per_ctx {
+            format!(
+                "the weights term ({}: two layers of this model as f32) does not shrink with --ctx, --layers or --threads; free memory, or pass --force to run anyway",
+                gib(self.weights)
+            )
+        } else {
+            format!(
+                "activations and analysis ({}) grow with the context: use a shorter --ctx, fewer --threads or no --dense-check, or pass --force to run anyway",
+                gib(per_ctx)
+            )
+        }
     }
 
     pub fn describe(&self) -> String {
@@ -64,18 +85,31 @@ pub fn gib(b: u64) -> String {
 pub fn estimate(spec: &ArchSpec, tensors: &TensorStore, t: usize, threads: usize, dense_check: bool) -> Estimate {
     let f32s = |n: u64| n.saturating_mul(4);
     let f64s = |n: u64| n.saturating_mul(8);
-    let (mut all, mut largest) = (0u64, 0u64);
+    let elems = |name: &str| tensors.shape(name).map_or(0, |s| s.iter().fold(1u64, |a, &d| a.saturating_mul(d as u64)));
+    // Per layer: its tensors' elements; the largest tensor's elements and stored bytes.
+    let mut layers: std::collections::BTreeMap<usize, u64> = std::collections::BTreeMap::new();
+    let (mut largest, mut largest_stored, mut kept) = (0u64, 0u64, 0u64);
     for name in tensors.names() {
-        let n = tensors.shape(&name).map_or(0, |s| s.iter().fold(1u64, |a, &d| a.saturating_mul(d as u64)));
-        all = all.saturating_add(n);
-        largest = largest.max(n);
+        let n = elems(&name);
+        match layer_of(&name) {
+            Some(l) => {
+                let e = layers.entry(l).or_insert(0);
+                *e = e.saturating_add(n);
+                largest = largest.max(n);
+                largest_stored = largest_stored.max(tensors.stored_bytes(&name).unwrap_or(n.saturating_mul(4)));
+            }
+            // Embedding and output layer (vocab rows) stay in the file; the
+            // rest (final norm, learned positions) is kept as f32.
+            None if tensors.shape(&name).and_then(|s| s.first().copied()) != Some(spec.vocab_size) => kept = kept.saturating_add(n),
+            None => {}
+        }
     }
-    // Loading: every tensor as f32, plus transient buffers of up to two
-    // tensors at once (two loader threads; a quantized GGUF tensor's block
-    // buffer is smaller than its f32 form). Kept at 2 × largest, an upper
-    // bound: linear weights are views (no transposed copy), and the finite
-    // check reads tensors in place.
-    let weights = f32s(all).saturating_add(f32s(largest).saturating_mul(2));
+    let max_layer = layers.values().copied().max().unwrap_or(0);
+    let weights = f32s(max_layer.saturating_mul(2))
+        .saturating_add(f32s(largest))
+        .saturating_add(largest_stored)
+        .saturating_add(f32s(kept))
+        .saturating_add(f32s((t as u64).saturating_mul(spec.d_model as u64)));
 
     let t = t as u64;
     let (dm, ff) = (spec.d_model as u64, spec.d_ff as u64);
@@ -105,6 +139,19 @@ pub fn estimate(spec: &ArchSpec, tensors: &TensorStore, t: usize, threads: usize
     let workers = (threads as u64).clamp(1, h.max(1));
     let analysis = layer.saturating_add(per_head.saturating_mul(workers));
     Estimate { base: BASE, weights, activations, analysis }
+}
+
+/// Bytes a pass that asks for logits adds (compress, monitor): the output
+/// layer as f32 (vocab × D) and the logits of t tokens (t × vocab).
+pub fn logits_bytes(spec: &ArchSpec, t: usize) -> u64 {
+    let v = spec.vocab_size as u64;
+    v.saturating_mul(spec.d_model as u64).saturating_add(v.saturating_mul(t as u64)).saturating_mul(4)
+}
+
+/// The layer a tensor belongs to: the first all-digit part of its HF name
+/// (`model.layers.7.…`, `h.7.…`, `gpt_neox.layers.7.…`).
+fn layer_of(name: &str) -> Option<usize> {
+    name.split('.').find(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())).and_then(|p| p.parse().ok())
 }
 
 /// Memory available to this process, and where the figure came from.
@@ -143,11 +190,7 @@ pub fn available() -> Option<(u64, String)> {
 pub fn check(est: &Estimate, available: Option<&(u64, String)>, force: bool) -> Result<()> {
     let Some((avail, source)) = available else { return Ok(()) };
     if est.total() > *avail && !force {
-        bail!(
-            "estimated peak memory {} exceeds the {} available ({source}); use shorter --ctx or fewer --threads, or pass --force to run anyway",
-            est.describe(),
-            gib(*avail)
-        );
+        bail!("estimated peak memory {} exceeds the {} available ({source}); {}", est.describe(), gib(*avail), est.hint());
     }
     Ok(())
 }
@@ -162,8 +205,21 @@ mod tests {
         let avail = (2u64 << 30, "test".to_string());
         let e = check(&est, Some(&avail), false).unwrap_err().to_string();
         assert!(e.contains("4.00 GiB") && e.contains("2.00 GiB") && e.contains("--force"), "{e}");
+        assert!(e.contains("weights term") && !e.contains('\n'), "{e}");
+        let ctx_bound = Estimate { base: 0, weights: 1 << 20, activations: 3 << 30, analysis: 1 << 30 };
+        let e = check(&ctx_bound, Some(&avail), false).unwrap_err().to_string();
+        assert!(e.contains("shorter --ctx") && e.contains("--force"), "{e}");
         assert!(check(&est, Some(&avail), true).is_ok());
         assert!(check(&est, None, false).is_ok());
         assert!(check(&est, Some(&(5u64 << 30, "x".into())), false).is_ok());
+    }
+
+    #[test]
+    fn layer_of_reads_the_layer_index_of_every_family() {
+        assert_eq!(layer_of("model.layers.12.self_attn.q_proj.weight"), Some(12));
+        assert_eq!(layer_of("transformer.h.3.attn.c_attn.weight"), Some(3));
+        assert_eq!(layer_of("gpt_neox.layers.0.attention.dense.bias"), Some(0));
+        assert_eq!(layer_of("model.embed_tokens.weight"), None);
+        assert_eq!(layer_of("lm_head.weight"), None);
     }
 }

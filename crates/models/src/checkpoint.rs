@@ -10,9 +10,14 @@
 //!   Q/K projections of GGUF-llama and llama2.c files, which store rotary
 //!   pairs interleaved, are un-permuted to HF's rotate-half layout, exactly as
 //!   transformers' GGUF loader does, so our Q/K equal HF's element-wise.
-//! - Tensors are dequantized to f32 on `get`, checked for NaN/Inf.
+//! - Tensors are dequantized to f32 on `get`, checked for NaN/Inf. File
+//!   sources keep their memory-mapped bytes in the stored type (GGUF blocks,
+//!   safetensors F16/BF16/F32): nothing is dequantized before it is asked
+//!   for, and the mapped pages a `get` read are handed back to the page cache
+//!   afterwards, so they do not stay in the process's resident set.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use candle_core::Tensor;
 
@@ -35,7 +40,28 @@ pub trait TensorSource: Send + Sync {
     /// Shape of `name` in the HF layout, without reading its data.
     fn shape(&self, name: &str) -> Option<Vec<usize>>;
     /// Reads and dequantizes `name` to an f32 CPU tensor in the HF layout.
+    /// File sources then release the mapped pages they read (the f32 copy is
+    /// all that stays in memory).
     fn load(&self, name: &str) -> Result<Tensor>;
+    /// Rows `rows` of the 2-D tensor `name` (r, cols) as f32 (len(rows), cols),
+    /// bit-identical to `load(name)` then `index_select(rows, 0)`. File
+    /// sources dequantize only those rows (a quantized embedding table stays
+    /// in the file). Every row index must be below the tensor's row count.
+    fn load_rows(&self, name: &str, rows: &[u32]) -> Result<Tensor> {
+        let t = self.load(name)?;
+        let ids = Tensor::from_slice(rows, rows.len(), t.device())?;
+        Ok(t.index_select(&ids, 0)?)
+    }
+    /// Bytes `name` takes as stored (quantized blocks, F16 …), `None` if unknown.
+    fn stored_bytes(&self, name: &str) -> Option<u64> {
+        self.shape(name).map(|s| 4 * s.iter().map(|&d| d as u64).product::<u64>())
+    }
+    /// True when the tensors already live in memory (a training loop's live
+    /// weights): the decoder then keeps them all, with their autograd
+    /// identity, instead of streaming one layer at a time.
+    fn resident(&self) -> bool {
+        false
+    }
     /// One-line description used in error messages (usually the file path).
     fn describe(&self) -> String;
 }
@@ -46,14 +72,16 @@ pub(crate) fn entry<'m, E>(map: &'m std::collections::BTreeMap<String, E>, name:
     map.get(name).ok_or_else(|| crate::Error::MissingTensor { name: name.to_string(), source_desc: source.describe() })
 }
 
-/// Tensors of one checkpoint, loaded on demand.
+/// Tensors of one checkpoint, loaded on demand. Cloning shares the source
+/// (the decoder keeps a clone to stream layers from the mapped file).
+#[derive(Clone)]
 pub struct TensorStore {
-    source: Box<dyn TensorSource>,
+    source: Arc<dyn TensorSource>,
 }
 
 impl TensorStore {
     pub fn new(source: Box<dyn TensorSource>) -> Self {
-        Self { source }
+        Self { source: Arc::from(source) }
     }
     /// f32 tensor `name` (HF name and layout). Errors if missing, or if it
     /// holds NaN/Inf ([`crate::Error::NonFinite`]).
@@ -65,6 +93,27 @@ impl TensorStore {
             });
         }
         let t = self.source.load(name)?;
+        self.finite(name, t)
+    }
+    /// Rows `rows` of the 2-D tensor `name` as f32 (len(rows), cols), equal
+    /// to `get(name)` then `index_select`, without dequantizing the other
+    /// rows. Errors if missing, if a row is out of range, or on NaN/Inf in
+    /// the rows read.
+    pub fn get_rows(&self, name: &str, rows: &[u32]) -> Result<Tensor> {
+        let Some(shape) = self.source.shape(name) else {
+            return Err(crate::Error::MissingTensor {
+                name: name.to_string(),
+                source_desc: self.source.describe(),
+            });
+        };
+        let n = if shape.len() == 2 { shape[0] } else { 0 };
+        if let Some(&bad) = rows.iter().find(|&&r| r as usize >= n) {
+            return Err(crate::Error::Config(format!("row {bad} of tensor `{name}` {shape:?} does not exist")));
+        }
+        let t = self.source.load_rows(name, rows)?;
+        self.finite(name, t)
+    }
+    fn finite(&self, name: &str, t: Tensor) -> Result<Tensor> {
         if !crate::host::all_finite(&t)? {
             return Err(crate::Error::NonFinite {
                 name: name.to_string(),
@@ -72,6 +121,14 @@ impl TensorStore {
             });
         }
         Ok(t)
+    }
+    /// Bytes `name` takes in its stored type (what the mapped file holds).
+    pub fn stored_bytes(&self, name: &str) -> Option<u64> {
+        self.source.stored_bytes(name)
+    }
+    /// See [`TensorSource::resident`].
+    pub fn resident(&self) -> bool {
+        self.source.resident()
     }
     pub fn contains(&self, name: &str) -> bool {
         self.source.shape(name).is_some()

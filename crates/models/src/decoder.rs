@@ -7,11 +7,19 @@
 //!
 //! Attention is computed in query chunks, so memory stays O(h·chunk·t)
 //! rather than O(h·t²): long contexts (32k) fit in a few hundred MB.
+//!
+//! Weights: each layer is read from the mapped file and dequantized just
+//! before it runs, on a prefetch thread, and dropped after it
+//! ([`ModelWeights::for_each_layer`]); memory holds at most two layers as
+//! f32, whatever the model's depth. The same f32 values as a whole-model
+//! load, so Q, K and logits are unchanged bit for bit.
 
 use candle_core::{DType, Device, Tensor, D};
 
 use crate::arch::{Activation, ArchSpec, BlockKind, LogitTransform, Mlp, Positions, QkNorm};
 use crate::capture::{LayerCapture, Observer};
+use std::ops::ControlFlow;
+
 use crate::weights::{LayerWeights, ModelWeights};
 use crate::{rope, Checkpoint, Error, Result};
 
@@ -26,6 +34,10 @@ pub enum Logits {
     /// Every position: (t, vocab).
     All,
 }
+
+/// Environment variable that, set to `resident`, makes [`Model::load`] keep
+/// every weight in memory as f32 (the behaviour before streaming).
+pub const WEIGHTS_ENV: &str = "ATTNSCOPE_WEIGHTS";
 
 /// Upper bound on attention score elements held at once (f32): 2^24 = 64 MB.
 const SCORE_BUDGET: usize = 1 << 24;
@@ -43,14 +55,28 @@ pub struct Model {
 }
 
 impl Model {
-    /// Builds the decoder for a checkpoint: its spec from the config, its
-    /// weights by the family's name table (shape-checked, NaN-checked).
-    /// Tunes glibc's malloc once per process ([`crate::alloc`]).
+    /// Builds the decoder for a checkpoint: its spec from the config, every
+    /// weight checked against the family's name table (names and shapes;
+    /// no data read). Layers then stream from the checkpoint's mapped file
+    /// during each forward pass (NaN-checked as they load); in-memory
+    /// sources, or `ATTNSCOPE_WEIGHTS=resident`, keep every weight loaded
+    /// instead. Tunes glibc's malloc once per process ([`crate::alloc`]).
     pub fn load(checkpoint: &Checkpoint) -> Result<Model> {
+        let resident = std::env::var(WEIGHTS_ENV).is_ok_and(|v| v == "resident");
+        Self::load_with(checkpoint, resident)
+    }
+
+    /// [`Model::load`] with every weight loaded now (`resident`) or streamed.
+    pub fn load_with(checkpoint: &Checkpoint, resident: bool) -> Result<Model> {
         crate::alloc::tune();
         let spec = ArchSpec::from_hf_config(&checkpoint.config)?;
-        let weights = ModelWeights::load(&checkpoint.tensors, &spec)?;
+        let weights = ModelWeights::load(&checkpoint.tensors, &spec, resident)?;
         Ok(Model { spec, weights, device: Device::Cpu, query_chunk: QUERY_CHUNK })
+    }
+
+    /// Whether every weight is held in memory (else layers stream per pass).
+    pub fn is_resident(&self) -> bool {
+        self.weights.is_resident()
     }
 
     /// Sets the most queries per attention chunk (default 128, at least 1).
@@ -72,9 +98,8 @@ impl Model {
         if let Some(&bad) = ids.iter().find(|&&i| i as usize >= spec.vocab_size) {
             return Err(Error::Config(format!("token id {bad} is outside the model's vocabulary of {}", spec.vocab_size)));
         }
-        let ids_t = Tensor::from_slice(ids, t, &self.device)?;
         // x: (t, D)
-        let mut x = self.weights.embed.index_select(&ids_t, 0)?;
+        let mut x = self.weights.embed(ids)?;
         if let Some(s) = spec.embed_scale {
             // Gemma multiplies by √D rounded to the activation dtype.
             x = (x * (s as f32) as f64)?;
@@ -97,7 +122,8 @@ impl Model {
             (Logits::None, Some(l)) => l.min(spec.n_layers - 1),
             _ => spec.n_layers - 1,
         };
-        for (l, lw) in self.weights.layers.iter().enumerate().take(last_needed + 1) {
+        let want_head = logits != Logits::None;
+        let lm_head = self.weights.for_each_layer(last_needed + 1, want_head, |l, lw| {
             // Reborrow with a shorter trait-object lifetime for this layer.
             let obs: Option<&mut dyn Observer> = match observer {
                 Some(ref mut o) => Some(&mut **o),
@@ -111,7 +137,7 @@ impl Model {
                     _ => lw.attn_norm.forward(&x)?,
                 };
                 self.queries_keys(l, lw, &input, rope_tables.as_ref(), obs)?;
-                return Ok(None);
+                return Ok(ControlFlow::Break(()));
             }
             let attn = |h: &Tensor, obs: Option<&mut dyn Observer>| self.attention(l, lw, h, rope_tables.as_ref(), obs);
             x = match spec.block {
@@ -135,14 +161,16 @@ impl Model {
                     (&x1 + post_m.forward(&self.mlp(lw, &lw.mlp_norm.forward(&x1)?)?)?)?
                 }
             };
-        }
+            Ok(ControlFlow::Continue(()))
+        })?;
+        let Some(lm_head) = lm_head else { return Ok(None) };
         let rows = match logits {
             Logits::None => return Ok(None),
             Logits::Last => x.narrow(0, t - 1, 1)?,
             Logits::All => x,
         };
         let h = self.weights.final_norm.forward(&rows)?;
-        let mut out = h.matmul(&self.weights.lm_head)?;
+        let mut out = h.matmul(&lm_head)?;
         if let LogitTransform::Softcap(c) = spec.final_logit_transform {
             out = ((out / c)?.tanh()? * c)?;
         }

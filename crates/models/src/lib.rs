@@ -2,10 +2,11 @@
 //!
 //! Data flows one way: a model source (HF directory, GGUF file, llama2.c
 //! checkpoint, or hub id) is read into a [`Checkpoint`]: an HF-style
-//! `config.json` value plus tensors under their HF names (dequantized to
-//! f32), plus a [`TextTokenizer`]. Every format is normalised to that one
-//! shape, the way transformers itself loads GGUF. The decoder then reads
-//! only HF names and HF config fields.
+//! `config.json` value plus tensors under their HF names (kept in the mapped
+//! file in their stored type, dequantized to f32 when read), plus a
+//! [`TextTokenizer`]. Every format is normalised to that one shape, the way
+//! transformers itself loads GGUF. The decoder then reads only HF names and
+//! HF config fields, one layer at a time.
 
 pub mod alloc;
 pub mod arch;
@@ -17,6 +18,7 @@ pub mod formats;
 pub mod host;
 pub mod hub;
 pub mod rope;
+pub mod synth;
 #[doc(hidden)]
 pub mod testdata;
 pub mod tokenizer;

@@ -2,13 +2,26 @@
 //! layout. This is the only per-family code besides [`crate::arch`]; each
 //! transpose or split carries its reason.
 //!
+//! When: a family's table is one function that builds one layer's weights
+//! from the store, plus one for the rest (embedding and output names, final
+//! norm, learned positions). [`ModelWeights::load`] runs every layer's table
+//! at load time only to check names and shapes (no data is read). The
+//! decoder then loads each layer just before it runs, on a prefetch thread,
+//! and drops it after ([`ModelWeights::for_each_layer`]), so memory holds at
+//! most two layers as f32 whatever the depth. The token embedding stays in
+//! the file (only the rows of the tokens in use are read), and the output
+//! layer is read only when logits are asked for. In-memory sources (a
+//! training loop's live weights) are kept resident instead, as they are.
+//!
 //! Canonical layout: every linear map is `w: (in, out)`, so a layer computes
 //! `x @ w + b` with x (t, in). For an nn.Linear checkpoint tensor (out, in)
 //! `w` is its transposed *view* (no copy at load: the GEMM reads either
 //! layout at the same speed, bit-identical results); a GPT-2 Conv1D is
 //! already (in, out).
 
-use candle_core::{Tensor, D};
+use std::ops::ControlFlow;
+
+use candle_core::{DType, Device, Tensor, D};
 
 use crate::arch::{ArchSpec, BlockKind, Family, Mlp, NormKind, QkNorm};
 use crate::{Error, Result, TensorStore};
@@ -96,25 +109,57 @@ pub struct LayerWeights {
     pub down: Linear,
 }
 
+/// The weights of a model, held as the decoder needs them: what every
+/// forward pass uses (final norm, learned positions) in memory; the layers,
+/// the embedding and the output layer read from the store when needed.
 pub struct ModelWeights {
-    /// (vocab, d_model) token embeddings.
-    pub embed: Tensor,
     /// (positions, d_model) learned positions (GPT-2).
     pub pos_embed: Option<Tensor>,
-    pub layers: Vec<LayerWeights>,
     pub final_norm: Norm,
-    /// (d_model, vocab): the transposed view of the output layer (vocab,
-    /// d_model), or of the embeddings when tied.
-    pub lm_head: Tensor,
+    /// HF name of the token embeddings (vocab, d_model).
+    embed_name: String,
+    /// HF name of the output layer (vocab, d_model), the embeddings when tied.
+    head_name: String,
+    store: TensorStore,
+    spec: ArchSpec,
+    /// Every layer, the embeddings and the output layer loaded once, for an
+    /// in-memory source ([`TensorStore::resident`]).
+    resident: Option<Resident>,
 }
 
-/// Reads tensors, checking each one's shape against the spec.
+struct Resident {
+    /// (vocab, d_model)
+    embed: Tensor,
+    layers: Vec<LayerWeights>,
+    /// (d_model, vocab): the transposed view of the output layer.
+    lm_head: Tensor,
+}
+
+/// What a family's table gives besides its layers.
+struct Globals {
+    embed_name: String,
+    head_name: String,
+    pos_embed: Option<Tensor>,
+    final_norm: Norm,
+}
+
+/// Reads tensors, checking each one's shape against the spec. A `dry`
+/// reader checks names and shapes only and returns a zero-strided
+/// placeholder of the right shape (no data read, nothing allocated for it).
 struct Reader<'a> {
     store: &'a TensorStore,
+    dry: bool,
 }
 
 impl Reader<'_> {
     fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        if self.dry {
+            let actual = self.store.shape(name).ok_or_else(|| Error::MissingTensor { name: name.into(), source_desc: self.store.describe() })?;
+            if actual != shape {
+                return Err(Error::Shape { name: name.into(), expected: shape.to_vec(), actual });
+            }
+            return Ok(Tensor::zeros((), DType::F32, &Device::Cpu)?.broadcast_as(shape)?);
+        }
         let t = self.store.get(name)?;
         if t.dims() != shape {
             return Err(Error::Shape { name: name.into(), expected: shape.to_vec(), actual: t.dims().to_vec() });
@@ -123,6 +168,10 @@ impl Reader<'_> {
     }
     fn opt(&self, name: &str, shape: &[usize]) -> Result<Option<Tensor>> {
         if self.store.contains(name) { self.get(name, shape).map(Some) } else { Ok(None) }
+    }
+    /// Checks that `name` exists with `shape`, without reading it.
+    fn check(&self, name: &str, shape: &[usize]) -> Result<()> {
+        Reader { store: self.store, dry: true }.get(name, shape).map(drop)
     }
     fn norm(&self, prefix: &str, n: usize, spec: &ArchSpec) -> Result<Norm> {
         let w = self.get(&format!("{prefix}.weight"), &[n])?;
@@ -159,28 +208,168 @@ fn par_layers<T: Send>(n: usize, f: impl Fn(usize) -> Result<T> + Sync) -> Resul
     results.into_iter().collect()
 }
 
-impl ModelWeights {
-    /// Loads every weight the decoder needs, by the family's name table.
-    pub fn load(store: &TensorStore, spec: &ArchSpec) -> Result<ModelWeights> {
-        let r = Reader { store };
-        match spec.family {
-            Family::Gpt2 => load_gpt2(&r, spec),
-            Family::GptNeox => load_neox(&r, spec),
-            _ => load_llama_like(&r, spec),
-        }
+impl LayerWeights {
+    /// Layer `l`'s weights by the family's name table, read from `store`
+    /// and dequantized to f32 (shape- and NaN-checked).
+    pub fn load(store: &TensorStore, spec: &ArchSpec, l: usize) -> Result<LayerWeights> {
+        layer(&Reader { store, dry: false }, spec, l)
     }
 }
 
-fn lm_head_or_tied(r: &Reader, name: &str, embed: &Tensor, spec: &ArchSpec) -> Result<Tensor> {
-    let head = if spec.tie_embeddings { None } else { r.opt(name, &[spec.vocab_size, spec.d_model])? };
-    // Tied (or absent, as in SmolLM2's GGUF): the output layer reuses the embeddings.
-    Ok(head.as_ref().unwrap_or(embed).t()?)
+/// The family's per-layer table.
+fn layer(r: &Reader, spec: &ArchSpec, l: usize) -> Result<LayerWeights> {
+    match spec.family {
+        Family::Gpt2 => gpt2_layer(r, spec, l),
+        Family::GptNeox => neox_layer(r, spec, l),
+        _ => llama_like_layer(r, spec, l),
+    }
 }
 
-fn load_llama_like(r: &Reader, spec: &ArchSpec) -> Result<ModelWeights> {
+impl ModelWeights {
+    /// Checks every weight the decoder needs against the family's name
+    /// table (names and shapes, no data read), and loads the small ones
+    /// every pass uses. A resident source ([`TensorStore::resident`]) has
+    /// everything loaded here instead, as before streaming existed; so has
+    /// any source when `resident` is true.
+    pub fn load(store: &TensorStore, spec: &ArchSpec, resident: bool) -> Result<ModelWeights> {
+        let r = Reader { store, dry: false };
+        let g = match spec.family {
+            Family::Gpt2 => load_gpt2(&r, spec),
+            Family::GptNeox => load_neox(&r, spec),
+            _ => load_llama_like(&r, spec),
+        }?;
+        let resident = if resident || store.resident() {
+            let embed = r.get(&g.embed_name, &[spec.vocab_size, spec.d_model])?;
+            let layers = par_layers(spec.n_layers, |l| layer(&r, spec, l))?;
+            let lm_head = if g.head_name == g.embed_name { embed.t()? } else { r.get(&g.head_name, &[spec.vocab_size, spec.d_model])?.t()? };
+            Some(Resident { embed, layers, lm_head })
+        } else {
+            let dry = Reader { store, dry: true };
+            for l in 0..spec.n_layers {
+                layer(&dry, spec, l)?;
+            }
+            None
+        };
+        Ok(ModelWeights {
+            pos_embed: g.pos_embed,
+            final_norm: g.final_norm,
+            embed_name: g.embed_name,
+            head_name: g.head_name,
+            store: store.clone(),
+            spec: spec.clone(),
+            resident,
+        })
+    }
+
+    /// Whether every weight is held in memory (else layers are streamed).
+    pub fn is_resident(&self) -> bool {
+        self.resident.is_some()
+    }
+
+    /// Token embeddings of `ids`: (t, d_model) f32. Streamed: only these
+    /// rows are read and dequantized (ids must be below the vocabulary size).
+    pub fn embed(&self, ids: &[u32]) -> Result<Tensor> {
+        match &self.resident {
+            Some(res) => Ok(res.embed.index_select(&Tensor::from_slice(ids, ids.len(), res.embed.device())?, 0)?),
+            None => self.store.get_rows(&self.embed_name, ids),
+        }
+    }
+
+    /// The output layer as (d_model, vocab): the transposed view of
+    /// (vocab, d_model), read from the store unless resident.
+    pub fn lm_head(&self) -> Result<Tensor> {
+        match &self.resident {
+            Some(res) => Ok(res.lm_head.clone()),
+            None => Ok(Reader { store: &self.store, dry: false }.get(&self.head_name, &[self.spec.vocab_size, self.spec.d_model])?.t()?),
+        }
+    }
+
+    /// Runs `f` on layers 0, 1, … n−1 in order until it breaks.
+    ///
+    /// Resident: on the held layers. Streamed: a prefetch thread loads
+    /// layer l+1 (reading and dequantizing it from the mapped file) while
+    /// `f` runs on layer l, and each layer is dropped when `f` returns, so
+    /// at most two layers exist as f32 at any time. With `head`, the output
+    /// layer (d_model, vocab) is prefetched after the last layer and
+    /// returned. Errors: the first of `f`'s and the loader's, in layer order.
+    pub fn for_each_layer(
+        &self,
+        n: usize,
+        head: bool,
+        mut f: impl FnMut(usize, &LayerWeights) -> Result<ControlFlow<()>>,
+    ) -> Result<Option<Tensor>> {
+        let n = n.min(self.spec.n_layers);
+        if let Some(res) = &self.resident {
+            for (l, lw) in res.layers.iter().enumerate().take(n) {
+                if f(l, lw)?.is_break() {
+                    return Ok(None);
+                }
+            }
+            return if head { Ok(Some(res.lm_head.clone())) } else { Ok(None) };
+        }
+        enum Staged {
+            Layer(LayerWeights),
+            Head(Tensor),
+        }
+        std::thread::scope(|s| {
+            // Rendezvous channel: the loader hands layer l+1 over only when
+            // the caller asks for it, after dropping layer l.
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Staged>>(0);
+            s.spawn(move || {
+                for l in 0..n {
+                    let lw = LayerWeights::load(&self.store, &self.spec, l).map(Staged::Layer);
+                    let failed = lw.is_err();
+                    if tx.send(lw).is_err() || failed {
+                        return;
+                    }
+                }
+                if head {
+                    let _ = tx.send(self.lm_head().map(Staged::Head));
+                }
+            });
+            let lost = || Error::Config("the layer loader thread stopped".into());
+            for l in 0..n {
+                let Staged::Layer(lw) = rx.recv().map_err(|_| lost())?? else { return Err(lost()) };
+                if f(l, &lw)?.is_break() {
+                    return Ok(None);
+                }
+            }
+            if !head {
+                return Ok(None);
+            }
+            match rx.recv().map_err(|_| lost())?? {
+                Staged::Head(t) => Ok(Some(t)),
+                Staged::Layer(_) => Err(lost()),
+            }
+        })
+    }
+}
+
+/// The output layer's name: `name` if untied and present (shape-checked),
+/// else the embeddings'.
+fn head_or_tied(r: &Reader, name: &str, embed: &str, spec: &ArchSpec) -> Result<String> {
+    if !spec.tie_embeddings && r.store.contains(name) {
+        r.check(name, &[spec.vocab_size, spec.d_model])?;
+        return Ok(name.to_string());
+    }
+    // Tied (or absent, as in SmolLM2's GGUF): the output layer reuses the embeddings.
+    Ok(embed.to_string())
+}
+
+fn load_llama_like(r: &Reader, spec: &ArchSpec) -> Result<Globals> {
+    let embed = "model.embed_tokens.weight";
+    r.check(embed, &[spec.vocab_size, spec.d_model])?;
+    Ok(Globals {
+        embed_name: embed.into(),
+        head_name: head_or_tied(r, "lm_head.weight", embed, spec)?,
+        pos_embed: None,
+        final_norm: r.norm("model.norm", spec.d_model, spec)?,
+    })
+}
+
+fn llama_like_layer(r: &Reader, spec: &ArchSpec, l: usize) -> Result<LayerWeights> {
     let (dm, h, hkv, d, ff) = (spec.d_model, spec.n_heads, spec.n_kv_heads, spec.head_dim, spec.d_ff);
-    let embed = r.get("model.embed_tokens.weight", &[spec.vocab_size, dm])?;
-    let layers = par_layers(spec.n_layers, |l| {
+    {
         let p = format!("model.layers.{l}");
         let (attn_norm, mlp_norm, attn_post_norm, mlp_post_norm) = match spec.block {
             BlockKind::PostNorm => (
@@ -229,20 +418,32 @@ fn load_llama_like(r: &Reader, spec: &ArchSpec) -> Result<ModelWeights> {
             up: r.linear(&format!("{p}.mlp.up_proj"), ff, dm, false)?,
             down: r.linear(&format!("{p}.mlp.down_proj"), dm, ff, false)?,
         })
-    })?;
-    let final_norm = r.norm("model.norm", dm, spec)?;
-    let lm_head = lm_head_or_tied(r, "lm_head.weight", &embed, spec)?;
-    Ok(ModelWeights { embed, pos_embed: None, layers, final_norm, lm_head })
+    }
 }
 
-fn load_gpt2(r: &Reader, spec: &ArchSpec) -> Result<ModelWeights> {
+/// GPT2LMHeadModel saves under `transformer.`; bare GPT2Model checkpoints do not.
+fn gpt2_prefix(r: &Reader) -> &'static str {
+    if r.store.contains("transformer.wte.weight") { "transformer." } else { "" }
+}
+
+fn load_gpt2(r: &Reader, spec: &ArchSpec) -> Result<Globals> {
     let dm = spec.d_model;
-    // GPT2LMHeadModel saves under `transformer.`; bare GPT2Model checkpoints do not.
-    let pre = if r.store.contains("transformer.wte.weight") { "transformer." } else { "" };
-    let embed = r.get(&format!("{pre}wte.weight"), &[spec.vocab_size, dm])?;
+    let pre = gpt2_prefix(r);
+    let embed = format!("{pre}wte.weight");
+    r.check(&embed, &[spec.vocab_size, dm])?;
     let n_pos = r.store.shape(&format!("{pre}wpe.weight")).map(|s| s[0]).unwrap_or(0);
-    let pos_embed = Some(r.get(&format!("{pre}wpe.weight"), &[n_pos, dm])?);
-    let layers = par_layers(spec.n_layers, |l| {
+    Ok(Globals {
+        head_name: head_or_tied(r, "lm_head.weight", &embed, spec)?,
+        embed_name: embed,
+        pos_embed: Some(r.get(&format!("{pre}wpe.weight"), &[n_pos, dm])?),
+        final_norm: r.norm(&format!("{pre}ln_f"), dm, spec)?,
+    })
+}
+
+fn gpt2_layer(r: &Reader, spec: &ArchSpec, l: usize) -> Result<LayerWeights> {
+    let dm = spec.d_model;
+    let pre = gpt2_prefix(r);
+    {
         let p = format!("{pre}h.{l}");
         // Conv1D c_attn: (d_model, 3·d_model) = [q | k | v] column blocks.
         let qkv_w = r.get(&format!("{p}.attn.c_attn.weight"), &[dm, 3 * dm])?;
@@ -265,16 +466,23 @@ fn load_gpt2(r: &Reader, spec: &ArchSpec) -> Result<ModelWeights> {
             up: r.conv1d(&format!("{p}.mlp.c_fc"), dm, spec.d_ff)?,
             down: r.conv1d(&format!("{p}.mlp.c_proj"), spec.d_ff, dm)?,
         })
-    })?;
-    let final_norm = r.norm(&format!("{pre}ln_f"), dm, spec)?;
-    let lm_head = lm_head_or_tied(r, "lm_head.weight", &embed, spec)?;
-    Ok(ModelWeights { embed, pos_embed, layers, final_norm, lm_head })
+    }
 }
 
-fn load_neox(r: &Reader, spec: &ArchSpec) -> Result<ModelWeights> {
+fn load_neox(r: &Reader, spec: &ArchSpec) -> Result<Globals> {
+    let embed = "gpt_neox.embed_in.weight";
+    r.check(embed, &[spec.vocab_size, spec.d_model])?;
+    Ok(Globals {
+        embed_name: embed.into(),
+        head_name: head_or_tied(r, "embed_out.weight", embed, spec)?,
+        pos_embed: None,
+        final_norm: r.norm("gpt_neox.final_layer_norm", spec.d_model, spec)?,
+    })
+}
+
+fn neox_layer(r: &Reader, spec: &ArchSpec, l: usize) -> Result<LayerWeights> {
     let (dm, h, d) = (spec.d_model, spec.n_heads, spec.head_dim);
-    let embed = r.get("gpt_neox.embed_in.weight", &[spec.vocab_size, dm])?;
-    let layers = par_layers(spec.n_layers, |l| {
+    {
         let p = format!("gpt_neox.layers.{l}");
         // Fused query_key_value (3·h·d, d_model): output rows ordered (head, {q,k,v}, d).
         let w = r.get(&format!("{p}.attention.query_key_value.weight"), &[3 * h * d, dm])?;
@@ -301,8 +509,5 @@ fn load_neox(r: &Reader, spec: &ArchSpec) -> Result<ModelWeights> {
             up: r.linear(&format!("{p}.mlp.dense_h_to_4h"), spec.d_ff, dm, true)?,
             down: r.linear(&format!("{p}.mlp.dense_4h_to_h"), dm, spec.d_ff, true)?,
         })
-    })?;
-    let final_norm = r.norm("gpt_neox.final_layer_norm", dm, spec)?;
-    let lm_head = lm_head_or_tied(r, "embed_out.weight", &embed, spec)?;
-    Ok(ModelWeights { embed, pos_embed: None, layers, final_norm, lm_head })
+    }
 }

@@ -10,8 +10,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType};
-use candle_core::{DType, Device, Tensor};
+use candle_core::quantized::GgmlDType;
+use candle_core::{Device, Tensor};
 
 use super::{mmap_file, ByteReader};
 use crate::{Error, Result};
@@ -111,6 +111,10 @@ impl TensorInfo {
     pub fn shape(&self) -> Vec<usize> {
         self.ne.iter().rev().copied().collect()
     }
+    /// Rows of `ne[0]` values: the product of the outer dims.
+    pub fn n_rows(&self) -> usize {
+        self.ne[1..].iter().product()
+    }
 }
 
 /// A parsed GGUF file: metadata, tensor table, and the mapped bytes.
@@ -198,8 +202,33 @@ impl GgufFile {
         }
     }
 
-    /// Dequantizes tensor `name` to f32, row-major shape `info.shape()`.
+    /// Dequantizes tensor `info` to f32, row-major shape `info.shape()`,
+    /// straight from the mapped blocks with candle's own kernels (the same
+    /// `to_float` as `QTensor::dequantize`, so bit-identical to it), then
+    /// releases the mapped pages it read.
     pub fn load_f32(&self, info: &TensorInfo) -> Result<Tensor> {
+        let shape = info.shape();
+        let n: usize = shape.iter().product();
+        let out = self.dequantize_rows(info, 0..info.n_rows())?;
+        debug_assert_eq!(out.len(), n);
+        Ok(Tensor::from_vec(out, shape, &Device::Cpu)?)
+    }
+
+    /// Rows `rows` (indices along the outermost dim) of the 2-D tensor
+    /// `info` as f32 (len(rows), cols): only those rows are read and
+    /// dequantized. Rows must be in range (callers check).
+    pub fn load_rows_f32(&self, info: &TensorInfo, rows: &[u32]) -> Result<Tensor> {
+        let cols = info.ne[0];
+        let mut out = Vec::with_capacity(rows.len() * cols);
+        for &r in rows {
+            out.extend(self.dequantize_rows(info, r as usize..r as usize + 1)?);
+        }
+        Ok(Tensor::from_vec(out, (rows.len(), cols), &Device::Cpu)?)
+    }
+
+    /// Rows `rows` of `info` (a row = `ne[0]` values, whole blocks) as f32,
+    /// then the mapped pages of those rows released.
+    fn dequantize_rows(&self, info: &TensorInfo, rows: std::ops::Range<usize>) -> Result<Vec<f32>> {
         let unsupported = || Error::Unsupported {
             path: self.path.clone(),
             what: "GGUF tensor type",
@@ -209,52 +238,36 @@ impl GgufFile {
                 ggml_type_name(info.ggml_type)
             ),
         };
-        let (_, dtype, _, _) = ggml_type(info.ggml_type).ok_or_else(unsupported)?;
+        let (_, dtype, block, block_bytes) = ggml_type(info.ggml_type).ok_or_else(unsupported)?;
         let dtype = dtype.ok_or_else(unsupported)?;
-        // Range checked in `parse`; `get` keeps this panic-free regardless.
+        let bad = |reason: String| Error::Tensor { path: self.path.clone(), name: info.name.clone(), reason };
+        let cols = info.ne[0];
+        let n_rows = info.n_rows();
+        // Sizes were checked in `parse`; these keep this function panic-free regardless.
+        let row_bytes = cols / block * block_bytes;
+        if cols % block != 0 || row_bytes.checked_mul(n_rows) != Some(info.len) || rows.end > n_rows {
+            return Err(bad(format!("{} bytes do not hold {n_rows} rows of {cols} {dtype:?} values", info.len)));
+        }
+        let start = info.start + rows.start * row_bytes;
+        let len = rows.len() * row_bytes;
         let raw = self
             .mmap
-            .get(info.start..info.start + info.len)
-            .ok_or_else(|| Error::Tensor {
-                path: self.path.clone(),
-                name: info.name.clone(),
-                reason: "data range lies outside the file".into(),
-            })?;
-        let shape = info.shape();
-        let t = match dtype {
-            GgmlDType::F32 => Tensor::from_raw_buffer(raw, DType::F32, &shape, &Device::Cpu)?,
-            GgmlDType::F16 => Tensor::from_raw_buffer(raw, DType::F16, &shape, &Device::Cpu)?
-                .to_dtype(DType::F32)?,
-            GgmlDType::BF16 => Tensor::from_raw_buffer(raw, DType::BF16, &shape, &Device::Cpu)?
-                .to_dtype(DType::F32)?,
-            q => {
-                // candle reads `n / block_size · type_size` bytes without checking.
-                let n: usize = shape.iter().product();
-                if n % q.block_size() != 0 || raw.len() != n / q.block_size() * q.type_size() {
-                    return Err(Error::Tensor {
-                        path: self.path.clone(),
-                        name: info.name.clone(),
-                        reason: format!("{} bytes do not hold {n} {q:?} values", raw.len()),
-                    });
-                }
-                // candle reinterprets the bytes as blocks in place: copy them
-                // into an 8-byte-aligned buffer first.
-                let mut aligned = vec![0u64; raw.len().div_ceil(8)];
-                let bytes: &mut [u8] = bytemuck_u64(&mut aligned);
-                bytes[..raw.len()].copy_from_slice(raw);
-                let qt = qtensor_from_ggml(q, &bytes[..raw.len()], shape.clone(), &Device::Cpu)?;
-                qt.dequantize(&Device::Cpu)?.reshape(shape)?
-            }
-        };
-        Ok(t)
+            .get(start..start + len)
+            .ok_or_else(|| bad("data range lies outside the file".into()))?;
+        let mut out = vec![0f32; rows.len() * cols];
+        if !super::dequant::to_f32(dtype, raw, &mut out) {
+            return Err(unsupported());
+        }
+        super::release(&self.mmap, start, len);
+        Ok(out)
     }
-}
 
-/// Views a u64 buffer as bytes (always valid: u8 has no alignment needs).
-fn bytemuck_u64(v: &mut [u64]) -> &mut [u8] {
-    let n = v.len() * 8;
-    // SAFETY: same allocation, u8 alignment 1, length in bytes exact.
-    unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr() as *mut u8, n) }
+    /// Hands the mapped pages of the metadata and tensor table back to the
+    /// page cache (everything was parsed into owned values).
+    pub(crate) fn release_header(&self) {
+        let first = self.tensors.values().map(|t| t.start).min().unwrap_or(self.mmap.len());
+        super::release(&self.mmap, 0, first);
+    }
 }
 
 type Parsed = (u32, BTreeMap<String, Value>, BTreeMap<String, TensorInfo>);

@@ -120,6 +120,7 @@ pub fn open(path: &Path) -> Result<(Json, GgufSource)> {
             }
         }
     }
+    file.release_header();
     let source = GgufSource { file, map };
     for (hf, e) in &source.map {
         let info = &source.file.tensors[&e.gguf_name];
@@ -312,6 +313,20 @@ impl TensorSource for GgufSource {
             }),
             None => Ok(t),
         }
+    }
+    fn load_rows(&self, name: &str, rows: &[u32]) -> Result<Tensor> {
+        let e = crate::checkpoint::entry(&self.map, name, self)?;
+        let info = &self.file.tensors[&e.gguf_name];
+        if e.unpermute.is_some() || info.ne.len() != 2 {
+            let t = self.load(name)?;
+            let ids = Tensor::from_slice(rows, rows.len(), t.device())?;
+            return Ok(t.index_select(&ids, 0)?);
+        }
+        self.file.load_rows_f32(info, rows)
+    }
+    fn stored_bytes(&self, name: &str) -> Option<u64> {
+        let e = self.map.get(name)?;
+        Some(self.file.tensors[&e.gguf_name].len as u64)
     }
     fn describe(&self) -> String {
         self.file.path.display().to_string()

@@ -172,15 +172,11 @@ impl SafetensorsSource {
     }
 }
 
-impl TensorSource for SafetensorsSource {
-    fn names(&self) -> Vec<String> {
-        self.map.keys().cloned().collect()
-    }
-    fn shape(&self, name: &str) -> Option<Vec<usize>> {
-        self.map.get(name).map(|e| e.shape.clone())
-    }
-    fn load(&self, name: &str) -> Result<Tensor> {
-        let e = crate::checkpoint::entry(&self.map, name, self)?;
+impl SafetensorsSource {
+    /// Rows `rows` (along the outermost dim) of tensor `name` as f32 of
+    /// shape `shape`, then the mapped pages read handed back. A 0-D or 1-D
+    /// tensor is one row.
+    fn read_rows(&self, name: &str, e: &Entry, shape: &[usize], rows: impl Iterator<Item = u32>) -> Result<Tensor> {
         let shard = &self.shards[e.shard];
         let err = |reason: String| Error::Tensor {
             path: shard.path.clone(),
@@ -212,7 +208,48 @@ impl TensorSource for SafetensorsSource {
                 e.shape
             )));
         }
-        Ok(Tensor::from_raw_buffer(raw, dtype, &e.shape, &Device::Cpu)?.to_dtype(DType::F32)?)
+        let n_rows = e.shape.first().copied().unwrap_or(1).max(1);
+        let row = raw.len() / n_rows;
+        let t = if shape == e.shape.as_slice() {
+            Tensor::from_raw_buffer(raw, dtype, shape, &Device::Cpu)?
+        } else {
+            let mut bytes = Vec::with_capacity(shape.iter().product::<usize>() * dtype.size_in_bytes());
+            for r in rows {
+                let r = r as usize;
+                let b = raw.get(r * row..(r + 1) * row).ok_or_else(|| err(format!("has no row {r}")))?;
+                bytes.extend_from_slice(b);
+            }
+            Tensor::from_raw_buffer(&bytes, dtype, shape, &Device::Cpu)?
+        };
+        let t = t.to_dtype(DType::F32)?;
+        super::release(&shard.mmap, e.start, e.end - e.start);
+        Ok(t)
+    }
+}
+
+impl TensorSource for SafetensorsSource {
+    fn names(&self) -> Vec<String> {
+        self.map.keys().cloned().collect()
+    }
+    fn shape(&self, name: &str) -> Option<Vec<usize>> {
+        self.map.get(name).map(|e| e.shape.clone())
+    }
+    fn load(&self, name: &str) -> Result<Tensor> {
+        let e = crate::checkpoint::entry(&self.map, name, self)?;
+        let n = e.shape.first().copied().unwrap_or(1);
+        self.read_rows(name, e, &e.shape, (0..n).map(|r| r as u32))
+    }
+    fn load_rows(&self, name: &str, rows: &[u32]) -> Result<Tensor> {
+        let e = crate::checkpoint::entry(&self.map, name, self)?;
+        if e.shape.len() != 2 {
+            let t = self.load(name)?;
+            let ids = Tensor::from_slice(rows, rows.len(), t.device())?;
+            return Ok(t.index_select(&ids, 0)?);
+        }
+        self.read_rows(name, e, &[rows.len(), e.shape[1]], rows.iter().copied())
+    }
+    fn stored_bytes(&self, name: &str) -> Option<u64> {
+        self.map.get(name).map(|e| (e.end - e.start) as u64)
     }
     fn describe(&self) -> String {
         if self.shards.len() == 1 {

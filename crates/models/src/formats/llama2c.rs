@@ -300,11 +300,32 @@ impl TensorSource for Llama2cSource {
             .get(e.start..e.start + 4 * n)
             .ok_or_else(|| tensor_err("data range lies outside the file".into()))?;
         let t = Tensor::from_raw_buffer(raw, DType::F32, &e.shape, &Device::Cpu)?;
+        super::release(&self.mmap, e.start, 4 * n);
         match e.unpermute {
             Some(heads) => reverse_permute(&t, heads)
                 .map_err(|err| tensor_err(format!("Q/K un-permute: {err}"))),
             None => Ok(t),
         }
+    }
+    fn load_rows(&self, name: &str, rows: &[u32]) -> Result<Tensor> {
+        let e = crate::checkpoint::entry(&self.map, name, self)?;
+        if e.unpermute.is_some() || e.shape.len() != 2 {
+            let t = self.load(name)?;
+            let ids = Tensor::from_slice(rows, rows.len(), t.device())?;
+            return Ok(t.index_select(&ids, 0)?);
+        }
+        let cols = e.shape[1];
+        let mut bytes = Vec::with_capacity(rows.len() * cols * 4);
+        for &r in rows {
+            let at = e.start + 4 * cols * r as usize;
+            let b = self.mmap.get(at..at + 4 * cols).ok_or_else(|| Error::Tensor {
+                path: self.path.clone(),
+                name: name.to_string(),
+                reason: format!("row {r} lies outside the file"),
+            })?;
+            bytes.extend_from_slice(b);
+        }
+        Ok(Tensor::from_raw_buffer(&bytes, DType::F32, &[rows.len(), cols], &Device::Cpu)?)
     }
     fn describe(&self) -> String {
         self.path.display().to_string()

@@ -39,4 +39,7 @@ impl TensorSource for MemorySource {
     fn describe(&self) -> String {
         self.desc.clone()
     }
+    fn resident(&self) -> bool {
+        true
+    }
 }

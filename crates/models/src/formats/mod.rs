@@ -6,6 +6,7 @@
 //! allocated from it), memory mapping, and the Q/K un-permutation that GGUF
 //! llama and llama2.c checkpoints need.
 
+pub mod dequant;
 pub mod gguf;
 pub mod gguf_model;
 pub mod hf_dir;
@@ -25,6 +26,22 @@ pub(crate) fn mmap_file(path: &Path) -> Result<memmap2::Mmap> {
     // modified while a checkpoint is open (the same assumption as candle,
     // safetensors and llama.cpp make).
     unsafe { memmap2::Mmap::map(&file) }.map_err(|e| io_err(path, e))
+}
+
+/// Hands the pages of `mmap[start..start + len]` back to the page cache
+/// (`MADV_DONTNEED`): they leave this process's resident set, and a later
+/// read faults them in again from the page cache or the file, with the same
+/// bytes. Called once a tensor's stored bytes have been converted to f32, so
+/// that a model larger than RAM can be streamed. Best effort: errors are
+/// ignored (the pages then simply stay until the kernel reclaims them).
+pub(crate) fn release(mmap: &memmap2::Mmap, start: usize, len: usize) {
+    #[cfg(unix)]
+    if len > 0 && start.checked_add(len).is_some_and(|end| end <= mmap.len()) {
+        // SAFETY: a read-only shared file mapping; MADV_DONTNEED only drops
+        // page-table entries, so every later read sees the same file bytes
+        // (model files must not change while open, as `mmap_file` says).
+        let _ = unsafe { mmap.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, len) };
+    }
 }
 
 pub(crate) fn io_err(path: &Path, source: std::io::Error) -> Error {

@@ -1,0 +1,120 @@
+//! Stored bytes → f32, straight from a memory-mapped file.
+//!
+//! Quantized GGUF blocks go through candle's own `GgmlType::to_float` (the
+//! kernel `QTensor::dequantize` runs), so results are bit-identical to
+//! dequantizing a whole `QTensor`; F16/BF16 → f32 is exact. Blocks are read
+//! in place when the mapped bytes are aligned for the block type (they are
+//! in every GGUF: tensor data is 32-byte aligned), else through a small
+//! aligned copy per chunk — never a copy of the whole tensor.
+
+use candle_core::quantized::k_quants::{
+    BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ6K, BlockQ8_0, GgmlType,
+};
+use candle_core::quantized::GgmlDType;
+use half::{bf16, f16};
+
+/// Dequantizes `raw` (whole blocks of `dtype`, little-endian) into `out`.
+/// `false` if `dtype` is not one we read, or if the sizes disagree
+/// (`raw` must hold exactly `out.len()` values).
+pub fn to_f32(dtype: GgmlDType, raw: &[u8], out: &mut [f32]) -> bool {
+    use GgmlDType as G;
+    match dtype {
+        G::F32 => blocks::<f32>(raw, out),
+        G::F16 => blocks::<f16>(raw, out),
+        G::BF16 => blocks::<bf16>(raw, out),
+        G::Q4_0 => blocks::<BlockQ4_0>(raw, out),
+        G::Q4_1 => blocks::<BlockQ4_1>(raw, out),
+        G::Q8_0 => blocks::<BlockQ8_0>(raw, out),
+        G::Q4K => blocks::<BlockQ4K>(raw, out),
+        G::Q5K => blocks::<BlockQ5K>(raw, out),
+        G::Q6K => blocks::<BlockQ6K>(raw, out),
+        _ => false,
+    }
+}
+
+/// Marker for the block types above: `repr(C)` structs of f16, u8 and i8
+/// fields (or a bare float), for which every bit pattern is a valid value.
+///
+/// # Safety
+/// Implement only for plain-old-data types with no invalid bit patterns.
+unsafe trait Pod: GgmlType {}
+// SAFETY: floats and repr(C) blocks of f16/u8/i8 arrays; any bits are valid.
+unsafe impl Pod for f32 {}
+unsafe impl Pod for f16 {}
+unsafe impl Pod for bf16 {}
+unsafe impl Pod for BlockQ4_0 {}
+unsafe impl Pod for BlockQ4_1 {}
+unsafe impl Pod for BlockQ8_0 {}
+unsafe impl Pod for BlockQ4K {}
+unsafe impl Pod for BlockQ5K {}
+unsafe impl Pod for BlockQ6K {}
+
+/// Values per aligned copy when the mapped bytes are misaligned.
+const CHUNK_BLOCKS: usize = 4096;
+
+fn blocks<T: Pod>(raw: &[u8], out: &mut [f32]) -> bool {
+    let size = std::mem::size_of::<T>();
+    let per = T::BLCK_SIZE;
+    if out.len() % per != 0 || raw.len() != out.len() / per * size {
+        return false;
+    }
+    let n_blocks = raw.len() / size;
+    if (raw.as_ptr() as usize) % std::mem::align_of::<T>() == 0 {
+        // SAFETY: `raw` holds exactly n_blocks·size_of::<T>() bytes, is
+        // aligned for T, lives as long as `xs`, and every bit pattern is a
+        // valid T (`Pod`).
+        let xs = unsafe { std::slice::from_raw_parts(raw.as_ptr() as *const T, n_blocks) };
+        T::to_float(xs, out);
+        return true;
+    }
+    // Misaligned: copy CHUNK_BLOCKS blocks at a time into an aligned buffer.
+    let mut buf: Vec<u64> = vec![0; (CHUNK_BLOCKS * size).div_ceil(8)];
+    for (src, dst) in raw.chunks(CHUNK_BLOCKS * size).zip(out.chunks_mut(CHUNK_BLOCKS * per)) {
+        let nb = src.len() / size;
+        // SAFETY: `buf` has at least CHUNK_BLOCKS·size bytes, u64 alignment
+        // covers every block type (≤ 8), and u8 has no alignment needs.
+        let bytes = unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr() as *mut u8, buf.len() * 8) };
+        bytes[..src.len()].copy_from_slice(src);
+        // SAFETY: as above; `nb` blocks were just copied in.
+        let xs = unsafe { std::slice::from_raw_parts(buf.as_ptr() as *const T, nb) };
+        T::to_float(xs, dst);
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::quantized::{ggml_file::qtensor_from_ggml, QTensor};
+    use candle_core::{Device, Tensor};
+
+    /// Aligned and misaligned reads equal candle's `QTensor::dequantize`
+    /// bit for bit, for every type we read.
+    #[test]
+    fn equals_candle_dequantize_for_every_type() {
+        let dev = Device::Cpu;
+        let n = 3 * 256 * 5; // whole blocks of every type, several chunks of small ones
+        let x = Tensor::randn(0f32, 1.0, (3, n / 3), &dev).unwrap();
+        for dt in [GgmlDType::F32, GgmlDType::F16, GgmlDType::BF16, GgmlDType::Q4_0, GgmlDType::Q4_1, GgmlDType::Q8_0, GgmlDType::Q4K, GgmlDType::Q5K, GgmlDType::Q6K] {
+            let q = QTensor::quantize(&x, dt).unwrap();
+            let bytes = q.data().unwrap().to_vec();
+            let want = qtensor_from_ggml(dt, &bytes, vec![3, n / 3], &dev).unwrap().dequantize(&dev).unwrap();
+            let want = want.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            // aligned (Vec<u64> storage) and shifted by one byte
+            let mut store = vec![0u64; bytes.len().div_ceil(8) + 1];
+            let all = unsafe { std::slice::from_raw_parts_mut(store.as_mut_ptr() as *mut u8, store.len() * 8) };
+            for shift in [0usize, 1] {
+                all[shift..shift + bytes.len()].copy_from_slice(&bytes);
+                let mut got = vec![0f32; n];
+                assert!(to_f32(dt, &all[shift..shift + bytes.len()], &mut got), "{dt:?}");
+                assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "{dt:?} shift {shift}");
+            }
+            let mut short = vec![0f32; n - per_block(dt)];
+            assert!(!to_f32(dt, &bytes, &mut short), "{dt:?}: size mismatch accepted");
+        }
+    }
+
+    fn per_block(dt: GgmlDType) -> usize {
+        dt.block_size()
+    }
+}
