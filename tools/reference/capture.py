@@ -44,6 +44,8 @@ class LayerCapture:
     scaling: float
     sliding_window: int | None
     softcap: float | None
+    # ALiBi slope per query head (bias -m_h (i - j)), BLOOM / MPT only
+    alibi_slopes: list[float] | None = None
 
 
 @dataclass
@@ -104,20 +106,73 @@ class Capture:
     layers: list[LayerCapture]
 
 
+def _alibi_hooks(model, rec: Recorder) -> list:
+    """BLOOM and MPT compute attention inside their own modules (no
+    attention interface): a forward hook on each attention module recomputes
+    q and k with the module's own fused projection and split, and takes the
+    probabilities the module returned (run with output_attentions=True)."""
+    mt = model.config.model_type
+    if mt == "bloom":
+        from transformers.models.bloom.modeling_bloom import _get_alibi_slopes
+
+        blocks = model.transformer.h
+        slopes = _get_alibi_slopes(model.config.n_head, torch.device("cpu")).tolist()
+
+        def qk(attn, x):
+            q, k, _v = attn._reshape(attn.query_key_value(x))  # [b, h, t, d] each
+            return q[0], k[0], attn.inv_norm_factor
+
+        modules = [b.self_attention for b in blocks]
+    elif mt == "mpt":
+        from transformers.models.mpt.modeling_mpt import build_mpt_alibi_tensor
+
+        cfg = model.config
+        t = 2  # slopes are the bias difference between two adjacent keys
+        bias = build_mpt_alibi_tensor(cfg.n_heads, t, cfg.attn_config.alibi_bias_max)
+        slopes = (bias[:, 0, 1] - bias[:, 0, 0]).tolist()
+
+        def qk(attn, x):
+            q, k, _v = attn.Wqkv(x).chunk(3, dim=2)
+            b, t, _ = x.shape
+            q = q.reshape(b, t, attn.n_heads, attn.head_dim).transpose(1, 2)
+            k = k.reshape(b, t, attn.n_heads, attn.head_dim).transpose(1, 2)
+            return q[0], k[0], attn.softmax_scale
+
+        modules = [b.attn for b in model.transformer.blocks]
+    else:
+        return []
+    handles = []
+    for layer, m in enumerate(modules):
+        def hook(mod, args, kwargs, out, layer=layer):
+            x = args[0] if args else kwargs["hidden_states"]
+            q, k, scaling = qk(mod, x)
+            rec.layers[layer] = LayerCapture(
+                layer=layer, q=q.detach().float().clone(), k=k.detach().float().clone(),
+                probs=out[1][0].detach().float().clone(), scaling=float(scaling),
+                sliding_window=None, softcap=None, alibi_slopes=[float(v) for v in slopes],
+            )
+        handles.append(m.register_forward_hook(hook, with_kwargs=True))
+    return handles
+
+
 @torch.no_grad()
 def run_capture(model, token_ids: list[int] | torch.Tensor) -> Capture:
     """One forward pass of ``model`` (loaded with attn_implementation="capture")."""
     global _ACTIVE
     register()
-    if model.config._attn_implementation != CAPTURE_IMPL:
+    alibi = model.config.model_type in ("bloom", "mpt")
+    if not alibi and model.config._attn_implementation != CAPTURE_IMPL:
         model.set_attn_implementation(CAPTURE_IMPL)
     ids = torch.as_tensor(token_ids, dtype=torch.long).reshape(1, -1)
     rec = Recorder()
     _ACTIVE = rec
+    handles = _alibi_hooks(model, rec)
     try:
-        out = model(input_ids=ids, use_cache=False)
+        out = model(input_ids=ids, use_cache=False, **({"output_attentions": True} if alibi else {}))
     finally:
         _ACTIVE = None
+        for h in handles:
+            h.remove()
     n_layers = model.config.get_text_config().num_hidden_layers
     check_capture_covers_all_layers(rec, n_layers)
     return Capture(
@@ -148,10 +203,13 @@ def check_against_dot_product(cap: LayerCapture, atol: float = 1e-5) -> float:
     group = h // cap.k.shape[0]
     k = cap.k.repeat_interleave(group, dim=0)  # query head h reads KV head h // group
     s = cap.scaling * cap.q.double() @ k.double().transpose(1, 2)
-    if cap.softcap is not None:
-        s = cap.softcap * torch.tanh(s / cap.softcap)
     i = torch.arange(t).unsqueeze(1)
     j = torch.arange(t).unsqueeze(0)
+    if cap.alibi_slopes is not None:
+        m = torch.tensor(cap.alibi_slopes, dtype=torch.float64).view(-1, 1, 1)
+        s = s + m * (j - i).double()
+    if cap.softcap is not None:
+        s = cap.softcap * torch.tanh(s / cap.softcap)
     support = j <= i
     if cap.sliding_window is not None:
         support &= j > i - cap.sliding_window

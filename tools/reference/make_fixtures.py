@@ -107,11 +107,14 @@ def max_scaled_qk(c: capture.LayerCapture) -> float:
 
 
 def layer_meta(cap: capture.Capture) -> list[dict]:
-    return [
-        {"layer": c.layer, "scaling": c.scaling, "sliding_window": c.sliding_window, "softcap": c.softcap,
-         "max_abs_scaled_qk": round(max_scaled_qk(c), 6)}
-        for c in cap.layers
-    ]
+    out = []
+    for c in cap.layers:
+        m = {"layer": c.layer, "scaling": c.scaling, "sliding_window": c.sliding_window, "softcap": c.softcap,
+             "max_abs_scaled_qk": round(max_scaled_qk(c), 6)}
+        if c.alibi_slopes is not None:
+            m["alibi_slopes"] = c.alibi_slopes
+        out.append(m)
+    return out
 
 
 def qk_tensors(cap: capture.Capture, layers: list[int]) -> dict[str, torch.Tensor]:
@@ -313,9 +316,92 @@ def tiny_configs() -> dict[str, tuple[object, bool, list[str]]]:
          "fused query_key_value, interleaved PER HEAD as [h0: q k v][h1: q k v]...; "
          "parallel residual; embed_out TIED to embed_in here (real Pythia unties it)."],
     )
+    cfgs.update(new_family_configs(bos_eos, eot))
     for _name, (cfg, _bos, _notes) in cfgs.items():
         cfg.dtype = "float32"
     return cfgs
+
+
+# The five families of issue 12.  Kept smaller than BASE where the family
+# allows it (the fixtures directory has a size budget).
+GEMMA3_SIZES = dict(
+    vocab_size=384, hidden_size=32, num_hidden_layers=6, num_attention_heads=2, num_key_value_heads=1,
+    head_dim=16, intermediate_size=32, max_position_embeddings=64, initializer_range=0.2,
+    tie_word_embeddings=True,
+)
+
+
+# Phi-3 and StableLM: hidden 32, 2 heads x 16 sharing 1 KV head, MLP 32, tied.
+SMALL = dict(
+    vocab_size=384, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+    head_dim=16, intermediate_size=32, max_position_embeddings=64, initializer_range=0.2,
+    tie_word_embeddings=True,
+)
+
+
+def new_family_configs(bos_eos: dict, eot: dict) -> dict:
+    from transformers import BloomConfig, Gemma3TextConfig, MptConfig, Phi3Config, StableLmConfig
+
+    cfgs = {}
+    cfgs["gemma3"] = (
+        Gemma3TextConfig(
+            **GEMMA3_SIZES,
+            hidden_activation="gelu_pytorch_tanh",
+            query_pre_attn_scalar=24,
+            sliding_window=8,
+            rope_parameters={
+                "full_attention": {"rope_type": "default", "rope_theta": 1_000_000.0},
+                "sliding_attention": {"rope_type": "default", "rope_theta": 10_000.0},
+            },
+            **bos_eos,
+        ),
+        True,
+        [
+            "gemma3_text: 6 layers, the default pattern (layer_types): layers 0-4 sliding (window 8, "
+            "rope base 10000), layer 5 full attention (rope base 1e6).",
+            "RMSNorm on q and k per head with (1 + w), like every Gemma norm; sandwich norms; GeGLU.",
+            "scaling = query_pre_attn_scalar**-0.5 = 24**-0.5; embeddings scaled by sqrt(hidden).",
+            "tiny/gemma3_gguf holds the same weights as GGUF (written with the gguf package).",
+        ],
+    )
+    cfgs["phi3"] = (
+        Phi3Config(
+            **SMALL, rope_parameters=rope_default(), sliding_window=8,
+            bos_token_id=1, eos_token_id=0, pad_token_id=None,
+        ),
+        False,
+        ["fused qkv_proj ([q | k | v] rows) and gate_up_proj ([gate | up] rows); GQA 2/1; "
+         "sliding_window 8 on every layer (transformers' Phi3 masks with it)."],
+    )
+    cfgs["stablelm"] = (
+        StableLmConfig(
+            **{k: v for k, v in SMALL.items() if k not in ("head_dim", "tie_word_embeddings")},
+            rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.25},
+            use_qkv_bias=True, tie_word_embeddings=True, **eot,
+        ),
+        False,
+        ["partial rotary (0.25: 4 of 16 dims per head); LayerNorm with bias; q/k/v biases; GQA 2/1."],
+    )
+    cfgs["bloom"] = (
+        BloomConfig(vocab_size=384, hidden_size=24, n_layer=2, n_head=3, initializer_range=0.2, **eot),
+        False,
+        ["ALiBi, 3 heads of 8 (not a power of two: the extra-slope branch); fused query_key_value "
+         "interleaved per head [h0: q k v][h1: q k v]...; LayerNorm on the word embeddings; tied head."],
+    )
+    cfgs["mpt"] = (
+        MptConfig(
+            d_model=24, n_heads=3, n_layers=2, expansion_ratio=4, max_seq_len=64, vocab_size=384,
+            initializer_range=0.2, attn_config={"alibi_bias_max": 8}, **eot,
+        ),
+        False,
+        ["ALiBi, 3 heads of 8 (not a power of two: MPT's odd-then-even slope order); fused Wqkv "
+         "([q | k | v] rows); bias-free LayerNorm and linears; tied head."],
+    )
+    return cfgs
+
+
+def rope_default() -> dict:
+    return {"rope_type": "default", "rope_theta": 10000.0}
 
 
 def randomise_vectors(model: torch.nn.Module, gen: torch.Generator) -> None:
@@ -342,7 +428,7 @@ def add_legacy_rope_keys(config_path: Path) -> None:
     """
     cfg = json.loads(config_path.read_text())
     rp = cfg.get("rope_parameters")
-    if not rp:
+    if not rp or "rope_theta" not in rp:  # none, or per layer type (Gemma 3)
         return
     cfg["rope_theta"] = rp["rope_theta"]
     if rp.get("rope_type", "default") != "default":
@@ -431,6 +517,125 @@ def make_tiny(family: str, cfg, add_bos: bool, notes: list[str], index: int) -> 
     return meta
 
 
+def make_gemma3_gguf() -> dict:
+    """tiny/gemma3 written as GGUF (architecture `gemma3`) with the `gguf`
+    package, the way llama.cpp's convert_hf_to_gguf.py writes Gemma 3: the
+    tensor names of gguf's own name map, every `*norm.weight` stored as
+    (1 + w), f32 tensors, the tiny BPE tokenizer as `gpt2` tokens + merges.
+
+    Checked against transformers: it loads this GGUF itself (its Gemma 3
+    GGUF support subtracts the 1 again); its forward pass is stored as this
+    fixture's reference. transformers' GGUF config reads no
+    `query_pre_attn_scalar` (default 256) and no layer pattern (default 6),
+    so its scale differs from tiny/gemma3's (1/16 against 24**-0.5): layer
+    0's q and k equal tiny/gemma3's, later layers and the logits do not.
+    """
+    import gguf
+    from safetensors.torch import load_file
+
+    src = TINY / "gemma3"
+    out = TINY / "gemma3_gguf"
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    cfg = json.loads((src / "config.json").read_text())
+    weights = load_file(str(src / "model.safetensors"))
+    n_layers = cfg["num_hidden_layers"]
+    path = out / "model.gguf"
+    w = gguf.GGUFWriter(str(path), "gemma3")
+    w.add_name("tiny random gemma3 (attnscope test fixture)")
+    w.add_context_length(cfg["max_position_embeddings"])
+    w.add_embedding_length(cfg["hidden_size"])
+    w.add_block_count(n_layers)
+    w.add_feed_forward_length(cfg["intermediate_size"])
+    w.add_head_count(cfg["num_attention_heads"])
+    w.add_head_count_kv(cfg["num_key_value_heads"])
+    w.add_key_length(cfg["head_dim"])
+    w.add_value_length(cfg["head_dim"])
+    w.add_layer_norm_rms_eps(cfg["rms_norm_eps"])
+    w.add_rope_freq_base(cfg["rope_parameters"]["full_attention"]["rope_theta"])
+    w.add_sliding_window(cfg["sliding_window"])
+    # tokenizer: the tiny byte-level BPE, as llama.cpp writes a gpt2-type vocabulary
+    tj = json.loads((src / "tokenizer.json").read_text())
+    vocab = tj["model"]["vocab"]
+    tokens = [t for t, _ in sorted(vocab.items(), key=lambda kv: kv[1])]
+    assert [vocab[t] for t in tokens] == list(range(len(tokens)))
+    special = {a["content"] for a in tj.get("added_tokens", []) if a.get("special")}
+    merges = [m if isinstance(m, str) else " ".join(m) for m in tj["model"]["merges"]]
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("default")
+    w.add_token_list(tokens)
+    w.add_token_types([gguf.TokenType.CONTROL if t in special else gguf.TokenType.NORMAL for t in tokens])
+    w.add_token_merges(merges)
+    w.add_bos_token_id(1)
+    w.add_eos_token_id(0)
+    w.add_add_bos_token(True)
+    w.add_add_eos_token(False)
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.GEMMA3, n_layers)
+    for hf, t in weights.items():
+        base = hf.removesuffix(".weight")
+        g = names.get_name(base)
+        assert g is not None, hf
+        data = t.float()
+        if hf.endswith("norm.weight"):
+            data = data + 1  # llama.cpp stores Gemma norms as (1 + w)
+        w.add_tensor(g + ".weight", data.numpy())
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+    model = load_gguf_model(out, "model.gguf")
+    ref = load_file(str(src / "reference.safetensors"))
+    ids = ref["token_ids"].tolist()
+    cap = capture.run_capture(model, ids)
+    err = check_patterns(cap)
+    # layer 0 sees only the embeddings: its q, k must equal tiny/gemma3's
+    dq = float((cap.layers[0].q - ref["q.0"]).abs().max())
+    dk = float((cap.layers[0].k - ref["k.0"]).abs().max())
+    assert dq < 1e-5 and dk < 1e-5, (dq, dk)
+    layers = [0, n_layers - 1]
+    tensors = {"token_ids": cap.token_ids, "logits": cap.logits}
+    tensors.update(qk_tensors(cap, layers))
+    tensor_meta = save_tensors(out / "reference.safetensors", tensors)
+    tc = model.config
+    meta = {
+        "model": "tiny/gemma3_gguf/model.gguf",
+        "random_test_model": True,
+        "model_type": tc.model_type,
+        **versions(),
+        "text": TINY_TEXT,
+        "add_bos": True,
+        "token_ids": ids,
+        "n_tokens": len(ids),
+        "n_layers": n_layers,
+        "n_heads": cap.layers[0].q.shape[0],
+        "n_kv_heads": cap.layers[0].k.shape[0],
+        "head_dim": cap.layers[0].q.shape[2],
+        "vocab_size": tc.vocab_size,
+        "layers": layer_meta(cap),
+        "final_logit_softcap": None,
+        "captured_layers": layers,
+        "tensors": tensor_meta,
+        "pattern_recompute_max_abs_err": err,
+        "layer0_max_abs_diff_q_vs_tiny_gemma3": dq,
+        "layer0_max_abs_diff_k_vs_tiny_gemma3": dk,
+        "notes": [
+            "weights: the tiny/gemma3 safetensors written as GGUF (gguf package), norms stored as 1 + w; "
+            "reference: transformers loading this GGUF (AutoModelForCausalLM, gguf_file=).",
+            "transformers' GGUF config has no query_pre_attn_scalar (default 256, so scaling 1/16 here "
+            "vs 24**-0.5 in tiny/gemma3) and derives layer_types from the default pattern 6; layer 0's "
+            "q/k equal tiny/gemma3's (layer0_max_abs_diff_*), later layers differ through the scale.",
+            "token ids: the tiny tokenizer (from tiny/gemma3/tokenizer.json); transformers' Gemma GGUF "
+            "tokenizer converter reads SentencePiece vocabularies only, so it is not used here.",
+        ] + COMMON_NOTES,
+    }
+    write_json(out / "reference.json", meta)
+    log(f"  tiny/gemma3_gguf: layer 0 |dq| {dq:.1e} |dk| {dk:.1e} vs tiny/gemma3, attn recompute err {err:.1e}, "
+        f"{path.stat().st_size / 1024:.0f} KB")
+    return meta
+
+
 TINY_README = """# Tiny RANDOM test models — not trained, output is meaningless
 
 Every directory here is a randomly initialised Hugging Face causal LM
@@ -442,11 +647,17 @@ transformers.  Do not use them for anything else.
 - `tokenizer.json`: byte-level BPE, vocab 384 (`<|endoftext|>` = 0, `<s>` = 1),
   trained on the first 200 KB of tinyshakespeare.  Each model directory has a
   copy whose post-processor adds BOS `<s>` exactly when the real family does
-  (llama, llama3_scaled, mistral, gemma2: yes; qwen2, qwen3, olmo2, gpt2,
-  gpt_neox: no), and a matching `tokenizer_config.json`.
+  (llama, llama3_scaled, mistral, gemma2, gemma3: yes; qwen2, qwen3, olmo2, gpt2,
+  gpt_neox, phi3, stablelm, bloom, mpt: no), and a matching `tokenizer_config.json`.
 - sizes: hidden 64, 2 layers, 4 heads × 16 (GQA families: 2 KV heads), MLP 64,
   max positions 64, initializer_range 0.2, tied embeddings except tiny/llama; every 1-D parameter (norm weights,
-  biases) is perturbed by N(0, 0.2) so that norms and biases matter.
+  biases) is perturbed by N(0, 0.2) so that norms and biases matter.  Smaller, to
+  keep the directory small: phi3 and stablelm (hidden 32, 2 heads × 16, 1 KV head,
+  MLP 32), gemma3 (the same, 6 layers: 5 sliding + 1 global), bloom and mpt
+  (hidden 24, 3 heads × 8: not a power of two, so the ALiBi slopes take their
+  extra branch).
+- `gemma3_gguf/`: tiny/gemma3's weights as a GGUF file (architecture `gemma3`),
+  with its own reference from transformers loading that GGUF.
 - `reference.safetensors` / `reference.json`: transformers' eager float32
   forward pass on one line of Shakespeare; see tools/reference/README.md.
 """
@@ -818,7 +1029,9 @@ def dir_size(p: Path) -> int:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", nargs="*", help="subset: tiny, stories260K, smollm2, smollm2_long, verify")
+    ap.add_argument("--only", nargs="*", help="subset: tiny, gemma3_gguf, stories260K, smollm2, smollm2_long, verify")
+    ap.add_argument("--families", nargs="*",
+                    help="with --only tiny: remake only these tiny families (the shared tokenizer is kept)")
     args = ap.parse_args()
     want = set(args.only or ["tiny", "stories260K", "smollm2", "smollm2_long", "verify"])
     capture.register()
@@ -829,10 +1042,15 @@ def main() -> None:
     shutil.copyfile(HERE / "FIXTURES_README.md", FIXTURES / "README.md")
     if "tiny" in want:
         log("tiny tokenizer + models")
-        build_tiny_tokenizer()
+        if not args.families:
+            build_tiny_tokenizer()
         (TINY / "README.md").write_text(TINY_README)
         for i, (family, (cfg, add_bos, notes)) in enumerate(cfgs.items()):
-            make_tiny(family, cfg, add_bos, notes, i)
+            if not args.families or family in args.families:
+                make_tiny(family, cfg, add_bos, notes, i)
+    if "gemma3_gguf" in want:
+        log("gemma3_gguf")
+        make_gemma3_gguf()
     real = []
     if "stories260K" in want:
         log("stories260K")

@@ -29,6 +29,17 @@ pub enum Family {
     Gpt2,
     /// Parallel residual, partial rotary, fused per-head qkv.
     GptNeox,
+    /// Gemma 2 layout plus per-head (1 + w) QK-norm, interleaved local/global
+    /// layers with separate rope bases (`gemma3_text`; `gemma3` reads its `text_config`).
+    Gemma3,
+    /// Llama layout with fused `qkv_proj` and `gate_up_proj`.
+    Phi3,
+    /// Llama layout with LayerNorm (with bias) and partial rotary.
+    StableLm,
+    /// ALiBi, fused per-head `query_key_value`, LayerNorm on the word embeddings.
+    Bloom,
+    /// ALiBi, fused `Wqkv`, bias-free LayerNorm.
+    Mpt,
 }
 
 impl Family {
@@ -41,6 +52,12 @@ impl Family {
         ("gemma2", Family::Gemma2),
         ("gpt2", Family::Gpt2),
         ("gpt_neox", Family::GptNeox),
+        ("gemma3_text", Family::Gemma3),
+        ("gemma3", Family::Gemma3),
+        ("phi3", Family::Phi3),
+        ("stablelm", Family::StableLm),
+        ("bloom", Family::Bloom),
+        ("mpt", Family::Mpt),
     ];
 
     /// The family of an HF `model_type`, or a clear error listing the supported ones.
@@ -100,6 +117,31 @@ pub enum Positions {
     Rotary { theta: f64, rotary_dim: usize, scaling: RopeScaling },
     /// Learned absolute position embeddings added to the token embeddings.
     Learned,
+    /// No position embedding at all: positions enter only through the
+    /// attention bias ([`PositionBias::Alibi`]).
+    None,
+}
+
+/// An additive bias b_ij on the attention logits.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PositionBias {
+    None,
+    /// ALiBi: b_ij = −m_h·(i − j) for query head h (one slope per head).
+    /// Softmax is shift-invariant per row, so BLOOM's m_h·j and MPT's
+    /// m_h·(j − t + 1) give the same attention; (j − i) keeps the f32
+    /// values small at long contexts.
+    Alibi { slopes: Vec<f64> },
+}
+
+impl PositionBias {
+    /// The slope of query head `h`, if ALiBi.
+    pub fn slopes(&self) -> Option<&[f64]> {
+        match self {
+            PositionBias::None => None,
+            PositionBias::Alibi { slopes } => Some(slopes),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -171,6 +213,13 @@ pub struct ArchSpec {
     pub max_positions: Option<usize>,
     pub norm: NormKind,
     pub positions: Positions,
+    /// Rotary base of the sliding-window layers when it differs from the
+    /// global one (Gemma 3 `rope_local_base_freq`); those layers use no
+    /// rope scaling. `None`: every layer uses `positions`.
+    pub local_rope_theta: Option<f64>,
+    pub position_bias: PositionBias,
+    /// A norm on the token embeddings before the first block (BLOOM).
+    pub embed_norm: bool,
     pub mlp: Mlp,
     pub block: BlockKind,
     pub qk_norm: QkNorm,
@@ -238,7 +287,13 @@ fn activation(name: &str) -> Result<Activation> {
 }
 
 fn rope_scaling(cfg: &Cfg) -> Result<RopeScaling> {
-    let Some(rs) = cfg.0.get("rope_scaling").filter(|v| !v.is_null()) else {
+    rope_scaling_of(cfg.0.get("rope_scaling"))
+}
+
+/// A `rope_scaling` object (or a transformers-5 `rope_parameters` entry,
+/// which has the same keys); null or absent means none.
+fn rope_scaling_of(rs: Option<&Value>) -> Result<RopeScaling> {
+    let Some(rs) = rs.filter(|v| !v.is_null()) else {
         return Ok(RopeScaling::None);
     };
     let kind = rs
@@ -276,9 +331,18 @@ impl ArchSpec {
             .str("model_type")
             .ok_or_else(|| Error::Config("config has no `model_type`".into()))?;
         let family = Family::from_model_type(model_type)?;
+        let gemma3_text;
+        let cfg = if family == Family::Gemma3 {
+            gemma3_text = gemma3_text_config(config)?;
+            Cfg(&gemma3_text)
+        } else {
+            cfg
+        };
         let spec = match family {
             Family::Gpt2 => Self::gpt2(&cfg)?,
             Family::GptNeox => Self::gpt_neox(&cfg)?,
+            Family::Bloom => Self::bloom(&cfg)?,
+            Family::Mpt => Self::mpt(&cfg)?,
             _ => Self::llama_like(&cfg, family)?,
         };
         spec.validate()?;
@@ -310,6 +374,9 @@ impl ArchSpec {
             max_positions: cfg.opt_usize("max_position_embeddings"),
             norm: NormKind::Rms { eps, weight_offset: 0.0 },
             positions: Positions::Rotary { theta, rotary_dim: head_dim, scaling: rope_scaling(cfg)? },
+            local_rope_theta: None,
+            position_bias: PositionBias::None,
+            embed_norm: false,
             mlp: Mlp::Gated(act),
             block: BlockKind::PreNorm,
             qk_norm: QkNorm::None,
@@ -366,9 +433,142 @@ impl ArchSpec {
                 let window = cfg.opt_usize("sliding_window");
                 spec.windows = layer_windows(cfg, n_layers, window, |l| l % 2 == 0)?;
             }
+            Family::Gemma3 => {
+                spec.mlp = Mlp::Gated(activation(cfg.str("hidden_activation").unwrap_or("gelu_pytorch_tanh"))?);
+                spec.norm = NormKind::Rms { eps, weight_offset: 1.0 };
+                spec.block = BlockKind::Sandwich;
+                spec.qk_norm = QkNorm::PerHead;
+                spec.embed_scale = Some((d_model as f64).sqrt());
+                spec.tie_embeddings = cfg.bool_or("tie_word_embeddings", true);
+                let scalar = cfg.opt_f64("query_pre_attn_scalar").unwrap_or(256.0);
+                spec.attn_scale = 1.0 / scalar.sqrt();
+                if let Some(c) = cfg.opt_f64("attn_logit_softcapping") {
+                    spec.attn_logit_transform = LogitTransform::Softcap(c);
+                }
+                if let Some(c) = cfg.opt_f64("final_logit_softcapping") {
+                    spec.final_logit_transform = LogitTransform::Softcap(c);
+                }
+                if cfg.bool_or("use_bidirectional_attention", false) {
+                    return Err(Error::Config("gemma3 with use_bidirectional_attention is not supported".into()));
+                }
+                // transformers: layer l is sliding unless (l + 1) is a multiple of the pattern (6).
+                let pattern = cfg.opt_usize("sliding_window_pattern").unwrap_or(6).max(1);
+                let window = cfg.opt_usize("sliding_window");
+                spec.windows = layer_windows(cfg, n_layers, window, |l| (l + 1) % pattern != 0)?;
+                let (global, scaling, local) = gemma3_rope(cfg)?;
+                spec.positions = Positions::Rotary { theta: global, rotary_dim: head_dim, scaling };
+                spec.local_rope_theta = Some(local);
+            }
+            Family::Phi3 => {
+                let rotary_dim = (head_dim as f64 * partial_rotary_factor(cfg).unwrap_or(1.0)) as usize;
+                if let Positions::Rotary { theta, scaling, .. } = spec.positions {
+                    spec.positions = Positions::Rotary { theta, rotary_dim, scaling };
+                }
+                // transformers' Phi3 masks with `sliding_window` on every layer when it is set.
+                if let Some(w) = cfg.opt_usize("sliding_window") {
+                    spec.windows = vec![Some(w); n_layers];
+                }
+            }
+            Family::StableLm => {
+                if cfg.bool_or("qk_layernorm", false) {
+                    return Err(Error::Config("stablelm with qk_layernorm (one LayerNorm per head) is not supported".into()));
+                }
+                spec.norm = NormKind::Layer { eps: cfg.opt_f64("layer_norm_eps").unwrap_or(1e-5) };
+                spec.qkv_bias = cfg.bool_or("use_qkv_bias", false);
+                let rotary_dim = (head_dim as f64 * partial_rotary_factor(cfg).unwrap_or(0.25)) as usize;
+                if let Positions::Rotary { theta, scaling, .. } = spec.positions {
+                    spec.positions = Positions::Rotary { theta, rotary_dim, scaling };
+                }
+                if cfg.bool_or("use_parallel_residual", false) {
+                    spec.block = BlockKind::Parallel;
+                }
+            }
             _ => {}
         }
         Ok(spec)
+    }
+
+    /// BLOOM: ALiBi, LayerNorm (with bias) everywhere including on the word
+    /// embeddings, tanh-GELU MLP of 4·D, biases on every linear.
+    fn bloom(cfg: &Cfg) -> Result<ArchSpec> {
+        let d_model = cfg.usize_any(&["hidden_size", "n_embed"])?;
+        let n_heads = cfg.usize_any(&["n_head", "num_attention_heads"])?;
+        let n_layers = cfg.layers(&["n_layer", "num_hidden_layers"])?;
+        if cfg.bool_or("apply_residual_connection_post_layernorm", false) {
+            return Err(Error::Config("bloom with apply_residual_connection_post_layernorm is not supported".into()));
+        }
+        let head_dim = d_model / n_heads.max(1);
+        Ok(ArchSpec {
+            family: Family::Bloom,
+            n_layers,
+            d_model,
+            n_heads,
+            n_kv_heads: n_heads,
+            head_dim,
+            d_ff: 4 * d_model,
+            vocab_size: cfg.usize("vocab_size")?,
+            max_positions: cfg.opt_usize("seq_length"),
+            norm: NormKind::Layer { eps: cfg.opt_f64("layer_norm_epsilon").unwrap_or(1e-5) },
+            positions: Positions::None,
+            local_rope_theta: None,
+            position_bias: PositionBias::Alibi { slopes: bloom_alibi_slopes(n_heads) },
+            embed_norm: true,
+            mlp: Mlp::Plain(Activation::GeluTanh),
+            block: BlockKind::PreNorm,
+            qk_norm: QkNorm::None,
+            qkv_bias: true,
+            linear_bias: true,
+            attn_scale: 1.0 / (head_dim as f64).sqrt(),
+            windows: vec![None; n_layers],
+            attn_logit_transform: LogitTransform::None,
+            final_logit_transform: LogitTransform::None,
+            embed_scale: None,
+            tie_embeddings: cfg.bool_or("tie_word_embeddings", true),
+        })
+    }
+
+    /// MPT as transformers runs it: ALiBi (always), bias-free linears and
+    /// LayerNorms, erf-GELU MLP of 4·D (`expansion_ratio`).
+    fn mpt(cfg: &Cfg) -> Result<ArchSpec> {
+        let d_model = cfg.usize_any(&["d_model", "hidden_size"])?;
+        let n_heads = cfg.usize_any(&["n_heads", "num_attention_heads"])?;
+        let n_layers = cfg.layers(&["n_layers", "num_hidden_layers"])?;
+        let head_dim = d_model / n_heads.max(1);
+        let attn = cfg.0.get("attn_config").cloned().unwrap_or(Value::Null);
+        let attn = Cfg(&attn);
+        if attn.bool_or("qk_ln", false) || attn.opt_f64("clip_qkv").is_some() {
+            return Err(Error::Config("mpt with attn_config.qk_ln or clip_qkv is not supported".into()));
+        }
+        let scale = attn.opt_f64("softmax_scale").unwrap_or(1.0 / (head_dim as f64).sqrt());
+        let bias_max = attn.opt_f64("alibi_bias_max").unwrap_or(8.0);
+        let ratio = cfg.opt_usize("expansion_ratio").unwrap_or(4);
+        Ok(ArchSpec {
+            family: Family::Mpt,
+            n_layers,
+            d_model,
+            n_heads,
+            n_kv_heads: n_heads,
+            head_dim,
+            d_ff: ratio * d_model,
+            vocab_size: cfg.usize("vocab_size")?,
+            max_positions: cfg.opt_usize("max_seq_len"),
+            norm: NormKind::Layer { eps: cfg.opt_f64("layer_norm_epsilon").unwrap_or(1e-5) },
+            positions: Positions::None,
+            local_rope_theta: None,
+            position_bias: PositionBias::Alibi { slopes: mpt_alibi_slopes(n_heads, bias_max) },
+            embed_norm: false,
+            mlp: Mlp::Plain(Activation::GeluErf),
+            block: BlockKind::PreNorm,
+            qk_norm: QkNorm::None,
+            qkv_bias: false,
+            linear_bias: false,
+            attn_scale: scale,
+            windows: vec![None; n_layers],
+            attn_logit_transform: LogitTransform::None,
+            final_logit_transform: LogitTransform::None,
+            embed_scale: None,
+            tie_embeddings: cfg.bool_or("tie_word_embeddings", true),
+        })
     }
 
     fn gpt2(cfg: &Cfg) -> Result<ArchSpec> {
@@ -393,6 +593,9 @@ impl ArchSpec {
             max_positions: cfg.opt_usize("n_positions").or_else(|| cfg.opt_usize("max_position_embeddings")),
             norm: NormKind::Layer { eps: cfg.opt_f64("layer_norm_epsilon").unwrap_or(1e-5) },
             positions: Positions::Learned,
+            local_rope_theta: None,
+            position_bias: PositionBias::None,
+            embed_norm: false,
             mlp: Mlp::Plain(activation(cfg.str("activation_function").unwrap_or("gelu_new"))?),
             block: BlockKind::PreNorm,
             qk_norm: QkNorm::None,
@@ -431,6 +634,9 @@ impl ArchSpec {
             max_positions: cfg.opt_usize("max_position_embeddings"),
             norm: NormKind::Layer { eps: cfg.opt_f64("layer_norm_eps").unwrap_or(1e-5) },
             positions: Positions::Rotary { theta, rotary_dim, scaling: rope_scaling(cfg)? },
+            local_rope_theta: None,
+            position_bias: PositionBias::None,
+            embed_norm: false,
             mlp: Mlp::Plain(activation(cfg.str("hidden_act").unwrap_or("gelu"))?),
             block: if cfg.bool_or("use_parallel_residual", true) { BlockKind::Parallel } else { BlockKind::PreNorm },
             qk_norm: QkNorm::None,
@@ -468,6 +674,101 @@ impl ArchSpec {
     pub fn group_size(&self) -> usize {
         self.n_heads / self.n_kv_heads
     }
+}
+
+/// `partial_rotary_factor`, top-level or (transformers 5) under `rope_parameters`.
+fn partial_rotary_factor(cfg: &Cfg) -> Option<f64> {
+    cfg.opt_f64("partial_rotary_factor")
+        .or_else(|| cfg.0.get("rope_parameters").and_then(|r| r.get("partial_rotary_factor")).and_then(Value::as_f64))
+}
+
+/// The decoder config of a Gemma 3 checkpoint: `text_config` for the
+/// multimodal `gemma3`, the config itself for `gemma3_text`, with
+/// `Gemma3TextConfig`'s defaults filled in (hub configs state only what
+/// differs from them).
+fn gemma3_text_config(config: &Value) -> Result<Value> {
+    let mut text = if config.get("model_type").and_then(Value::as_str) == Some("gemma3") {
+        config
+            .get("text_config")
+            .filter(|v| v.is_object())
+            .cloned()
+            .ok_or_else(|| Error::Config("gemma3 config has no `text_config` object".into()))?
+    } else {
+        config.clone()
+    };
+    let defaults = serde_json::json!({
+        "vocab_size": 262_208, "hidden_size": 2304, "intermediate_size": 9216,
+        "num_hidden_layers": 26, "num_attention_heads": 8, "num_key_value_heads": 4,
+        "head_dim": 256, "hidden_activation": "gelu_pytorch_tanh",
+        "max_position_embeddings": 131_072, "rms_norm_eps": 1e-6,
+        "query_pre_attn_scalar": 256, "sliding_window": 4096,
+    });
+    if let (Some(t), Some(d)) = (text.as_object_mut(), defaults.as_object()) {
+        for (k, v) in d {
+            if t.get(k).is_none_or(Value::is_null) && !(k == "sliding_window" && t.contains_key(k)) {
+                t.insert(k.clone(), v.clone());
+            }
+        }
+        if config.get("model_type").and_then(Value::as_str) == Some("gemma3") {
+            if let Some(tie) = config.get("tie_word_embeddings") {
+                t.entry("tie_word_embeddings").or_insert(tie.clone());
+            }
+        }
+    }
+    Ok(text)
+}
+
+/// Gemma 3 rotary settings: (global base, global scaling, local base).
+/// transformers 5 writes `rope_parameters: {full_attention: {..},
+/// sliding_attention: {..}}`; older configs `rope_theta` (1e6),
+/// `rope_local_base_freq` (1e4) and a `rope_scaling` for the global layers.
+fn gemma3_rope(cfg: &Cfg) -> Result<(f64, RopeScaling, f64)> {
+    let rp = cfg.0.get("rope_parameters");
+    let part = |kind: &str| rp.and_then(|r| r.get(kind)).filter(|v| v.is_object());
+    let theta_of = |v: Option<&Value>| v.and_then(|v| v.get("rope_theta")).and_then(Value::as_f64);
+    let global = theta_of(part("full_attention")).or_else(|| cfg.opt_f64("rope_theta")).unwrap_or(1_000_000.0);
+    let local = theta_of(part("sliding_attention"))
+        .or_else(|| cfg.opt_f64("rope_local_base_freq"))
+        .unwrap_or(10_000.0);
+    let scaling = match part("full_attention") {
+        Some(p) => rope_scaling_of(Some(p))?,
+        None => rope_scaling(cfg)?,
+    };
+    if let Some(p) = part("sliding_attention") {
+        if rope_scaling_of(Some(p))? != RopeScaling::None {
+            return Err(Error::Config("gemma3: rope scaling on sliding-window layers is not supported".into()));
+        }
+    }
+    Ok((global, scaling, local))
+}
+
+/// BLOOM's ALiBi slopes, as transformers' `_get_alibi_slopes` computes them (f32).
+pub fn bloom_alibi_slopes(n_heads: usize) -> Vec<f64> {
+    let closest = 1usize << (usize::BITS - 1 - n_heads.max(1).leading_zeros());
+    let base_of = |n: usize| 2f64.powf(-(2f64.powf(-((n as f64).log2() - 3.0)))) as f32;
+    let base = base_of(closest);
+    let mut slopes: Vec<f64> = (1..=closest).map(|p| base.powf(p as f32) as f64).collect();
+    if closest != n_heads {
+        let extra = base_of(2 * closest);
+        let remaining = closest.min(n_heads - closest);
+        slopes.extend((0..remaining).map(|i| extra.powf((2 * i + 1) as f32) as f64));
+    }
+    slopes
+}
+
+/// MPT's ALiBi slopes, as transformers' `build_mpt_alibi_tensor` computes
+/// them (f32): 1 / 2^(k·max/n2) for k = 1..n2 (n2 the next power of two),
+/// odd entries first when n2 ≠ h.
+pub fn mpt_alibi_slopes(n_heads: usize, bias_max: f64) -> Vec<f64> {
+    let n2 = n_heads.max(1).next_power_of_two();
+    let step = (bias_max / n2 as f64) as f32;
+    let all: Vec<f32> = (1..=n2).map(|k| 1.0 / 2f32.powf(k as f32 * step)).collect();
+    let ordered: Vec<f32> = if n2 == n_heads {
+        all
+    } else {
+        all.iter().skip(1).step_by(2).chain(all.iter().step_by(2)).copied().collect()
+    };
+    ordered.into_iter().take(n_heads).map(f64::from).collect()
 }
 
 /// Per-layer windows from `layer_types` (transformers ≥ 4.5x) or a default rule.

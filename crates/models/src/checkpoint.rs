@@ -236,6 +236,28 @@ impl Checkpoint {
     }
 }
 
+impl Checkpoint {
+    /// Why [`Checkpoint::tokenizer`] is `None`, as one line for the user:
+    /// names the file that is missing, and says what to do.
+    pub fn missing_tokenizer_reason(&self) -> String {
+        let spm = self.path.join("tokenizer.model");
+        if self.format == Format::HfDir && spm.is_file() {
+            format!(
+                "{} has tokenizer.model (SentencePiece) but no tokenizer.json, and attnscope reads tokenizer.json only; \
+                 write one with python -c \"from transformers import AutoTokenizer as T; T.from_pretrained('{1}').save_pretrained('{1}')\" \
+                 or pass --tokenizer",
+                self.path.display(),
+                self.path.display()
+            )
+        } else {
+            match self.format {
+                Format::HfDir => format!("no tokenizer found for {}: {} is missing; pass --tokenizer", self.source, self.path.join("tokenizer.json").display()),
+                _ => format!("no tokenizer found for {}; pass --tokenizer", self.source),
+            }
+        }
+    }
+}
+
 type Opened<S> = (serde_json::Value, S, Option<TextTokenizer>);
 
 /// HF directory: config.json + safetensors; tokenizer.json beside them

@@ -104,6 +104,9 @@ impl Model {
             // Gemma multiplies by √D rounded to the activation dtype.
             x = (x * (s as f32) as f64)?;
         }
+        if let Some(norm) = &self.weights.embed_norm {
+            x = norm.forward(&x)?;
+        }
         if let Some(pos) = &self.weights.pos_embed {
             let n_pos = pos.dim(0)?;
             if t > n_pos {
@@ -116,7 +119,15 @@ impl Model {
                 let inv = rope::inv_freq(theta, rotary_dim, scaling);
                 Some(rope::tables(&inv, t, &self.device)?)
             }
-            Positions::Learned => None,
+            Positions::Learned | Positions::None => None,
+        };
+        // Gemma 3: sliding-window layers rotate with their own base, unscaled.
+        let local_rope_tables = match (spec.positions, spec.local_rope_theta) {
+            (Positions::Rotary { rotary_dim, .. }, Some(theta)) => {
+                let inv = rope::inv_freq(theta, rotary_dim, crate::arch::RopeScaling::None);
+                Some(rope::tables(&inv, t, &self.device)?)
+            }
+            _ => None,
         };
         let last_needed = match (logits, observer.as_ref().and_then(|o| o.last_layer())) {
             (Logits::None, Some(l)) => l.min(spec.n_layers - 1),
@@ -129,6 +140,10 @@ impl Model {
                 Some(ref mut o) => Some(&mut **o),
                 None => None,
             };
+            let rope_tables = match (&local_rope_tables, spec.windows[l]) {
+                (Some(local), Some(_)) => Some(local),
+                _ => rope_tables.as_ref(),
+            };
             if logits == Logits::None && l == last_needed {
                 // Only this layer's Q/K are still wanted: project, hand them
                 // to the observer, stop (no V, no attention, no MLP).
@@ -136,10 +151,10 @@ impl Model {
                     BlockKind::PostNorm => x.clone(),
                     _ => lw.attn_norm.forward(&x)?,
                 };
-                self.queries_keys(l, lw, &input, rope_tables.as_ref(), obs)?;
+                self.queries_keys(l, lw, &input, rope_tables, obs)?;
                 return Ok(ControlFlow::Break(()));
             }
-            let attn = |h: &Tensor, obs: Option<&mut dyn Observer>| self.attention(l, lw, h, rope_tables.as_ref(), obs);
+            let attn = |h: &Tensor, obs: Option<&mut dyn Observer>| self.attention(l, lw, h, rope_tables, obs);
             x = match spec.block {
                 BlockKind::PreNorm => {
                     let x1 = (&x + attn(&lw.attn_norm.forward(&x)?, obs)?)?;
@@ -233,7 +248,7 @@ impl Model {
                 k: &k,
                 scale: spec.attn_scale,
                 window,
-                alibi_slopes: None,
+                alibi_slopes: spec.position_bias.slopes(),
                 logit_transform: spec.attn_logit_transform,
                 w_q: &lw.q.w,
                 w_k: &lw.k.w,
@@ -258,6 +273,7 @@ impl Model {
         let chunk = (SCORE_BUDGET / (h * t)).clamp(1, t).min(self.query_chunk);
         let qg = q.reshape((hkv, g, t, d))?;
         let kt = k.transpose(1, 2)?.contiguous()?; // (h_kv, d, t)
+        let slopes: Option<Vec<f32>> = spec.position_bias.slopes().map(|s| s.iter().map(|&m| m as f32).collect());
         let mut outs = Vec::with_capacity(t.div_ceil(chunk));
         for c0 in (0..t).step_by(chunk) {
             let len = chunk.min(t - c0);
@@ -268,7 +284,7 @@ impl Model {
             let qc = qg.narrow(2, c0, len)?.contiguous()?.reshape((hkv, g * len, d))?;
             let kc = kt.narrow(2, lo, nk)?.contiguous()?; // (h_kv, d, nk)
             let qk = qc.matmul(&kc)?; // (h_kv, g·len, nk)
-            let support = Support { c0, len, lo, window };
+            let support = Support { c0, len, lo, window, slopes: slopes.as_deref() };
             let fused = match spec.attn_logit_transform {
                 LogitTransform::None if !qk.track_op() => masked_softmax(&qk, spec.attn_scale as f32, support)?,
                 _ => None,
@@ -280,8 +296,11 @@ impl Model {
                     if let LogitTransform::Softcap(c) = spec.attn_logit_transform {
                         s = ((s / c)?.tanh()? * c)?;
                     }
-                    let mask = causal_mask(support, nk, &self.device)?; // (len, nk)
-                    let s = s.reshape((hkv, g, len, nk))?.broadcast_add(&mask)?;
+                    let s = s.reshape((hkv, g, len, nk))?;
+                    let s = match support.slopes {
+                        None => s.broadcast_add(&causal_mask(support, nk, &self.device)?)?, // (len, nk)
+                        Some(_) => (s + alibi_mask(support, nk, &self.device)?.reshape((hkv, g, len, nk))?)?,
+                    };
                     let p = if s.track_op() {
                         // Training (gradients tracked): the fused softmax has no backward.
                         let e = s.broadcast_sub(&s.max_keepdim(D::Minus1)?.detach())?.exp()?;
@@ -381,24 +400,35 @@ fn activate(x: &Tensor, act: Activation) -> Result<Tensor> {
 }
 
 /// Which keys the queries of one attention chunk see: queries c0..c0+len
-/// over keys lo.., causal and (optionally) within a sliding window.
+/// over keys lo.., causal and (optionally) within a sliding window; and
+/// the ALiBi slope of each query head, if any.
 #[derive(Clone, Copy)]
-struct Support {
+struct Support<'a> {
     c0: usize,
     len: usize,
     lo: usize,
     window: Option<usize>,
+    /// (h,) ALiBi slopes m_h: bias −m_h·(i − j), in f32.
+    slopes: Option<&'a [f32]>,
 }
 
-impl Support {
+impl Support<'_> {
     /// Whether query c0 + r sees key lo + c.
     fn visible(&self, r: usize, c: usize) -> bool {
         let (i, j) = (self.c0 + r, self.lo + c);
         j <= i && self.window.is_none_or(|w| i < j + w)
     }
+    /// The additive bias of query head `head`, query c0 + r, key lo + c
+    /// (0 without ALiBi): −m·(i − j), one f32 product.
+    fn bias(&self, head: usize, r: usize, c: usize) -> f32 {
+        match self.slopes {
+            None => 0.0,
+            Some(m) => m[head] * ((self.lo + c) as f32 - (self.c0 + r) as f32),
+        }
+    }
 }
 
-/// softmax(s·QKᵀ + mask) over the last dim of `qk` (.., rows, nk), rows
+/// softmax(s·QKᵀ + bias + mask) over the last dim of `qk` (.., rows, nk), rows
 /// cycling over the chunk's `len` queries, in one parallel pass. Bit-identical
 /// to `qk * s`, `+ causal_mask`, `softmax_last_dim` (the same f32 product,
 /// −∞ off the support, and candle's own max/sum reductions and exp). `None`
@@ -410,9 +440,16 @@ fn masked_softmax(qk: &Tensor, scale: f32, support: Support) -> Result<Option<Te
     let out = crate::host::with_f32_slice(qk, |src| {
         let mut dst = vec![0f32; src.len()];
         dst.par_chunks_mut(nk).zip(src.par_chunks(nk)).enumerate().for_each(|(row, (d, s))| {
-            let r = row % support.len;
+            // Rows are (h_kv, g, len) flattened: query head row / len.
+            let (head, r) = (row / support.len, row % support.len);
             for (c, (d, &v)) in d.iter_mut().zip(s).enumerate() {
-                *d = if support.visible(r, c) { v * scale } else { f32::NEG_INFINITY };
+                *d = if !support.visible(r, c) {
+                    f32::NEG_INFINITY
+                } else if support.slopes.is_some() {
+                    v * scale + support.bias(head, r, c)
+                } else {
+                    v * scale
+                };
             }
             let mut max = f32::NEG_INFINITY;
             // SAFETY: `d` holds nk initialised f32s.
@@ -433,6 +470,21 @@ fn masked_softmax(qk: &Tensor, scale: f32, support: Support) -> Result<Option<Te
         Some(v) => Ok(Some(Tensor::from_vec(v, qk.dims(), qk.device())?)),
         None => Ok(None),
     }
+}
+
+/// Additive ALiBi bias plus mask (h, len, nk) f32: [`Support::bias`] on the
+/// support, −∞ elsewhere.
+fn alibi_mask(support: Support, nk: usize, dev: &Device) -> Result<Tensor> {
+    let (len, h) = (support.len, support.slopes.map_or(0, <[f32]>::len));
+    let mut m = vec![0f32; h * len * nk];
+    for head in 0..h {
+        for r in 0..len {
+            for c in 0..nk {
+                m[(head * len + r) * nk + c] = if support.visible(r, c) { support.bias(head, r, c) } else { f32::NEG_INFINITY };
+            }
+        }
+    }
+    Ok(Tensor::from_vec(m, (h, len, nk), dev)?)
 }
 
 /// Additive mask (len, nk) f32 for the chunk's queries over keys lo..lo+nk:
@@ -465,8 +517,8 @@ mod tests {
             let nk = c0 + len - lo;
             let qk = Tensor::randn(0f32, 6.0, (hkv, g * len, nk), &dev).unwrap();
             let scale = 0.3f32;
-            let fused = masked_softmax(&qk, scale, Support { c0, len, lo, window }).unwrap().unwrap();
-            let mask = causal_mask(Support { c0, len, lo, window }, nk, &dev).unwrap();
+            let fused = masked_softmax(&qk, scale, Support { c0, len, lo, window, slopes: None }).unwrap().unwrap();
+            let mask = causal_mask(Support { c0, len, lo, window, slopes: None }, nk, &dev).unwrap();
             let s = (&qk * scale as f64).unwrap().reshape((hkv, g, len, nk)).unwrap().broadcast_add(&mask).unwrap();
             let ops = candle_nn::ops::softmax_last_dim(&s).unwrap().reshape((hkv, g * len, nk)).unwrap();
             let (a, b) = (fused.flatten_all().unwrap().to_vec1::<f32>().unwrap(), ops.flatten_all().unwrap().to_vec1::<f32>().unwrap());

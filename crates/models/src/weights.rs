@@ -113,6 +113,8 @@ pub struct LayerWeights {
 /// forward pass uses (final norm, learned positions) in memory; the layers,
 /// the embedding and the output layer read from the store when needed.
 pub struct ModelWeights {
+    /// BLOOM: LayerNorm applied to the token embeddings.
+    pub embed_norm: Option<Norm>,
     /// (positions, d_model) learned positions (GPT-2).
     pub pos_embed: Option<Tensor>,
     pub final_norm: Norm,
@@ -139,6 +141,7 @@ struct Resident {
 struct Globals {
     embed_name: String,
     head_name: String,
+    embed_norm: Option<Norm>,
     pos_embed: Option<Tensor>,
     final_norm: Norm,
 }
@@ -221,6 +224,8 @@ fn layer(r: &Reader, spec: &ArchSpec, l: usize) -> Result<LayerWeights> {
     match spec.family {
         Family::Gpt2 => gpt2_layer(r, spec, l),
         Family::GptNeox => neox_layer(r, spec, l),
+        Family::Bloom => bloom_layer(r, spec, l),
+        Family::Mpt => mpt_layer(r, spec, l),
         _ => llama_like_layer(r, spec, l),
     }
 }
@@ -236,6 +241,8 @@ impl ModelWeights {
         let g = match spec.family {
             Family::Gpt2 => load_gpt2(&r, spec),
             Family::GptNeox => load_neox(&r, spec),
+            Family::Bloom => load_bloom(&r, spec),
+            Family::Mpt => load_mpt(&r, spec),
             _ => load_llama_like(&r, spec),
         }?;
         let resident = if resident || store.resident() {
@@ -251,6 +258,7 @@ impl ModelWeights {
             None
         };
         Ok(ModelWeights {
+            embed_norm: g.embed_norm,
             pos_embed: g.pos_embed,
             final_norm: g.final_norm,
             embed_name: g.embed_name,
@@ -345,32 +353,83 @@ impl ModelWeights {
     }
 }
 
-/// The output layer's name: `name` if untied and present (shape-checked),
-/// else the embeddings'.
-fn head_or_tied(r: &Reader, name: &str, embed: &str, spec: &ArchSpec) -> Result<String> {
-    if !spec.tie_embeddings && r.store.contains(name) {
-        r.check(name, &[spec.vocab_size, spec.d_model])?;
-        return Ok(name.to_string());
+/// HF names of the token embeddings (vocab, d_model) and of the output
+/// layer (vocab, d_model), both shape-checked (no data read).
+///
+/// Tied models (or an absent output layer, as in SmolLM2's GGUF) reuse the
+/// embeddings. A tied checkpoint may also store the shared matrix only as
+/// the output layer (some save paths write `lm_head.weight` and drop the
+/// embedding, and transformers ties them back on load): then the output
+/// layer is the embedding.
+fn embed_and_head(r: &Reader, embed: &str, head: &str, spec: &ArchSpec) -> Result<(String, String)> {
+    let shape = [spec.vocab_size, spec.d_model];
+    if spec.tie_embeddings && !r.store.contains(embed) && r.store.contains(head) {
+        r.check(head, &shape)?;
+        return Ok((head.to_string(), head.to_string()));
     }
-    // Tied (or absent, as in SmolLM2's GGUF): the output layer reuses the embeddings.
-    Ok(embed.to_string())
+    r.check(embed, &shape)?;
+    if !spec.tie_embeddings && r.store.contains(head) {
+        r.check(head, &shape)?;
+        return Ok((embed.to_string(), head.to_string()));
+    }
+    Ok((embed.to_string(), embed.to_string()))
+}
+
+/// Where a llama-layout checkpoint keeps its decoder: `model.` (every
+/// `*ForCausalLM`), or the language model inside a multimodal Gemma 3
+/// (`model.language_model.` in transformers 5, `language_model.model.`
+/// before), whose output layer is then `lm_head` / `language_model.lm_head`.
+fn llama_prefixes(r: &Reader) -> (&'static str, &'static str) {
+    if r.store.contains("model.language_model.embed_tokens.weight") {
+        ("model.language_model.", "lm_head.weight")
+    } else if r.store.contains("language_model.model.embed_tokens.weight") {
+        ("language_model.model.", "language_model.lm_head.weight")
+    } else {
+        ("model.", "lm_head.weight")
+    }
+}
+
+/// Splits a fused projection (rows, in) into consecutive row blocks of the
+/// given sizes, each as a [`Linear`] (Phi-3 `qkv_proj` = [q | k | v],
+/// `gate_up_proj` = [gate | up]; MPT `Wqkv` = [q | k | v]).
+fn split_rows<const N: usize>(w: &Tensor, sizes: [usize; N]) -> Result<[Linear; N]> {
+    let starts: [usize; N] = std::array::from_fn(|i| sizes[..i].iter().sum());
+    let parts: Vec<Linear> =
+        starts.iter().zip(sizes).map(|(&s, n)| Linear::from_out_in(w.narrow(0, s, n)?, None)).collect::<Result<_>>()?;
+    parts.try_into().map_err(|_| Error::Config("fused projection split".into()))
+}
+
+/// A fused (3·h·d, D) projection whose output rows are ordered (head,
+/// {q, k, v}, d), as GPT-NeoX and BLOOM store `query_key_value`: the q, k
+/// and v maps with their biases.
+fn split_per_head_qkv(w: &Tensor, b: Option<&Tensor>, h: usize, d: usize, dm: usize) -> Result<[Linear; 3]> {
+    let w = w.reshape((h, 3, d, dm))?;
+    let b = b.map(|b| b.reshape((h, 3, d))).transpose()?;
+    let part = |i: usize| -> Result<Linear> {
+        let wi = w.narrow(1, i, 1)?.reshape((h * d, dm))?;
+        let bi = b.as_ref().map(|b| b.narrow(1, i, 1).and_then(|x| x.reshape(h * d))).transpose()?;
+        Linear::from_out_in(wi, bi)
+    };
+    Ok([part(0)?, part(1)?, part(2)?])
 }
 
 fn load_llama_like(r: &Reader, spec: &ArchSpec) -> Result<Globals> {
-    let embed = "model.embed_tokens.weight";
-    r.check(embed, &[spec.vocab_size, spec.d_model])?;
+    let (base, head) = llama_prefixes(r);
+    let (embed_name, head_name) = embed_and_head(r, &format!("{base}embed_tokens.weight"), head, spec)?;
     Ok(Globals {
-        embed_name: embed.into(),
-        head_name: head_or_tied(r, "lm_head.weight", embed, spec)?,
+        embed_name,
+        head_name,
+        embed_norm: None,
         pos_embed: None,
-        final_norm: r.norm("model.norm", spec.d_model, spec)?,
+        final_norm: r.norm(&format!("{base}norm"), spec.d_model, spec)?,
     })
 }
 
 fn llama_like_layer(r: &Reader, spec: &ArchSpec, l: usize) -> Result<LayerWeights> {
     let (dm, h, hkv, d, ff) = (spec.d_model, spec.n_heads, spec.n_kv_heads, spec.head_dim, spec.d_ff);
     {
-        let p = format!("model.layers.{l}");
+        let (base, _) = llama_prefixes(r);
+        let p = format!("{base}layers.{l}");
         let (attn_norm, mlp_norm, attn_post_norm, mlp_post_norm) = match spec.block {
             BlockKind::PostNorm => (
                 r.norm(&format!("{p}.post_attention_layernorm"), dm, spec)?,
@@ -383,6 +442,13 @@ fn llama_like_layer(r: &Reader, spec: &ArchSpec, l: usize) -> Result<LayerWeight
                 r.norm(&format!("{p}.pre_feedforward_layernorm"), dm, spec)?,
                 Some(r.norm(&format!("{p}.post_attention_layernorm"), dm, spec)?),
                 Some(r.norm(&format!("{p}.post_feedforward_layernorm"), dm, spec)?),
+            ),
+            // StableLM's parallel blocks feed one norm to both branches.
+            BlockKind::Parallel => (
+                r.norm(&format!("{p}.input_layernorm"), dm, spec)?,
+                r.norm(&format!("{p}.input_layernorm"), dm, spec)?,
+                None,
+                None,
             ),
             _ => (
                 r.norm(&format!("{p}.input_layernorm"), dm, spec)?,
@@ -403,19 +469,35 @@ fn llama_like_layer(r: &Reader, spec: &ArchSpec, l: usize) -> Result<LayerWeight
             ),
         };
         let gated = matches!(spec.mlp, Mlp::Gated(_));
+        let (q, k, v, gate, up) = if spec.family == Family::Phi3 {
+            // qkv_proj (h·d + 2·h_kv·d, D) = [q | k | v] rows; gate_up_proj (2·d_ff, D) = [gate | up].
+            let qkv = r.get(&format!("{p}.self_attn.qkv_proj.weight"), &[(h + 2 * hkv) * d, dm])?;
+            let [q, k, v] = split_rows(&qkv, [h * d, hkv * d, hkv * d])?;
+            let gu = r.get(&format!("{p}.mlp.gate_up_proj.weight"), &[2 * ff, dm])?;
+            let [gate, up] = split_rows(&gu, [ff, ff])?;
+            (q, k, v, Some(gate), up)
+        } else {
+            (
+                r.linear(&format!("{p}.self_attn.q_proj"), h * d, dm, spec.qkv_bias)?,
+                r.linear(&format!("{p}.self_attn.k_proj"), hkv * d, dm, spec.qkv_bias)?,
+                r.linear(&format!("{p}.self_attn.v_proj"), hkv * d, dm, spec.qkv_bias)?,
+                if gated { Some(r.linear(&format!("{p}.mlp.gate_proj"), ff, dm, false)?) } else { None },
+                r.linear(&format!("{p}.mlp.up_proj"), ff, dm, false)?,
+            )
+        };
         Ok(LayerWeights {
             attn_norm,
             mlp_norm,
             attn_post_norm,
             mlp_post_norm,
-            q: r.linear(&format!("{p}.self_attn.q_proj"), h * d, dm, spec.qkv_bias)?,
-            k: r.linear(&format!("{p}.self_attn.k_proj"), hkv * d, dm, spec.qkv_bias)?,
-            v: r.linear(&format!("{p}.self_attn.v_proj"), hkv * d, dm, spec.qkv_bias)?,
+            q,
+            k,
+            v,
             o: r.linear(&format!("{p}.self_attn.o_proj"), dm, h * d, false)?,
             q_norm,
             k_norm,
-            gate: if gated { Some(r.linear(&format!("{p}.mlp.gate_proj"), ff, dm, false)?) } else { None },
-            up: r.linear(&format!("{p}.mlp.up_proj"), ff, dm, false)?,
+            gate,
+            up,
             down: r.linear(&format!("{p}.mlp.down_proj"), dm, ff, false)?,
         })
     }
@@ -423,18 +505,18 @@ fn llama_like_layer(r: &Reader, spec: &ArchSpec, l: usize) -> Result<LayerWeight
 
 /// GPT2LMHeadModel saves under `transformer.`; bare GPT2Model checkpoints do not.
 fn gpt2_prefix(r: &Reader) -> &'static str {
-    if r.store.contains("transformer.wte.weight") { "transformer." } else { "" }
+    if r.store.contains("transformer.wte.weight") || r.store.contains("transformer.ln_f.weight") { "transformer." } else { "" }
 }
 
 fn load_gpt2(r: &Reader, spec: &ArchSpec) -> Result<Globals> {
     let dm = spec.d_model;
     let pre = gpt2_prefix(r);
-    let embed = format!("{pre}wte.weight");
-    r.check(&embed, &[spec.vocab_size, dm])?;
+    let (embed_name, head_name) = embed_and_head(r, &format!("{pre}wte.weight"), "lm_head.weight", spec)?;
     let n_pos = r.store.shape(&format!("{pre}wpe.weight")).map(|s| s[0]).unwrap_or(0);
     Ok(Globals {
-        head_name: head_or_tied(r, "lm_head.weight", &embed, spec)?,
-        embed_name: embed,
+        embed_name,
+        head_name,
+        embed_norm: None,
         pos_embed: Some(r.get(&format!("{pre}wpe.weight"), &[n_pos, dm])?),
         final_norm: r.norm(&format!("{pre}ln_f"), dm, spec)?,
     })
@@ -470,11 +552,11 @@ fn gpt2_layer(r: &Reader, spec: &ArchSpec, l: usize) -> Result<LayerWeights> {
 }
 
 fn load_neox(r: &Reader, spec: &ArchSpec) -> Result<Globals> {
-    let embed = "gpt_neox.embed_in.weight";
-    r.check(embed, &[spec.vocab_size, spec.d_model])?;
+    let (embed_name, head_name) = embed_and_head(r, "gpt_neox.embed_in.weight", "embed_out.weight", spec)?;
     Ok(Globals {
-        embed_name: embed.into(),
-        head_name: head_or_tied(r, "embed_out.weight", embed, spec)?,
+        embed_name,
+        head_name,
+        embed_norm: None,
         pos_embed: None,
         final_norm: r.norm("gpt_neox.final_layer_norm", spec.d_model, spec)?,
     })
@@ -487,21 +569,15 @@ fn neox_layer(r: &Reader, spec: &ArchSpec, l: usize) -> Result<LayerWeights> {
         // Fused query_key_value (3·h·d, d_model): output rows ordered (head, {q,k,v}, d).
         let w = r.get(&format!("{p}.attention.query_key_value.weight"), &[3 * h * d, dm])?;
         let b = r.opt(&format!("{p}.attention.query_key_value.bias"), &[3 * h * d])?;
-        let w = w.reshape((h, 3, d, dm))?;
-        let b = b.map(|b| b.reshape((h, 3, d))).transpose()?;
-        let part = |i: usize| -> Result<Linear> {
-            let wi = w.narrow(1, i, 1)?.reshape((h * d, dm))?;
-            let bi = b.as_ref().map(|b| b.narrow(1, i, 1).and_then(|x| x.reshape(h * d))).transpose()?;
-            Linear::from_out_in(wi, bi)
-        };
+        let [q, k, v] = split_per_head_qkv(&w, b.as_ref(), h, d, dm)?;
         Ok(LayerWeights {
             attn_norm: r.norm(&format!("{p}.input_layernorm"), dm, spec)?,
             mlp_norm: r.norm(&format!("{p}.post_attention_layernorm"), dm, spec)?,
             attn_post_norm: None,
             mlp_post_norm: None,
-            q: part(0)?,
-            k: part(1)?,
-            v: part(2)?,
+            q,
+            k,
+            v,
             o: r.linear(&format!("{p}.attention.dense"), dm, h * d, true)?,
             q_norm: None,
             k_norm: None,
@@ -510,4 +586,83 @@ fn neox_layer(r: &Reader, spec: &ArchSpec, l: usize) -> Result<LayerWeights> {
             down: r.linear(&format!("{p}.mlp.dense_4h_to_h"), dm, spec.d_ff, true)?,
         })
     }
+}
+
+/// BloomForCausalLM saves under `transformer.`; the bigscience checkpoints (BloomModel) do not.
+fn bloom_prefix(r: &Reader) -> &'static str {
+    if r.store.contains("transformer.word_embeddings.weight") || r.store.contains("transformer.h.0.input_layernorm.weight") {
+        "transformer."
+    } else {
+        ""
+    }
+}
+
+fn load_bloom(r: &Reader, spec: &ArchSpec) -> Result<Globals> {
+    let pre = bloom_prefix(r);
+    let (embed_name, head_name) = embed_and_head(r, &format!("{pre}word_embeddings.weight"), "lm_head.weight", spec)?;
+    Ok(Globals {
+        embed_name,
+        head_name,
+        embed_norm: Some(r.norm(&format!("{pre}word_embeddings_layernorm"), spec.d_model, spec)?),
+        pos_embed: None,
+        final_norm: r.norm(&format!("{pre}ln_f"), spec.d_model, spec)?,
+    })
+}
+
+fn bloom_layer(r: &Reader, spec: &ArchSpec, l: usize) -> Result<LayerWeights> {
+    let (dm, h, d) = (spec.d_model, spec.n_heads, spec.head_dim);
+    let p = format!("{}h.{l}", bloom_prefix(r));
+    // Fused query_key_value (3·h·d, D): rows ordered (head, {q,k,v}, d), as GPT-NeoX.
+    let w = r.get(&format!("{p}.self_attention.query_key_value.weight"), &[3 * h * d, dm])?;
+    let b = r.get(&format!("{p}.self_attention.query_key_value.bias"), &[3 * h * d])?;
+    let [q, k, v] = split_per_head_qkv(&w, Some(&b), h, d, dm)?;
+    Ok(LayerWeights {
+        attn_norm: r.norm(&format!("{p}.input_layernorm"), dm, spec)?,
+        mlp_norm: r.norm(&format!("{p}.post_attention_layernorm"), dm, spec)?,
+        attn_post_norm: None,
+        mlp_post_norm: None,
+        q,
+        k,
+        v,
+        o: r.linear(&format!("{p}.self_attention.dense"), dm, h * d, true)?,
+        q_norm: None,
+        k_norm: None,
+        gate: None,
+        up: r.linear(&format!("{p}.mlp.dense_h_to_4h"), spec.d_ff, dm, true)?,
+        down: r.linear(&format!("{p}.mlp.dense_4h_to_h"), dm, spec.d_ff, true)?,
+    })
+}
+
+fn load_mpt(r: &Reader, spec: &ArchSpec) -> Result<Globals> {
+    let (embed_name, head_name) = embed_and_head(r, "transformer.wte.weight", "lm_head.weight", spec)?;
+    Ok(Globals {
+        embed_name,
+        head_name,
+        embed_norm: None,
+        pos_embed: None,
+        final_norm: r.norm("transformer.norm_f", spec.d_model, spec)?,
+    })
+}
+
+fn mpt_layer(r: &Reader, spec: &ArchSpec, l: usize) -> Result<LayerWeights> {
+    let (dm, h, d) = (spec.d_model, spec.n_heads, spec.head_dim);
+    let p = format!("transformer.blocks.{l}");
+    // Wqkv (3·D, D) = [q | k | v] rows (transformers chunks it in three).
+    let w = r.get(&format!("{p}.attn.Wqkv.weight"), &[3 * h * d, dm])?;
+    let [q, k, v] = split_rows(&w, [h * d, h * d, h * d])?;
+    Ok(LayerWeights {
+        attn_norm: r.norm(&format!("{p}.norm_1"), dm, spec)?,
+        mlp_norm: r.norm(&format!("{p}.norm_2"), dm, spec)?,
+        attn_post_norm: None,
+        mlp_post_norm: None,
+        q,
+        k,
+        v,
+        o: r.linear(&format!("{p}.attn.out_proj"), dm, h * d, false)?,
+        q_norm: None,
+        k_norm: None,
+        gate: None,
+        up: r.linear(&format!("{p}.ffn.up_proj"), spec.d_ff, dm, false)?,
+        down: r.linear(&format!("{p}.ffn.down_proj"), dm, spec.d_ff, false)?,
+    })
 }

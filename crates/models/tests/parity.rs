@@ -141,9 +141,134 @@ fn tiny_models_of_every_family_match_transformers() {
     checked.sort();
     assert_eq!(
         checked,
-        ["gemma2", "gpt2", "gpt_neox", "llama", "llama3_scaled", "mistral", "olmo2", "qwen2", "qwen3"],
+        [
+            "bloom", "gemma2", "gemma3", "gpt2", "gpt_neox", "llama", "llama3_scaled", "mistral", "mpt", "olmo2", "phi3",
+            "qwen2", "qwen3", "stablelm"
+        ],
         "every family fixture must be checked"
     );
+}
+
+/// Gemma 3 as GGUF (architecture `gemma3`, written with the `gguf` package
+/// from tiny/gemma3's weights, norms stored as 1 + w) against transformers
+/// loading the same GGUF. Its layer pattern (5 sliding, 1 global) and rope
+/// bases come from transformers' GGUF defaults, as ours do.
+#[test]
+fn gemma3_gguf_matches_transformers() {
+    let dir = fixtures().join("tiny/gemma3_gguf");
+    let ck = Checkpoint::open(dir.join("model.gguf").to_str().unwrap(), None).unwrap();
+    assert_eq!(ck.config["model_type"], "gemma3_text");
+    let model = check_against("gemma3_gguf", &ck, &dir);
+    assert_eq!(model.spec.windows, [Some(8), Some(8), Some(8), Some(8), Some(8), None]);
+    assert_eq!(model.spec.local_rope_theta, Some(10_000.0));
+}
+
+/// The tensors of a tiny fixture, by name, as (dtype, shape, bytes).
+fn fixture_tensors(dir: &Path) -> Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> {
+    let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut out: Vec<_> = st.tensors().into_iter().map(|(n, v)| (n, v.dtype(), v.shape().to_vec(), v.data().to_vec())).collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// Writes `tensors` into `dir` as `n_shards` safetensors files (round-robin)
+/// with a `model.safetensors.index.json`, as `save_pretrained` shards them;
+/// copies config and tokenizer files from `src`.
+fn write_sharded(src: &Path, dir: &Path, tensors: &[(String, safetensors::Dtype, Vec<usize>, Vec<u8>)], n_shards: usize) {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).unwrap();
+    for f in ["config.json", "tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(src.join(f), dir.join(f)).unwrap();
+    }
+    let mut weight_map = serde_json::Map::new();
+    for s in 0..n_shards {
+        let file = format!("model-{:05}-of-{:05}.safetensors", s + 1, n_shards);
+        let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % n_shards == s)
+            .map(|(_, (n, dt, shape, data))| (n.clone(), safetensors::tensor::TensorView::new(*dt, shape.clone(), data).unwrap()))
+            .collect();
+        for (n, _) in &views {
+            weight_map.insert(n.clone(), Value::String(file.clone()));
+        }
+        safetensors::tensor::serialize_to_file(views, None, &dir.join(&file)).unwrap();
+    }
+    let index = serde_json::json!({"metadata": {"total_size": 0}, "weight_map": weight_map});
+    std::fs::write(dir.join("model.safetensors.index.json"), serde_json::to_vec_pretty(&index).unwrap()).unwrap();
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("attnscope-parity-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn tiny_family_dirs() -> Vec<(String, PathBuf)> {
+    let mut dirs: Vec<_> = std::fs::read_dir(fixtures().join("tiny"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|d| d.join("config.json").exists())
+        .map(|d| (d.file_name().unwrap().to_string_lossy().into_owned(), d))
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+/// Every family loads from sharded safetensors (three shards named by
+/// `model.safetensors.index.json`, tensors spread round-robin) to the same
+/// ids, Q, K and logits as transformers gives for the single file.
+#[test]
+fn sharded_checkpoints_of_every_family_match_transformers() {
+    let dirs = tiny_family_dirs();
+    assert!(dirs.len() >= 14);
+    for (family, src) in dirs {
+        let dir = scratch(&format!("sharded-{family}"));
+        write_sharded(&src, &dir, &fixture_tensors(&src), 3);
+        let ck = Checkpoint::open(dir.to_str().unwrap(), None).unwrap_or_else(|e| panic!("{family}: {e}"));
+        assert!(ck.tensors.describe().contains("3 safetensors shards"), "{family}: {}", ck.tensors.describe());
+        check_against(&format!("{family} (3 shards)"), &ck, &src);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// The output-layer name of each family, for tied checkpoints saved as
+/// the output layer only.
+fn head_and_embed(family: &str) -> (&'static str, &'static str) {
+    match family {
+        "gpt2" | "mpt" => ("lm_head.weight", "transformer.wte.weight"),
+        "gpt_neox" => ("embed_out.weight", "gpt_neox.embed_in.weight"),
+        "bloom" => ("lm_head.weight", "transformer.word_embeddings.weight"),
+        _ => ("lm_head.weight", "model.embed_tokens.weight"),
+    }
+}
+
+/// `tie_word_embeddings: true` with the shared matrix stored only as the
+/// output layer (`lm_head.weight`, no embedding), as some save paths write
+/// it: loads and matches transformers, in every tied family. (The usual
+/// case, the embedding only, is every tiny fixture itself.)
+#[test]
+fn tied_embeddings_stored_as_lm_head_only_load() {
+    let mut checked = 0;
+    for (family, src) in tiny_family_dirs() {
+        let config: Value = serde_json::from_slice(&std::fs::read(src.join("config.json")).unwrap()).unwrap();
+        if config["tie_word_embeddings"] == Value::Bool(false) {
+            continue; // tiny/llama is untied: both matrices are stored
+        }
+        let (head, embed) = head_and_embed(&family);
+        let mut tensors = fixture_tensors(&src);
+        let e = tensors.iter_mut().find(|t| t.0 == embed).unwrap_or_else(|| panic!("{family}: no {embed}"));
+        e.0 = head.to_string();
+        let dir = scratch(&format!("tied-{family}"));
+        write_sharded(&src, &dir, &tensors, 1);
+        let ck = Checkpoint::open(dir.to_str().unwrap(), None).unwrap();
+        assert!(!ck.tensors.contains(embed) && ck.tensors.contains(head));
+        check_against(&format!("{family} (tied, stored as {head})"), &ck, &src);
+        let _ = std::fs::remove_dir_all(dir);
+        checked += 1;
+    }
+    assert!(checked >= 13, "{checked} tied families checked");
 }
 
 fn stories_greedy_text(model: &Model, ck: &Checkpoint) -> String {

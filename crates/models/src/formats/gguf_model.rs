@@ -3,7 +3,9 @@
 //! `modeling_gguf_pytorch_utils.py` does.
 //!
 //! Supported `general.architecture`: `llama` (also SmolLM2 and
-//! Mistral-in-GGUF) and `qwen2`. For `llama`, Q/K rows are un-permuted from
+//! Mistral-in-GGUF), `qwen2` and `gemma3` (→ `gemma3_text`; llama.cpp
+//! stores every Gemma norm weight as 1 + w, which is undone here as
+//! transformers' `Gemma2TensorProcessor` does). For `llama`, Q/K rows are un-permuted from
 //! llama.cpp's interleaved rotary layout (transformers'
 //! `LlamaTensorProcessor`, applied by architecture, so Mistral too); `qwen2`'s
 //! converter never permutes, so nothing is undone there.
@@ -19,7 +21,7 @@ use super::reverse_permute;
 use crate::checkpoint::TensorSource;
 use crate::{Error, Result};
 
-pub const SUPPORTED_ARCHS: &[&str] = &["llama", "qwen2"];
+pub const SUPPORTED_ARCHS: &[&str] = &["llama", "qwen2", "gemma3"];
 
 /// How one HF tensor is made from a GGUF tensor.
 #[derive(Debug, Clone)]
@@ -27,6 +29,8 @@ struct Entry {
     gguf_name: String,
     /// Some(n_head): un-permute rows in groups of n_head heads.
     unpermute: Option<usize>,
+    /// Gemma norm weight stored as 1 + w: subtract 1.
+    minus_one: bool,
 }
 
 /// Tensor source over a GGUF file, under HF names.
@@ -47,6 +51,24 @@ const BLOCK_NAMES: &[(&str, &str)] = &[
     ("attn_v.bias", "self_attn.v_proj.bias"),
     ("attn_output.bias", "self_attn.o_proj.bias"),
     ("ffn_norm.weight", "post_attention_layernorm.weight"),
+    ("ffn_gate.weight", "mlp.gate_proj.weight"),
+    ("ffn_up.weight", "mlp.up_proj.weight"),
+    ("ffn_down.weight", "mlp.down_proj.weight"),
+];
+
+/// Gemma 3 blocks: llama.cpp's names for the sandwich norms and QK-norm
+/// (gguf-py's tensor map). `ffn_norm` is the *pre*-feedforward norm here.
+const GEMMA3_BLOCK_NAMES: &[(&str, &str)] = &[
+    ("attn_norm.weight", "input_layernorm.weight"),
+    ("attn_q.weight", "self_attn.q_proj.weight"),
+    ("attn_k.weight", "self_attn.k_proj.weight"),
+    ("attn_v.weight", "self_attn.v_proj.weight"),
+    ("attn_output.weight", "self_attn.o_proj.weight"),
+    ("attn_q_norm.weight", "self_attn.q_norm.weight"),
+    ("attn_k_norm.weight", "self_attn.k_norm.weight"),
+    ("post_attention_norm.weight", "post_attention_layernorm.weight"),
+    ("ffn_norm.weight", "pre_feedforward_layernorm.weight"),
+    ("post_ffw_norm.weight", "post_feedforward_layernorm.weight"),
     ("ffn_gate.weight", "mlp.gate_proj.weight"),
     ("ffn_up.weight", "mlp.up_proj.weight"),
     ("ffn_down.weight", "mlp.down_proj.weight"),
@@ -75,15 +97,19 @@ pub fn open(path: &Path) -> Result<(Json, GgufSource)> {
     let n_layers = config["num_hidden_layers"].as_u64().unwrap_or(0) as usize;
 
     let mut map = BTreeMap::new();
+    let gemma = arch == "gemma3";
     let mut add = |hf: String, gguf: &str, unpermute: Option<usize>| {
+        let minus_one = gemma && hf.ends_with("norm.weight");
         map.insert(
             hf,
             Entry {
                 gguf_name: gguf.to_string(),
                 unpermute,
+                minus_one,
             },
         );
     };
+    let block_names = if gemma { GEMMA3_BLOCK_NAMES } else { BLOCK_NAMES };
     for name in file.tensors.keys() {
         let permute = arch == "llama";
         match name.as_str() {
@@ -108,7 +134,7 @@ pub fn open(path: &Path) -> Result<(Json, GgufSource)> {
                         ),
                     ));
                 }
-                let Some((_, hf)) = BLOCK_NAMES.iter().find(|(g, _)| *g == suffix) else {
+                let Some((_, hf)) = block_names.iter().find(|(g, _)| *g == suffix) else {
                     continue;
                 };
                 let unpermute = match suffix {
@@ -188,11 +214,13 @@ fn build_config(file: &GgufFile, arch: &str) -> Result<Json> {
         .or_else(|| emb.and_then(|t: &TensorInfo| t.ne.get(1).map(|&d| d as u64)))
         .ok_or_else(|| file.meta_err(&key("vocab_size"), "present (nor a tokenizer/embedding)"))?;
     let mut c = Map::new();
-    c.insert("model_type".into(), json!(arch));
+    // transformers turns GGUF `gemma3` into the text-only `gemma3_text`.
+    c.insert("model_type".into(), json!(if arch == "gemma3" { "gemma3_text" } else { arch }));
     c.insert(
         "architectures".into(),
         json!([match arch {
             "qwen2" => "Qwen2ForCausalLM",
+            "gemma3" => "Gemma3ForCausalLM",
             _ => "LlamaForCausalLM",
         }]),
     );
@@ -267,7 +295,14 @@ fn build_config(file: &GgufFile, arch: &str) -> Result<Json> {
         "tie_word_embeddings".into(),
         json!(!file.tensors.contains_key("output.weight")),
     );
-    c.insert("hidden_act".into(), json!("silu"));
+    if arch == "gemma3" {
+        // No query_pre_attn_scalar, layer pattern or local rope base in the
+        // metadata: transformers' defaults apply (256, every 6th layer
+        // global, 10000), as in its GGUF loader.
+        c.insert("hidden_activation".into(), json!("gelu_pytorch_tanh"));
+    } else {
+        c.insert("hidden_act".into(), json!("silu"));
+    }
     if arch == "qwen2" {
         c.insert("attention_bias".into(), json!(true));
     }
@@ -304,7 +339,10 @@ impl TensorSource for GgufSource {
     fn load(&self, name: &str) -> Result<Tensor> {
         let e = crate::checkpoint::entry(&self.map, name, self)?;
         let info = &self.file.tensors[&e.gguf_name];
-        let t = self.file.load_f32(info)?;
+        let mut t = self.file.load_f32(info)?;
+        if e.minus_one {
+            t = (t - 1.0).map_err(|err| Error::Tensor { path: self.file.path.clone(), name: name.to_string(), reason: err.to_string() })?;
+        }
         match e.unpermute {
             Some(n) => reverse_permute(&t, n).map_err(|err| Error::Tensor {
                 path: self.file.path.clone(),

@@ -71,6 +71,9 @@ pub fn read_config(dir: &Path) -> Result<Json> {
     Ok(config)
 }
 
+/// Pickled weight files transformers also reads; attnscope refuses them.
+const PICKLED: &[&str] = &["pytorch_model.bin", "pytorch_model.bin.index.json"];
+
 /// More layers than any real model has (the deepest have a few hundred).
 const MAX_LAYERS: u64 = 1 << 16;
 
@@ -118,6 +121,17 @@ pub fn shard_files(dir: &Path) -> Result<Vec<PathBuf>> {
     }
     files.sort();
     if files.is_empty() {
+        if let Some(pickled) = PICKLED.iter().map(|n| dir.join(n)).find(|p| p.is_file()) {
+            return Err(Error::Format {
+                path: pickled,
+                format: "HF directory",
+                reason: format!(
+                    "pickled PyTorch weights are not read (unpickling can run code); convert them to safetensors, e.g. \
+                     python -c \"from transformers import AutoModelForCausalLM as M; M.from_pretrained('{0}').save_pretrained('{0}')\"",
+                    dir.display()
+                ),
+            });
+        }
         return Err(Error::Format {
             path: dir.to_path_buf(),
             format: "HF directory",
