@@ -91,6 +91,12 @@ pub fn run(args: &AnalyzeArgs) -> Result<()> {
                 .forward(&window, Logits::None, Some(&mut observer))
                 .with_context(|| format!("forward pass on {} at ctx {ctx}", path.display()))?;
             bar.finish_and_clear();
+            if !args.run.quiet {
+                // The forward pass runs every layer up to the last one analysed.
+                let ran = layers.last().map_or(spec.n_layers, |l| l + 1);
+                let secs = started.elapsed().as_secs_f64();
+                eprintln!("attnscope: {label}: {ran} layers in {secs:.1} s ({:.2} s per layer, forward and analysis)", secs / ran as f64);
+            }
             mismatches += observer.mismatches.len();
             let run = RunRecord::new(
                 &display_path(path),

@@ -13,15 +13,18 @@ use models::{ArchSpec, TensorStore};
 
 /// decoder.rs `SCORE_BUDGET`: attention score elements held at once (f32).
 const SCORE_BUDGET: u64 = 1 << 24;
+/// decoder.rs `QUERY_CHUNK`: most queries per attention chunk.
+const QUERY_CHUNK: u64 = 128;
 /// See [`Estimate::base`].
-pub const BASE: u64 = 64 << 20;
+pub const BASE: u64 = 48 << 20;
 
 /// Peak memory of one `analyze` command, by term, in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Estimate {
     /// The process before any model: binary and libraries, thread stacks,
     /// tokenizer, texts, resident pages of the memory-mapped model file
-    /// ([`BASE`]; measured ≈ 35–60 MB).
+    /// ([`BASE`]; measured 17 MB with stories260K, ≈ 40 MiB with SmolLM2's
+    /// 49k-token tokenizer).
     pub base: u64,
     /// The weights as the decoder streams them: two layers as f32 (the one
     /// running and the one the prefetch thread loads), a transient f32 copy
@@ -119,7 +122,8 @@ pub fn estimate(spec: &ArchSpec, tensors: &TensorStore, t: usize, threads: usize
     // (≈ 4·t·d_ff); cos/sin tables (2·t·d).
     let stream = t.saturating_mul(8 * dm + 4 * ff + 3 * (h + 2 * hkv) * d + 2 * d);
     // Scores of one query chunk: logits, masked logits, softmax (3 × budget).
-    let scores = 3 * SCORE_BUDGET.min(h.saturating_mul(t).saturating_mul(t));
+    // A chunk holds at most QUERY_CHUNK queries over at most t keys.
+    let scores = 3 * SCORE_BUDGET.min(h.saturating_mul(t.min(QUERY_CHUNK)).saturating_mul(t));
     let activations = f32s(stream.saturating_add(scores));
 
     // One layer: q, k flattened to f32 Vecs, W_Q/W_K as Vec<Vec<f32>> plus
@@ -139,13 +143,6 @@ pub fn estimate(spec: &ArchSpec, tensors: &TensorStore, t: usize, threads: usize
     let workers = (threads as u64).clamp(1, h.max(1));
     let analysis = layer.saturating_add(per_head.saturating_mul(workers));
     Estimate { base: BASE, weights, activations, analysis }
-}
-
-/// Bytes a pass that asks for logits adds (compress, monitor): the output
-/// layer as f32 (vocab × D) and the logits of t tokens (t × vocab).
-pub fn logits_bytes(spec: &ArchSpec, t: usize) -> u64 {
-    let v = spec.vocab_size as u64;
-    v.saturating_mul(spec.d_model as u64).saturating_add(v.saturating_mul(t as u64)).saturating_mul(4)
 }
 
 /// The layer a tensor belongs to: the first all-digit part of its HF name
