@@ -349,11 +349,12 @@ fn smollm2_long_context_matches_transformers() {
 /// The decoder's query chunking is an implementation detail: every chunk
 /// size from 1 query to the whole text gives the same Q, K and logits (to
 /// f32 rounding of the score GEMMs), in every family, including Mistral's
-/// sliding window (8 < t) and Gemma 2's soft-capped logits.
+/// sliding window (8 < t), Gemma 2's soft-capped logits, BLOOM/MPT's ALiBi
+/// bias (offset by each chunk's first query) and Gemma 3's local/global layers.
 #[test]
 fn query_chunk_size_does_not_change_results() {
     let tiny = fixtures().join("tiny");
-    for family in ["mistral", "gemma2", "gpt2", "gpt_neox", "qwen2"] {
+    for family in ["mistral", "gemma2", "gpt2", "gpt_neox", "qwen2", "bloom", "mpt", "gemma3"] {
         let dir = tiny.join(family);
         let r = load_reference(&dir);
         let ck = Checkpoint::open(dir.to_str().unwrap(), None).unwrap();
