@@ -636,6 +636,88 @@ def make_gemma3_gguf() -> dict:
     return meta
 
 
+def make_gemma3_multimodal() -> dict:
+    """tiny/gemma3's decoder inside a multimodal `gemma3` checkpoint
+    (Gemma3ForConditionalGeneration: `text_config`, a 1-layer SigLIP vision
+    tower, the decoder under `language_model.model.*` as save_pretrained
+    writes it), stored in bfloat16 to keep it small (attnscope reads BF16
+    as f32, as transformers does with dtype=float32). Reference:
+    transformers re-loading the directory cold, text only.
+    """
+    from safetensors.torch import load_file
+    from transformers import (AutoModelForImageTextToText, Gemma3Config, Gemma3ForConditionalGeneration,
+                              Gemma3TextConfig, SiglipVisionConfig)
+
+    src = TINY / "gemma3"
+    out = TINY / "gemma3_multimodal"
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    tc = json.loads((src / "config.json").read_text())
+    drop = ("architectures", "transformers_version", "model_type", "_sliding_window_pattern", "dtype")
+    text = Gemma3TextConfig(**{k: v for k, v in tc.items() if k not in drop})
+    vision = SiglipVisionConfig(hidden_size=16, intermediate_size=16, num_hidden_layers=1, num_attention_heads=1,
+                                image_size=28, patch_size=14)
+    cfg = Gemma3Config(text_config=text, vision_config=vision, mm_tokens_per_image=4,
+                       boi_token_index=2, eoi_token_index=3, image_token_index=4)
+    torch.manual_seed(SEED + 200)
+    model = Gemma3ForConditionalGeneration(cfg).eval()
+    weights = load_file(str(src / "model.safetensors"))
+    lm = model.model.language_model
+    missing, unexpected = lm.load_state_dict({k.removeprefix("model."): v for k, v in weights.items()}, strict=False)
+    assert not unexpected and all("embed_scale" in k for k in missing), (missing, unexpected)
+    model.to(torch.bfloat16).save_pretrained(out, safe_serialization=True)
+    (out / "generation_config.json").unlink(missing_ok=True)
+    for f in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copyfile(src / f, out / f)
+
+    capture.register()
+    model = AutoModelForImageTextToText.from_pretrained(out, dtype=torch.float32,
+                                                        attn_implementation=capture.CAPTURE_IMPL).eval()
+    ref = load_file(str(src / "reference.safetensors"))
+    ids = ref["token_ids"].tolist()
+    cap = capture.run_capture(model, ids)
+    err = check_patterns(cap)
+    n_layers = len(cap.layers)
+    layers = [0, n_layers - 1]
+    tensors = {"token_ids": cap.token_ids, "logits": cap.logits}
+    tensors.update({k: v for k, v in qk_tensors(cap, layers).items() if not k.startswith("attn.")})
+    tensor_meta = save_tensors(out / "reference.safetensors", tensors)
+    dlogits = float((cap.logits - ref["logits"]).abs().max())
+    meta = {
+        "model": "tiny/gemma3_multimodal",
+        "random_test_model": True,
+        "model_type": "gemma3",
+        **versions(),
+        "text": TINY_TEXT,
+        "add_bos": True,
+        "token_ids": ids,
+        "n_tokens": len(ids),
+        "n_layers": n_layers,
+        "n_heads": cap.layers[0].q.shape[0],
+        "n_kv_heads": cap.layers[0].k.shape[0],
+        "head_dim": cap.layers[0].q.shape[2],
+        "vocab_size": text.vocab_size,
+        "layers": layer_meta(cap),
+        "final_logit_softcap": None,
+        "captured_layers": layers,
+        "tensors": tensor_meta,
+        "pattern_recompute_max_abs_err": err,
+        "max_abs_dlogits_vs_tiny_gemma3_f32": dlogits,
+        "notes": [
+            "tiny/gemma3's decoder weights rounded to bfloat16, inside Gemma3ForConditionalGeneration "
+            "(random 1-layer SigLIP tower, unused for text); reference from transformers loading this "
+            "directory with dtype float32; text only (no image tokens).",
+            "q/k of the first and last layer only; no attn.* tensors (size).",
+        ] + COMMON_NOTES,
+    }
+    write_json(out / "reference.json", meta)
+    size = dir_size(out) / 1024
+    log(f"  tiny/gemma3_multimodal: t={len(ids)} attn recompute err {err:.1e}, "
+        f"max|dlogits| vs f32 tiny/gemma3 {dlogits:.1e} (bf16 rounding), {size:.0f} KB")
+    return meta
+
+
 TINY_README = """# Tiny RANDOM test models — not trained, output is meaningless
 
 Every directory here is a randomly initialised Hugging Face causal LM
@@ -1029,7 +1111,7 @@ def dir_size(p: Path) -> int:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", nargs="*", help="subset: tiny, gemma3_gguf, stories260K, smollm2, smollm2_long, verify")
+    ap.add_argument("--only", nargs="*", help="subset: tiny, gemma3_gguf, gemma3_multimodal, stories260K, smollm2, smollm2_long, verify")
     ap.add_argument("--families", nargs="*",
                     help="with --only tiny: remake only these tiny families (the shared tokenizer is kept)")
     args = ap.parse_args()
@@ -1048,6 +1130,9 @@ def main() -> None:
         for i, (family, (cfg, add_bos, notes)) in enumerate(cfgs.items()):
             if not args.families or family in args.families:
                 make_tiny(family, cfg, add_bos, notes, i)
+    if "gemma3_multimodal" in want:
+        log("gemma3_multimodal")
+        make_gemma3_multimodal()
     if "gemma3_gguf" in want:
         log("gemma3_gguf")
         make_gemma3_gguf()

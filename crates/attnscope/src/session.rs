@@ -78,7 +78,7 @@ impl Loaded {
             .checkpoint
             .tokenizer
             .as_ref()
-            .with_context(|| format!("no tokenizer found for {source}; pass --tokenizer"))?;
+            .with_context(|| self.checkpoint.missing_tokenizer_reason())?;
         let vocab = self.model.spec.vocab_size;
         if tokenizer.vocab_size() > vocab {
             bail!("tokenizer vocabulary ({}) does not match the model {source} (vocabulary {vocab})", tokenizer.vocab_size());

@@ -245,3 +245,40 @@ fn memory_guard_refuses_unless_forced() {
     assert!(o.status.success() && err.contains("estimated peak memory") && err.contains("available"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Checkpoints in the shapes people save them (issue 12): pickled weights
+/// only, a SentencePiece `tokenizer.model` without `tokenizer.json`, and an
+/// architecture attnscope does not implement: each one line that names
+/// the file or the architecture and says what to do.
+#[test]
+fn pickled_weights_sentencepiece_only_and_unknown_architecture_are_refused_clearly() {
+    let dir = tempdir("shapes");
+    let text = long_text(&dir);
+    let run = |model: &Path| analyze(&["--model", s(model), "--text", s(&text), "--ctx", "16", "--out", s(&dir.join("out"))], &[]);
+
+    // pytorch_model.bin only (the bytes do not matter: it must never be unpickled).
+    let pickled = copy_tiny(&dir.join("pickled"));
+    std::fs::rename(pickled.join("model.safetensors"), pickled.join("pytorch_model.bin")).unwrap();
+    let err = expect_user_error(&run(&pickled), "pytorch_model.bin only", "pytorch_model.bin", &["pickled PyTorch weights are not read"]);
+    assert!(err.contains("safetensors") && err.contains("save_pretrained"), "says how to convert: {err}");
+
+    // tokenizer.model (SentencePiece) but no tokenizer.json.
+    let spm = copy_tiny(&dir.join("spm"));
+    std::fs::remove_file(spm.join("tokenizer.json")).unwrap();
+    std::fs::write(spm.join("tokenizer.model"), b"\x0a\x03\x0a\x01a").unwrap();
+    let err = expect_user_error(&run(&spm), "tokenizer.model only", "tokenizer.model", &["no tokenizer.json"]);
+    assert!(err.contains("--tokenizer"), "{err}");
+    // ... and with neither, the missing tokenizer.json is named.
+    std::fs::remove_file(spm.join("tokenizer.model")).unwrap();
+    expect_user_error(&run(&spm), "no tokenizer", "tokenizer.json", &["no tokenizer found"]);
+
+    // An unsupported model_type lists every supported one, the new families included.
+    let t5 = copy_tiny(&dir.join("t5"));
+    let cfg = std::fs::read_to_string(t5.join("config.json")).unwrap().replace("\"llama\"", "\"t5\"");
+    std::fs::write(t5.join("config.json"), cfg).unwrap();
+    let err = expect_user_error(&run(&t5), "model_type t5", "t5", &["unknown architecture `t5`"]);
+    for family in ["llama", "gemma3_text", "phi3", "stablelm", "bloom", "mpt"] {
+        assert!(err.contains(family), "does not list {family}: {err}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

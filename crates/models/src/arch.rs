@@ -830,6 +830,79 @@ mod tests {
         }
     }
 
+    /// transformers' `_get_alibi_slopes` and `build_mpt_alibi_tensor`,
+    /// printed by torch (f32) for these head counts.
+    #[test]
+    fn alibi_slopes_match_transformers() {
+        let close = |a: &[f64], b: &[f64]| a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() <= 1e-7 * y);
+        assert!(close(&bloom_alibi_slopes(4), &[0.25, 0.0625, 0.015625, 0.00390625]));
+        let b3 = bloom_alibi_slopes(3);
+        assert!(close(&b3, &[0.0625, 0.00390625, 0.25]), "{b3:?}");
+        let b6 = bloom_alibi_slopes(6);
+        assert!(close(&b6, &[0.25, 0.0625, 0.015625, 0.00390625, 0.5, 0.125]), "{b6:?}");
+        assert!(close(&mpt_alibi_slopes(4, 8.0), &bloom_alibi_slopes(4)));
+        let m3 = mpt_alibi_slopes(3, 8.0);
+        assert!(close(&m3, &[0.0625, 0.00390625, 0.25]), "{m3:?}");
+        let m6 = mpt_alibi_slopes(6, 8.0);
+        let want: Vec<f64> = [2, 4, 6, 8, 1, 3].iter().map(|&k| 2f64.powi(-k)).collect();
+        assert!(close(&m6, &want), "{m6:?}");
+    }
+
+    #[test]
+    fn gemma3_legacy_and_multimodal_configs() {
+        // A hub-style multimodal config: text_config states only what differs
+        // from Gemma3TextConfig's defaults; legacy rope keys; no layer_types.
+        let spec = ArchSpec::from_hf_config(&json!({
+            "model_type": "gemma3",
+            "text_config": {"model_type": "gemma3_text", "hidden_size": 2560, "intermediate_size": 10240,
+                            "num_hidden_layers": 34, "rope_scaling": {"rope_type": "linear", "factor": 8.0},
+                            "sliding_window": 1024},
+            "vision_config": {"model_type": "siglip_vision_model"}
+        }))
+        .unwrap();
+        assert_eq!(spec.family, Family::Gemma3);
+        assert_eq!((spec.n_heads, spec.n_kv_heads, spec.head_dim, spec.vocab_size), (8, 4, 256, 262_208));
+        assert!((spec.attn_scale - 1.0 / 16.0).abs() < 1e-15);
+        assert_eq!(spec.windows[0], Some(1024));
+        assert_eq!(spec.windows[5], None);
+        assert_eq!(spec.windows.iter().filter(|w| w.is_none()).count(), 5); // layers 5, 11, 17, 23, 29
+        assert_eq!(spec.positions, Positions::Rotary { theta: 1e6, rotary_dim: 256, scaling: RopeScaling::Linear { factor: 8.0 } });
+        assert_eq!(spec.local_rope_theta, Some(10_000.0));
+        assert_eq!(spec.qk_norm, QkNorm::PerHead);
+        assert_eq!(spec.norm, NormKind::Rms { eps: 1e-6, weight_offset: 1.0 });
+        // rope_local_base_freq and sliding_window_pattern, pre-transformers-5 style
+        let spec = ArchSpec::from_hf_config(&json!({
+            "model_type": "gemma3_text", "num_hidden_layers": 4, "rope_theta": 5e5, "rope_local_base_freq": 2e4,
+            "sliding_window_pattern": 2, "sliding_window": 16
+        }))
+        .unwrap();
+        assert_eq!(spec.windows, [Some(16), None, Some(16), None]);
+        assert_eq!(spec.local_rope_theta, Some(2e4));
+        assert!(matches!(spec.positions, Positions::Rotary { theta, .. } if theta == 5e5));
+        let err = ArchSpec::from_hf_config(&json!({"model_type": "gemma3"})).unwrap_err().to_string();
+        assert!(err.contains("text_config"), "{err}");
+    }
+
+    #[test]
+    fn unsupported_variants_are_refused_by_name() {
+        for (cfg, what) in [
+            (json!({"model_type": "stablelm", "hidden_size": 64, "num_attention_heads": 4, "num_hidden_layers": 1,
+                    "intermediate_size": 8, "vocab_size": 10, "qk_layernorm": true}), "qk_layernorm"),
+            (json!({"model_type": "mpt", "d_model": 64, "n_heads": 4, "n_layers": 1, "vocab_size": 10,
+                    "attn_config": {"qk_ln": true}}), "qk_ln"),
+            (json!({"model_type": "bloom", "hidden_size": 64, "n_head": 4, "n_layer": 1, "vocab_size": 10,
+                    "apply_residual_connection_post_layernorm": true}), "apply_residual_connection_post_layernorm"),
+            (json!({"model_type": "phi3", "hidden_size": 64, "num_attention_heads": 4, "num_hidden_layers": 1,
+                    "intermediate_size": 8, "vocab_size": 10, "rope_scaling": {"type": "longrope"}}), "longrope"),
+        ] {
+            let err = ArchSpec::from_hf_config(&cfg).unwrap_err().to_string();
+            assert!(err.contains(what), "{err}");
+        }
+        let bloom = ArchSpec::from_hf_config(&json!({"model_type": "bloom", "hidden_size": 64, "n_head": 4, "n_layer": 2, "vocab_size": 10})).unwrap();
+        assert_eq!(bloom.position_bias.slopes().map(<[f64]>::len), Some(4));
+        assert_eq!(bloom.positions, Positions::None);
+    }
+
     #[test]
     fn bad_gqa_is_an_error() {
         let err = ArchSpec::from_hf_config(&json!({

@@ -380,9 +380,10 @@ fn embed_and_head(r: &Reader, embed: &str, head: &str, spec: &ArchSpec) -> Resul
 /// (`model.language_model.` in transformers 5, `language_model.model.`
 /// before), whose output layer is then `lm_head` / `language_model.lm_head`.
 fn llama_prefixes(r: &Reader) -> (&'static str, &'static str) {
-    if r.store.contains("model.language_model.embed_tokens.weight") {
+    // Probed by the final norm: the embedding may be absent (tied, stored as the head).
+    if r.store.contains("model.language_model.norm.weight") {
         ("model.language_model.", "lm_head.weight")
-    } else if r.store.contains("language_model.model.embed_tokens.weight") {
+    } else if r.store.contains("language_model.model.norm.weight") {
         ("language_model.model.", "language_model.lm_head.weight")
     } else {
         ("model.", "lm_head.weight")

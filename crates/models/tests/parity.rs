@@ -142,7 +142,7 @@ fn tiny_models_of_every_family_match_transformers() {
     assert_eq!(
         checked,
         [
-            "bloom", "gemma2", "gemma3", "gpt2", "gpt_neox", "llama", "llama3_scaled", "mistral", "mpt", "olmo2", "phi3",
+            "bloom", "gemma2", "gemma3", "gemma3_multimodal", "gpt2", "gpt_neox", "llama", "llama3_scaled", "mistral", "mpt", "olmo2", "phi3",
             "qwen2", "qwen3", "stablelm"
         ],
         "every family fixture must be checked"
@@ -222,7 +222,7 @@ fn tiny_family_dirs() -> Vec<(String, PathBuf)> {
 #[test]
 fn sharded_checkpoints_of_every_family_match_transformers() {
     let dirs = tiny_family_dirs();
-    assert!(dirs.len() >= 14);
+    assert!(dirs.len() >= 15);
     for (family, src) in dirs {
         let dir = scratch(&format!("sharded-{family}"));
         write_sharded(&src, &dir, &fixture_tensors(&src), 3);
@@ -240,6 +240,8 @@ fn head_and_embed(family: &str) -> (&'static str, &'static str) {
         "gpt2" | "mpt" => ("lm_head.weight", "transformer.wte.weight"),
         "gpt_neox" => ("embed_out.weight", "gpt_neox.embed_in.weight"),
         "bloom" => ("lm_head.weight", "transformer.word_embeddings.weight"),
+        // save_pretrained's layout of Gemma3ForConditionalGeneration
+        "gemma3_multimodal" => ("language_model.lm_head.weight", "language_model.model.embed_tokens.weight"),
         _ => ("lm_head.weight", "model.embed_tokens.weight"),
     }
 }
@@ -268,7 +270,7 @@ fn tied_embeddings_stored_as_lm_head_only_load() {
         let _ = std::fs::remove_dir_all(dir);
         checked += 1;
     }
-    assert!(checked >= 13, "{checked} tied families checked");
+    assert!(checked >= 14, "{checked} tied families checked");
 }
 
 fn stories_greedy_text(model: &Model, ck: &Checkpoint) -> String {
@@ -347,11 +349,12 @@ fn smollm2_long_context_matches_transformers() {
 /// The decoder's query chunking is an implementation detail: every chunk
 /// size from 1 query to the whole text gives the same Q, K and logits (to
 /// f32 rounding of the score GEMMs), in every family, including Mistral's
-/// sliding window (8 < t) and Gemma 2's soft-capped logits.
+/// sliding window (8 < t), Gemma 2's soft-capped logits, BLOOM/MPT's ALiBi
+/// bias (offset by each chunk's first query) and Gemma 3's local/global layers.
 #[test]
 fn query_chunk_size_does_not_change_results() {
     let tiny = fixtures().join("tiny");
-    for family in ["mistral", "gemma2", "gpt2", "gpt_neox", "qwen2"] {
+    for family in ["mistral", "gemma2", "gpt2", "gpt_neox", "qwen2", "bloom", "mpt", "gemma3"] {
         let dir = tiny.join(family);
         let r = load_reference(&dir);
         let ck = Checkpoint::open(dir.to_str().unwrap(), None).unwrap();

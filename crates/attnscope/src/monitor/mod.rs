@@ -467,7 +467,7 @@ pub fn run(args: &MonitorArgs) -> Result<()> {
     let mut mon = Monitor::new(Vec::new(), args.rules.rules(), Some(&args.out))?;
     for (step, _, source) in &cks {
         let ck = Checkpoint::open(source, args.tokenizer.as_deref()).with_context(|| format!("cannot load model {source}"))?;
-        let tok = ck.tokenizer.as_ref().with_context(|| format!("no tokenizer found for {source}; pass --tokenizer"))?;
+        let tok = ck.tokenizer.as_ref().with_context(|| ck.missing_tokenizer_reason())?;
         let ids = crate::texts::tokenize(tok, &text, &args.text)?;
         let ids = crate::texts::first_tokens(&ids, args.ctx, &args.text)?;
         let model = Model::load(&ck).with_context(|| format!("cannot load model {source}"))?;

@@ -12,6 +12,7 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use models::arch::PositionBias;
 use models::{ArchSpec, Checkpoint, LogitTransform};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -31,7 +32,11 @@ pub struct ModelInfo {
     pub d_model: usize,
     pub logit_transform: &'static str,
     pub position_bias: &'static str,
+    /// The widest sliding window of any layer (`null`: no layer has one).
     pub window: Option<usize>,
+    /// Each layer's window (`null`: full causal), in layer order: Gemma 2/3
+    /// interleave local and global layers, and each head's support follows its layer.
+    pub layer_windows: Vec<Option<usize>>,
     pub trained_context: Option<usize>,
     pub logit_scale: f64,
 }
@@ -51,8 +56,12 @@ impl ModelInfo {
                 LogitTransform::None => "none",
                 LogitTransform::Softcap(_) => "softcap",
             },
-            position_bias: "none",
+            position_bias: match spec.position_bias {
+                PositionBias::None => "none",
+                PositionBias::Alibi { .. } => "alibi",
+            },
             window: spec.windows.iter().flatten().copied().max(),
+            layer_windows: spec.windows.clone(),
             trained_context: spec.max_positions,
             logit_scale: spec.attn_scale,
         }
