@@ -18,23 +18,29 @@ use crate::session::{self, Loaded, MemoryPlan};
 use crate::{defaults, texts, CheckFailed};
 
 pub fn run(args: &AnalyzeArgs) -> Result<()> {
-    session::set_threads(args.run.threads)?;
+    let threads = session::set_threads(args.run.threads, args.run.quiet)?;
     if args.ctx.is_empty() || args.ctx.contains(&0) {
         bail!("--ctx needs positive context lengths, e.g. --ctx 256,512");
     }
+    // `--ctx 64,64,32` is two runs, not three (a repeated run was counted twice).
+    let ctxs = dedup(&args.ctx);
+    let longest_ctx = ctxs.iter().copied().max().unwrap_or(0);
+    let text_paths = dedup(&if args.texts.is_empty() { defaults::default_texts() } else { args.texts.clone() });
     let progress = Progress::new(args.run.quiet);
     let source = session::model_source(args.source.model.as_deref())?;
+    let texts_term = texts::memory_term(&text_paths, longest_ctx);
     let plan = MemoryPlan {
-        longest_ctx: args.ctx.iter().copied().max().unwrap_or(0),
-        threads: args.run.threads,
+        longest_ctx,
+        threads,
         dense_check: args.dense_check,
         force: args.force,
         quiet: args.run.quiet,
+        extra: Box::new(move |_| vec![("texts", texts_term)]),
     };
     let loaded = Loaded::open(&source, args.source.tokenizer.as_deref(), &progress, Some(&plan))?;
     let (checkpoint, model) = (&loaded.checkpoint, &loaded.model);
     let tokenizer = loaded.tokenizer()?;
-    loaded.check_ctx(&args.ctx, args.beyond_trained_context)?;
+    loaded.check_ctx(&ctxs, args.beyond_trained_context)?;
     let spec = &model.spec;
     let layers = LayerSet::parse(args.layers.as_deref(), spec.n_layers)?;
 
@@ -51,17 +57,17 @@ pub fn run(args: &AnalyzeArgs) -> Result<()> {
         max_check_rows: Params::default().max_check_rows,
     };
 
-    let text_paths = if args.texts.is_empty() { defaults::default_texts() } else { args.texts.clone() };
     let spinner = progress.spinner("tokenizing texts");
     let mut tokenized = Vec::new();
     for path in &text_paths {
-        let text = texts::read_text(path)?;
-        tokenized.push((path.clone(), texts::tokenize(tokenizer, &text, path)?));
+        let mut ids = texts::read_tokens(tokenizer, path, longest_ctx)?;
+        ids.truncate(longest_ctx);
+        tokenized.push((path.clone(), ids));
     }
     spinner.finish_and_clear();
     // Check every text is long enough before any compute.
     for (path, ids) in &tokenized {
-        for &ctx in &args.ctx {
+        for &ctx in &ctxs {
             texts::first_tokens(ids, ctx, path)?;
         }
     }
@@ -69,7 +75,7 @@ pub fn run(args: &AnalyzeArgs) -> Result<()> {
     let mut runs = Vec::new();
     let mut mismatches = 0usize;
     for (path, ids) in &tokenized {
-        for &ctx in &args.ctx {
+        for &ctx in &ctxs {
             let run_file = runs_dir.join(report::run_file_name(path, ctx));
             if let Some(done) = report::load_finished_run(&run_file, &settings) {
                 runs.push(done);
@@ -118,6 +124,17 @@ pub fn run(args: &AnalyzeArgs) -> Result<()> {
         .into());
     }
     Ok(())
+}
+
+/// `v` without repeats, first occurrences in order.
+fn dedup<T: PartialEq + Clone>(v: &[T]) -> Vec<T> {
+    let mut out: Vec<T> = Vec::with_capacity(v.len());
+    for x in v {
+        if !out.contains(x) {
+            out.push(x.clone());
+        }
+    }
+    out
 }
 
 fn display_path(p: &Path) -> String {
