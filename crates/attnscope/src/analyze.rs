@@ -13,9 +13,9 @@ use models::Logits;
 use crate::cli::AnalyzeArgs;
 use crate::observer::{FieldObserver, LayerSet};
 use crate::progress::Progress;
-use crate::report::{self, ModelInfo, RunRecord, RunSettings};
+use crate::report::{self, Finished, ModelInfo, RunRecord, RunSettings};
 use crate::session::{self, Loaded, MemoryPlan};
-use crate::{defaults, texts, CheckFailed};
+use crate::{defaults, fingerprint, texts, CheckFailed, InvariantsFailed};
 
 pub fn run(args: &AnalyzeArgs) -> Result<()> {
     let threads = session::set_threads(args.run.threads, args.run.quiet)?;
@@ -48,6 +48,7 @@ pub fn run(args: &AnalyzeArgs) -> Result<()> {
     std::fs::create_dir_all(&runs_dir).with_context(|| format!("cannot create output directory {}", runs_dir.display()))?;
     report::check_writable(&args.out)?;
     report::remove_leftover_temp_files(&runs_dir);
+    report::remove_leftover_temp_files(&args.out);
 
     let info = ModelInfo::new(&source, &checkpoint, spec);
     let settings = RunSettings {
@@ -55,6 +56,12 @@ pub fn run(args: &AnalyzeArgs) -> Result<()> {
         model_source: source.clone(),
         layers: layers.0.clone(),
         max_check_rows: Params::default().max_check_rows,
+        model_fingerprint: fingerprint::of_path(&checkpoint.path)?,
+        tokenizer_fingerprint: match &args.source.tokenizer {
+            Some(t) => fingerprint::of_path(t)?,
+            None => "the model's".into(),
+        },
+        tokens_fnv: String::new(),
     };
 
     let spinner = progress.spinner("tokenizing texts");
@@ -77,11 +84,32 @@ pub fn run(args: &AnalyzeArgs) -> Result<()> {
     for (path, ids) in &tokenized {
         for &ctx in &ctxs {
             let run_file = runs_dir.join(report::run_file_name(path, ctx));
-            if let Some(done) = report::load_finished_run(&run_file, &settings) {
-                runs.push(done);
-                continue;
-            }
             let window = texts::first_tokens(ids, ctx, path)?;
+            let settings = RunSettings { tokens_fnv: fingerprint::of_ids(&window), ..settings.clone() };
+            let name = run_file.file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned());
+            match report::load_finished_run(&run_file, &settings) {
+                // --dense-check on a run computed without it: compute it again, with the check.
+                Finished::Reused(done) if args.dense_check && done.dense_check.is_none() => {
+                    if !args.run.quiet {
+                        eprintln!("attnscope: recomputing runs/{name}: it was computed without --dense-check");
+                    }
+                }
+                Finished::Reused(done) => {
+                    if !args.run.quiet {
+                        eprintln!("attnscope: reusing runs/{name} (same model, tokenizer, tokens and settings)");
+                    }
+                    // A reused run's recorded mismatches count as if found now.
+                    mismatches += done.dense_check.as_ref().map_or(0, Vec::len);
+                    runs.push(done);
+                    continue;
+                }
+                Finished::Stale(why) => {
+                    if !args.run.quiet {
+                        eprintln!("attnscope: recomputing runs/{name}: {why}");
+                    }
+                }
+                Finished::Absent => {}
+            }
             let label = format!("{} @{ctx}", path.file_name().map_or("text".into(), |n| n.to_string_lossy()));
             let bar = progress.bar(layers.count(spec.n_layers) as u64, &label);
             let mut observer = FieldObserver {
@@ -105,23 +133,33 @@ pub fn run(args: &AnalyzeArgs) -> Result<()> {
                 observer.records,
                 args.dense_check.then_some(observer.mismatches),
                 started.elapsed().as_secs_f64(),
-                settings.clone(),
+                settings,
             );
             report::write_run(&run_file, &run)?;
             runs.push(run);
         }
     }
     let spinner = progress.spinner("writing report");
-    report::write_all(&args.out, &info, &runs)?;
+    let summary = report::write_all(&args.out, &info, &runs)?;
     spinner.finish_and_clear();
     if !args.run.quiet {
-        eprintln!("attnscope: {} runs written to {}", runs.len(), args.out.display());
+        eprintln!("attnscope: {} runs written to {}", runs.len(), crate::oneline::escape(&args.out.display().to_string()));
     }
+    let failures = summary["checks"]["failures"].as_array().map_or(0, Vec::len);
+    let invariants = (failures > 0).then(|| {
+        format!("{failures} head runs fail the mechanism invariants (see report.json summary.checks.failures)")
+    });
     if mismatches > 0 {
+        if let Some(w) = &invariants {
+            eprintln!("attnscope: warning: {w}");
+        }
         return Err(CheckFailed(format!(
             "--dense-check: {mismatches} measures differ between the factored and the dense path (see report.json runs[].dense_check)"
         ))
         .into());
+    }
+    if let Some(w) = invariants {
+        return Err(InvariantsFailed(w).into());
     }
     Ok(())
 }

@@ -15,6 +15,7 @@ pub mod analyze;
 pub mod cli;
 pub mod compress;
 mod defaults;
+mod fingerprint;
 mod memory;
 pub mod monitor;
 pub mod observer;
