@@ -13,28 +13,34 @@ use models::Logits;
 use crate::cli::AnalyzeArgs;
 use crate::observer::{FieldObserver, LayerSet};
 use crate::progress::Progress;
-use crate::report::{self, ModelInfo, RunRecord, RunSettings};
+use crate::report::{self, Finished, ModelInfo, RunRecord, RunSettings};
 use crate::session::{self, Loaded, MemoryPlan};
-use crate::{defaults, texts, CheckFailed};
+use crate::{defaults, fingerprint, texts, CheckFailed, InvariantsFailed};
 
 pub fn run(args: &AnalyzeArgs) -> Result<()> {
-    session::set_threads(args.run.threads)?;
+    let threads = session::set_threads(args.run.threads, args.run.quiet)?;
     if args.ctx.is_empty() || args.ctx.contains(&0) {
         bail!("--ctx needs positive context lengths, e.g. --ctx 256,512");
     }
+    // `--ctx 64,64,32` is two runs, not three (a repeated run was counted twice).
+    let ctxs = dedup(&args.ctx);
+    let longest_ctx = ctxs.iter().copied().max().unwrap_or(0);
+    let text_paths = dedup(&if args.texts.is_empty() { defaults::default_texts() } else { args.texts.clone() });
     let progress = Progress::new(args.run.quiet);
     let source = session::model_source(args.source.model.as_deref())?;
+    let texts_term = texts::memory_term(&text_paths, longest_ctx);
     let plan = MemoryPlan {
-        longest_ctx: args.ctx.iter().copied().max().unwrap_or(0),
-        threads: args.run.threads,
+        longest_ctx,
+        threads,
         dense_check: args.dense_check,
         force: args.force,
         quiet: args.run.quiet,
+        extra: Box::new(move |_| vec![("texts", texts_term)]),
     };
     let loaded = Loaded::open(&source, args.source.tokenizer.as_deref(), &progress, Some(&plan))?;
     let (checkpoint, model) = (&loaded.checkpoint, &loaded.model);
     let tokenizer = loaded.tokenizer()?;
-    loaded.check_ctx(&args.ctx, args.beyond_trained_context)?;
+    loaded.check_ctx(&ctxs, args.beyond_trained_context)?;
     let spec = &model.spec;
     let layers = LayerSet::parse(args.layers.as_deref(), spec.n_layers)?;
 
@@ -42,6 +48,7 @@ pub fn run(args: &AnalyzeArgs) -> Result<()> {
     std::fs::create_dir_all(&runs_dir).with_context(|| format!("cannot create output directory {}", runs_dir.display()))?;
     report::check_writable(&args.out)?;
     report::remove_leftover_temp_files(&runs_dir);
+    report::remove_leftover_temp_files(&args.out);
 
     let info = ModelInfo::new(&source, &checkpoint, spec);
     let settings = RunSettings {
@@ -49,19 +56,25 @@ pub fn run(args: &AnalyzeArgs) -> Result<()> {
         model_source: source.clone(),
         layers: layers.0.clone(),
         max_check_rows: Params::default().max_check_rows,
+        model_fingerprint: fingerprint::of_path(&checkpoint.path)?,
+        tokenizer_fingerprint: match &args.source.tokenizer {
+            Some(t) => fingerprint::of_path(t)?,
+            None => "the model's".into(),
+        },
+        tokens_fnv: String::new(),
     };
 
-    let text_paths = if args.texts.is_empty() { defaults::default_texts() } else { args.texts.clone() };
     let spinner = progress.spinner("tokenizing texts");
     let mut tokenized = Vec::new();
     for path in &text_paths {
-        let text = texts::read_text(path)?;
-        tokenized.push((path.clone(), texts::tokenize(tokenizer, &text, path)?));
+        let mut ids = texts::read_tokens(tokenizer, path, longest_ctx)?;
+        ids.truncate(longest_ctx);
+        tokenized.push((path.clone(), ids));
     }
     spinner.finish_and_clear();
     // Check every text is long enough before any compute.
     for (path, ids) in &tokenized {
-        for &ctx in &args.ctx {
+        for &ctx in &ctxs {
             texts::first_tokens(ids, ctx, path)?;
         }
     }
@@ -69,13 +82,34 @@ pub fn run(args: &AnalyzeArgs) -> Result<()> {
     let mut runs = Vec::new();
     let mut mismatches = 0usize;
     for (path, ids) in &tokenized {
-        for &ctx in &args.ctx {
+        for &ctx in &ctxs {
             let run_file = runs_dir.join(report::run_file_name(path, ctx));
-            if let Some(done) = report::load_finished_run(&run_file, &settings) {
-                runs.push(done);
-                continue;
-            }
             let window = texts::first_tokens(ids, ctx, path)?;
+            let settings = RunSettings { tokens_fnv: fingerprint::of_ids(&window), ..settings.clone() };
+            let name = run_file.file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned());
+            match report::load_finished_run(&run_file, &settings) {
+                // --dense-check on a run computed without it: compute it again, with the check.
+                Finished::Reused(done) if args.dense_check && done.dense_check.is_none() => {
+                    if !args.run.quiet {
+                        eprintln!("attnscope: recomputing runs/{name}: it was computed without --dense-check");
+                    }
+                }
+                Finished::Reused(done) => {
+                    if !args.run.quiet {
+                        eprintln!("attnscope: reusing runs/{name} (same model, tokenizer, tokens and settings)");
+                    }
+                    // A reused run's recorded mismatches count as if found now.
+                    mismatches += done.dense_check.as_ref().map_or(0, Vec::len);
+                    runs.push(done);
+                    continue;
+                }
+                Finished::Stale(why) => {
+                    if !args.run.quiet {
+                        eprintln!("attnscope: recomputing runs/{name}: {why}");
+                    }
+                }
+                Finished::Absent => {}
+            }
             let label = format!("{} @{ctx}", path.file_name().map_or("text".into(), |n| n.to_string_lossy()));
             let bar = progress.bar(layers.count(spec.n_layers) as u64, &label);
             let mut observer = FieldObserver {
@@ -105,25 +139,46 @@ pub fn run(args: &AnalyzeArgs) -> Result<()> {
                 observer.records,
                 args.dense_check.then_some(observer.mismatches),
                 started.elapsed().as_secs_f64(),
-                settings.clone(),
+                settings,
             );
             report::write_run(&run_file, &run)?;
             runs.push(run);
         }
     }
     let spinner = progress.spinner("writing report");
-    report::write_all(&args.out, &info, &runs)?;
+    let summary = report::write_all(&args.out, &info, &runs)?;
     spinner.finish_and_clear();
     if !args.run.quiet {
-        eprintln!("attnscope: {} runs written to {}", runs.len(), args.out.display());
+        eprintln!("attnscope: {} runs written to {}", runs.len(), crate::oneline::escape(&args.out.display().to_string()));
     }
+    let failures = summary["checks"]["failures"].as_array().map_or(0, Vec::len);
+    let invariants = (failures > 0).then(|| {
+        format!("{failures} head runs fail the mechanism invariants (see report.json summary.checks.failures)")
+    });
     if mismatches > 0 {
+        if let Some(w) = &invariants {
+            eprintln!("attnscope: warning: {w}");
+        }
         return Err(CheckFailed(format!(
             "--dense-check: {mismatches} measures differ between the factored and the dense path (see report.json runs[].dense_check)"
         ))
         .into());
     }
+    if let Some(w) = invariants {
+        return Err(InvariantsFailed(w).into());
+    }
     Ok(())
+}
+
+/// `v` without repeats, first occurrences in order.
+fn dedup<T: PartialEq + Clone>(v: &[T]) -> Vec<T> {
+    let mut out: Vec<T> = Vec::with_capacity(v.len());
+    for x in v {
+        if !out.contains(x) {
+            out.push(x.clone());
+        }
+    }
+    out
 }
 
 fn display_path(p: &Path) -> String {

@@ -125,7 +125,8 @@ pub struct ModelArgs {
 /// How to run: shared by analyze and compress.
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
-    /// Worker threads (default: all cores).
+    /// Worker threads (default: all cores; more than the number of cores is
+    /// capped at it).
     #[arg(long)]
     pub threads: Option<usize>,
 

@@ -15,9 +15,11 @@ pub mod analyze;
 pub mod cli;
 pub mod compress;
 mod defaults;
+mod fingerprint;
 mod memory;
 pub mod monitor;
 pub mod observer;
+pub mod oneline;
 mod progress;
 pub mod report;
 mod session;
@@ -48,3 +50,16 @@ impl std::fmt::Display for CheckFailed {
     }
 }
 impl std::error::Error for CheckFailed {}
+
+/// The mechanism invariants (zero-sum rows, shift consistency, rank bound)
+/// failed for some head: the report is written, the command exits with
+/// code 3 after a one-line warning.
+#[derive(Debug)]
+pub struct InvariantsFailed(pub String);
+
+impl std::fmt::Display for InvariantsFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for InvariantsFailed {}

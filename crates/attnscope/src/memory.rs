@@ -1,12 +1,21 @@
-//! Memory guard: estimates the peak memory of an `analyze` command before
-//! any weight is loaded, and refuses (exit 2) when it exceeds the memory
-//! available, unless `--force`. The estimate and its terms are documented
-//! in docs/hardening.md ("Memory guard"); it errs on the high side.
+//! Memory guard: estimates the peak memory of a command (analyze,
+//! compress, monitor, train) before any weight is loaded, and refuses
+//! (exit 2) when it exceeds the memory available, unless `--force`. The
+//! estimate and its terms are documented in docs/hardening.md ("Memory
+//! guard"); it errs on the high side. [`estimate`] gives the model terms
+//! every subcommand shares; each subcommand adds its own terms (texts,
+//! logits, training state) to a [`Peak`] and calls [`guard`].
 //!
 //! Available memory: `ATTNSCOPE_MEMORY_LIMIT_BYTES` if set (tests, or a
-//! user who wants a lower ceiling), else `MemAvailable` of /proc/meminfo,
-//! lowered to the cgroup's headroom (v2 `memory.max − memory.current`, or
-//! v1 `memory.limit_in_bytes − memory.usage_in_bytes`) when one is set.
+//! user who wants a lower ceiling: a whole number of bytes, anything else is
+//! an error), else `MemAvailable` of /proc/meminfo, lowered to the cgroup's
+//! headroom (v2 `memory.max − memory.current`, or v1
+//! `memory.limit_in_bytes − memory.usage_in_bytes`) when one is set.
+//!
+//! `--force` skips the refusal, never the allocation checks: [`probe`]
+//! asks the allocator for a buffer before a step that will need it, so an
+//! allocation the system cannot satisfy is an error with one line, not an
+//! abort (Rust aborts the process when an infallible allocation fails).
 
 use anyhow::{bail, Result};
 use models::{ArchSpec, TensorStore};
@@ -42,25 +51,15 @@ pub struct Estimate {
     pub analysis: u64,
 }
 
+#[allow(dead_code)] // total and describe: the analyze estimate on its own
 impl Estimate {
     pub fn total(&self) -> u64 {
         self.base + self.weights + self.activations + self.analysis
     }
 
-    /// What would lower the estimate, by its largest term.
-    pub fn hint(&self) -> String {
-        let per_ctx = self.activations.saturating_add(self.analysis);
-        if self.weights >= per_ctx {
-            format!(
-                "the weights term ({}: two layers of this model as f32) does not shrink with --ctx, --layers or --threads; free memory, or pass --force to run anyway",
-                gib(self.weights)
-            )
-        } else {
-            format!(
-                "activations and analysis ({}) grow with the context: use a shorter --ctx, fewer --threads or no --dense-check, or pass --force to run anyway",
-                gib(per_ctx)
-            )
-        }
+    /// The terms, named, for a [`Peak`].
+    pub fn terms(&self) -> Vec<(&'static str, u64)> {
+        vec![("base", self.base), ("weights", self.weights), ("activations", self.activations), ("analysis", self.analysis)]
     }
 
     pub fn describe(&self) -> String {
@@ -151,12 +150,32 @@ fn layer_of(name: &str) -> Option<usize> {
     name.split('.').find(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())).and_then(|p| p.parse().ok())
 }
 
+/// The environment variable that sets the memory available, in bytes.
+pub const LIMIT_ENV: &str = "ATTNSCOPE_MEMORY_LIMIT_BYTES";
+
+/// `ATTNSCOPE_MEMORY_LIMIT_BYTES`, strictly: unset → `None`; a whole
+/// number of bytes (ASCII digits, surrounding blanks allowed) → it; anything
+/// else (`1G`, `abc`, `-5`, `1.5e9`, empty, past 2⁶⁴ − 1) → an error that
+/// names the variable and the value.
+pub fn limit_from_env() -> Result<Option<u64>> {
+    let Some(raw) = std::env::var_os(LIMIT_ENV) else { return Ok(None) };
+    let v = raw.to_string_lossy();
+    let t = v.trim();
+    if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+        bail!("{LIMIT_ENV}=`{v}` is not a whole number of bytes (e.g. {LIMIT_ENV}=2000000000)");
+    }
+    match t.parse::<u64>() {
+        Ok(n) if n > 0 => Ok(Some(n)),
+        Ok(_) => bail!("{LIMIT_ENV}=`{v}`: the limit must be at least 1 byte"),
+        Err(_) => bail!("{LIMIT_ENV}=`{v}` is larger than 2^64 - 1 bytes"),
+    }
+}
+
 /// Memory available to this process, and where the figure came from.
-pub fn available() -> Option<(u64, String)> {
-    if let Ok(v) = std::env::var("ATTNSCOPE_MEMORY_LIMIT_BYTES") {
-        if let Ok(n) = v.trim().parse::<u64>() {
-            return Some((n, "ATTNSCOPE_MEMORY_LIMIT_BYTES".into()));
-        }
+/// Errors only for a malformed `ATTNSCOPE_MEMORY_LIMIT_BYTES`.
+pub fn available() -> Result<Option<(u64, String)>> {
+    if let Some(n) = limit_from_env()? {
+        return Ok(Some((n, LIMIT_ENV.into())));
     }
     let read_u64 = |p: &str| std::fs::read_to_string(p).ok().and_then(|s| s.trim().parse::<u64>().ok());
     let meminfo = std::fs::read_to_string("/proc/meminfo").ok().and_then(|s| {
@@ -179,17 +198,102 @@ pub fn available() -> Option<(u64, String)> {
             best = Some((c, "cgroup memory limit".into()));
         }
     }
-    best
+    Ok(best)
+}
+
+/// A command's estimated peak, as named terms in bytes (what the guard
+/// prints and compares).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Peak(pub Vec<(&'static str, u64)>);
+
+impl Peak {
+    pub fn total(&self) -> u64 {
+        self.0.iter().fold(0u64, |a, (_, b)| a.saturating_add(*b))
+    }
+
+    /// Adds a term (saturating: a corrupt header cannot wrap the sum).
+    pub fn add(mut self, name: &'static str, bytes: u64) -> Self {
+        self.0.push((name, bytes));
+        self
+    }
+
+    pub fn describe(&self) -> String {
+        let terms: Vec<String> = self.0.iter().map(|(n, b)| format!("{n} {}", gib(*b))).collect();
+        format!("{} ({})", gib(self.total()), terms.join(", "))
+    }
+
+    /// What would lower the estimate, by its largest term.
+    pub fn hint(&self) -> String {
+        let largest = self.0.iter().max_by_key(|(_, b)| *b).map(|(n, b)| (*n, *b));
+        let per_ctx = self.0.iter().filter(|(n, _)| matches!(*n, "activations" | "analysis")).fold(0u64, |a, (_, b)| a.saturating_add(*b));
+        match largest {
+            Some(("weights", w)) if w >= per_ctx => format!(
+                "the weights term ({}: two layers of this model as f32) does not shrink with --ctx, --layers or --threads; free memory, or pass --force to run anyway",
+                gib(w)
+            ),
+            Some(("activations" | "analysis", _)) => format!(
+                "activations and analysis ({}) grow with the context: use a shorter --ctx, fewer --threads or no --dense-check, or pass --force to run anyway",
+                gib(per_ctx)
+            ),
+            _ => "use a smaller model, context or batch, or pass --force to run anyway".to_string(),
+        }
+    }
+}
+
+impl From<Estimate> for Peak {
+    fn from(e: Estimate) -> Peak {
+        Peak(e.terms())
+    }
 }
 
 /// Refuses when the estimate exceeds the memory available (unless `force`).
 /// Unknown availability (no /proc) never refuses.
-pub fn check(est: &Estimate, available: Option<&(u64, String)>, force: bool) -> Result<()> {
+pub fn check(peak: &Peak, available: Option<&(u64, String)>, force: bool) -> Result<()> {
     let Some((avail, source)) = available else { return Ok(()) };
-    if est.total() > *avail && !force {
-        bail!("estimated peak memory {} exceeds the {} available ({source}); {}", est.describe(), gib(*avail), est.hint());
+    if peak.total() > *avail && !force {
+        bail!("estimated peak memory {} exceeds the {} available ({source}); {}", peak.describe(), gib(*avail), peak.hint());
     }
     Ok(())
+}
+
+/// The guard every subcommand runs before it allocates: prints the
+/// estimate (unless `quiet`), then [`check`]s it against [`available`].
+/// With `force`, a refusal becomes a warning line.
+pub fn guard(peak: &Peak, force: bool, quiet: bool) -> Result<()> {
+    let avail = available()?;
+    if !quiet {
+        let of = avail.as_ref().map(|(b, s)| format!(" of {} available ({s})", gib(*b))).unwrap_or_default();
+        eprintln!("attnscope: estimated peak memory {}{of}", peak.describe());
+    }
+    check(peak, avail.as_ref(), force)?;
+    if let Some((a, _)) = &avail {
+        if force && peak.total() > *a && !quiet {
+            eprintln!("attnscope: warning: --force: running although the estimate exceeds the memory available");
+        }
+    }
+    Ok(())
+}
+
+/// Asks the allocator for `bytes` and gives them back at once (no page is
+/// touched): an error naming `what` when the system cannot provide them.
+/// Called before a step that will need that much at once, so that a
+/// failure is one line and exit 2 rather than Rust's abort on a failed
+/// allocation.
+pub fn probe(bytes: u64, what: &str) -> Result<()> {
+    let mut v: Vec<u8> = Vec::new();
+    let ok = usize::try_from(bytes).is_ok_and(|n| v.try_reserve_exact(n).is_ok());
+    if !ok {
+        bail!("{what} needs {} at once, which the system cannot allocate", gib(bytes));
+    }
+    Ok(())
+}
+
+/// The working memory of tokenizing `bytes` bytes of text: the text itself,
+/// the tokenizer's per-byte intermediate state (offsets, pre-token strings,
+/// word caches: measured ≈ 50 bytes per input byte for the `tokenizers`
+/// byte-level BPE on a 100 MB text), and the ids. Rounded up to 64.
+pub fn text_bytes(bytes: u64) -> u64 {
+    bytes.saturating_mul(64)
 }
 
 #[cfg(test)]
@@ -198,13 +302,13 @@ mod tests {
 
     #[test]
     fn check_refuses_above_limit_unless_forced() {
-        let est = Estimate { base: 0, weights: 3 << 30, activations: 1 << 30, analysis: 1 << 20 };
+        let est: Peak = Estimate { base: 0, weights: 3 << 30, activations: 1 << 30, analysis: 1 << 20 }.into();
         let avail = (2u64 << 30, "test".to_string());
         let e = check(&est, Some(&avail), false).unwrap_err().to_string();
         assert!(e.contains("4.00 GiB") && e.contains("2.00 GiB") && e.contains("--force"), "{e}");
         assert!(e.contains("weights term") && !e.contains('\n'), "{e}");
         let ctx_bound = Estimate { base: 0, weights: 1 << 20, activations: 3 << 30, analysis: 1 << 30 };
-        let e = check(&ctx_bound, Some(&avail), false).unwrap_err().to_string();
+        let e = check(&ctx_bound.into(), Some(&avail), false).unwrap_err().to_string();
         assert!(e.contains("shorter --ctx") && e.contains("--force"), "{e}");
         assert!(check(&est, Some(&avail), true).is_ok());
         assert!(check(&est, None, false).is_ok());
@@ -218,5 +322,37 @@ mod tests {
         assert_eq!(layer_of("gpt_neox.layers.0.attention.dense.bias"), Some(0));
         assert_eq!(layer_of("model.embed_tokens.weight"), None);
         assert_eq!(layer_of("lm_head.weight"), None);
+    }
+
+    #[test]
+    fn limit_env_is_parsed_strictly() {
+        // One test touches the variable (tests run in threads of one process).
+        for (v, ok) in [("1G", None), ("abc", None), ("-5", None), ("1.5e9", None), ("", None), ("0", None), ("99999999999999999999", None), (" 4096 ", Some(4096u64))] {
+            std::env::set_var(LIMIT_ENV, v);
+            let r = limit_from_env();
+            match ok {
+                Some(n) => assert_eq!(r.unwrap(), Some(n), "{v:?}"),
+                None => {
+                    let e = r.unwrap_err().to_string();
+                    assert!(e.contains(LIMIT_ENV) && e.contains(&format!("`{v}`")), "{v:?}: {e}");
+                }
+            }
+        }
+        std::env::remove_var(LIMIT_ENV);
+        assert_eq!(limit_from_env().unwrap(), None);
+    }
+
+    #[test]
+    fn probe_refuses_what_cannot_be_allocated() {
+        assert!(probe(1 << 20, "x").is_ok());
+        let e = probe(u64::MAX, "tensor t").unwrap_err().to_string();
+        assert!(e.contains("tensor t") && e.contains("cannot allocate"), "{e}");
+    }
+
+    #[test]
+    fn peak_sums_and_names_terms() {
+        let p = Peak::default().add("a", 1 << 20).add("b", u64::MAX);
+        assert_eq!(p.total(), u64::MAX);
+        assert!(p.describe().contains("a 1.0 MiB"));
     }
 }

@@ -10,15 +10,27 @@ use models::{Checkpoint, Model, TextTokenizer};
 use crate::progress::Progress;
 use crate::{defaults, memory};
 
-/// Sizes rayon's global pool (the heads of a layer run on it); `None` = all cores.
-pub fn set_threads(threads: Option<usize>) -> Result<()> {
-    if let Some(t) = threads {
-        if t == 0 {
-            bail!("--threads must be at least 1");
-        }
-        rayon::ThreadPoolBuilder::new().num_threads(t).build_global().ok();
+/// The number of cores this process may use (1 when unknown).
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Sizes rayon's global pool (the heads of a layer run on it) and returns
+/// its size: `None` = all cores; more than [`cores`] is capped at it (a
+/// note says so unless `quiet`): threads beyond the cores only add
+/// contention (`--threads 10000` took 267 s for a 0.15 s job).
+pub fn set_threads(threads: Option<usize>, quiet: bool) -> Result<usize> {
+    let cores = cores();
+    let Some(t) = threads else { return Ok(rayon::current_num_threads()) };
+    if t == 0 {
+        bail!("--threads must be at least 1");
     }
-    Ok(())
+    let n = t.min(cores);
+    if n < t && !quiet {
+        eprintln!("attnscope: note: --threads {t} is more than the {cores} cores; using {n}");
+    }
+    rayon::ThreadPoolBuilder::new().num_threads(n).build_global().ok();
+    Ok(n)
 }
 
 /// `--model` as given, or the default model fetched by scripts/setup.sh.
@@ -33,13 +45,30 @@ pub fn model_source(model: Option<&str>) -> Result<String> {
     Ok(p.display().to_string())
 }
 
+/// Terms a subcommand adds to the shared model estimate, from the model's
+/// architecture (e.g. compress's full logits, t × vocabulary).
+pub type ExtraTerms = Box<dyn Fn(&models::ArchSpec) -> Vec<(&'static str, u64)>>;
+
 /// What the memory guard needs to estimate a run's peak.
 pub struct MemoryPlan {
     pub longest_ctx: usize,
-    pub threads: Option<usize>,
+    pub threads: usize,
     pub dense_check: bool,
     pub force: bool,
     pub quiet: bool,
+    /// The subcommand's own terms (texts, logits, …).
+    pub extra: ExtraTerms,
+}
+
+impl MemoryPlan {
+    /// The peak for `spec` and the checkpoint's tensors: [`memory::estimate`]
+    /// plus the subcommand's terms.
+    pub fn peak(&self, spec: &models::ArchSpec, tensors: &models::TensorStore) -> memory::Peak {
+        let est = memory::estimate(spec, tensors, self.longest_ctx, self.threads, self.dense_check);
+        let mut peak = memory::Peak::from(est);
+        peak.0.extend((self.extra)(spec));
+        peak
+    }
 }
 
 /// A loaded model with its checkpoint (config, tokenizer).
@@ -54,17 +83,18 @@ impl Loaded {
     pub fn open(source: &str, tokenizer: Option<&Path>, progress: &Progress, plan: Option<&MemoryPlan>) -> Result<Loaded> {
         let spinner = progress.spinner(&format!("loading {source}"));
         let checkpoint = Checkpoint::open(source, tokenizer).with_context(|| format!("cannot load model {source}"))?;
+        let mut working_set = None;
         if let Some(plan) = plan {
             if let Ok(spec) = models::ArchSpec::from_hf_config(&checkpoint.config) {
-                let threads = plan.threads.unwrap_or_else(rayon::current_num_threads);
-                let est = memory::estimate(&spec, &checkpoint.tensors, plan.longest_ctx, threads, plan.dense_check);
-                let avail = memory::available();
-                if !plan.quiet {
-                    let of = avail.as_ref().map(|(b, s)| format!(" of {} available ({s})", memory::gib(*b))).unwrap_or_default();
-                    eprintln!("attnscope: estimated peak memory {}{of}", est.describe());
-                }
-                memory::check(&est, avail.as_ref(), plan.force)?;
+                let peak = plan.peak(&spec, &checkpoint.tensors);
+                memory::guard(&peak, plan.force, plan.quiet)?;
+                working_set = Some(peak.0.iter().filter(|(n, _)| !matches!(*n, "base" | "weights")).fold(0u64, |a, (_, b)| a.saturating_add(*b)));
             }
+        }
+        // Each tensor is probed before it is read (models::TensorStore::get);
+        // the forward pass and the analysis are probed here, before any weight.
+        if let Some(bytes) = working_set {
+            memory::probe(bytes, "the forward pass and analysis")?;
         }
         let model = Model::load(&checkpoint).with_context(|| format!("cannot load model {source}"))?;
         spinner.finish_and_clear();

@@ -83,15 +83,29 @@ impl TensorStore {
     pub fn new(source: Box<dyn TensorSource>) -> Self {
         Self { source: Arc::from(source) }
     }
-    /// f32 tensor `name` (HF name and layout). Errors if missing, or if it
-    /// holds NaN/Inf ([`crate::Error::NonFinite`]).
+    /// f32 tensor `name` (HF name and layout). Errors if missing, if its f32
+    /// form cannot be allocated ([`crate::Error::Alloc`], asked of the
+    /// allocator before the read, so a header that claims a huge tensor is
+    /// an error, not an abort), or if it holds NaN/Inf
+    /// ([`crate::Error::NonFinite`]).
     pub fn get(&self, name: &str) -> Result<Tensor> {
-        if self.source.shape(name).is_none() {
+        let Some(shape) = self.source.shape(name) else {
             return Err(crate::Error::MissingTensor {
                 name: name.to_string(),
                 source_desc: self.source.describe(),
             });
+        };
+        let bytes = shape.iter().try_fold(4usize, |a, &d| a.checked_mul(d));
+        let mut probe: Vec<u8> = Vec::new();
+        if bytes.is_none_or(|b| probe.try_reserve_exact(b).is_err()) {
+            let n: u128 = shape.iter().fold(4u128, |a, &d| a.saturating_mul(d as u128));
+            return Err(crate::Error::Alloc {
+                name: name.to_string(),
+                source_desc: self.source.describe(),
+                bytes: n,
+            });
         }
+        drop(probe);
         let t = self.source.load(name)?;
         self.finite(name, t)
     }
@@ -191,6 +205,10 @@ impl Checkpoint {
                 ),
             });
         };
+        // A FIFO, device or socket is refused by `stat` before anything opens it.
+        if !path.is_dir() {
+            crate::formats::regular_file_len(&path)?;
+        }
         let tok = tokenizer.map(TextTokenizer::from_path).transpose()?;
         // A config.json or *.safetensors inside an HF directory means that directory.
         let path = match path.file_name().and_then(|n| n.to_str()) {

@@ -130,7 +130,7 @@ fn download(repo_id: &str, cache: &Path) -> std::result::Result<PathBuf, String>
     }
     match repo.get("model.safetensors.index.json") {
         Ok(index) => {
-            let text = std::fs::read_to_string(&index).map_err(|e| e.to_string())?;
+            let text = crate::formats::read_capped_string(&index, crate::formats::JSON_MAX_BYTES).map_err(|e| e.to_string())?;
             let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
             let map = v
                 .get("weight_map")

@@ -103,6 +103,7 @@ impl TextTokenizer {
     /// Reads a tokenizer from `path` by its kind: `*.json` → tokenizer.json,
     /// `*.gguf` or GGUF magic → the GGUF's embedded tokenizer, else llama2.c.
     pub fn from_path(path: &Path) -> Result<Self> {
+        crate::formats::regular_file_len(path)?;
         if path.extension().is_some_and(|e| e == "json") {
             Self::from_tokenizer_json(path)
         } else if crate::formats::gguf::has_magic(path) {

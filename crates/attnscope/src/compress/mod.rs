@@ -110,6 +110,11 @@ pub struct CompressArgs {
 
     #[command(flatten)]
     pub run: crate::cli::RunArgs,
+
+    /// Run even when the estimated peak memory exceeds the memory available
+    /// (see docs/hardening.md).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// The three bases, in report order.
@@ -266,7 +271,7 @@ fn forward_loss(model: &Model, ids: &[u32], observer: Option<&mut dyn models::Ob
 
 pub fn run(args: &CompressArgs) -> Result<()> {
     let started = Instant::now();
-    session::set_threads(args.run.threads)?;
+    let threads = session::set_threads(args.run.threads, args.run.quiet)?;
     if args.ctx < 2 {
         bail!("--ctx must be at least 2 (the loss needs a next token)");
     }
@@ -274,7 +279,29 @@ pub fn run(args: &CompressArgs) -> Result<()> {
     let progress = Progress::new(args.run.quiet);
 
     let source = session::model_source(args.source.model.as_deref())?;
-    let loaded = Loaded::open(&source, args.source.tokenizer.as_deref(), &progress, None)?;
+    let calib_path = args.calib.clone().unwrap_or_else(|| PathBuf::from("/usr/share/common-licenses/GPL-3"));
+    let eval_path = args.eval.clone().unwrap_or_else(|| PathBuf::from("/usr/share/common-licenses/Apache-2.0"));
+    let ctx = args.ctx;
+    let texts_term = texts::memory_term(&[calib_path.clone(), eval_path.clone()], ctx);
+    let plan = session::MemoryPlan {
+        longest_ctx: ctx,
+        threads,
+        dense_check: false,
+        force: args.force,
+        quiet: args.run.quiet,
+        // Every layer's calibration Q and K (f32), and the full logits
+        // (t × vocabulary f32: the tensor, its host copy, the loss pass).
+        extra: Box::new(move |spec| {
+            let t = ctx as u64;
+            let qk = (spec.n_heads + spec.n_kv_heads) as u64 * spec.head_dim as u64;
+            vec![
+                ("texts", texts_term),
+                ("calibration", (spec.n_layers as u64).saturating_mul(qk).saturating_mul(t).saturating_mul(4)),
+                ("logits", t.saturating_mul(spec.vocab_size as u64).saturating_mul(12)),
+            ]
+        }),
+    };
+    let loaded = Loaded::open(&source, args.source.tokenizer.as_deref(), &progress, Some(&plan))?;
     let (checkpoint, model) = (&loaded.checkpoint, &loaded.model);
     let tokenizer = loaded.tokenizer()?;
     loaded.check_ctx(&[args.ctx], args.beyond_trained_context)?;
@@ -289,12 +316,8 @@ pub fn run(args: &CompressArgs) -> Result<()> {
     std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create output directory {}", args.out.display()))?;
     report::check_writable(&args.out)?;
 
-    let calib_path = args.calib.clone().unwrap_or_else(|| PathBuf::from("/usr/share/common-licenses/GPL-3"));
-    let eval_path = args.eval.clone().unwrap_or_else(|| PathBuf::from("/usr/share/common-licenses/Apache-2.0"));
-    let window = |p: &PathBuf| -> Result<Vec<u32>> {
-        let text = texts::read_text(p)?;
-        texts::first_tokens(&texts::tokenize(tokenizer, &text, p)?, args.ctx, p)
-    };
+    report::remove_leftover_temp_files(&args.out);
+    let window = |p: &PathBuf| -> Result<Vec<u32>> { texts::first_tokens(&texts::read_tokens(tokenizer, p, args.ctx)?, args.ctx, p) };
     let calib_ids = window(&calib_path)?;
     let eval_ids = window(&eval_path)?;
     if !args.run.quiet && calib_ids == eval_ids {

@@ -35,7 +35,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use field::Params;
 use indicatif::ProgressBar;
-use models::{Checkpoint, Logits, Model};
+use models::{Logits, Model};
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -94,7 +94,7 @@ impl Default for Rules {
 pub struct RuleArgs {
     /// Alert when a head's measure is more than this many robust z-units
     /// (|x − median| / 1.4826·MAD over its recent history) from its band.
-    #[arg(long, default_value_t = 6.0)]
+    #[arg(long, default_value_t = 6.0, value_parser = positive_finite)]
     pub z_max: f64,
     /// Observations of a head before the band rule applies.
     #[arg(long, default_value_t = 5)]
@@ -103,12 +103,12 @@ pub struct RuleArgs {
     #[arg(long, default_value_t = 20)]
     pub history_window: usize,
     /// Smallest band scale, as a fraction of |median|.
-    #[arg(long, default_value_t = 0.05)]
+    #[arg(long, default_value_t = 0.05, value_parser = non_negative_finite)]
     pub band_rel_floor: f64,
     /// Alert when key_coherence exceeds this (default: --coherence-frac of its bound n/(d+1)).
-    #[arg(long)]
+    #[arg(long, value_parser = positive_finite)]
     pub coherence_max: Option<f64>,
-    #[arg(long, default_value_t = 0.9)]
+    #[arg(long, default_value_t = 0.9, value_parser = positive_finite)]
     pub coherence_frac: f64,
     /// Apply the band rule only from this training step on (heads form during
     /// the first ~100 steps of a small model: a legitimate regime change).
@@ -120,6 +120,23 @@ pub struct RuleArgs {
     /// Also count k90 = 1 as a collapse (off by default: small healthy heads often have k90 = 1).
     #[arg(long)]
     pub collapse_k90: bool,
+}
+
+/// A threshold: a finite number above 0 (NaN would silently disable a
+/// rule, since every comparison with NaN is false).
+fn positive_finite(s: &str) -> std::result::Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(x) if x.is_finite() && x > 0.0 => Ok(x),
+        _ => Err("not a finite number above 0".into()),
+    }
+}
+
+/// A finite number ≥ 0.
+fn non_negative_finite(s: &str) -> std::result::Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(x) if x.is_finite() && x >= 0.0 => Ok(x),
+        _ => Err("not a finite number ≥ 0".into()),
+    }
 }
 
 impl RuleArgs {
@@ -423,6 +440,13 @@ pub struct MonitorArgs {
     pub tokenizer: Option<PathBuf>,
     #[arg(long, default_value = "out/monitor")]
     pub out: PathBuf,
+    /// Allow a probe length past the checkpoints' trained context.
+    #[arg(long)]
+    pub beyond_trained_context: bool,
+    /// Run even when the estimated peak memory exceeds the memory available
+    /// (see docs/hardening.md).
+    #[arg(long)]
+    pub force: bool,
     #[command(flatten)]
     pub rules: RuleArgs,
 }
@@ -433,7 +457,7 @@ pub struct MonitorArgs {
 pub fn checkpoint_step(path: &Path) -> Option<u64> {
     let dir = if path.is_dir() { Some(path) } else { path.parent() };
     if let Some(d) = dir {
-        if let Ok(s) = std::fs::read_to_string(d.join("trainer_state.json")) {
+        if let Ok(s) = models::formats::read_capped_string(&d.join("trainer_state.json"), models::formats::JSON_MAX_BYTES) {
             if let Some(v) = serde_json::from_str::<Value>(&s).ok().and_then(|v| v.get("global_step").and_then(Value::as_u64)) {
                 return Some(v);
             }
@@ -452,11 +476,24 @@ pub fn checkpoint_step(path: &Path) -> Option<u64> {
     digits.parse().ok()
 }
 
+/// What must agree between the checkpoints of one series.
+fn series_shape(spec: &models::ArchSpec) -> String {
+    format!(
+        "{} with {} layers × {} heads ({} KV) of d_head {}, d_model {}",
+        spec.family.name(),
+        spec.n_layers,
+        spec.n_heads,
+        spec.n_kv_heads,
+        spec.head_dim,
+        spec.d_model
+    )
+}
+
 pub fn run(args: &MonitorArgs) -> Result<()> {
     if args.ctx < 2 {
         bail!("--ctx must be at least 2");
     }
-    let text = crate::texts::read_text(&args.text)?;
+    crate::texts::regular_file(&args.text, "text")?;
     let mut cks: Vec<(u64, usize, &String)> = args
         .checkpoints
         .iter()
@@ -464,19 +501,41 @@ pub fn run(args: &MonitorArgs) -> Result<()> {
         .map(|(i, c)| (checkpoint_step(Path::new(c)).unwrap_or(i as u64), i, c))
         .collect();
     cks.sort();
+    std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create output directory {}", args.out.display()))?;
+    crate::report::remove_leftover_temp_files(&args.out);
     let mut mon = Monitor::new(Vec::new(), args.rules.rules(), Some(&args.out))?;
+    let texts_term = crate::texts::memory_term(std::slice::from_ref(&args.text), args.ctx);
+    let mut first: Option<(String, &String)> = None;
     for (step, _, source) in &cks {
-        let ck = Checkpoint::open(source, args.tokenizer.as_deref()).with_context(|| format!("cannot load model {source}"))?;
-        let tok = ck.tokenizer.as_ref().with_context(|| ck.missing_tokenizer_reason())?;
-        let ids = crate::texts::tokenize(tok, &text, &args.text)?;
-        let ids = crate::texts::first_tokens(&ids, args.ctx, &args.text)?;
-        let model = Model::load(&ck).with_context(|| format!("cannot load model {source}"))?;
+        let plan = crate::session::MemoryPlan {
+            longest_ctx: args.ctx,
+            threads: rayon::current_num_threads(),
+            dense_check: false,
+            force: args.force,
+            quiet: true,
+            extra: Box::new(move |_| vec![("texts", texts_term)]),
+        };
+        let loaded = crate::session::Loaded::open(source, args.tokenizer.as_deref(), &crate::progress::Progress::new(true), Some(&plan))?;
+        let model = &loaded.model;
+        // One series, one architecture: heads of different shapes are not the same heads.
+        let shape = series_shape(&model.spec);
+        match &first {
+            None => first = Some((shape, source)),
+            Some((s0, src0)) if *s0 != shape => {
+                bail!("checkpoint {source} is a {shape}, but {src0} is a {s0}: one monitor series needs checkpoints of one shape");
+            }
+            Some(_) => {}
+        }
+        loaded.check_ctx(&[args.ctx], args.beyond_trained_context)?;
         if let Some(max) = model.spec.max_positions {
             if args.ctx > max && model.spec.positions == models::arch::Positions::Learned {
                 bail!("--ctx {} exceeds the {max} learned positions of {source}", args.ctx);
             }
         }
-        let alerts = mon.observe_ids(*step, Some(source), &model, &ids)?;
+        let tok = loaded.tokenizer()?;
+        let ids = crate::texts::read_tokens(tok, &args.text, args.ctx)?;
+        let ids = crate::texts::first_tokens(&ids, args.ctx, &args.text)?;
+        let alerts = mon.observe_ids(*step, Some(source), model, &ids)?;
         eprintln!("attnscope monitor: step {step} {source}: {} heads, {} alerts", model.spec.n_layers * model.spec.n_heads, alerts.len());
         for a in &alerts {
             eprintln!("attnscope: alert: {a}");

@@ -68,14 +68,49 @@ impl ModelInfo {
     }
 }
 
-/// What a finished run was computed with; a run file is reused only when
-/// these match the current command.
+/// What a finished run was computed with: its identity. A run file is
+/// reused only when every field matches the current command, so a report
+/// never mixes models, tokenizers or texts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunSettings {
     pub attnscope_version: String,
     pub model_source: String,
     pub layers: Option<Vec<usize>>,
     pub max_check_rows: usize,
+    /// [`crate::fingerprint::of_path`] of the model file or directory:
+    /// size, mtime, hash of the header and of sampled tensor bytes.
+    pub model_fingerprint: String,
+    /// Of the `--tokenizer` file, or `"the model's"`.
+    pub tokenizer_fingerprint: String,
+    /// FNV-1a of the run's token ids (the text and the tokenization).
+    pub tokens_fnv: String,
+}
+
+impl RunSettings {
+    /// Why a run computed with `self` cannot stand for one with `now`
+    /// (`None`: it can).
+    pub fn mismatch(&self, now: &RunSettings) -> Option<&'static str> {
+        if self.model_fingerprint != now.model_fingerprint || self.model_source != now.model_source {
+            Some("the model changed (source or fingerprint)")
+        } else if self.tokenizer_fingerprint != now.tokenizer_fingerprint {
+            Some("the tokenizer changed")
+        } else if self.tokens_fnv != now.tokens_fnv {
+            Some("the text's tokens changed")
+        } else if self != now {
+            Some("the settings changed (version, layers or check rows)")
+        } else {
+            None
+        }
+    }
+}
+
+/// What to do with a run file.
+pub enum Finished {
+    /// No usable file: compute the run.
+    Absent,
+    /// A finished run of another model, tokenizer, text or settings: recompute.
+    Stale(&'static str),
+    Reused(RunRecord),
 }
 
 /// Key energies c_j of one head, for the report's profile plots.
@@ -160,33 +195,62 @@ pub fn run_file_name(text: &Path, ctx: usize) -> String {
     format!("{name}-{:08x}__ctx{ctx}.json", hash as u32)
 }
 
-/// A finished run computed with the same settings, if there is one.
-pub fn load_finished_run(path: &Path, settings: &RunSettings) -> Option<RunRecord> {
-    let bytes = std::fs::read(path).ok()?;
-    let run: RunRecord = serde_json::from_slice(&bytes).ok()?;
-    (run.settings == *settings).then_some(run)
+/// The run file at `path`, judged against the current settings. A file
+/// that cannot be read or parsed (a truncated write, an older format) is
+/// [`Finished::Absent`].
+pub fn load_finished_run(path: &Path, settings: &RunSettings) -> Finished {
+    let Ok(bytes) = std::fs::read(path) else { return Finished::Absent };
+    let Ok(run) = serde_json::from_slice::<RunRecord>(&bytes) else { return Finished::Absent };
+    match run.settings.mismatch(settings) {
+        Some(why) => Finished::Stale(why),
+        None => Finished::Reused(run),
+    }
 }
 
 pub fn write_run(path: &Path, run: &RunRecord) -> Result<()> {
     write_atomic(path, &serde_json::to_vec_pretty(run)?)
 }
 
-/// Writes `bytes` to a temp file beside `path`, syncs it, then renames.
+/// Writes `bytes` to a temp file beside `path` (`<name>.tmp-<pid>`),
+/// fsyncs it, renames it over `path`, then fsyncs the directory, so that
+/// after a crash or power loss `path` is either the old file or the whole
+/// new one. On any error (a full disk: ENOSPC, EFBIG) the temp file is
+/// removed before the error is returned; leftovers of killed runs are
+/// removed by [`remove_leftover_temp_files`] at the next start.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    let mut f = std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
-    f.write_all(bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-    f.sync_all().with_context(|| format!("cannot write {}", tmp.display()))?;
-    drop(f);
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+    let written = (|| -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()
+    })();
+    if let Err(e) = written {
+        std::fs::remove_file(&tmp).ok();
+        return Err(e).with_context(|| format!("cannot write {}", path.display()));
+    }
+    if let Err(e) = std::fs::rename(&tmp, path) {
+        std::fs::remove_file(&tmp).ok();
+        return Err(e).with_context(|| format!("cannot write {}", path.display()));
+    }
+    // The rename is durable once the directory entry is.
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("cannot sync directory {}", dir.display()))?;
+    Ok(())
 }
 
-/// Deletes `*.tmp-*` files a killed run left behind in `dir` (they were
-/// never renamed into place, so they hold nothing finished).
+/// Deletes `<name>.tmp-<pid>` files that a killed or failed run left in
+/// `dir`: they were never renamed into place, so they hold nothing
+/// finished. A temp file of a process that is still running (another
+/// attnscope writing into the same directory) is kept.
 pub fn remove_leftover_temp_files(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     for entry in entries.flatten() {
-        if entry.file_name().to_string_lossy().contains(".tmp-") {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some((_, pid)) = name.rsplit_once(".tmp-") else { continue };
+        let alive = pid.parse::<u32>().is_ok_and(|p| p != std::process::id() && Path::new("/proc").join(p.to_string()).exists());
+        if !alive {
             std::fs::remove_file(entry.path()).ok();
         }
     }
@@ -205,8 +269,9 @@ pub(crate) fn head_json(h: &HeadRecord) -> Value {
     serde_json::to_value(h).unwrap_or(Value::Null)
 }
 
-/// Writes report.json, heads.csv, heads.parquet and report.html.
-pub fn write_all(out: &Path, info: &ModelInfo, runs: &[RunRecord]) -> Result<()> {
+/// Writes report.json, heads.csv, heads.parquet and report.html; returns
+/// the summary (`report.json` → `summary`).
+pub fn write_all(out: &Path, info: &ModelInfo, runs: &[RunRecord]) -> Result<Value> {
     let summary = summary::summarise(runs);
     let report = serde_json::json!({
         "attnscope_version": env!("CARGO_PKG_VERSION"),
@@ -219,5 +284,5 @@ pub fn write_all(out: &Path, info: &ModelInfo, runs: &[RunRecord]) -> Result<()>
     write_atomic(&out.join("heads.csv"), &table::to_csv(&rows)?)?;
     write_atomic(&out.join("heads.parquet"), &table::to_parquet(&rows)?)?;
     write_atomic(&out.join("report.html"), html::render(info, runs, &summary).as_bytes())?;
-    Ok(())
+    Ok(summary)
 }

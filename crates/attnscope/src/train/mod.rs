@@ -118,6 +118,37 @@ pub struct TrainArgs {
     /// No per-step progress lines.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Run even when the estimated peak memory exceeds the memory available
+    /// (see docs/hardening.md).
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// The memory guard's estimate for training `shape` with `batch` windows
+/// per step on a text of `text_bytes` bytes, from the arguments alone
+/// (nothing is allocated first; u128 arithmetic, saturated to u64):
+/// parameters (an upper bound over the families: 2·V·D + ctx·D +
+/// L·(4·D² + 3·D·d_ff + 6·D)) × 5 f32 copies (weights, gradients, AdamW's
+/// two moments, the per-step model); activations kept for the backward
+/// pass (batch·ctx·L·(16·D + 4·d_ff + 3·h·ctx) f32, twice: values and
+/// gradients); logits (batch·ctx·V f32, three times); the text (bytes and
+/// u32 ids).
+pub fn memory_peak(shape: &Shape, batch: usize, text_bytes: u64) -> crate::memory::Peak {
+    let (v, dm, l, h, ctx) = (shape.vocab as u128, shape.d_model as u128, shape.n_layers as u128, shape.n_heads as u128, shape.ctx as u128);
+    let ff = dm * 4; // gpt2 / gpt_neox: 4·D; llama's SwiGLU ≈ 8/3·D
+    let sat = |x: u128| u64::try_from(x).unwrap_or(u64::MAX);
+    let params = 2 * v * dm + ctx * dm + l * (4 * dm * dm + 3 * dm * ff + 6 * dm);
+    let b = batch as u128;
+    let acts = b * ctx * l * (16 * dm + 4 * ff + 3 * h * ctx) * 4 * 2;
+    let logits = b * ctx * v * 4 * 3;
+    crate::memory::Peak::default()
+        .add("base", crate::memory::BASE)
+        .add("parameters and optimizer", sat(params.saturating_mul(20)))
+        // Names, shapes and variables: about 1 KiB per layer.
+        .add("parameter table", sat(l * 1024))
+        .add("activations", sat(acts))
+        .add("logits", sat(logits))
+        .add("text", sat(text_bytes as u128 * 9))
 }
 
 /// SplitMix64: small, seeded, reproducible.
@@ -265,6 +296,20 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     if !(0.0..1.0).contains(&args.val_fraction) || args.val_fraction == 0.0 {
         bail!("--val-fraction must be in (0, 1)");
     }
+    let text_bytes = crate::texts::regular_file(&args.text, "text")?;
+    let pre_shape = Shape {
+        family,
+        d_model: args.d_model,
+        n_layers: args.layers,
+        n_heads: args.heads,
+        n_kv_heads: args.heads,
+        ctx: args.ctx,
+        vocab: tokenizer::VOCAB,
+    };
+    let peak = memory_peak(&pre_shape, args.batch, text_bytes);
+    crate::memory::guard(&peak, args.force, args.quiet)?;
+    // With --force, what cannot be allocated at all is still an error, not an abort.
+    crate::memory::probe(peak.0.iter().filter(|(n, _)| *n != "base").fold(0u64, |a, (_, b)| a.saturating_add(*b)), "training")?;
     let text = crate::texts::read_text(&args.text)?;
     let ids = tokenizer::encode(&text);
     let n_val = ((ids.len() as f64) * args.val_fraction) as usize;

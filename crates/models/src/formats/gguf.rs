@@ -165,8 +165,12 @@ pub fn ggml_type_name(id: u32) -> String {
 }
 
 /// True if the first bytes of `path` are the GGUF magic.
+/// (False, without opening it, for anything but a regular file.)
 pub fn has_magic(path: &Path) -> bool {
     use std::io::Read;
+    if super::regular_file_len(path).is_err() {
+        return false;
+    }
     let mut m = [0u8; 4];
     std::fs::File::open(path)
         .and_then(|mut f| f.read_exact(&mut m))

@@ -42,7 +42,7 @@ pub struct SafetensorsSource {
 /// Reads and checks `dir/config.json` (a JSON object with `model_type`).
 pub fn read_config(dir: &Path) -> Result<Json> {
     let path = dir.join("config.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| io_err(&path, e))?;
+    let text = super::read_capped_string(&path, super::JSON_MAX_BYTES)?;
     let config: Json = serde_json::from_str(&text).map_err(|e| Error::Format {
         path: path.clone(),
         format: "config.json",
@@ -83,7 +83,7 @@ const MAX_LAYERS: u64 = 1 << 16;
 pub fn shard_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let index = dir.join("model.safetensors.index.json");
     if index.exists() {
-        let text = std::fs::read_to_string(&index).map_err(|e| io_err(&index, e))?;
+        let text = super::read_capped_string(&index, super::JSON_MAX_BYTES)?;
         let bad = |reason: String| Error::Format {
             path: index.clone(),
             format: "safetensors index",

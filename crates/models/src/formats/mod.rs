@@ -19,8 +19,83 @@ use candle_core::Tensor;
 
 use crate::{Error, Result};
 
-/// Memory-maps `path` read-only.
+/// Largest JSON side file read whole (config.json, tokenizer_config.json,
+/// model.safetensors.index.json; real ones are a few KB to a few MB).
+pub const JSON_MAX_BYTES: u64 = 64 << 20;
+/// Largest tokenizer file read whole (tokenizer.json of a 256k-token
+/// vocabulary is about 35 MB; a llama2.c tokenizer.bin a few MB).
+pub const TOKENIZER_MAX_BYTES: u64 = 512 << 20;
+
+/// The size of `path` if it is a regular file (after symlinks). A FIFO, a
+/// device, a socket or a directory is an error naming it, found by `stat`
+/// alone: nothing is opened, so a FIFO with no writer cannot block.
+pub fn regular_file_len(path: &Path) -> Result<u64> {
+    use std::os::unix::fs::FileTypeExt;
+    let meta = std::fs::metadata(path).map_err(|e| io_err(path, e))?;
+    if meta.is_file() {
+        return Ok(meta.len());
+    }
+    let t = meta.file_type();
+    let kind = if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_char_device() || t.is_block_device() {
+        "a device"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "not a plain file"
+    };
+    Err(io_err(
+        path,
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("not a regular file ({kind})")),
+    ))
+}
+
+/// Reads a regular file whole, refusing one larger than `cap` bytes (also
+/// if it grows past `cap` while it is read).
+pub fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let too_big = |n: u64| {
+        io_err(
+            path,
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{n} bytes is more than the {cap} bytes this file may have"),
+            ),
+        )
+    };
+    let len = regular_file_len(path)?;
+    if len > cap {
+        return Err(too_big(len));
+    }
+    let mut buf = Vec::with_capacity(len as usize);
+    std::fs::File::open(path)
+        .and_then(|f| f.take(cap + 1).read_to_end(&mut buf))
+        .map_err(|e| io_err(path, e))?;
+    if buf.len() as u64 > cap {
+        return Err(too_big(buf.len() as u64));
+    }
+    Ok(buf)
+}
+
+/// [`read_capped`] as UTF-8 text.
+pub fn read_capped_string(path: &Path, cap: u64) -> Result<String> {
+    String::from_utf8(read_capped(path, cap)?).map_err(|e| {
+        io_err(
+            path,
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("not valid UTF-8 (first bad byte at offset {})", e.utf8_error().valid_up_to()),
+            ),
+        )
+    })
+}
+
+/// Memory-maps `path` read-only (a regular file only).
 pub(crate) fn mmap_file(path: &Path) -> Result<memmap2::Mmap> {
+    regular_file_len(path)?;
     let file = std::fs::File::open(path).map_err(|e| io_err(path, e))?;
     // SAFETY: the map is read-only; we document that model files must not be
     // modified while a checkpoint is open (the same assumption as candle,

@@ -39,14 +39,14 @@ fn sibling_json(path: &Path, name: &str) -> Result<Json> {
     if !p.is_file() {
         return Ok(Json::Null);
     }
-    let t = std::fs::read(&p).map_err(|e| crate::formats::io_err(&p, e))?;
+    let t = crate::formats::read_capped(&p, crate::formats::JSON_MAX_BYTES)?;
     serde_json::from_slice(&t)
         .map_err(|e| Error::Tokenizer(format!("{}: cannot parse: {e}", p.display())))
 }
 
 pub fn from_tokenizer_json(path: &Path) -> Result<TextTokenizer> {
     let err = |m: String| Error::Tokenizer(format!("{}: {m}", path.display()));
-    let text = std::fs::read(path).map_err(|e| crate::formats::io_err(path, e))?;
+    let text = crate::formats::read_capped(path, crate::formats::TOKENIZER_MAX_BYTES)?;
     // Checked before `tokenizers` sees the bytes: it panics on some malformed
     // files (fuzz, tokenizers 0.23.2; see `check_before_tokenizers`).
     let raw: Json = serde_json::from_slice(&text).map_err(|e| err(format!("cannot parse: {e}")))?;

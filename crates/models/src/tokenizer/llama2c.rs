@@ -29,7 +29,7 @@ pub struct Llama2cTokenizer {
 
 impl Llama2cTokenizer {
     pub fn open(path: &Path) -> Result<Self> {
-        let buf = std::fs::read(path).map_err(|e| crate::formats::io_err(path, e))?;
+        let buf = crate::formats::read_capped(path, crate::formats::TOKENIZER_MAX_BYTES)?;
         Self::parse(&buf, path)
     }
 
