@@ -49,7 +49,8 @@
     if (Math.abs(v) >= 0.01) return v.toFixed(3);
     return v.toExponential(2);
   }
-  const exact = (v) => !Number.isFinite(v) ? '–' : Number.isInteger(v) ? String(v) : String(+v.toPrecision(7));
+  const exact = (v) => !Number.isFinite(v) ? '–' : Number.isInteger(v) ? String(v)
+    : Math.abs(v) < 1e-3 ? v.toExponential(6).replace(/\.?0+e/, 'e') : String(+v.toPrecision(7));
 
   // ---- colours ----
   const VIRIDIS = [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]];
@@ -191,6 +192,7 @@
     if (!(y1 > y0)) { y0 -= 1; y1 += 1; }
     if (opts.yFrom0 && !opts.logY) y0 = Math.min(0, y0);
     const padY = (y1 - y0) * 0.04; y0 -= padY; y1 += padY;
+    if (opts.padX) { const padX = (x1 - x0) * opts.padX; x0 -= padX; x1 += padX; }
     const px = (x) => L + (W - L - R) * (fx(x) - x0) / (x1 - x0);
     const py = (y) => T + (H - T - B) * (1 - (fy(y) - y0) / (y1 - y0));
     const svg = el('svg', { width: W, height: H, class: 'plot', 'font-size': 10 });
@@ -229,10 +231,11 @@
         el('polyline', { points: pts.map((p) => p[0].toFixed(1) + ',' + p[1].toFixed(1)).join(' '), fill: 'none', stroke: s.colour, 'stroke-width': 1.4 }, svg);
       }
     });
-    // Series legend in the lower left corner (spectra and profiles fall to the right).
+    // Series legend: lower left unless opts.legendAt = [x, y] as fractions of the free plot area.
     const named = opts.series.filter((s) => s.name);
     named.forEach((s, k) => {
-      const y = H - B - 10 - 14 * (named.length - 1 - k), x = L + 8;
+      const [fx0, fy0] = opts.legendAt || [0, 1];
+      const x = L + 8 + (W - L - R - 130) * fx0, y = T + 12 + (H - T - B - 24 - 14 * (named.length - 1)) * fy0 + 14 * k;
       el('line', { x1: x, x2: x + 14, y1: y, y2: y, stroke: s.colour, 'stroke-width': 2 }, svg);
       el('text', { x: x + 18, y: y + 4, fill: s.colour }, svg, s.name);
     });
@@ -261,7 +264,7 @@
     const norm = (v) => Array.from(v, (x) => v[0] > 0 ? x / v[0] : NaN);
     const k90 = vals(r)[mIndex('k90') * CELLS + c], k90l = vals(r)[mIndex('k90_learned') * CELLS + c];
     return plot({
-      title: 'σ_k / σ₁: energy field E vs learned W_Q W_Kᵀ', xlabel: 'component k', ylabel: 'σ_k / σ₁ (log)', logY: true,
+      title: 'σ_k / σ₁: energy field E vs learned W_Q W_Kᵀ', xlabel: 'component k', ylabel: 'σ_k / σ₁ (log)', logY: true, legendAt: [0.62, 0.5],
       series: [
         { name: 'E (this run)', colour: '#1f77b4', xs: Array.from(e, (_, i) => i + 1), ys: norm(e) },
         { name: 'W_Q W_Kᵀ', colour: '#d95f02', xs: Array.from(w, (_, i) => i + 1), ys: norm(w) },
@@ -327,13 +330,14 @@
     // Labels in rows above the plot, each joined to its key by a thin line; a label moves up a row rather than overlap.
     const rowsEnd = [];
     order.slice().sort((a, b) => a - b).forEach((j) => {
-      const text = clip(toks[j] || '?', 14) + ' (' + j + ')', w = 6.2 * text.length + 6, X = svg.px(j);
+      const text = clip(toks[j] || '?', 14) + ' (' + j + ')', w = 6.2 * text.length + 6, dot = svg.px(j);
+      const b = svg.box, X = Math.min(Math.max(dot, b.L + w / 2), b.W - b.R - w / 2);
       let row = rowsEnd.findIndex((end) => X - w / 2 > end);
       if (row < 0) { row = rowsEnd.length; rowsEnd.push(-Infinity); }
       if (row > 5) return;
       rowsEnd[row] = X + w / 2;
       const Y = 24 + top - 4 - row * 12;
-      el('line', { x1: X, x2: X, y1: Y + 2, y2: svg.py(cl.c[j]) - 3, stroke: '#e8003d', 'stroke-width': 0.6, 'stroke-opacity': 0.6 }, svg);
+      el('line', { x1: X, x2: dot, y1: Y + 2, y2: svg.py(cl.c[j]) - 3, stroke: '#e8003d', 'stroke-width': 0.6, 'stroke-opacity': 0.6 }, svg);
       el('text', { x: X, y: Y, 'text-anchor': 'middle', class: 'key-label' }, svg, text);
     });
     return svg;
@@ -342,7 +346,7 @@
   function scatterPlot(r, c, cl, toks) {
     const rho = vals(r)[mIndex('energy_leverage_spearman') * CELLS + c];
     return plot({
-      title: 'leverage ℓ_j vs key energy c_j — Spearman ρ = ' + fmt(rho), xlabel: 'c_j (log)', ylabel: 'leverage ℓ_j of [K, 1]', logX: true, yFrom0: true,
+      title: 'leverage ℓ_j vs key energy c_j — Spearman ρ = ' + fmt(rho), xlabel: 'c_j (log)', ylabel: 'leverage ℓ_j of [K, 1]', logX: true, yFrom0: true, padX: 0.03,
       series: [{ colour: '#1b9e77', dots: true, xs: Array.from(cl.c), ys: Array.from(cl.l), tips: (j) => 'key ' + j + ' ‘' + (toks[j] || '') + '’: c = ' + exact(cl.c[j]) + ', ℓ = ' + exact(cl.l[j]) }],
     });
   }
