@@ -11,7 +11,7 @@ use field::Params;
 use models::Logits;
 
 use crate::cli::AnalyzeArgs;
-use crate::observer::{FieldObserver, LayerSet};
+use crate::observer::{FieldObserver, LayerSet, TileObserver};
 use crate::progress::Progress;
 use crate::report::{self, Finished, ModelInfo, RunRecord, RunSettings};
 use crate::session::{self, Loaded, MemoryPlan};
@@ -114,16 +114,19 @@ pub fn run(args: &AnalyzeArgs) -> Result<()> {
             let bar = progress.bar(layers.count(spec.n_layers) as u64, &label);
             let mut observer = FieldObserver {
                 layers: layers.clone(),
-                params: Params { keep_key_energy: true, ..Params::default() },
+                params: Params { keep_key_energy: true, keep_leverage: true, ..Params::default() },
                 dense_check: args.dense_check,
                 records: Vec::new(),
                 mismatches: Vec::new(),
                 bar: &bar,
             };
             let started = Instant::now();
+            let mut tiles = TileObserver { inner: &mut observer, tokens: report::TILE_TOKENS, tiles: Vec::new() };
             model
-                .forward(&window, Logits::None, Some(&mut observer))
+                .forward(&window, Logits::None, Some(&mut tiles))
                 .with_context(|| format!("forward pass on {} at ctx {ctx}", path.display()))?;
+            let tiles = tiles.tiles;
+            let drill = report::Drill::collect(&observer.records, tiles, report::token_labels(tokenizer, &window), report::TILE_TOKENS.min(window.len()));
             bar.finish_and_clear();
             if !args.run.quiet {
                 // The forward pass runs every layer up to the last one analysed.
@@ -132,7 +135,7 @@ pub fn run(args: &AnalyzeArgs) -> Result<()> {
                 eprintln!("attnscope: {label}: {ran} layers in {secs:.1} s ({:.2} s per layer, forward and analysis)", secs / ran as f64);
             }
             mismatches += observer.mismatches.len();
-            let run = RunRecord::new(
+            let mut run = RunRecord::new(
                 &display_path(path),
                 ctx,
                 &window,
@@ -141,6 +144,7 @@ pub fn run(args: &AnalyzeArgs) -> Result<()> {
                 started.elapsed().as_secs_f64(),
                 settings,
             );
+            run.drill = Some(drill);
             report::write_run(&run_file, &run)?;
             runs.push(run);
         }

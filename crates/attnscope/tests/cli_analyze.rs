@@ -79,7 +79,8 @@ fn stories260k_end_to_end_contract_resume_and_dense_check() {
     assert_eq!(&std::fs::read(out.join("heads.parquet")).unwrap()[..4], b"PAR1");
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(html.contains("<svg") && html.contains("key_coherence"));
-    assert!(!html.contains("src=\"http") && !html.contains("href=\"http") && !html.contains("<script"), "self-contained");
+    assert!(!html.contains("src=\"http") && !html.contains("href=\"http") && !html.contains("<script src"), "self-contained");
+    assert!(html.contains("id=\"paper-table\"") && html.contains("id=\"head-panel\""));
 
     // Rerun: finished runs are skipped (their files untouched), the report is the same.
     let runs_dir = out.join("runs");

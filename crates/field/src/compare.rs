@@ -173,6 +173,14 @@ pub fn compare(a: &HeadField, b: &HeadField) -> Vec<String> {
         of(a.spectral_gap),
         of(b.spectral_gap),
     );
+    // k90_gap is a ratio of two counts that are compared above; equal
+    // counts give the same ratio, so only the boundary case can differ.
+    check(
+        a.k90_gap == b.k90_gap || (a.k90 != b.k90 && k_close(a.k90, b.k90, &a.spectrum, 0.9)),
+        "k90_gap",
+        of(a.k90_gap),
+        of(b.k90_gap),
+    );
     check(
         rel_close(a.participation_ratio, b.participation_ratio, REL_TOL),
         "participation_ratio",

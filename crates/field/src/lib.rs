@@ -38,6 +38,7 @@ mod params;
 mod rank_r;
 mod rows;
 mod spectrum;
+mod tile;
 
 pub use compare::compare;
 pub use error::{FieldError, Result};
@@ -46,6 +47,7 @@ pub use output::{HeadField, TransformKind};
 pub use params::{Method, Params};
 pub use rank_r::{projector, rank_r_fidelity, Basis, Fidelity, Projector};
 pub use rows::check_rows;
+pub use tile::{energy_tile, tile_len};
 
 /// Test hooks: a deliberately wrong field, to show the checks catch it. Not API.
 #[doc(hidden)]
@@ -173,6 +175,7 @@ pub(crate) fn finish(head: &HeadInput<'_>, params: &Params, parts: Parts) -> Res
         k90_learned,
         effective_rank_learned,
         spectral_gap,
+        k90_gap: k90_learned.filter(|_| st.k90 > 0).map(|k| k as f64 / st.k90 as f64),
         participation_ratio,
         top1pct_share,
         argmax_key,

@@ -73,6 +73,11 @@ pub struct HeadField {
     pub effective_rank_learned: Option<f64>,
     /// effective_rank_learned / effective_rank (null without weights or when effective_rank = 0).
     pub spectral_gap: Option<f64>,
+    /// k90_learned / k90 (null without weights or when k90 = 0): how many
+    /// more directions the learned interaction spreads 90 % of its energy
+    /// over than the field does (the companion paper's "gap").
+    #[serde(default)]
+    pub k90_gap: Option<f64>,
 
     // §4 delocalization
     /// (Σc)² / (n Σc²) ∈ [1/n, 1]; 1 when every c_j = 0.

@@ -75,6 +75,7 @@ fn all_keys_equal_is_reported_as_an_exactly_zero_field() {
             assert!((r.key_coherence - 1.0).abs() < 1e-9, "{}", r.key_coherence);
         }
         assert_eq!(f.spectral_gap, None);
+        assert_eq!(f.k90_gap, None);
     }
 }
 
@@ -227,6 +228,7 @@ fn json_uses_the_spec_names() {
         "k90_learned",
         "effective_rank_learned",
         "spectral_gap",
+        "k90_gap",
         "participation_ratio",
         "top1pct_share",
         "argmax_key",

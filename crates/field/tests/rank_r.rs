@@ -257,6 +257,9 @@ fn learned_interaction_factored_equals_dense() {
     assert!(ef > 1.0 && ef <= 8.0 + 1e-9);
     assert!(f.k90_learned.unwrap() <= 8);
     assert!(rel(f.spectral_gap.unwrap(), ef / f.effective_rank) <= 1e-15);
+    assert!(f.k90 > 0);
+    assert_eq!(f.k90_gap, Some(f.k90_learned.unwrap() as f64 / f.k90 as f64));
+    assert_eq!(f.k90_gap, g.k90_gap);
     // a rank-2 interaction
     let mut m2 = Model::new(71, 60, 8, 48);
     for u in 0..48 {

@@ -1,6 +1,10 @@
-//! report.html: one self-contained page (inline SVG and CSS, no scripts, no
-//! network): mechanism checks, layer × head heatmaps, spectra per layer,
-//! key-energy profiles, and the invariance table.
+//! report.html: one self-contained page (inline SVG, CSS and script, no
+//! network): mechanism checks, the paper table, layer × head heat maps with
+//! measure / run selectors and colour scales, the per-head panel
+//! (`#head-panel`, opened by a click or by the URL fragment `#head=L3H2`),
+//! spectra per layer, key-energy profiles, and the invariance table.
+//! Static parts are rendered here; the heat maps and the panel are drawn by
+//! report.js from the data of [`super::embed::page_data`].
 
 use std::fmt::Write;
 
@@ -8,42 +12,24 @@ use serde_json::Value;
 
 use crate::svg::{esc, fmt, ramp};
 use super::summary::MEASURES;
-use super::{ModelInfo, RunRecord};
+use super::{embed, paper, ModelInfo, RunRecord};
 
-/// Layer × head heatmap of the per-head median of `measure` across runs.
-fn heatmap(info: &ModelInfo, per_head: &[Value], measure: &str) -> String {
-    let cell = 16.0;
-    let (l, h) = (info.n_layers, info.n_heads);
-    let vals: Vec<(usize, usize, f64)> = per_head
-        .iter()
-        .filter_map(|v| {
-            let med = v.get(measure)?.get("median")?.as_f64()?;
-            Some((v["layer"].as_u64()? as usize, v["head"].as_u64()? as usize, med))
-        })
-        .collect();
-    let lo = vals.iter().map(|v| v.2).fold(f64::INFINITY, f64::min);
-    let hi = vals.iter().map(|v| v.2).fold(f64::NEG_INFINITY, f64::max);
-    let (w, ht) = (40.0 + h as f64 * cell, 20.0 + l as f64 * cell + 30.0);
-    let mut s = format!(r#"<figure><figcaption>{measure} (median over runs; {} – {})</figcaption><svg width="{w}" height="{ht}" xmlns="http://www.w3.org/2000/svg" font-size="9">"#, fmt(lo), fmt(hi));
-    for (layer, head, v) in &vals {
-        let t = if hi > lo { (v - lo) / (hi - lo) } else { 0.5 };
-        let _ = write!(
-            s,
-            r#"<rect x="{}" y="{}" width="{cell}" height="{cell}" fill="{}"><title>layer {layer} head {head}: {}</title></rect>"#,
-            40.0 + *head as f64 * cell,
-            20.0 + *layer as f64 * cell,
-            ramp(t),
-            fmt(*v)
-        );
-    }
-    for layer in (0..l).step_by(5.max(l / 6)) {
-        let _ = write!(s, r#"<text x="2" y="{}">L{layer}</text>"#, 31.0 + layer as f64 * cell);
-    }
-    for head in 0..h {
-        let _ = write!(s, r#"<text x="{}" y="14">{head}</text>"#, 44.0 + head as f64 * cell);
-    }
-    s.push_str("</svg></figure>");
-    s
+const STYLE: &str = "body{font-family:sans-serif;margin:2em;max-width:1240px;color:#222}figure{display:inline-block;margin:0 1.5em 1.5em 0;vertical-align:top}\
+figcaption{font-size:13px;margin-bottom:4px;font-weight:bold}table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}\
+.ok{background:#e6f4ea;padding:8px}.bad{background:#fde7e9;padding:8px}code{background:#f3f3f3}\
+.controls{font-size:12px;margin-bottom:4px}.controls div{margin-bottom:2px}.controls select{font-size:12px;width:170px}.readout{font-size:11px;color:#444;min-height:2.6em;max-width:240px}\
+svg.heatmap rect.cell{cursor:pointer}svg.heatmap rect.cell:hover{stroke:#000;stroke-width:1}.legend-label{font-size:10px}.axis-label{font-size:11px;fill:#333}\
+.plot-title{font-size:12px;font-weight:bold}.vlabel{font-size:11px;font-weight:bold}.key-label{font-size:10px;fill:#a00}\
+#head-panel{border:2px solid #e8003d;border-radius:6px;padding:10px 14px;margin:1em 0 2em}#head-panel .panel-head h2{display:inline;margin-right:.6em}\
+#head-panel .sub{color:#555;margin-right:1em}#head-panel .permalink{margin-left:1em;font-size:12px}.panel-grid{display:flex;flex-wrap:wrap;gap:8px 18px;margin-top:10px}\
+.panel-fig{margin:0}.panel-fig.wide{flex-basis:100%}.note{font-size:11px;color:#555;max-width:900px}.borrowed{color:#8a4b00}\
+table.measures td,table.measures th{padding:1px 6px}#paper-table td.verdict{text-align:left}.verdicts{max-width:1000px}\
+#tip{position:absolute;display:none;background:#fff;border:1px solid #888;padding:3px 6px;font-size:12px;pointer-events:none;z-index:10;box-shadow:0 1px 4px rgba(0,0,0,.2);max-width:420px}";
+
+/// JSON for a `<script type="application/json">`: `<` escaped so that no
+/// string in it (a token such as `</script>`) can end the element.
+fn script_json(v: &Value) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "{}".into()).replace('<', "\\u003c")
 }
 
 /// Polylines on a log-y plot; each series is (label, colour, values).
@@ -107,12 +93,7 @@ fn layer_spectra(run: &RunRecord, learned: bool) -> Vec<(String, String, Vec<f64
 }
 
 pub fn render(info: &ModelInfo, runs: &[RunRecord], summary: &Value) -> String {
-    let mut s = String::from(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>attnscope report</title><style>\
-body{font-family:sans-serif;margin:2em;max-width:1200px;color:#222}figure{display:inline-block;margin:0 1.5em 1.5em 0;vertical-align:top}\
-figcaption{font-size:13px;margin-bottom:4px}table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}\
-.ok{background:#e6f4ea;padding:8px}.bad{background:#fde7e9;padding:8px}code{background:#f3f3f3}</style></head><body>",
-    );
+    let mut s = format!("<!doctype html><html><head><meta charset=\"utf-8\"><title>attnscope report</title><style>{STYLE}</style></head><body>");
     let _ = write!(
         s,
         "<h1>attnscope report</h1><p><b>{}</b> — family <code>{}</code>, {} layers × {} heads ({} KV heads), d_head {}, d_model {}, logit transform {}, window {}. {} runs. Definitions: docs/definitions.md.</p>",
@@ -141,12 +122,15 @@ figcaption{font-size:13px;margin-bottom:4px}table{border-collapse:collapse;font-
         }
         s.push_str("</ul>");
     }
-    // Heatmaps.
-    let per_head = summary["per_head"].as_array().cloned().unwrap_or_default();
-    s.push_str("<h2>Layer × head</h2>");
+    s.push_str(&paper::render(info, summary));
+    // Heat maps and the head panel, drawn by report.js.
+    s.push_str("<h2>Layer × head</h2><p class=\"note\">Each map: one measure for every head (rows: layers, columns: heads), for one run or the median over runs. \
+Hover a cell for its value; click it to open that head below (or open <code>report.html#head=L3H2</code>).</p>\
+<noscript><p class=\"bad\">The heat maps and the head panel need JavaScript.</p></noscript><div class=\"heatmaps\">");
     for m in ["k90", "participation_ratio", "key_coherence"] {
-        s.push_str(&heatmap(info, &per_head, m));
+        let _ = write!(s, "<figure class=\"heatmap-figure\" data-measure=\"{m}\"></figure>");
     }
+    s.push_str("</div><section id=\"head-panel\" hidden></section>");
     // Spectra and profiles for the longest run of the first text.
     if let Some(run) = runs.iter().filter(|r| r.text == runs[0].text).max_by_key(|r| r.ctx) {
         let _ = write!(s, "<h2>Singular spectra ({} @{})</h2>", esc(&run.text), run.ctx);
@@ -185,6 +169,12 @@ figcaption{font-size:13px;margin-bottom:4px}table{border-collapse:collapse;font-
             fmt(pm["median_spread_across_ctx"].as_f64().unwrap_or(f64::NAN))
         );
     }
-    s.push_str("</table><p>Cells: the median over heads. Spreads: max − min of those medians, over texts at one ctx (median over ctx) and over ctx for one text (median over texts).</p></body></html>");
+    s.push_str("</table><p>Cells: the median over heads. Spreads: max − min of those medians, over texts at one ctx (median over ctx) and over ctx for one text (median over texts).</p>");
+    let _ = write!(
+        s,
+        "<script type=\"application/json\" id=\"attnscope-data\">{}</script><script>{}</script></body></html>",
+        script_json(&embed::page_data(info, runs)),
+        include_str!("report.js")
+    );
     s
 }

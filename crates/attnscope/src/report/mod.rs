@@ -4,7 +4,9 @@
 //! in the same directory, then rename), so a half-written file never looks
 //! complete.
 
+mod embed;
 mod html;
+mod paper;
 mod summary;
 mod table;
 
@@ -18,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::observer::{HeadRecord, Mismatch};
+pub use embed::{token_labels, Drill, TILE_TOKENS};
 
 /// `report.json` → `model`.
 #[derive(Debug, Clone, Serialize)]
@@ -137,6 +140,10 @@ pub struct RunRecord {
     pub dense_check: Option<Vec<Mismatch>>,
     pub elapsed_s: f64,
     pub settings: RunSettings,
+    /// Drill-down data for report.html (c_j, ℓ_j, field tiles, token
+    /// labels): kept in the run file, left out of report.json.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drill: Option<Drill>,
 }
 
 impl RunRecord {
@@ -166,6 +173,7 @@ impl RunRecord {
         }
         for h in &mut heads {
             h.field.key_energy = None;
+            h.field.leverage = None;
         }
         RunRecord {
             text: text.to_string(),
@@ -177,6 +185,7 @@ impl RunRecord {
             dense_check,
             elapsed_s,
             settings,
+            drill: None,
         }
     }
 }
@@ -273,10 +282,11 @@ pub(crate) fn head_json(h: &HeadRecord) -> Value {
 /// the summary (`report.json` → `summary`).
 pub fn write_all(out: &Path, info: &ModelInfo, runs: &[RunRecord]) -> Result<Value> {
     let summary = summary::summarise(runs);
+    let slim: Vec<RunRecord> = runs.iter().map(|r| RunRecord { drill: None, ..r.clone() }).collect();
     let report = serde_json::json!({
         "attnscope_version": env!("CARGO_PKG_VERSION"),
         "model": info,
-        "runs": runs,
+        "runs": slim,
         "summary": summary,
     });
     write_atomic(&out.join("report.json"), &serde_json::to_vec_pretty(&report)?)?;
