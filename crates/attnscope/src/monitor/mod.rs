@@ -174,6 +174,24 @@ pub struct HeadPoint {
 }
 
 impl HeadPoint {
+    /// The monitored measures of one analysed head.
+    pub fn from_record(step: u64, checkpoint: Option<String>, rec: &crate::observer::HeadRecord) -> Self {
+        let f = &rec.field;
+        HeadPoint {
+            checkpoint,
+            step,
+            layer: rec.layer,
+            head: rec.head,
+            kv_head: rec.kv_head,
+            n: f.n,
+            d: f.d,
+            key_coherence: f.key_coherence,
+            participation_ratio: f.participation_ratio,
+            k90: f.k90,
+            attention_entropy: f.attention_entropy,
+        }
+    }
+
     pub fn get(&self, measure: &str) -> f64 {
         match measure {
             "key_coherence" => self.key_coherence,
@@ -289,23 +307,19 @@ impl Monitor {
             bar: &bar,
         };
         model.forward(ids, Logits::None, Some(&mut obs))?;
-        let mut new_alerts = Vec::new();
         let label = checkpoint.map(str::to_string);
-        for rec in &obs.records {
-            let f = &rec.field;
-            let p = HeadPoint {
-                checkpoint: label.clone(),
-                step,
-                layer: rec.layer,
-                head: rec.head,
-                kv_head: rec.kv_head,
-                n: f.n,
-                d: f.d,
-                key_coherence: f.key_coherence,
-                participation_ratio: f.participation_ratio,
-                k90: f.k90,
-                attention_entropy: f.attention_entropy,
-            };
+        let points = obs.records.iter().map(|rec| HeadPoint::from_record(step, label.clone(), rec)).collect();
+        let r = self.observe_points(points);
+        self.time += t0.elapsed();
+        r
+    }
+
+    /// Applies the rules to heads measured elsewhere (e.g. by the Python
+    /// binding from a PyTorch model), logs them, and returns the new alerts.
+    /// All points of one observation are given in one call, in (layer, head) order.
+    pub fn observe_points(&mut self, points: Vec<HeadPoint>) -> Result<Vec<Alert>> {
+        let mut new_alerts = Vec::new();
+        for p in points {
             new_alerts.extend(self.check(&p));
             for m in MEASURES {
                 let h = self.history.entry((p.layer, p.head, m)).or_default();
@@ -334,7 +348,6 @@ impl Monitor {
             w.alerts.flush()?;
         }
         self.alerts.extend(new_alerts.iter().cloned());
-        self.time += t0.elapsed();
         Ok(new_alerts)
     }
 

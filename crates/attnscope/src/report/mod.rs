@@ -131,7 +131,12 @@ pub struct RunRecord {
     pub text: String,
     pub ctx: usize,
     pub n_tokens: usize,
+    /// The first 8 ids (kept for readers written before `token_ids`).
     pub token_ids_head: Vec<u32>,
+    /// Every token id the run fed the model (n_tokens of them), so the exact
+    /// same input can be given to another implementation.
+    #[serde(default)]
+    pub token_ids: Vec<u32>,
     pub heads: Vec<HeadRecord>,
     /// Most and least delocalized heads (max / min participation_ratio).
     pub profiles: Vec<Profile>,
@@ -180,6 +185,7 @@ impl RunRecord {
             ctx,
             n_tokens: ids.len(),
             token_ids_head: ids.iter().take(8).copied().collect(),
+            token_ids: ids.to_vec(),
             heads,
             profiles,
             dense_check,
@@ -210,6 +216,9 @@ pub fn run_file_name(text: &Path, ctx: usize) -> String {
 pub fn load_finished_run(path: &Path, settings: &RunSettings) -> Finished {
     let Ok(bytes) = std::fs::read(path) else { return Finished::Absent };
     let Ok(run) = serde_json::from_slice::<RunRecord>(&bytes) else { return Finished::Absent };
+    if run.token_ids.len() != run.n_tokens {
+        return Finished::Stale("the run file was written before full token ids were kept");
+    }
     match run.settings.mismatch(settings) {
         Some(why) => Finished::Stale(why),
         None => Finished::Reused(run),
@@ -276,6 +285,12 @@ pub fn check_writable(dir: &Path) -> Result<()> {
 /// The JSON object of one head as it appears in report.json.
 pub(crate) fn head_json(h: &HeadRecord) -> Value {
     serde_json::to_value(h).unwrap_or(Value::Null)
+}
+
+/// heads.parquet's columns for bare head records (no run): `layer`, `head`,
+/// `kv_head`, then every scalar measure, with the same types as heads.parquet.
+pub fn records_parquet(records: &[HeadRecord]) -> Result<Vec<u8>> {
+    table::to_parquet(&table::head_rows(records))
 }
 
 /// Writes report.json, heads.csv, heads.parquet and report.html; returns

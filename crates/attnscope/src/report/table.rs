@@ -10,6 +10,7 @@ use arrow_schema::{DataType, Field, Schema};
 use serde_json::{Map, Value};
 
 use super::{head_json, RunRecord};
+use crate::observer::HeadRecord;
 
 /// Flat rows: column name → scalar JSON value, columns in report order.
 pub struct Rows {
@@ -25,19 +26,36 @@ pub fn rows(runs: &[RunRecord]) -> Rows {
             let mut row = Map::new();
             row.insert("text".into(), Value::from(run.text.clone()));
             row.insert("ctx".into(), Value::from(run.ctx));
-            if let Value::Object(obj) = head_json(h) {
-                for (k, v) in obj {
-                    if v.is_array() || v.is_object() {
-                        continue;
-                    }
-                    if !columns.contains(&k) {
-                        columns.push(k.clone());
-                    }
-                    row.insert(k, v);
-                }
-            }
+            flatten_into(h, &mut columns, &mut row);
             rows.push(row);
         }
+    }
+    Rows { columns, rows }
+}
+
+/// Adds `h`'s scalar fields to `row`, and new column names to `columns`.
+fn flatten_into(h: &HeadRecord, columns: &mut Vec<String>, row: &mut Map<String, Value>) {
+    if let Value::Object(obj) = head_json(h) {
+        for (k, v) in obj {
+            if v.is_array() || v.is_object() {
+                continue;
+            }
+            if !columns.contains(&k) {
+                columns.push(k.clone());
+            }
+            row.insert(k, v);
+        }
+    }
+}
+
+/// The same flattening for bare head records (no `text`, `ctx` columns).
+pub fn head_rows(records: &[HeadRecord]) -> Rows {
+    let mut columns: Vec<String> = Vec::new();
+    let mut rows = Vec::new();
+    for h in records {
+        let mut row = Map::new();
+        flatten_into(h, &mut columns, &mut row);
+        rows.push(row);
     }
     Rows { columns, rows }
 }

@@ -1,0 +1,136 @@
+//! `attnscope.Monitor`: the Rust monitor's rules and files, fed with heads
+//! measured from Python (a PyTorch model under capture).
+
+use std::path::PathBuf;
+
+use attnscope::monitor::{self as mon, HeadPoint, Rules};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use crate::{json_to_py, to_py_err};
+
+/// `Rules::default()` as a dict (the monitor's defaults, from Rust).
+#[pyfunction]
+pub fn default_rules(py: Python<'_>) -> PyResult<Py<PyDict>> {
+    let r = Rules::default();
+    let d = PyDict::new(py);
+    d.set_item("z_max", r.z_max)?;
+    d.set_item("min_history", r.min_history)?;
+    d.set_item("window", r.window)?;
+    d.set_item("rel_floor", r.rel_floor)?;
+    d.set_item("band_measures", r.band_measures.clone())?;
+    d.set_item("band_after", r.band_after)?;
+    d.set_item("coherence_max", r.coherence_max)?;
+    d.set_item("coherence_frac", r.coherence_frac)?;
+    d.set_item("collapse", r.collapse)?;
+    d.set_item("collapse_k90", r.collapse_k90)?;
+    Ok(d.unbind())
+}
+
+#[pyclass(module = "attnscope._core", name = "Monitor", unsendable)]
+pub struct Monitor {
+    inner: mon::Monitor,
+}
+
+#[pymethods]
+impl Monitor {
+    #[new]
+    #[pyo3(signature = (out, z_max, min_history, window, rel_floor, band_measures, band_after,
+                        coherence_max, coherence_frac, collapse, collapse_k90))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        out: Option<PathBuf>,
+        z_max: f64,
+        min_history: usize,
+        window: usize,
+        rel_floor: f64,
+        band_measures: Vec<String>,
+        band_after: u64,
+        coherence_max: Option<f64>,
+        coherence_frac: f64,
+        collapse: bool,
+        collapse_k90: bool,
+    ) -> PyResult<Self> {
+        let band_measures = band_measures
+            .iter()
+            .map(|m| {
+                mon::MEASURES
+                    .iter()
+                    .find(|x| **x == m.as_str())
+                    .copied()
+                    .ok_or_else(|| PyValueError::new_err(format!("band_measures: unknown measure {m:?}; known: {}", mon::MEASURES.join(", "))))
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        if min_history < 2 || window < min_history {
+            return Err(PyValueError::new_err("need min_history >= 2 and window >= min_history"));
+        }
+        let rules = Rules {
+            z_max,
+            min_history,
+            window,
+            rel_floor,
+            band_measures,
+            band_after,
+            coherence_max,
+            coherence_frac,
+            collapse,
+            collapse_k90,
+        };
+        let inner = mon::Monitor::new(Vec::new(), rules, out.as_deref()).map_err(to_py_err)?;
+        Ok(Monitor { inner })
+    }
+
+    /// Applies the rules to one observation: `heads` is a list of dicts with
+    /// layer, head, kv_head, n, d, key_coherence, participation_ratio, k90,
+    /// attention_entropy. Returns the new alerts as dicts.
+    #[pyo3(signature = (step, heads, checkpoint=None))]
+    fn observe(&mut self, py: Python<'_>, step: u64, heads: Vec<Bound<'_, PyDict>>, checkpoint: Option<String>) -> PyResult<Vec<Py<PyAny>>> {
+        let mut points = Vec::with_capacity(heads.len());
+        for h in &heads {
+            let get = |k: &str| -> PyResult<Bound<'_, PyAny>> {
+                h.get_item(k)?.ok_or_else(|| PyValueError::new_err(format!("Monitor.observe: a head has no {k:?}")))
+            };
+            points.push(HeadPoint {
+                checkpoint: checkpoint.clone(),
+                step,
+                layer: get("layer")?.extract()?,
+                head: get("head")?.extract()?,
+                kv_head: get("kv_head")?.extract()?,
+                n: get("n")?.extract()?,
+                d: get("d")?.extract()?,
+                key_coherence: get("key_coherence")?.extract()?,
+                participation_ratio: get("participation_ratio")?.extract()?,
+                k90: get("k90")?.extract()?,
+                attention_entropy: get("attention_entropy")?.extract()?,
+            });
+        }
+        points.sort_by_key(|p| (p.layer, p.head));
+        let alerts = self.inner.observe_points(points).map_err(to_py_err)?;
+        alerts
+            .iter()
+            .map(|a| {
+                let v = serde_json::to_value(a).map_err(|e| PyValueError::new_err(e.to_string()))?;
+                let obj = json_to_py(py, &v)?;
+                obj.bind(py).set_item("message", a.to_string())?;
+                Ok(obj)
+            })
+            .collect()
+    }
+
+    /// Every alert so far, as dicts.
+    fn alerts(&self, py: Python<'_>) -> PyResult<Vec<Py<PyAny>>> {
+        self.inner
+            .alerts()
+            .iter()
+            .map(|a| json_to_py(py, &serde_json::to_value(a).map_err(|e| PyValueError::new_err(e.to_string()))?))
+            .collect()
+    }
+
+    /// Writes monitor.html (when an output directory was given); returns the summary.
+    #[pyo3(signature = (title="attnscope monitor"))]
+    fn finish(&mut self, py: Python<'_>, title: &str) -> PyResult<Py<PyAny>> {
+        let v = self.inner.finish(title).map_err(to_py_err)?;
+        json_to_py(py, &v)
+    }
+}

@@ -1,0 +1,81 @@
+"""attnscope.hf.MonitorCallback with a tiny GPT-2 under transformers' Trainer."""
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from attnscope.hf import MonitorCallback  # noqa: E402
+
+VOCAB, SEQ, STEPS, EVERY, SPIKE_AT = 64, 32, 60, 5, 40
+
+
+def dataset(seed=0, n=64):
+    """Sequences from a fixed random Markov chain: learnable, so training is healthy."""
+    rng = np.random.default_rng(seed)
+    trans = rng.dirichlet(np.full(VOCAB, 0.1), size=VOCAB)
+    rows = []
+    for _ in range(n):
+        x = [int(rng.integers(VOCAB))]
+        for _ in range(SEQ - 1):
+            x.append(int(rng.choice(VOCAB, p=trans[x[-1]])))
+        t = torch.tensor(x)
+        rows.append({"input_ids": t, "labels": t.clone()})
+    return rows
+
+
+class LrSpike(transformers.TrainerCallback):
+    """Multiplies the learning rate by `factor` for the single optimizer step after `at`."""
+
+    def __init__(self, at, factor):
+        self.at, self.factor = at, factor
+
+    def on_step_begin(self, args, state, control, optimizer=None, **kw):
+        if state.global_step == self.at:
+            for g in optimizer.param_groups:
+                g["lr"] *= self.factor
+
+
+def train(tmp_path, seed, spike=None):
+    transformers.set_seed(seed)
+    cfg = transformers.GPT2Config(n_embd=32, n_layer=2, n_head=2, n_positions=SEQ, vocab_size=VOCAB)
+    model = transformers.GPT2LMHeadModel(cfg)
+    data = dataset()
+    probe = data[0]["input_ids"].tolist()
+    out = tmp_path / f"monitor-{seed}-{spike}"
+    cb = MonitorCallback(probe, every=EVERY, out=str(out))
+    callbacks = [cb] + ([LrSpike(SPIKE_AT, spike)] if spike else [])
+    args = transformers.TrainingArguments(
+        output_dir=str(tmp_path / "trainer"), max_steps=STEPS, per_device_train_batch_size=8,
+        learning_rate=1e-3, lr_scheduler_type="constant", logging_steps=10, save_strategy="no",
+        report_to=[], seed=seed, use_cpu=True, disable_tqdm=True, dataloader_num_workers=0,
+    )
+    trainer = transformers.Trainer(model=model, args=args, train_dataset=data, callbacks=callbacks)
+    trainer.train()
+    return cb, trainer, out
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_healthy_runs_raise_no_alert(tmp_path, seed):
+    cb, trainer, out = train(tmp_path, seed)
+    assert cb.alerts == [], [a["message"] for a in cb.alerts]
+    lines = (out / "monitor.jsonl").read_text().splitlines()
+    # one observation before training + one every EVERY steps, 2 layers × 2 heads each
+    assert len(lines) == (STEPS // EVERY + 1) * 4
+    assert (out / "alerts.jsonl").read_text() == ""
+    assert (out / "monitor.html").exists()
+    assert not any("attnscope_alerts" in e for e in trainer.state.log_history)
+
+
+def test_lr_spike_alerts_at_the_first_observation_after_it(tmp_path):
+    cb, trainer, out = train(tmp_path, 0, spike=50)
+    steps = sorted({a["step"] for a in cb.alerts})
+    assert steps, "the spike raised no alert"
+    assert steps[0] == SPIKE_AT + EVERY, [a["message"] for a in cb.alerts]
+    written = [json.loads(x) for x in (out / "alerts.jsonl").read_text().splitlines()]
+    assert len(written) == len(cb.alerts)
+    logged = [e for e in trainer.state.log_history if "attnscope_alerts" in e]
+    assert logged and logged[0]["step"] == SPIKE_AT + EVERY
