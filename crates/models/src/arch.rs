@@ -590,6 +590,16 @@ impl ArchSpec {
         if self.windows.iter().any(|w| *w == Some(0)) {
             return bad("sliding window of 0".into());
         }
+        if let Some(slopes) = self.position_bias.slopes() {
+            if slopes.len() != self.n_heads {
+                return bad(format!("{} ALiBi slopes for {} heads", slopes.len(), self.n_heads));
+            }
+            // The decoder adds the bias with the mask, after any soft-cap: no
+            // family combines the two, so refuse rather than guess the order.
+            if self.attn_logit_transform != LogitTransform::None {
+                return bad("ALiBi together with attention logit soft-capping is not supported".into());
+            }
+        }
         Ok(())
     }
 
