@@ -268,6 +268,9 @@ fn pickled_weights_sentencepiece_only_and_unknown_architecture_are_refused_clear
     std::fs::write(spm.join("tokenizer.model"), b"\x0a\x03\x0a\x01a").unwrap();
     let err = expect_user_error(&run(&spm), "tokenizer.model only", "tokenizer.model", &["no tokenizer.json"]);
     assert!(err.contains("--tokenizer"), "{err}");
+    // ... also when passed explicitly with --tokenizer.
+    let o = analyze(&["--model", s(&spm), "--tokenizer", s(&spm.join("tokenizer.model")), "--text", s(&text), "--ctx", "16", "--out", s(&dir.join("out"))], &[]);
+    expect_user_error(&o, "--tokenizer tokenizer.model", "tokenizer.model", &["SentencePiece .model files are not read"]);
     // ... and with neither, the missing tokenizer.json is named.
     std::fs::remove_file(spm.join("tokenizer.model")).unwrap();
     expect_user_error(&run(&spm), "no tokenizer", "tokenizer.json", &["no tokenizer found"]);

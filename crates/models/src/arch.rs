@@ -9,6 +9,12 @@ use serde_json::Value;
 
 use crate::{Error, Result};
 
+mod alibi;
+mod gemma3;
+
+pub use alibi::{bloom_alibi_slopes, mpt_alibi_slopes};
+use gemma3::{gemma3_rope, gemma3_text_config};
+
 /// The decoder families attnscope can run. Detected from `model_type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -488,89 +494,6 @@ impl ArchSpec {
         Ok(spec)
     }
 
-    /// BLOOM: ALiBi, LayerNorm (with bias) everywhere including on the word
-    /// embeddings, tanh-GELU MLP of 4·D, biases on every linear.
-    fn bloom(cfg: &Cfg) -> Result<ArchSpec> {
-        let d_model = cfg.usize_any(&["hidden_size", "n_embed"])?;
-        let n_heads = cfg.usize_any(&["n_head", "num_attention_heads"])?;
-        let n_layers = cfg.layers(&["n_layer", "num_hidden_layers"])?;
-        if cfg.bool_or("apply_residual_connection_post_layernorm", false) {
-            return Err(Error::Config("bloom with apply_residual_connection_post_layernorm is not supported".into()));
-        }
-        let head_dim = d_model / n_heads.max(1);
-        Ok(ArchSpec {
-            family: Family::Bloom,
-            n_layers,
-            d_model,
-            n_heads,
-            n_kv_heads: n_heads,
-            head_dim,
-            d_ff: 4 * d_model,
-            vocab_size: cfg.usize("vocab_size")?,
-            max_positions: cfg.opt_usize("seq_length"),
-            norm: NormKind::Layer { eps: cfg.opt_f64("layer_norm_epsilon").unwrap_or(1e-5) },
-            positions: Positions::None,
-            local_rope_theta: None,
-            position_bias: PositionBias::Alibi { slopes: bloom_alibi_slopes(n_heads) },
-            embed_norm: true,
-            mlp: Mlp::Plain(Activation::GeluTanh),
-            block: BlockKind::PreNorm,
-            qk_norm: QkNorm::None,
-            qkv_bias: true,
-            linear_bias: true,
-            attn_scale: 1.0 / (head_dim as f64).sqrt(),
-            windows: vec![None; n_layers],
-            attn_logit_transform: LogitTransform::None,
-            final_logit_transform: LogitTransform::None,
-            embed_scale: None,
-            tie_embeddings: cfg.bool_or("tie_word_embeddings", true),
-        })
-    }
-
-    /// MPT as transformers runs it: ALiBi (always), bias-free linears and
-    /// LayerNorms, erf-GELU MLP of 4·D (`expansion_ratio`).
-    fn mpt(cfg: &Cfg) -> Result<ArchSpec> {
-        let d_model = cfg.usize_any(&["d_model", "hidden_size"])?;
-        let n_heads = cfg.usize_any(&["n_heads", "num_attention_heads"])?;
-        let n_layers = cfg.layers(&["n_layers", "num_hidden_layers"])?;
-        let head_dim = d_model / n_heads.max(1);
-        let attn = cfg.0.get("attn_config").cloned().unwrap_or(Value::Null);
-        let attn = Cfg(&attn);
-        if attn.bool_or("qk_ln", false) || attn.opt_f64("clip_qkv").is_some() {
-            return Err(Error::Config("mpt with attn_config.qk_ln or clip_qkv is not supported".into()));
-        }
-        let scale = attn.opt_f64("softmax_scale").unwrap_or(1.0 / (head_dim as f64).sqrt());
-        let bias_max = attn.opt_f64("alibi_bias_max").unwrap_or(8.0);
-        let ratio = cfg.opt_usize("expansion_ratio").unwrap_or(4);
-        Ok(ArchSpec {
-            family: Family::Mpt,
-            n_layers,
-            d_model,
-            n_heads,
-            n_kv_heads: n_heads,
-            head_dim,
-            d_ff: ratio * d_model,
-            vocab_size: cfg.usize("vocab_size")?,
-            max_positions: cfg.opt_usize("max_seq_len"),
-            norm: NormKind::Layer { eps: cfg.opt_f64("layer_norm_epsilon").unwrap_or(1e-5) },
-            positions: Positions::None,
-            local_rope_theta: None,
-            position_bias: PositionBias::Alibi { slopes: mpt_alibi_slopes(n_heads, bias_max) },
-            embed_norm: false,
-            mlp: Mlp::Plain(Activation::GeluErf),
-            block: BlockKind::PreNorm,
-            qk_norm: QkNorm::None,
-            qkv_bias: false,
-            linear_bias: false,
-            attn_scale: scale,
-            windows: vec![None; n_layers],
-            attn_logit_transform: LogitTransform::None,
-            final_logit_transform: LogitTransform::None,
-            embed_scale: None,
-            tie_embeddings: cfg.bool_or("tie_word_embeddings", true),
-        })
-    }
-
     fn gpt2(cfg: &Cfg) -> Result<ArchSpec> {
         let d_model = cfg.usize_any(&["n_embd", "hidden_size"])?;
         let n_heads = cfg.usize_any(&["n_head", "num_attention_heads"])?;
@@ -667,6 +590,16 @@ impl ArchSpec {
         if self.windows.iter().any(|w| *w == Some(0)) {
             return bad("sliding window of 0".into());
         }
+        if let Some(slopes) = self.position_bias.slopes() {
+            if slopes.len() != self.n_heads {
+                return bad(format!("{} ALiBi slopes for {} heads", slopes.len(), self.n_heads));
+            }
+            // The decoder adds the bias with the mask, after any soft-cap: no
+            // family combines the two, so refuse rather than guess the order.
+            if self.attn_logit_transform != LogitTransform::None {
+                return bad("ALiBi together with attention logit soft-capping is not supported".into());
+            }
+        }
         Ok(())
     }
 
@@ -680,95 +613,6 @@ impl ArchSpec {
 fn partial_rotary_factor(cfg: &Cfg) -> Option<f64> {
     cfg.opt_f64("partial_rotary_factor")
         .or_else(|| cfg.0.get("rope_parameters").and_then(|r| r.get("partial_rotary_factor")).and_then(Value::as_f64))
-}
-
-/// The decoder config of a Gemma 3 checkpoint: `text_config` for the
-/// multimodal `gemma3`, the config itself for `gemma3_text`, with
-/// `Gemma3TextConfig`'s defaults filled in (hub configs state only what
-/// differs from them).
-fn gemma3_text_config(config: &Value) -> Result<Value> {
-    let mut text = if config.get("model_type").and_then(Value::as_str) == Some("gemma3") {
-        config
-            .get("text_config")
-            .filter(|v| v.is_object())
-            .cloned()
-            .ok_or_else(|| Error::Config("gemma3 config has no `text_config` object".into()))?
-    } else {
-        config.clone()
-    };
-    let defaults = serde_json::json!({
-        "vocab_size": 262_208, "hidden_size": 2304, "intermediate_size": 9216,
-        "num_hidden_layers": 26, "num_attention_heads": 8, "num_key_value_heads": 4,
-        "head_dim": 256, "hidden_activation": "gelu_pytorch_tanh",
-        "max_position_embeddings": 131_072, "rms_norm_eps": 1e-6,
-        "query_pre_attn_scalar": 256, "sliding_window": 4096,
-    });
-    if let (Some(t), Some(d)) = (text.as_object_mut(), defaults.as_object()) {
-        for (k, v) in d {
-            if t.get(k).is_none_or(Value::is_null) && !(k == "sliding_window" && t.contains_key(k)) {
-                t.insert(k.clone(), v.clone());
-            }
-        }
-        if config.get("model_type").and_then(Value::as_str) == Some("gemma3") {
-            if let Some(tie) = config.get("tie_word_embeddings") {
-                t.entry("tie_word_embeddings").or_insert(tie.clone());
-            }
-        }
-    }
-    Ok(text)
-}
-
-/// Gemma 3 rotary settings: (global base, global scaling, local base).
-/// transformers 5 writes `rope_parameters: {full_attention: {..},
-/// sliding_attention: {..}}`; older configs `rope_theta` (1e6),
-/// `rope_local_base_freq` (1e4) and a `rope_scaling` for the global layers.
-fn gemma3_rope(cfg: &Cfg) -> Result<(f64, RopeScaling, f64)> {
-    let rp = cfg.0.get("rope_parameters");
-    let part = |kind: &str| rp.and_then(|r| r.get(kind)).filter(|v| v.is_object());
-    let theta_of = |v: Option<&Value>| v.and_then(|v| v.get("rope_theta")).and_then(Value::as_f64);
-    let global = theta_of(part("full_attention")).or_else(|| cfg.opt_f64("rope_theta")).unwrap_or(1_000_000.0);
-    let local = theta_of(part("sliding_attention"))
-        .or_else(|| cfg.opt_f64("rope_local_base_freq"))
-        .unwrap_or(10_000.0);
-    let scaling = match part("full_attention") {
-        Some(p) => rope_scaling_of(Some(p))?,
-        None => rope_scaling(cfg)?,
-    };
-    if let Some(p) = part("sliding_attention") {
-        if rope_scaling_of(Some(p))? != RopeScaling::None {
-            return Err(Error::Config("gemma3: rope scaling on sliding-window layers is not supported".into()));
-        }
-    }
-    Ok((global, scaling, local))
-}
-
-/// BLOOM's ALiBi slopes, as transformers' `_get_alibi_slopes` computes them (f32).
-pub fn bloom_alibi_slopes(n_heads: usize) -> Vec<f64> {
-    let closest = 1usize << (usize::BITS - 1 - n_heads.max(1).leading_zeros());
-    let base_of = |n: usize| 2f64.powf(-(2f64.powf(-((n as f64).log2() - 3.0)))) as f32;
-    let base = base_of(closest);
-    let mut slopes: Vec<f64> = (1..=closest).map(|p| base.powf(p as f32) as f64).collect();
-    if closest != n_heads {
-        let extra = base_of(2 * closest);
-        let remaining = closest.min(n_heads - closest);
-        slopes.extend((0..remaining).map(|i| extra.powf((2 * i + 1) as f32) as f64));
-    }
-    slopes
-}
-
-/// MPT's ALiBi slopes, as transformers' `build_mpt_alibi_tensor` computes
-/// them (f32): 1 / 2^(k·max/n2) for k = 1..n2 (n2 the next power of two),
-/// odd entries first when n2 ≠ h.
-pub fn mpt_alibi_slopes(n_heads: usize, bias_max: f64) -> Vec<f64> {
-    let n2 = n_heads.max(1).next_power_of_two();
-    let step = (bias_max / n2 as f64) as f32;
-    let all: Vec<f32> = (1..=n2).map(|k| 1.0 / 2f32.powf(k as f32 * step)).collect();
-    let ordered: Vec<f32> = if n2 == n_heads {
-        all
-    } else {
-        all.iter().skip(1).step_by(2).chain(all.iter().step_by(2)).copied().collect()
-    };
-    ordered.into_iter().take(n_heads).map(f64::from).collect()
 }
 
 /// Per-layer windows from `layer_types` (transformers ≥ 4.5x) or a default rule.
@@ -828,59 +672,6 @@ mod tests {
             .to_string();
             assert!(err.contains("implausible"), "{model_type}: {err}");
         }
-    }
-
-    /// transformers' `_get_alibi_slopes` and `build_mpt_alibi_tensor`,
-    /// printed by torch (f32) for these head counts.
-    #[test]
-    fn alibi_slopes_match_transformers() {
-        let close = |a: &[f64], b: &[f64]| a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() <= 1e-7 * y);
-        assert!(close(&bloom_alibi_slopes(4), &[0.25, 0.0625, 0.015625, 0.00390625]));
-        let b3 = bloom_alibi_slopes(3);
-        assert!(close(&b3, &[0.0625, 0.00390625, 0.25]), "{b3:?}");
-        let b6 = bloom_alibi_slopes(6);
-        assert!(close(&b6, &[0.25, 0.0625, 0.015625, 0.00390625, 0.5, 0.125]), "{b6:?}");
-        assert!(close(&mpt_alibi_slopes(4, 8.0), &bloom_alibi_slopes(4)));
-        let m3 = mpt_alibi_slopes(3, 8.0);
-        assert!(close(&m3, &[0.0625, 0.00390625, 0.25]), "{m3:?}");
-        let m6 = mpt_alibi_slopes(6, 8.0);
-        let want: Vec<f64> = [2, 4, 6, 8, 1, 3].iter().map(|&k| 2f64.powi(-k)).collect();
-        assert!(close(&m6, &want), "{m6:?}");
-    }
-
-    #[test]
-    fn gemma3_legacy_and_multimodal_configs() {
-        // A hub-style multimodal config: text_config states only what differs
-        // from Gemma3TextConfig's defaults; legacy rope keys; no layer_types.
-        let spec = ArchSpec::from_hf_config(&json!({
-            "model_type": "gemma3",
-            "text_config": {"model_type": "gemma3_text", "hidden_size": 2560, "intermediate_size": 10240,
-                            "num_hidden_layers": 34, "rope_scaling": {"rope_type": "linear", "factor": 8.0},
-                            "sliding_window": 1024},
-            "vision_config": {"model_type": "siglip_vision_model"}
-        }))
-        .unwrap();
-        assert_eq!(spec.family, Family::Gemma3);
-        assert_eq!((spec.n_heads, spec.n_kv_heads, spec.head_dim, spec.vocab_size), (8, 4, 256, 262_208));
-        assert!((spec.attn_scale - 1.0 / 16.0).abs() < 1e-15);
-        assert_eq!(spec.windows[0], Some(1024));
-        assert_eq!(spec.windows[5], None);
-        assert_eq!(spec.windows.iter().filter(|w| w.is_none()).count(), 5); // layers 5, 11, 17, 23, 29
-        assert_eq!(spec.positions, Positions::Rotary { theta: 1e6, rotary_dim: 256, scaling: RopeScaling::Linear { factor: 8.0 } });
-        assert_eq!(spec.local_rope_theta, Some(10_000.0));
-        assert_eq!(spec.qk_norm, QkNorm::PerHead);
-        assert_eq!(spec.norm, NormKind::Rms { eps: 1e-6, weight_offset: 1.0 });
-        // rope_local_base_freq and sliding_window_pattern, pre-transformers-5 style
-        let spec = ArchSpec::from_hf_config(&json!({
-            "model_type": "gemma3_text", "num_hidden_layers": 4, "rope_theta": 5e5, "rope_local_base_freq": 2e4,
-            "sliding_window_pattern": 2, "sliding_window": 16
-        }))
-        .unwrap();
-        assert_eq!(spec.windows, [Some(16), None, Some(16), None]);
-        assert_eq!(spec.local_rope_theta, Some(2e4));
-        assert!(matches!(spec.positions, Positions::Rotary { theta, .. } if theta == 5e5));
-        let err = ArchSpec::from_hf_config(&json!({"model_type": "gemma3"})).unwrap_err().to_string();
-        assert!(err.contains("text_config"), "{err}");
     }
 
     #[test]

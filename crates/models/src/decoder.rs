@@ -442,14 +442,14 @@ fn masked_softmax(qk: &Tensor, scale: f32, support: Support) -> Result<Option<Te
         dst.par_chunks_mut(nk).zip(src.par_chunks(nk)).enumerate().for_each(|(row, (d, s))| {
             // Rows are (h_kv, g, len) flattened: query head row / len.
             let (head, r) = (row / support.len, row % support.len);
-            for (c, (d, &v)) in d.iter_mut().zip(s).enumerate() {
-                *d = if !support.visible(r, c) {
-                    f32::NEG_INFINITY
-                } else if support.slopes.is_some() {
-                    v * scale + support.bias(head, r, c)
-                } else {
-                    v * scale
-                };
+            if support.slopes.is_some() {
+                for (c, (d, &v)) in d.iter_mut().zip(s).enumerate() {
+                    *d = if support.visible(r, c) { v * scale + support.bias(head, r, c) } else { f32::NEG_INFINITY };
+                }
+            } else {
+                for (c, (d, &v)) in d.iter_mut().zip(s).enumerate() {
+                    *d = if support.visible(r, c) { v * scale } else { f32::NEG_INFINITY };
+                }
             }
             let mut max = f32::NEG_INFINITY;
             // SAFETY: `d` holds nk initialised f32s.
@@ -506,23 +506,29 @@ fn causal_mask(support: Support, nk: usize, dev: &Device) -> Result<Tensor> {
 mod tests {
     use super::*;
 
-    /// The fused masked softmax equals scale, mask and candle's softmax bit
-    /// for bit, causal and windowed, chunk inside the sequence.
+    /// The fused masked softmax equals scale, mask (and ALiBi bias) and
+    /// candle's softmax bit for bit, causal and windowed, with and without
+    /// ALiBi, chunk inside the sequence.
     #[test]
     fn fused_masked_softmax_equals_the_op_path() {
         let dev = Device::Cpu;
         let (hkv, g, len, c0) = (2usize, 3usize, 5usize, 7usize);
-        for window in [None, Some(4)] {
+        let alibi = [0.5f32, 0.25, 0.125, 0.0625, 0.03125, 0.015625];
+        for (window, slopes) in [(None, None), (Some(4), None), (None, Some(&alibi[..])), (Some(4), Some(&alibi[..]))] {
             let lo = window.map_or(0, |w| (c0 + 1).saturating_sub(w));
             let nk = c0 + len - lo;
             let qk = Tensor::randn(0f32, 6.0, (hkv, g * len, nk), &dev).unwrap();
             let scale = 0.3f32;
-            let fused = masked_softmax(&qk, scale, Support { c0, len, lo, window, slopes: None }).unwrap().unwrap();
-            let mask = causal_mask(Support { c0, len, lo, window, slopes: None }, nk, &dev).unwrap();
-            let s = (&qk * scale as f64).unwrap().reshape((hkv, g, len, nk)).unwrap().broadcast_add(&mask).unwrap();
+            let support = Support { c0, len, lo, window, slopes };
+            let fused = masked_softmax(&qk, scale, support).unwrap().unwrap();
+            let s = (&qk * scale as f64).unwrap().reshape((hkv, g, len, nk)).unwrap();
+            let s = match slopes {
+                None => s.broadcast_add(&causal_mask(support, nk, &dev).unwrap()).unwrap(),
+                Some(_) => (s + alibi_mask(support, nk, &dev).unwrap().reshape((hkv, g, len, nk)).unwrap()).unwrap(),
+            };
             let ops = candle_nn::ops::softmax_last_dim(&s).unwrap().reshape((hkv, g * len, nk)).unwrap();
             let (a, b) = (fused.flatten_all().unwrap().to_vec1::<f32>().unwrap(), ops.flatten_all().unwrap().to_vec1::<f32>().unwrap());
-            assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()), "window {window:?}");
+            assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()), "window {window:?}, ALiBi {}", slopes.is_some());
         }
     }
 

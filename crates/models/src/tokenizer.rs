@@ -101,9 +101,18 @@ impl TextTokenizer {
     }
 
     /// Reads a tokenizer from `path` by its kind: `*.json` → tokenizer.json,
-    /// `*.gguf` or GGUF magic → the GGUF's embedded tokenizer, else llama2.c.
+    /// `*.gguf` or GGUF magic → the GGUF's embedded tokenizer, `*.model`
+    /// (SentencePiece) → a clear refusal, else llama2.c.
     pub fn from_path(path: &Path) -> Result<Self> {
         crate::formats::regular_file_len(path)?;
+        if path.extension().is_some_and(|e| e == "model") {
+            // A SentencePiece protobuf (tokenizer.model): not parsed here.
+            return Err(Error::Tokenizer(format!(
+                "{}: SentencePiece .model files are not read; pass a tokenizer.json (transformers writes one: \
+                 AutoTokenizer.from_pretrained(DIR).save_pretrained(DIR))",
+                path.display()
+            )));
+        }
         if path.extension().is_some_and(|e| e == "json") {
             Self::from_tokenizer_json(path)
         } else if crate::formats::gguf::has_magic(path) {
