@@ -13,7 +13,7 @@ algorithms, never an n×n matrix, and reports:
   mechanism invariants (verified)    zero_sum_residual, shift_consistency,
                                      numerical_rank ≤ rank_bound = d_head + 1
   spectral signature                 spectrum, k90, k99, effective_rank, stable_rank,
-                                     k90_learned, effective_rank_learned, spectral_gap
+                                     k90_learned, effective_rank_learned, spectral_gap, k90_gap
   delocalization over keys           participation_ratio, top1pct_share, argmax_key
   key incoherence                    key_coherence, energy_leverage_spearman
 
@@ -56,6 +56,7 @@ Per head (one row of heads.csv):
   k90_learned, effective_rank_learned
                            the same for the learned interaction M = W_Q W_Kᵀ (weights only, no rotary)
   spectral_gap             effective_rank_learned / effective_rank
+  k90_gap                  k90_learned / k90 (the companion paper’s “gap”)
   participation_ratio      (Σc)²/(n Σc²) of the key energies c_j: 1 = spread evenly, 1/n = one key
   top1pct_share            share of Σc held by the top 1 % of keys
   argmax_key               the key position with the most energy
