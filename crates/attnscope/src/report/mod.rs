@@ -160,11 +160,13 @@ pub fn run_file_name(text: &Path, ctx: usize) -> String {
     format!("{name}-{:08x}__ctx{ctx}.json", hash as u32)
 }
 
-/// A finished run computed with the same settings, if there is one.
+/// A finished run computed with the same settings, if there is one. A run
+/// file without drill-down data was written before k90_gap and the report's
+/// head panel existed, so it is recomputed rather than reused.
 pub fn load_finished_run(path: &Path, settings: &RunSettings) -> Option<RunRecord> {
     let bytes = std::fs::read(path).ok()?;
     let run: RunRecord = serde_json::from_slice(&bytes).ok()?;
-    (run.settings == *settings).then_some(run)
+    (run.settings == *settings && run.drill.is_some()).then_some(run)
 }
 
 pub fn write_run(path: &Path, run: &RunRecord) -> Result<()> {
