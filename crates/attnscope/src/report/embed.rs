@@ -363,6 +363,31 @@ mod tests {
     }
 
     #[test]
+    fn drill_keeps_c_and_l_as_f32_and_the_tile_as_int8_of_its_max() {
+        let (n, d) = (12, 3);
+        let q: Vec<f64> = (0..n * d).map(|x| ((x * 7 % 11) as f64 - 5.0) / 3.0).collect();
+        let k: Vec<f64> = (0..n * d).map(|x| ((x * 5 % 13) as f64 - 6.0) / 4.0).collect();
+        let input = field::HeadInput::new(&q, &k, n, d, 0.5);
+        let params = field::Params { keep_key_energy: true, keep_leverage: true, ..field::Params::default() };
+        let rec = HeadRecord { layer: 1, head: 2, kv_head: 0, field: field::analyze(&input, &params).unwrap() };
+        let tile = field::energy_tile(&input, 8).unwrap();
+        let drill = Drill::collect(std::slice::from_ref(&rec), vec![(1, 2, tile.clone())], vec!["a".into(); n], 8);
+        let h = &drill.heads[0];
+        let f32s = |s: &str| unb64(s).chunks(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64).collect::<Vec<_>>();
+        let c = rec.field.key_energy.as_ref().unwrap();
+        assert!(f32s(&h.key_energy).iter().zip(c).all(|(a, b)| (a - b).abs() <= 1e-6 * b.abs().max(1e-30)));
+        assert_eq!(f32s(&h.leverage).len(), n);
+        let max = tile.iter().fold(0f64, |m, x| m.max(x.abs()));
+        assert_eq!(h.tile_scale, max);
+        let codes: Vec<i8> = unb64(&h.tile).into_iter().map(|b| b as i8).collect();
+        assert_eq!(codes.len(), field::tile_len(8));
+        assert!(codes.iter().any(|&c| c.abs() == 127));
+        for (code, e) in codes.iter().zip(&tile) {
+            assert!((*code as f64 / 127.0 * max - e).abs() <= max / 254.0 + 1e-12, "{code} vs {e}");
+        }
+    }
+
+    #[test]
     fn labels_show_whitespace() {
         assert_eq!(token_label(" the\n"), "·the↵");
         assert_eq!(token_label("a\u{1}b"), "ab");

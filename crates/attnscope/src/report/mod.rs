@@ -219,6 +219,9 @@ pub fn load_finished_run(path: &Path, settings: &RunSettings) -> Finished {
     if run.token_ids.len() != run.n_tokens {
         return Finished::Stale("the run file was written before full token ids were kept");
     }
+    if run.drill.is_none() {
+        return Finished::Stale("the run file was written before the report's head panel existed");
+    }
     match run.settings.mismatch(settings) {
         Some(why) => Finished::Stale(why),
         None => Finished::Reused(run),

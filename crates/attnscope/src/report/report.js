@@ -123,7 +123,8 @@
     const holder = h('div', {}, fig);
     const readout = h('div', { class: 'readout' }, fig, 'hover a cell for its value; click it for the head');
     ms.onchange = () => { state.m = +ms.value; draw(); };
-    rs.onchange = () => { state.run = +rs.value; draw(); };
+    // A concrete run chosen here also becomes the panel's run.
+    rs.onchange = () => { state.run = +rs.value; draw(); if (state.run >= 0) { panelRun = state.run; renderPanel(); } };
     const cell = NH > 24 ? 10 : 16, left = 34, top = 30;
     const w = left + NH * cell + 8, ht = top + NL * cell + 46;
     function draw() {
@@ -429,7 +430,7 @@
     renderPanel();
   }
   function fromHash(scroll) {
-    const m = /^#head=L(\d+)H(\d+)$/.exec(location.hash);
+    const m = /^#head=L(\d+)H(\d+)$/i.exec(location.hash);
     if (!m) return;
     const l = +m[1], hd = +m[2];
     if (l >= NL || hd >= NH) { panel.hidden = false; panel.textContent = 'No head L' + l + 'H' + hd + ' in this model (' + NL + ' layers × ' + NH + ' heads).'; return; }
