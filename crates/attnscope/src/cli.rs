@@ -67,7 +67,10 @@ Definitions: docs/definitions.md. Output contract: report.json, heads.csv, heads
 report.html in --out. Finished (text, ctx) runs are kept in OUT/runs/ and skipped when
 the same command is run again, so an interrupted sweep resumes where it stopped.
 
-Exit codes: 0 success, 1 --dense-check found a mismatch, 2 any user-facing error.";
+Exit codes: 0 success, 1 --dense-check found a mismatch (reused runs included), 2 any
+user-facing error (one line on stderr, argument errors included), 3 the mechanism
+invariants failed for some head (one warning line; the report is written).
+--threads beyond the number of cores is capped at it.";
 
 #[derive(Args, Debug, Clone)]
 pub struct AnalyzeArgs {

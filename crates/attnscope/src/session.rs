@@ -94,7 +94,7 @@ impl Loaded {
         // Each tensor is probed before it is read (models::TensorStore::get);
         // the forward pass and the analysis are probed here, before any weight.
         if let Some(bytes) = working_set {
-            memory::probe(bytes, "the forward pass and analysis")?;
+            memory::probe(bytes, &format!("{source}: the forward pass and analysis"))?;
         }
         let model = Model::load(&checkpoint).with_context(|| format!("cannot load model {source}"))?;
         spinner.finish_and_clear();

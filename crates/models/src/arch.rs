@@ -4,6 +4,9 @@
 //!
 //! Detection reads `model_type` only, never a model's name.
 
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+
 use serde::Serialize;
 use serde_json::Value;
 
@@ -244,23 +247,80 @@ pub struct ArchSpec {
     pub tie_embeddings: bool,
 }
 
+/// Key of a synthesised config (GGUF) listing the metadata keys that were
+/// absent, so that a default applied.
+pub const DEFAULTS_USED_KEY: &str = "attnscope_defaults_used";
+
 /// Upper bound on `num_hidden_layers`: a config claiming more is corrupt,
 /// and per-layer tables are allocated from it.
 pub const MAX_LAYERS: usize = 1 << 16;
 
 /// Typed access to config.json fields, with the field name in errors.
-struct Cfg<'a>(&'a Value);
+///
+/// Every family reads its config through these helpers, so every family
+/// gets the same rule: an absent (or `null`) field takes the default its
+/// caller gives, and is recorded (`.2`, reported as the defaults used); a
+/// field that is present with an invalid value (a string where a number
+/// belongs, a negative count, NaN) is an error that names the key (`.1`,
+/// checked by [`ArchSpec::from_hf_config`] once the spec is built), never a
+/// silent default.
+struct Cfg<'a>(&'a Value, RefCell<Vec<String>>, RefCell<BTreeSet<String>>);
 
-impl Cfg<'_> {
+impl<'a> Cfg<'a> {
+    fn new(v: &'a Value) -> Self {
+        Cfg(v, RefCell::new(Vec::new()), RefCell::new(BTreeSet::new()))
+    }
+    /// The value of `key`, or `None` (recorded as a default) when absent or null.
+    fn field(&self, key: &str) -> Option<&'a Value> {
+        match self.0.get(key) {
+            None | Some(Value::Null) => {
+                self.2.borrow_mut().insert(key.to_string());
+                None
+            }
+            Some(v) => Some(v),
+        }
+    }
+    fn invalid(&self, key: &str, v: &Value, want: &str) {
+        let mut shown = v.to_string();
+        if shown.len() > 40 {
+            shown = format!("{}…", shown.chars().take(40).collect::<String>());
+        }
+        self.1.borrow_mut().push(format!("config field `{key}` is {shown}, not {want}"));
+    }
+    /// The first invalid field seen, as an error.
+    fn check(&self) -> Result<()> {
+        match self.1.borrow().first() {
+            Some(m) => Err(Error::Config(m.clone())),
+            None => Ok(()),
+        }
+    }
     fn opt_f64(&self, key: &str) -> Option<f64> {
-        self.0.get(key).and_then(Value::as_f64)
+        let v = self.field(key)?;
+        match v.as_f64() {
+            Some(x) if x.is_finite() => Some(x),
+            _ => {
+                self.invalid(key, v, "a finite number");
+                None
+            }
+        }
     }
     fn opt_usize(&self, key: &str) -> Option<usize> {
-        self.0.get(key).and_then(Value::as_u64).map(|v| v as usize)
+        let v = self.field(key)?;
+        match v.as_u64().and_then(|x| usize::try_from(x).ok()) {
+            Some(x) => Some(x),
+            None => {
+                self.invalid(key, v, "a non-negative integer");
+                None
+            }
+        }
     }
     fn usize(&self, key: &str) -> Result<usize> {
-        self.opt_usize(key)
-            .ok_or_else(|| Error::Config(format!("missing or invalid integer field `{key}`")))
+        self.opt_usize(key).ok_or_else(|| {
+            self.1.borrow().first().map_or_else(
+                || Error::Config(format!("missing integer field `{key}`")),
+                |m| Error::Config(m.clone()),
+            )
+        })
     }
     /// A layer count, refused above [`MAX_LAYERS`] before anything is sized by it.
     fn layers(&self, keys: &[&str]) -> Result<usize> {
@@ -270,16 +330,36 @@ impl Cfg<'_> {
         }
         Ok(n)
     }
+    /// The first of `keys` that is present (alternative names: the absent
+    /// ones are not defaults); present but invalid is an error.
     fn usize_any(&self, keys: &[&str]) -> Result<usize> {
-        keys.iter()
-            .find_map(|k| self.opt_usize(k))
-            .ok_or_else(|| Error::Config(format!("missing integer field, one of {keys:?}")))
+        for k in keys {
+            match self.0.get(*k) {
+                None | Some(Value::Null) => continue,
+                Some(v) => {
+                    return v.as_u64().and_then(|x| usize::try_from(x).ok()).ok_or_else(|| {
+                        self.invalid(k, v, "a non-negative integer");
+                        Error::Config(self.1.borrow().last().cloned().unwrap_or_default())
+                    })
+                }
+            }
+        }
+        Err(Error::Config(format!("missing integer field, one of {}", keys.join(", "))))
     }
     fn bool_or(&self, key: &str, default: bool) -> bool {
-        self.0.get(key).and_then(Value::as_bool).unwrap_or(default)
+        let Some(v) = self.field(key) else { return default };
+        v.as_bool().unwrap_or_else(|| {
+            self.invalid(key, v, "true or false");
+            default
+        })
     }
-    fn str(&self, key: &str) -> Option<&str> {
-        self.0.get(key).and_then(Value::as_str)
+    fn str(&self, key: &str) -> Option<&'a str> {
+        let v = self.field(key)?;
+        let s = v.as_str();
+        if s.is_none() {
+            self.invalid(key, v, "a string");
+        }
+        s
     }
 }
 
@@ -324,15 +404,33 @@ fn rope_scaling_of(rs: Option<&Value>) -> Result<RopeScaling> {
 
 /// HF `rope_theta`, which transformers 5 may nest under `rope_parameters`.
 fn rope_theta(cfg: &Cfg, default: f64) -> f64 {
-    cfg.opt_f64("rope_theta")
-        .or_else(|| cfg.0.get("rope_parameters").and_then(|r| r.get("rope_theta")).and_then(Value::as_f64))
-        .unwrap_or(default)
+    if cfg.0.get("rope_theta").is_none_or(Value::is_null) {
+        if let Some(v) = cfg.0.get("rope_parameters").and_then(|r| r.get("rope_theta")) {
+            return match v.as_f64().filter(|x| x.is_finite()) {
+                Some(x) => x,
+                None => {
+                    cfg.invalid("rope_parameters.rope_theta", v, "a finite number");
+                    default
+                }
+            };
+        }
+    }
+    cfg.opt_f64("rope_theta").unwrap_or(default)
 }
 
 impl ArchSpec {
-    /// Builds and validates the spec from an HF config.json value.
+    /// Builds and validates the spec from an HF config.json value. A field
+    /// that is present with an invalid value is an error naming it.
     pub fn from_hf_config(config: &Value) -> Result<ArchSpec> {
-        let cfg = Cfg(config);
+        Self::from_hf_config_with_defaults(config).map(|(spec, _)| spec)
+    }
+
+    /// [`ArchSpec::from_hf_config`], and the config fields that were absent
+    /// (or null) so that a default applied, sorted. A synthesised config
+    /// (GGUF) lists the metadata keys it defaulted under
+    /// [`DEFAULTS_USED_KEY`]; they are included.
+    pub fn from_hf_config_with_defaults(config: &Value) -> Result<(ArchSpec, Vec<String>)> {
+        let cfg = Cfg::new(config);
         let model_type = cfg
             .str("model_type")
             .ok_or_else(|| Error::Config("config has no `model_type`".into()))?;
@@ -351,8 +449,15 @@ impl ArchSpec {
             Family::Mpt => Self::mpt(&cfg)?,
             _ => Self::llama_like(&cfg, family)?,
         };
+        cfg.check()?;
         spec.validate()?;
-        Ok(spec)
+        let mut defaults: Vec<String> = cfg.2.borrow().iter().cloned().collect();
+        if let Some(extra) = config.get(DEFAULTS_USED_KEY).and_then(Value::as_array) {
+            defaults.extend(extra.iter().filter_map(Value::as_str).map(str::to_string));
+        }
+        defaults.sort();
+        defaults.dedup();
+        Ok((spec, defaults))
     }
 
     fn llama_like(cfg: &Cfg, family: Family) -> Result<ArchSpec> {
@@ -577,7 +682,10 @@ impl ArchSpec {
     fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Config(m));
         if self.n_layers == 0 || self.d_model == 0 || self.n_heads == 0 || self.head_dim == 0 || self.vocab_size == 0 {
-            return bad(format!("degenerate dimensions in {self:?}"));
+            return bad(format!(
+                "degenerate dimensions: {} layers, d_model {}, {} heads of d_head {}, vocabulary {}",
+                self.n_layers, self.d_model, self.n_heads, self.head_dim, self.vocab_size
+            ));
         }
         if self.n_kv_heads == 0 || self.n_heads % self.n_kv_heads != 0 {
             return bad(format!("{} heads cannot share {} KV heads", self.n_heads, self.n_kv_heads));

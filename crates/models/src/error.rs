@@ -29,7 +29,7 @@ pub enum Error {
     #[error("{source_desc}: tensor `{name}` holds NaN or Inf values")]
     NonFinite { name: String, source_desc: String },
     /// The f32 form of a tensor is more than the system can allocate.
-    #[error("{source_desc}: tensor `{name}` needs {bytes} bytes as f32, more than the system can allocate")]
+    #[error("{source_desc}: tensor `{name}` needs {bytes} bytes as f32, which the system cannot allocate")]
     Alloc { name: String, source_desc: String, bytes: u128 },
     #[error("hub: {0}")]
     Hub(String),

@@ -549,3 +549,84 @@ fn tokenizer_json_that_panics_tokenizers_is_an_error() {
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+// ---------- Hardening II (issue 17): corrupt values are errors, not defaults ----------
+
+/// Offset field (u64) of tensor `name` in the tensor table of GGUF `bytes`
+/// (a 1-D tensor: name, n_dims u32, one u64 dim, type u32, offset u64).
+fn offset_at(bytes: &[u8], name: &str) -> usize {
+    let at = bytes.windows(name.len()).position(|w| w == name.as_bytes()).unwrap() + name.len();
+    assert_eq!(bytes[at..at + 4], 1u32.to_le_bytes(), "{name} is 1-D");
+    at + 4 + 8 + 4
+}
+
+#[test]
+fn gguf_overlapping_tensors_are_an_error() {
+    let dir = tmpdir("overlap");
+    let mut b = tiny_model("llama", vec![], vec![]);
+    let (a, c) = (offset_at(&b, "output_norm.weight"), offset_at(&b, "blk.0.attn_norm.weight"));
+    let off = b[a..a + 8].to_vec();
+    b[c..c + 8].copy_from_slice(&off);
+    let p = write(&dir, "overlap.gguf", &b);
+    let msg = expect_err(&p, None).to_string();
+    assert!(msg.contains("overlap") && msg.contains("output_norm.weight") && msg.contains("blk.0.attn_norm.weight"), "{msg}");
+}
+
+#[test]
+fn gguf_non_finite_or_mistyped_metadata_names_the_key() {
+    let dir = tmpdir("meta");
+    for (key, kv, want) in [
+        ("llama.rope.freq_base", Kv::F32(f32::NAN), "not a finite number"),
+        ("llama.rope.freq_base", Kv::F32(-1.0), "not a positive number"),
+        ("llama.attention.sliding_window", Kv::Str("4096"), "not a non-negative integer"),
+        ("tokenizer.ggml.add_bos_token", Kv::U32(1), "not a bool"),
+    ] {
+        let mut kvs = vec![(key, kv)];
+        if key.starts_with("tokenizer") {
+            kvs.push(("tokenizer.ggml.model", Kv::Str("llama")));
+            kvs.push(("tokenizer.ggml.tokens", Kv::Strs((0..16).map(|i| format!("t{i}")).collect())));
+        }
+        let p = write(&dir, "m.gguf", &tiny_model("llama", kvs, vec![]));
+        let msg = expect_err(&p, None).to_string();
+        assert!(msg.contains(key) && msg.contains(want), "{key}: {msg}");
+    }
+}
+
+/// A llama2.c tokenizer.bin: BOS/EOS, the 256 byte tokens, then `extra`.
+fn llama2c_tokenizer(scores: impl Fn(usize) -> f32, byte_token: impl Fn(usize) -> String) -> Vec<u8> {
+    let mut toks: Vec<String> = vec!["<unk>".into(), "\n<s>\n".into(), "\n</s>\n".into()];
+    toks.extend((0..256).map(&byte_token));
+    toks.extend(["a", "b", "ab", " "].iter().map(|s| s.to_string()));
+    let mut b = 16i32.to_le_bytes().to_vec();
+    for (i, t) in toks.iter().enumerate() {
+        b.extend(scores(i).to_le_bytes());
+        b.extend((t.len() as i32).to_le_bytes());
+        b.extend(t.as_bytes());
+    }
+    b
+}
+
+#[test]
+fn llama2c_tokenizer_nan_scores_and_wrong_byte_tokens_are_errors() {
+    let dir = tmpdir("tokbin");
+    let bytes = |b: usize| format!("<0x{b:02X}>");
+    let good = write(&dir, "good.bin", &llama2c_tokenizer(|_| 0.0, bytes));
+    assert!(models::TextTokenizer::from_path(&good).is_ok());
+    let nan = write(&dir, "nan.bin", &llama2c_tokenizer(|i| if i == 261 { f32::NAN } else { 0.0 }, bytes));
+    let msg = models::TextTokenizer::from_path(&nan).err().expect("NaN score refused").to_string();
+    assert!(msg.contains("nan.bin") && msg.contains("token 261") && msg.contains("not a finite number"), "{msg}");
+    let wrong = write(&dir, "wrong.bin", &llama2c_tokenizer(|_| 0.0, |b| if b == 10 { "x".into() } else { bytes(b) }));
+    let msg = models::TextTokenizer::from_path(&wrong).err().expect("byte token refused").to_string();
+    assert!(msg.contains("wrong.bin") && msg.contains("token 13") && msg.contains("<0x0A>"), "{msg}");
+}
+
+#[test]
+fn fifo_model_and_tokenizer_are_refused_without_opening() {
+    let dir = tmpdir("fifo");
+    let fifo = dir.join("pipe");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let msg = expect_err(&fifo, None).to_string();
+    assert!(msg.contains("not a regular file (a FIFO)"), "{msg}");
+    let msg = models::TextTokenizer::from_path(&fifo).err().expect("refused").to_string();
+    assert!(msg.contains("pipe") && msg.contains("a FIFO"), "{msg}");
+}

@@ -42,6 +42,9 @@ pub struct ModelInfo {
     pub layer_windows: Vec<Option<usize>>,
     pub trained_context: Option<usize>,
     pub logit_scale: f64,
+    /// Config fields (or GGUF metadata keys) that were absent, so that a
+    /// default applied. A present but invalid value is an error instead.
+    pub config_defaults_used: Vec<String>,
 }
 
 impl ModelInfo {
@@ -67,6 +70,7 @@ impl ModelInfo {
             layer_windows: spec.windows.clone(),
             trained_context: spec.max_positions,
             logit_scale: spec.attn_scale,
+            config_defaults_used: ArchSpec::from_hf_config_with_defaults(&checkpoint.config).map_or_else(|_| Vec::new(), |(_, d)| d),
         }
     }
 }

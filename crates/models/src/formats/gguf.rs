@@ -197,12 +197,41 @@ impl GgufFile {
         self.metadata.get(key)
     }
 
+    /// Metadata `key` as an unsigned integer: `None` when absent; an error
+    /// naming the key when present with another type or a negative value
+    /// (never a silent default for a corrupt value).
+    pub fn opt_u64(&self, key: &str) -> Result<Option<u64>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => v.as_u64().map(Some).ok_or_else(|| self.meta_err(key, "a non-negative integer")),
+        }
+    }
+
+    /// Metadata `key` as a finite number (NaN and ±Inf are errors naming the key).
+    pub fn opt_finite(&self, key: &str) -> Result<Option<f64>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => v.as_f64().filter(|x| x.is_finite()).map(Some).ok_or_else(|| self.meta_err(key, "a finite number")),
+        }
+    }
+
+    /// Metadata `key` as a bool (another type is an error naming the key).
+    pub fn opt_bool(&self, key: &str) -> Result<Option<bool>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => v.as_bool().map(Some).ok_or_else(|| self.meta_err(key, "a bool")),
+        }
+    }
+
     /// Error for a missing/mistyped metadata key.
     pub fn meta_err(&self, key: &str, want: &str) -> Error {
         Error::Format {
             path: self.path.clone(),
             format: FORMAT,
-            reason: format!("metadata `{key}` missing or not {want}"),
+            reason: match self.get(key) {
+                Some(v) => format!("metadata `{key}` is {}, not {want}", describe_value(v)),
+                None => format!("metadata `{key}` missing or not {want}"),
+            },
         }
     }
 
@@ -271,6 +300,19 @@ impl GgufFile {
     pub(crate) fn release_header(&self) {
         let first = self.tensors.values().map(|t| t.start).min().unwrap_or(self.mmap.len());
         super::release(&self.mmap, 0, first);
+    }
+}
+
+/// A metadata value for an error message: scalars in full (NaN shows as
+/// NaN), strings quoted and cut, arrays by length.
+fn describe_value(v: &Value) -> String {
+    match v {
+        Value::Str(s) => format!("the string {:?}", s.chars().take(40).collect::<String>()),
+        Value::Array(a) => format!("an array of {}", a.len()),
+        Value::F32(x) => format!("{x} (f32)"),
+        Value::F64(x) => format!("{x} (f64)"),
+        Value::Bool(b) => format!("{b}"),
+        other => other.as_i64().map_or_else(|| "a value of another type".into(), |i| i.to_string()),
     }
 }
 
@@ -385,6 +427,23 @@ fn parse(buf: &[u8], path: &Path) -> Result<Parsed> {
         };
         if tensors.insert(name.clone(), info).is_some() {
             return Err(r.err(format!("duplicate tensor `{name}`")));
+        }
+    }
+    // Two tensors sharing bytes is corrupt (gguf.c lays them out one after
+    // another); accepting it would read one tensor's bytes as another's.
+    let mut ranges: Vec<&TensorInfo> = tensors.values().filter(|t| t.len > 0).collect();
+    ranges.sort_by_key(|t| t.start);
+    for w in ranges.windows(2) {
+        if w[1].start < w[0].start + w[0].len {
+            return Err(r.err(format!(
+                "tensors `{}` and `{}` overlap: data [{}, {}) and [{}, {})",
+                w[0].name,
+                w[1].name,
+                w[0].start - data_start,
+                w[0].start - data_start + w[0].len,
+                w[1].start - data_start,
+                w[1].start - data_start + w[1].len
+            )));
         }
     }
     Ok((version, metadata, tensors))

@@ -177,6 +177,15 @@ impl GgufSource {
     }
 }
 
+/// A value that must be positive (an epsilon, a rotary base): 0 or less is
+/// an error naming the key.
+fn positive(file: &GgufFile, key: &str, v: Option<f64>) -> Result<Option<f64>> {
+    match v {
+        Some(x) if x <= 0.0 => Err(file_err(file, format!("metadata `{key}` is {x}, not a positive number"))),
+        v => Ok(v),
+    }
+}
+
 fn file_err(file: &GgufFile, reason: String) -> Error {
     Error::Format {
         path: file.path.clone(),
@@ -195,17 +204,19 @@ fn build_config(file: &GgufFile, arch: &str) -> Result<Json> {
             .and_then(|v| v.as_u64())
             .ok_or_else(|| file.meta_err(&full, "an integer"))
     };
-    let opt_u64 = |k: &str| file.get(&key(k)).and_then(|v| v.as_u64());
-    let opt_f64 = |k: &str| file.get(&key(k)).and_then(|v| v.as_f64());
+    // Absent → None (a default applies); present but invalid → an error
+    // naming the key (a NaN rope.freq_base once became 10000 silently).
+    let opt_u64 = |k: &str| file.opt_u64(&key(k));
+    let opt_f64 = |k: &str| file.opt_finite(&key(k));
 
     let hidden = req_u64("embedding_length")?;
     let n_head = req_u64("attention.head_count")?;
-    let n_kv = opt_u64("attention.head_count_kv").unwrap_or(n_head);
+    let n_kv = opt_u64("attention.head_count_kv")?.unwrap_or(n_head);
     if n_head == 0 || n_kv == 0 || n_head % n_kv != 0 {
         return Err(file.meta_err(&key("attention.head_count_kv"), "a divisor of head_count"));
     }
     let emb = file.tensors.get("token_embd.weight");
-    let vocab = opt_u64("vocab_size")
+    let vocab = opt_u64("vocab_size")?
         .or_else(|| {
             file.get("tokenizer.ggml.tokens")
                 .and_then(|v| v.as_array())
@@ -249,43 +260,42 @@ fn build_config(file: &GgufFile, arch: &str) -> Result<Json> {
     c.insert("num_key_value_heads".into(), json!(n_kv));
     c.insert(
         "rms_norm_eps".into(),
-        json!(opt_f64("attention.layer_norm_rms_epsilon")
+        json!(positive(file, &key("attention.layer_norm_rms_epsilon"), opt_f64("attention.layer_norm_rms_epsilon")?)?
             .map(f32_to_f64)
             .unwrap_or(1e-6)),
     );
     c.insert(
         "rope_theta".into(),
-        json!(opt_f64("rope.freq_base").map(f32_to_f64).unwrap_or(10000.0)),
+        json!(positive(file, &key("rope.freq_base"), opt_f64("rope.freq_base")?)?.map(f32_to_f64).unwrap_or(10000.0)),
     );
-    if let Some(n) = opt_u64("context_length") {
+    if let Some(n) = opt_u64("context_length")? {
         c.insert("max_position_embeddings".into(), json!(n));
     }
     c.insert("vocab_size".into(), json!(vocab));
     // head_dim: `attention.key_length` if stated; for llama, transformers maps
     // `rope.dimension_count` to head_dim; else hidden / heads.
-    let head_dim = opt_u64("attention.key_length")
-        .or_else(|| {
-            if arch == "llama" {
-                opt_u64("rope.dimension_count")
-            } else {
-                None
-            }
-        })
+    let rope_dims = if arch == "llama" { opt_u64("rope.dimension_count")? } else { None };
+    let head_dim = opt_u64("attention.key_length")?
+        .or(rope_dims)
         .or_else(|| (hidden % n_head == 0).then(|| hidden / n_head));
     if let Some(d) = head_dim {
         c.insert("head_dim".into(), json!(d));
     }
-    if let Some(w) = opt_u64("attention.sliding_window") {
+    if let Some(w) = opt_u64("attention.sliding_window")? {
         c.insert("sliding_window".into(), json!(w));
     }
-    if let Some(kind) = file.get(&key("rope.scaling.type")).and_then(|v| v.as_str()) {
+    let scaling = match file.get(&key("rope.scaling.type")) {
+        None => None,
+        Some(v) => Some(v.as_str().ok_or_else(|| file.meta_err(&key("rope.scaling.type"), "a string"))?),
+    };
+    if let Some(kind) = scaling {
         if kind != "none" {
             let mut rs = Map::new();
             rs.insert("rope_type".into(), json!(kind));
-            if let Some(f) = opt_f64("rope.scaling.factor") {
+            if let Some(f) = opt_f64("rope.scaling.factor")? {
                 rs.insert("factor".into(), json!(f32_to_f64(f)));
             }
-            if let Some(n) = opt_u64("rope.scaling.original_context_length") {
+            if let Some(n) = opt_u64("rope.scaling.original_context_length")? {
                 rs.insert("original_max_position_embeddings".into(), json!(n));
             }
             c.insert("rope_scaling".into(), Json::Object(rs));
@@ -306,17 +316,20 @@ fn build_config(file: &GgufFile, arch: &str) -> Result<Json> {
     if arch == "qwen2" {
         c.insert("attention_bias".into(), json!(true));
     }
-    if let Some(id) = file
-        .get("tokenizer.ggml.bos_token_id")
-        .and_then(|v| v.as_u64())
-    {
+    if let Some(id) = file.opt_u64("tokenizer.ggml.bos_token_id")? {
         c.insert("bos_token_id".into(), json!(id));
     }
-    if let Some(id) = file
-        .get("tokenizer.ggml.eos_token_id")
-        .and_then(|v| v.as_u64())
-    {
+    if let Some(id) = file.opt_u64("tokenizer.ggml.eos_token_id")? {
         c.insert("eos_token_id".into(), json!(id));
+    }
+    // Metadata that was absent, so that a default applied (reported).
+    let defaulted: Vec<String> = ["attention.head_count_kv", "attention.layer_norm_rms_epsilon", "rope.freq_base"]
+        .iter()
+        .map(|k| key(k))
+        .filter(|k| file.get(k).is_none())
+        .collect();
+    if !defaulted.is_empty() {
+        c.insert(crate::arch::DEFAULTS_USED_KEY.into(), json!(defaulted));
     }
     Ok(Json::Object(c))
 }

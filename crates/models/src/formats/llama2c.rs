@@ -147,7 +147,14 @@ pub fn open(path: &Path) -> Result<(Json, Llama2cSource)> {
             path: path.to_path_buf(),
             format: FORMAT,
             reason: format!(
-                "file is {len} bytes but the header ({h:?}) implies {} bytes (or {} without freq_cis): truncated, or not a llama2.c v0 checkpoint",
+                "file is {len} bytes but the header (dim {}, hidden_dim {}, {} layers, {} heads, {} KV heads, vocab_size {}, seq_len {}) implies {} bytes (or {} without freq_cis): truncated, or not a llama2.c v0 checkpoint",
+                h.dim,
+                h.hidden_dim,
+                h.n_layers,
+                h.n_heads,
+                h.n_kv_heads,
+                h.vocab_size,
+                h.seq_len,
                 base + freq + cls,
                 base + cls
             ),

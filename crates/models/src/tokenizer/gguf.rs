@@ -69,18 +69,32 @@ fn strings(file: &GgufFile, key: &str) -> Result<Option<Vec<String>>> {
     }
 }
 
-fn numbers(file: &GgufFile, key: &str) -> Vec<f64> {
-    file.get(key)
-        .and_then(Value::as_array)
-        .map(|a| a.iter().map(|x| x.as_f64().unwrap_or(0.0)).collect())
-        .unwrap_or_default()
+/// A numeric array: absent → empty; not an array, or holding a
+/// non-number, NaN or ±Inf → an error naming the key and the index.
+fn numbers(file: &GgufFile, key: &str) -> Result<Vec<f64>> {
+    let Some(v) = file.get(key) else { return Ok(Vec::new()) };
+    let arr = v.as_array().ok_or_else(|| terr(file, format!("`{key}` is not an array")))?;
+    arr.iter()
+        .enumerate()
+        .map(|(i, x)| {
+            x.as_f64()
+                .filter(|f| f.is_finite())
+                .ok_or_else(|| terr(file, format!("`{key}`[{i}] is not a finite number")))
+        })
+        .collect()
 }
 
-fn id(file: &GgufFile, key: &str, n: usize) -> Option<u32> {
-    file.get(key)
-        .and_then(Value::as_u64)
-        .filter(|&i| (i as usize) < n)
-        .map(|i| i as u32)
+/// A token id: absent → None; present but not an id below `n` → an error
+/// naming the key.
+fn id(file: &GgufFile, key: &str, n: usize) -> Result<Option<u32>> {
+    match file.get(key) {
+        None => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .filter(|&i| (i as usize) < n)
+            .map(|i| Some(i as u32))
+            .ok_or_else(|| terr(file, format!("`{key}` is not a token id below the vocabulary size {n}"))),
+    }
 }
 
 /// The tokenizer described by `file`'s metadata, or `Ok(None)` if it has
@@ -95,25 +109,24 @@ pub fn from_gguf(file: &GgufFile) -> Result<Option<TextTokenizer>> {
     let tokens = strings(file, "tokenizer.ggml.tokens")?
         .ok_or_else(|| terr(file, "no `tokenizer.ggml.tokens`"))?;
     let n = tokens.len();
-    let types: Vec<i32> = numbers(file, "tokenizer.ggml.token_type")
+    let types: Vec<i32> = numbers(file, "tokenizer.ggml.token_type")?
         .into_iter()
         .map(|x| x as i32)
         .collect();
-    let bos = id(file, "tokenizer.ggml.bos_token_id", n);
-    let eos = id(file, "tokenizer.ggml.eos_token_id", n);
-    let add_bos_meta = file
-        .get("tokenizer.ggml.add_bos_token")
-        .and_then(Value::as_bool);
-    let space_prefix = file
-        .get("tokenizer.ggml.add_space_prefix")
-        .and_then(Value::as_bool);
+    let bos = id(file, "tokenizer.ggml.bos_token_id", n)?;
+    let eos = id(file, "tokenizer.ggml.eos_token_id", n)?;
+    let add_bos_meta = file.opt_bool("tokenizer.ggml.add_bos_token")?;
+    if add_bos_meta == Some(true) && bos.is_none() {
+        return Err(terr(file, "`tokenizer.ggml.add_bos_token` is true but there is no `tokenizer.ggml.bos_token_id`"));
+    }
+    let space_prefix = file.opt_bool("tokenizer.ggml.add_space_prefix")?;
     let (backend, add_bos) = match model {
         "llama" => {
-            let scores = numbers(file, "tokenizer.ggml.scores")
+            let scores = numbers(file, "tokenizer.ggml.scores")?
                 .into_iter()
                 .map(|x| x as f32)
                 .collect();
-            let unk = id(file, "tokenizer.ggml.unknown_token_id", n);
+            let unk = id(file, "tokenizer.ggml.unknown_token_id", n)?;
             let spm = Spm::new(tokens, scores, types, space_prefix.unwrap_or(true), unk);
             (Backend::Spm(Box::new(spm)), add_bos_meta.unwrap_or(true))
         }
@@ -148,10 +161,7 @@ pub fn from_gguf(file: &GgufFile) -> Result<Option<TextTokenizer>> {
             })
         }
     };
-    let add_eos = file
-        .get("tokenizer.ggml.add_eos_token")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    let add_eos = file.opt_bool("tokenizer.ggml.add_eos_token")?.unwrap_or(false);
     Ok(Some(
         TextTokenizer::new(backend, bos, eos, add_bos && bos.is_some(), n).with_append_eos(add_eos),
     ))

@@ -43,6 +43,10 @@ impl Llama2cTokenizer {
         while r.remaining() > 0 {
             let i = vocab.len();
             let score = r.f32(&format!("score of token {i}"))?;
+            if !score.is_finite() {
+                // Merges pick the highest score: a NaN would reorder them silently.
+                return Err(r.err(format!("token {i} has score {score}, not a finite number")));
+            }
             let len = r.i32(&format!("length of token {i}"))?;
             if len < 0 || len > max_len {
                 return Err(r.err(format!(
@@ -60,6 +64,18 @@ impl Llama2cTokenizer {
                 "only {} tokens; need BOS/EOS and 256 byte tokens",
                 vocab.len()
             )));
+        }
+        // run.c's byte fallback encodes byte b as token b + 3: tokens 3..259
+        // must be <0x00>..<0xFF>, or unknown characters become other tokens.
+        for b in 0..256usize {
+            let want = format!("<0x{b:02X}>");
+            if vocab[b + 3] != want.as_bytes() {
+                return Err(r.err(format!(
+                    "token {} is {:?}, not the byte token {want} (tokens 3..259 must be <0x00>..<0xFF>)",
+                    b + 3,
+                    String::from_utf8_lossy(&vocab[b + 3]).chars().take(20).collect::<String>()
+                )));
+            }
         }
         let mut index = HashMap::with_capacity(vocab.len());
         for (i, t) in vocab.iter().enumerate() {
