@@ -1,5 +1,6 @@
 //! Memory guard: estimates the peak memory of an `analyze` command before
-//! any weight is loaded, and refuses (exit 2) when it exceeds the memory
+//! any weight is loaded (weights streamed one layer at a time, as the
+//! decoder holds them), and refuses (exit 2) when it exceeds the memory
 //! available, unless `--force`. The estimate and its terms are documented
 //! in docs/hardening.md ("Memory guard"); it errs on the high side.
 //!
@@ -22,15 +23,15 @@ pub const BASE: u64 = 48 << 20;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Estimate {
     /// The process before any model: binary and libraries, thread stacks,
-    /// tokenizer, texts, resident pages of the memory-mapped model file
-    /// ([`BASE`]; measured 17 MB with stories260K, ≈ 40 MiB with SmolLM2's
-    /// 49k-token tokenizer).
+    /// tokenizer, texts ([`BASE`]; measured 17 MB with stories260K, ≈ 40 MiB
+    /// with SmolLM2's 49k-token tokenizer).
     pub base: u64,
     /// The weights as the decoder streams them: two layers as f32 (the one
     /// running and the one the prefetch thread loads), the transient f32
     /// copy of an un-permuted Q projection and the stored bytes of the
-    /// largest layer tensor while it is dequantized, the embedding rows of the tokens in use, and the small
-    /// tensors every pass keeps (norms, learned positions). Mapped file
+    /// largest layer tensor while it is dequantized, the embedding rows of
+    /// the tokens in use, and the small tensors every pass keeps (norms,
+    /// learned positions). Mapped file
     /// pages are not counted beyond that: the loader hands them back to the
     /// page cache once read, so the model file's size does not matter.
     pub weights: u64,
