@@ -1,10 +1,11 @@
 //! Memory guard: estimates the peak memory of a command (analyze,
-//! compress, monitor, train) before any weight is loaded, and refuses
-//! (exit 2) when it exceeds the memory available, unless `--force`. The
-//! estimate and its terms are documented in docs/hardening.md ("Memory
-//! guard"); it errs on the high side. [`estimate`] gives the model terms
-//! every subcommand shares; each subcommand adds its own terms (texts,
-//! logits, training state) to a [`Peak`] and calls [`guard`].
+//! compress, monitor, train) before any weight is loaded (weights streamed
+//! one layer at a time, as the decoder holds them), and refuses (exit 2)
+//! when it exceeds the memory available, unless `--force`. The estimate and
+//! its terms are documented in docs/hardening.md ("Memory guard"); it errs
+//! on the high side. [`estimate`] gives the model terms every subcommand
+//! shares; each subcommand adds its own terms (texts, logits, training
+//! state) to a [`Peak`] and calls [`guard`].
 //!
 //! Available memory: `ATTNSCOPE_MEMORY_LIMIT_BYTES` if set (tests, or a
 //! user who wants a lower ceiling: a whole number of bytes, anything else is
@@ -31,15 +32,15 @@ pub const BASE: u64 = 48 << 20;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Estimate {
     /// The process before any model: binary and libraries, thread stacks,
-    /// tokenizer, texts, resident pages of the memory-mapped model file
-    /// ([`BASE`]; measured 17 MB with stories260K, ≈ 40 MiB with SmolLM2's
-    /// 49k-token tokenizer).
+    /// tokenizer, texts ([`BASE`]; measured 17 MB with stories260K, ≈ 40 MiB
+    /// with SmolLM2's 49k-token tokenizer).
     pub base: u64,
     /// The weights as the decoder streams them: two layers as f32 (the one
-    /// running and the one the prefetch thread loads), a transient f32 copy
-    /// and the mapped stored bytes of the largest layer tensor while it is
-    /// dequantized, the embedding rows of the tokens in use, and the small
-    /// tensors every pass keeps (norms, learned positions). Mapped file
+    /// running and the one the prefetch thread loads), the transient f32
+    /// copy of an un-permuted Q projection and the stored bytes of the
+    /// largest layer tensor while it is dequantized, the embedding rows of
+    /// the tokens in use, and the small tensors every pass keeps (norms,
+    /// learned positions). Mapped file
     /// pages are not counted beyond that: the loader hands them back to the
     /// page cache once read, so the model file's size does not matter.
     pub weights: u64,
@@ -107,8 +108,12 @@ pub fn estimate(spec: &ArchSpec, tensors: &TensorStore, t: usize, threads: usize
         }
     }
     let max_layer = layers.values().copied().max().unwrap_or(0);
+    // Transient while one tensor loads: its stored bytes (mapped pages, or
+    // the raw copy safetensors converts from), and the f32 copy the Q/K
+    // un-permutation of GGUF-llama and llama2.c makes (a Q projection).
+    let q_proj = (spec.d_model as u64).saturating_mul((spec.n_heads * spec.head_dim) as u64).min(largest);
     let weights = f32s(max_layer.saturating_mul(2))
-        .saturating_add(f32s(largest))
+        .saturating_add(f32s(q_proj))
         .saturating_add(largest_stored)
         .saturating_add(f32s(kept))
         .saturating_add(f32s((t as u64).saturating_mul(spec.d_model as u64)));
