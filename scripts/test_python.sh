@@ -17,6 +17,7 @@ cd "$(dirname "$0")/.."
 
 if [[ -n "${ATTNSCOPE_TEST_PYTHON:-}" ]]; then
     PY="$ATTNSCOPE_TEST_PYTHON"
+    export PATH="$(dirname "$PY"):$PATH"  # maturin beside it
     rm -rf .pytarget
     "$PY" -m pip install --quiet --no-deps --no-build-isolation --target .pytarget . \
         || "$PY" -m pip install --quiet --no-deps --target .pytarget .

@@ -90,9 +90,12 @@ def head(q, k, scale, window=None, alibi_slope=None, w_q=None, w_k=None):
         out["effective_rank_learned"] = eff_rank(sm)
         out["spectral_gap"] = out["effective_rank_learned"] / out["effective_rank"]
     cj = np.where(c, e * e, 0).sum(0) / c.sum(0)
-    out["participation_ratio"] = float(cj.sum() ** 2 / (n * (cj ** 2).sum()))
     kk = max(1, n // 100)
-    out["top1pct_share"] = float(np.sort(cj)[::-1][:kk].sum() / cj.sum())
+    if cj.sum() == 0:  # definitions.md: an even spread of nothing
+        out["participation_ratio"], out["top1pct_share"] = 1.0, kk / n
+    else:
+        out["participation_ratio"] = float(cj.sum() ** 2 / (n * (cj ** 2).sum()))
+        out["top1pct_share"] = float(np.sort(cj)[::-1][:kk].sum() / cj.sum())
     out["argmax_key"] = int(np.argmax(cj))
     b = np.hstack([k, np.ones((n, 1))])
     u, sb, _ = np.linalg.svd(b, full_matrices=False)

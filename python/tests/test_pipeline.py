@@ -42,8 +42,10 @@ def test_python_analyze_writes_what_the_cli_writes(tmp_path, stories, shakespear
 
 def test_python_analyze_errors_are_exceptions(tmp_path, stories, shakespeare):
     model, tok = stories / "stories260K.bin", stories / "tok512.bin"
+    short = tmp_path / "short.txt"
+    short.write_text("Once upon a time there was a cat.")
     with pytest.raises(attnscope.AttnscopeError, match="fewer than the context length"):
-        attnscope.analyze(str(model), [shakespeare], [100000], out=tmp_path, tokenizer=tok, beyond_trained_context=True)
+        attnscope.analyze(str(model), [short], [256], out=tmp_path, tokenizer=tok)
     with pytest.raises(attnscope.AttnscopeError, match="cannot load model"):
         attnscope.analyze(str(tmp_path / "nope.gguf"), [shakespeare], [8], out=tmp_path)
     with pytest.raises(attnscope.AttnscopeError, match="--layers"):
