@@ -10,7 +10,7 @@ transformers = pytest.importorskip("transformers")
 
 from attnscope.hf import MonitorCallback  # noqa: E402
 
-VOCAB, SEQ, STEPS, EVERY, SPIKE_AT = 64, 32, 60, 5, 40
+VOCAB, SEQ, STEPS, EVERY, SPIKE_AT, SPIKE_STEPS, LR = 64, 32, 60, 5, 40, 10, 5e-4
 
 
 def dataset(seed=0, n=64):
@@ -28,15 +28,16 @@ def dataset(seed=0, n=64):
 
 
 class LrSpike(transformers.TrainerCallback):
-    """Multiplies the learning rate by `factor` for the single optimizer step after `at`."""
+    """The learning rate × `factor` for the optimizer steps at..at+SPIKE_STEPS-1
+    (the constant schedule resets it after each step, so it is set before each)."""
 
     def __init__(self, at, factor):
         self.at, self.factor = at, factor
 
     def on_step_begin(self, args, state, control, optimizer=None, **kw):
-        if state.global_step == self.at:
+        if self.at <= state.global_step < self.at + SPIKE_STEPS:
             for g in optimizer.param_groups:
-                g["lr"] *= self.factor
+                g["lr"] = LR * self.factor
 
 
 def train(tmp_path, seed, spike=None):
@@ -50,7 +51,7 @@ def train(tmp_path, seed, spike=None):
     callbacks = [cb] + ([LrSpike(SPIKE_AT, spike)] if spike else [])
     args = transformers.TrainingArguments(
         output_dir=str(tmp_path / "trainer"), max_steps=STEPS, per_device_train_batch_size=8,
-        learning_rate=1e-3, lr_scheduler_type="constant", logging_steps=10, save_strategy="no",
+        learning_rate=LR, lr_scheduler_type="constant", logging_steps=10, save_strategy="no",
         report_to=[], seed=seed, use_cpu=True, disable_tqdm=True, dataloader_num_workers=0,
     )
     trainer = transformers.Trainer(model=model, args=args, train_dataset=data, callbacks=callbacks)
@@ -74,6 +75,7 @@ def test_lr_spike_alerts_at_the_first_observation_after_it(tmp_path):
     cb, trainer, out = train(tmp_path, 0, spike=50)
     steps = sorted({a["step"] for a in cb.alerts})
     assert steps, "the spike raised no alert"
+    # the first observation after the spike starts (it lasts steps SPIKE_AT .. SPIKE_AT + SPIKE_STEPS - 1)
     assert steps[0] == SPIKE_AT + EVERY, [a["message"] for a in cb.alerts]
     written = [json.loads(x) for x in (out / "alerts.jsonl").read_text().splitlines()]
     assert len(written) == len(cb.alerts)

@@ -93,8 +93,12 @@ def test_sweep_in_process_skips_finished_parts_and_is_readable(tmp_path, stories
         again = aray.sweep(model, texts[:1], [32, 64], str(out), layers=[0, 4], tokenizer=tok)
         assert again == parts and os.stat(parts[0]).st_mtime_ns == mtime
         assert not [x for x in os.listdir(out) if ".tmp-" in x]
-        import pandas as pd
-        df = pd.read_parquet(str(out))
-        assert len(df) == 2 * 2 * 8 and set(df["layer"]) == {0, 4}
+        t = _read(out)  # the directory as one dataset (what pandas.read_parquet(out) reads)
+        assert t.num_rows == 2 * 2 * 8 and set(t.column("layer").to_pylist()) == {0, 4}
+        try:
+            import pandas as pd
+        except ImportError:
+            return
+        assert len(pd.read_parquet(str(out))) == 2 * 2 * 8
     finally:
         ray.shutdown()
