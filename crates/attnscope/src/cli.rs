@@ -56,7 +56,7 @@ Per head (one row of heads.csv):
   k90_learned, effective_rank_learned
                            the same for the learned interaction M = W_Q W_Kᵀ (weights only, no rotary)
   spectral_gap             effective_rank_learned / effective_rank
-  k90_gap                  k90_learned / k90 (the companion paper's "gap")
+  k90_gap                  k90_learned / k90 (the companion paper’s “gap”)
   participation_ratio      (Σc)²/(n Σc²) of the key energies c_j: 1 = spread evenly, 1/n = one key
   top1pct_share            share of Σc held by the top 1 % of keys
   argmax_key               the key position with the most energy
