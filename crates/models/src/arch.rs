@@ -438,7 +438,7 @@ impl ArchSpec {
         let gemma3_text;
         let cfg = if family == Family::Gemma3 {
             gemma3_text = gemma3_text_config(config)?;
-            Cfg(&gemma3_text)
+            Cfg::new(&gemma3_text)
         } else {
             cfg
         };

@@ -53,12 +53,13 @@ impl ArchSpec {
         let n_layers = cfg.layers(&["n_layers", "num_hidden_layers"])?;
         let head_dim = d_model / n_heads.max(1);
         let attn = cfg.0.get("attn_config").cloned().unwrap_or(Value::Null);
-        let attn = Cfg(&attn);
+        let attn = Cfg::new(&attn);
         if attn.bool_or("qk_ln", false) || attn.opt_f64("clip_qkv").is_some() {
             return Err(Error::Config("mpt with attn_config.qk_ln or clip_qkv is not supported".into()));
         }
         let scale = attn.opt_f64("softmax_scale").unwrap_or(1.0 / (head_dim as f64).sqrt());
         let bias_max = attn.opt_f64("alibi_bias_max").unwrap_or(8.0);
+        attn.check()?;
         let ratio = cfg.opt_usize("expansion_ratio").unwrap_or(4);
         Ok(ArchSpec {
             family: Family::Mpt,
