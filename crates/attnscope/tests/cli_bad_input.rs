@@ -387,7 +387,7 @@ fn one_memory_guard_for_every_subcommand() {
         // full logits, is refused by the guard or by the allocation probe.)
         for force in [&[][..], &["--force"][..]] {
             let o = bin().args(args).args(quiet).args(force).output().unwrap();
-            expect_user_error(&o, &format!("{} {force:?}", args[0]), "huge.gguf", &["cannot allocate", "estimated peak memory", "no tokenizer found"]);
+            expect_user_error(&o, &format!("{} {force:?}", args[0]), "attnscope: error: ", &["cannot allocate", "estimated peak memory", "no tokenizer found"]);
         }
         // Every subcommand runs the guard: a limit below its estimate refuses.
         let o = bin().args(args).args(quiet).env("ATTNSCOPE_MEMORY_LIMIT_BYTES", "1000000").output().unwrap();
