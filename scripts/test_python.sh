@@ -23,7 +23,7 @@ if [[ -n "${ATTNSCOPE_TEST_PYTHON:-}" ]]; then
         || "$PY" -m pip install --quiet --no-deps --target .pytarget .
     export PYTHONPATH="$PWD/.pytarget${PYTHONPATH:+:$PYTHONPATH}"
 else
-    VENV="${ATTNSCOPE_VENV:-.venv-python}"
+    VENV="$(realpath -m "${ATTNSCOPE_VENV:-.venv-python}")"
     [[ -x "$VENV/bin/python" ]] || python3 -m venv "$VENV"
     PY="$VENV/bin/python"
     "$PY" -m pip install --quiet --upgrade pip

@@ -89,6 +89,7 @@ def head(q, k, scale, window=None, alibi_slope=None, w_q=None, w_k=None):
         out["k90_learned"] = k_frac(sm, 0.9)
         out["effective_rank_learned"] = eff_rank(sm)
         out["spectral_gap"] = out["effective_rank_learned"] / out["effective_rank"]
+        out["k90_gap"] = out["k90_learned"] / out["k90"] if out["k90"] > 0 else None
     cj = np.where(c, e * e, 0).sum(0) / c.sum(0)
     kk = max(1, n // 100)
     if cj.sum() == 0:  # definitions.md: an even spread of nothing

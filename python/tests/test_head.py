@@ -59,8 +59,9 @@ def test_head_equals_dense_numpy(n, d, dtype, window, slope, weights, method):
         assert got["k90_learned"] == ref["k90_learned"]
         assert got["effective_rank_learned"] == pytest.approx(ref["effective_rank_learned"], rel=1e-6 if dtype == np.float32 else 1e-10)
         assert got["spectral_gap"] == pytest.approx(ref["spectral_gap"], rel=1e-6 if dtype == np.float32 else 1e-9)
+        assert got["k90_gap"] == ref["k90_gap"]
     else:
-        assert got["k90_learned"] is None and got["spectral_gap"] is None
+        assert got["k90_learned"] is None and got["spectral_gap"] is None and got["k90_gap"] is None
 
 
 def test_head_differs_when_the_input_differs():
@@ -147,6 +148,6 @@ HEADS_PARQUET_COLUMNS = [
     "text", "ctx", "layer", "head", "kv_head", "n", "d", "method", "logit_transform", "check_rows",
     "zero_sum_residual", "shift_consistency", "attention_entropy", "rank_bound", "numerical_rank",
     "rank_bound_holds", "rank_bound_applicable", "k90", "k99", "effective_rank", "stable_rank",
-    "k90_learned", "effective_rank_learned", "spectral_gap", "participation_ratio", "top1pct_share",
+    "k90_learned", "effective_rank_learned", "spectral_gap", "k90_gap", "participation_ratio", "top1pct_share",
     "argmax_key", "key_coherence", "energy_leverage_spearman",
 ]

@@ -35,7 +35,15 @@ pub fn run(args: &AnalyzeArgs) -> Result<()> {
         dense_check: args.dense_check,
         force: args.force,
         quiet: args.run.quiet,
-        extra: Box::new(move |_| vec![("texts", texts_term)]),
+        extra: {
+            let (layers_arg, run_ctxs, n_texts) = (args.layers.clone(), ctxs.clone(), text_paths.len() as u64);
+            Box::new(move |spec| {
+                let layers = LayerSet::parse(layers_arg.as_deref(), spec.n_layers).map_or(spec.n_layers, |l| l.count(spec.n_layers));
+                let heads = (layers * spec.n_heads) as u64;
+                let results = crate::memory::results_bytes(heads, spec.head_dim as u64, n_texts, &run_ctxs, report::TILE_TOKENS);
+                vec![("texts", texts_term), ("results", results)]
+            })
+        },
     };
     let loaded = Loaded::open(&source, args.source.tokenizer.as_deref(), &progress, Some(&plan))?;
     let (checkpoint, model) = (&loaded.checkpoint, &loaded.model);

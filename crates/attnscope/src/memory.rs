@@ -293,6 +293,23 @@ pub fn probe(bytes: u64, what: &str) -> Result<()> {
     Ok(())
 }
 
+/// The finished runs `analyze` keeps in memory until the report is
+/// written: per head and run, the record (spectrum and scalar measures,
+/// ≈ 1 KiB plus the (d+1)-value spectrum in f64) and the report's drill-down
+/// data (the packed f64 field tile of the first `tile_tokens` tokens, c_j and
+/// ℓ_j in f64), for `n_texts` texts at each of `ctxs`.
+pub fn results_bytes(heads: u64, head_dim: u64, n_texts: u64, ctxs: &[usize], tile_tokens: usize) -> u64 {
+    let per_text: u64 = ctxs
+        .iter()
+        .map(|&n| {
+            let t = n.min(tile_tokens) as u64;
+            let tile = t.saturating_mul(t + 1) / 2 * 8;
+            tile.saturating_add((n as u64).saturating_mul(16)).saturating_add(1024 + 8 * (head_dim + 1))
+        })
+        .fold(0u64, u64::saturating_add);
+    per_text.saturating_mul(heads).saturating_mul(n_texts)
+}
+
 /// The working memory of tokenizing `bytes` bytes of text: the text itself,
 /// the tokenizer's per-byte intermediate state (offsets, pre-token strings,
 /// word caches: measured ≈ 50 bytes per input byte for the `tokenizers`
