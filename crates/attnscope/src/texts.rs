@@ -47,25 +47,9 @@ pub fn expected_read(size: u64, need: usize) -> u64 {
 pub fn regular_file(path: &Path, what: &str) -> Result<u64> {
     let meta = std::fs::metadata(path).with_context(|| format!("cannot read {what} {}", path.display()))?;
     if !meta.is_file() {
-        bail!("{what} {} is not a regular file ({})", path.display(), kind(&meta));
+        bail!("{what} {} is not a regular file ({})", path.display(), models::formats::file_kind(&meta));
     }
     Ok(meta.len())
-}
-
-fn kind(meta: &std::fs::Metadata) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
-    let t = meta.file_type();
-    if t.is_dir() {
-        "a directory"
-    } else if t.is_fifo() {
-        "a FIFO"
-    } else if t.is_char_device() || t.is_block_device() {
-        "a device"
-    } else if t.is_socket() {
-        "a socket"
-    } else {
-        "not a plain file"
-    }
 }
 
 fn not_utf8(path: &Path, offset: usize) -> anyhow::Error {

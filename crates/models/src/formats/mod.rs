@@ -30,13 +30,23 @@ pub const TOKENIZER_MAX_BYTES: u64 = 512 << 20;
 /// device, a socket or a directory is an error naming it, found by `stat`
 /// alone: nothing is opened, so a FIFO with no writer cannot block.
 pub fn regular_file_len(path: &Path) -> Result<u64> {
-    use std::os::unix::fs::FileTypeExt;
     let meta = std::fs::metadata(path).map_err(|e| io_err(path, e))?;
     if meta.is_file() {
         return Ok(meta.len());
     }
+    let kind = file_kind(&meta);
+    Err(io_err(
+        path,
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("not a regular file ({kind})")),
+    ))
+}
+
+/// What a file that is not a regular one is, for an error message:
+/// "a directory", "a FIFO", "a device", "a socket", else "not a plain file".
+pub fn file_kind(meta: &std::fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
     let t = meta.file_type();
-    let kind = if t.is_dir() {
+    if t.is_dir() {
         "a directory"
     } else if t.is_fifo() {
         "a FIFO"
@@ -46,11 +56,7 @@ pub fn regular_file_len(path: &Path) -> Result<u64> {
         "a socket"
     } else {
         "not a plain file"
-    };
-    Err(io_err(
-        path,
-        std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("not a regular file ({kind})")),
-    ))
+    }
 }
 
 /// Reads a regular file whole, refusing one larger than `cap` bytes (also
