@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use candle_core::Tensor;
 
+use crate::formats::TensorSource;
 use crate::{Result, TextTokenizer};
 
 /// Which kind of file a checkpoint came from.
@@ -31,45 +32,6 @@ pub enum Format {
     HfDir,
     Gguf,
     Llama2c,
-}
-
-/// A source of raw tensors under HF names. Implemented once per format.
-pub trait TensorSource: Send + Sync {
-    /// All tensor names (HF names), sorted.
-    fn names(&self) -> Vec<String>;
-    /// Shape of `name` in the HF layout, without reading its data.
-    fn shape(&self, name: &str) -> Option<Vec<usize>>;
-    /// Reads and dequantizes `name` to an f32 CPU tensor in the HF layout.
-    /// File sources then release the mapped pages they read (the f32 copy is
-    /// all that stays in memory).
-    fn load(&self, name: &str) -> Result<Tensor>;
-    /// Rows `rows` of the 2-D tensor `name` (r, cols) as f32 (len(rows), cols),
-    /// bit-identical to `load(name)` then `index_select(rows, 0)`. File
-    /// sources dequantize only those rows (a quantized embedding table stays
-    /// in the file). Every row index must be below the tensor's row count.
-    fn load_rows(&self, name: &str, rows: &[u32]) -> Result<Tensor> {
-        let t = self.load(name)?;
-        let ids = Tensor::from_slice(rows, rows.len(), t.device())?;
-        Ok(t.index_select(&ids, 0)?)
-    }
-    /// Bytes `name` takes as stored (quantized blocks, F16 …), `None` if unknown.
-    fn stored_bytes(&self, name: &str) -> Option<u64> {
-        self.shape(name).map(|s| 4 * s.iter().map(|&d| d as u64).product::<u64>())
-    }
-    /// True when the tensors already live in memory (a training loop's live
-    /// weights): the decoder then keeps them all, with their autograd
-    /// identity, instead of streaming one layer at a time.
-    fn resident(&self) -> bool {
-        false
-    }
-    /// One-line description used in error messages (usually the file path).
-    fn describe(&self) -> String;
-}
-
-/// `name`'s entry in a file source's name → entry table, or the error that
-/// names the tensor and the file.
-pub(crate) fn entry<'m, E>(map: &'m std::collections::BTreeMap<String, E>, name: &str, source: &dyn TensorSource) -> Result<&'m E> {
-    map.get(name).ok_or_else(|| crate::Error::MissingTensor { name: name.to_string(), source_desc: source.describe() })
 }
 
 /// Tensors of one checkpoint, loaded on demand. Cloning shares the source

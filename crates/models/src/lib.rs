@@ -28,5 +28,6 @@ pub use arch::{ArchSpec, Family, LogitTransform};
 pub use capture::{LayerCapture, Observer, ObserverError};
 pub use decoder::{Logits, Model};
 pub use checkpoint::{Checkpoint, Format, TensorStore};
+pub use formats::TensorSource;
 pub use error::{Error, Result};
 pub use tokenizer::TextTokenizer;

@@ -18,7 +18,7 @@ use serde_json::{json, Map, Value as Json};
 
 use super::gguf::{ggml_type_name, ggml_type_supported, GgufFile, TensorInfo, SUPPORTED_TYPES};
 use super::reverse_permute;
-use crate::checkpoint::TensorSource;
+use crate::formats::TensorSource;
 use crate::{Error, Result};
 
 pub const SUPPORTED_ARCHS: &[&str] = &["llama", "qwen2", "gemma3"];
@@ -350,7 +350,7 @@ impl TensorSource for GgufSource {
         Some(self.file.tensors[&e.gguf_name].shape())
     }
     fn load(&self, name: &str) -> Result<Tensor> {
-        let e = crate::checkpoint::entry(&self.map, name, self)?;
+        let e = crate::formats::entry(&self.map, name, self)?;
         let info = &self.file.tensors[&e.gguf_name];
         let mut t = self.file.load_f32(info)?;
         if e.minus_one {
@@ -366,7 +366,7 @@ impl TensorSource for GgufSource {
         }
     }
     fn load_rows(&self, name: &str, rows: &[u32]) -> Result<Tensor> {
-        let e = crate::checkpoint::entry(&self.map, name, self)?;
+        let e = crate::formats::entry(&self.map, name, self)?;
         let info = &self.file.tensors[&e.gguf_name];
         if e.unpermute.is_some() || info.ne.len() != 2 {
             let t = self.load(name)?;

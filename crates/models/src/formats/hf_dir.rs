@@ -10,7 +10,7 @@ use safetensors::{Dtype, SafeTensors};
 use serde_json::Value as Json;
 
 use super::{io_err, mmap_file};
-use crate::checkpoint::TensorSource;
+use crate::formats::TensorSource;
 use crate::{Error, Result};
 
 const FORMAT: &str = "safetensors";
@@ -249,12 +249,12 @@ impl TensorSource for SafetensorsSource {
         self.map.get(name).map(|e| e.shape.clone())
     }
     fn load(&self, name: &str) -> Result<Tensor> {
-        let e = crate::checkpoint::entry(&self.map, name, self)?;
+        let e = crate::formats::entry(&self.map, name, self)?;
         let n = e.shape.first().copied().unwrap_or(1);
         self.read_rows(name, e, &e.shape, (0..n).map(|r| r as u32))
     }
     fn load_rows(&self, name: &str, rows: &[u32]) -> Result<Tensor> {
-        let e = crate::checkpoint::entry(&self.map, name, self)?;
+        let e = crate::formats::entry(&self.map, name, self)?;
         if e.shape.len() != 2 {
             let t = self.load(name)?;
             let ids = Tensor::from_slice(rows, rows.len(), t.device())?;

@@ -27,7 +27,7 @@ use candle_core::{DType, Device, Tensor};
 use serde_json::{json, Value as Json};
 
 use super::{mmap_file, reverse_permute, ByteReader};
-use crate::checkpoint::TensorSource;
+use crate::formats::TensorSource;
 use crate::{Error, Result};
 
 const FORMAT: &str = "llama2.c";
@@ -295,7 +295,7 @@ impl TensorSource for Llama2cSource {
         self.map.get(name).map(|e| e.shape.clone())
     }
     fn load(&self, name: &str) -> Result<Tensor> {
-        let e = crate::checkpoint::entry(&self.map, name, self)?;
+        let e = crate::formats::entry(&self.map, name, self)?;
         let n: usize = e.shape.iter().product();
         let tensor_err = |reason: String| Error::Tensor {
             path: self.path.clone(),
@@ -315,7 +315,7 @@ impl TensorSource for Llama2cSource {
         }
     }
     fn load_rows(&self, name: &str, rows: &[u32]) -> Result<Tensor> {
-        let e = crate::checkpoint::entry(&self.map, name, self)?;
+        let e = crate::formats::entry(&self.map, name, self)?;
         if e.unpermute.is_some() || e.shape.len() != 2 {
             let t = self.load(name)?;
             let ids = Tensor::from_slice(rows, rows.len(), t.device())?;

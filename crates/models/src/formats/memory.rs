@@ -1,4 +1,4 @@
-//! In-memory tensors under HF names as a [`crate::checkpoint::TensorSource`]:
+//! In-memory tensors under HF names as a [`crate::formats::TensorSource`]:
 //! lets a training loop run its live weights (candle `Var`s, gradients
 //! tracked) through the same [`crate::Checkpoint`] → [`crate::Model`] path as
 //! files on disk.
@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use candle_core::Tensor;
 
-use crate::checkpoint::TensorSource;
+use crate::formats::TensorSource;
 use crate::{Error, Result};
 
 /// Tensors held in memory, by HF name. `load` returns the tensor itself

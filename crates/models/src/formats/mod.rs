@@ -1,5 +1,7 @@
 //! One loader per on-disk format, each normalising to the [`crate::Checkpoint`]
-//! contract (HF config + HF-named f32 tensors in HF layouts).
+//! contract (HF config + HF-named f32 tensors in HF layouts), behind one
+//! trait, [`TensorSource`]. This module depends on nothing in
+//! [`crate::checkpoint`]; the checkpoint wraps a source.
 //!
 //! Shared here: a bounds-checked little-endian byte reader (every length read
 //! from a file is checked against the bytes that remain *before* anything is
@@ -18,6 +20,45 @@ use std::path::{Path, PathBuf};
 use candle_core::Tensor;
 
 use crate::{Error, Result};
+
+/// A source of raw tensors under HF names. Implemented once per format.
+pub trait TensorSource: Send + Sync {
+    /// All tensor names (HF names), sorted.
+    fn names(&self) -> Vec<String>;
+    /// Shape of `name` in the HF layout, without reading its data.
+    fn shape(&self, name: &str) -> Option<Vec<usize>>;
+    /// Reads and dequantizes `name` to an f32 CPU tensor in the HF layout.
+    /// File sources then release the mapped pages they read (the f32 copy is
+    /// all that stays in memory).
+    fn load(&self, name: &str) -> Result<Tensor>;
+    /// Rows `rows` of the 2-D tensor `name` (r, cols) as f32 (len(rows), cols),
+    /// bit-identical to `load(name)` then `index_select(rows, 0)`. File
+    /// sources dequantize only those rows (a quantized embedding table stays
+    /// in the file). Every row index must be below the tensor's row count.
+    fn load_rows(&self, name: &str, rows: &[u32]) -> Result<Tensor> {
+        let t = self.load(name)?;
+        let ids = Tensor::from_slice(rows, rows.len(), t.device())?;
+        Ok(t.index_select(&ids, 0)?)
+    }
+    /// Bytes `name` takes as stored (quantized blocks, F16 …), `None` if unknown.
+    fn stored_bytes(&self, name: &str) -> Option<u64> {
+        self.shape(name).map(|s| 4 * s.iter().map(|&d| d as u64).product::<u64>())
+    }
+    /// True when the tensors already live in memory (a training loop's live
+    /// weights): the decoder then keeps them all, with their autograd
+    /// identity, instead of streaming one layer at a time.
+    fn resident(&self) -> bool {
+        false
+    }
+    /// One-line description used in error messages (usually the file path).
+    fn describe(&self) -> String;
+}
+
+/// `name`'s entry in a file source's name → entry table, or the error that
+/// names the tensor and the file.
+pub(crate) fn entry<'m, E>(map: &'m std::collections::BTreeMap<String, E>, name: &str, source: &dyn TensorSource) -> Result<&'m E> {
+    map.get(name).ok_or_else(|| Error::MissingTensor { name: name.to_string(), source_desc: source.describe() })
+}
 
 /// Largest JSON side file read whole (config.json, tokenizer_config.json,
 /// model.safetensors.index.json; real ones are a few KB to a few MB).
