@@ -30,8 +30,12 @@ use crate::{Result, TextTokenizer};
 pub enum Format {
     /// config.json + *.safetensors (+ tokenizer.json), possibly from the hub cache.
     HfDir,
+    /// A single `.gguf` file.
     Gguf,
+    /// A llama2.c `.bin` checkpoint.
     Llama2c,
+    /// Tensors already in memory ([`Checkpoint::from_tensors`]).
+    Memory,
 }
 
 /// Tensors of one checkpoint, loaded on demand. Cloning shares the source
@@ -90,7 +94,7 @@ impl TensorStore {
         self.finite(name, t)
     }
     fn finite(&self, name: &str, t: Tensor) -> Result<Tensor> {
-        if !crate::host::all_finite(&t)? {
+        if !self.source.prechecked() && !crate::host::all_finite(&t)? {
             return Err(crate::Error::NonFinite {
                 name: name.to_string(),
                 source_desc: self.source.describe(),
@@ -217,6 +221,33 @@ impl Checkpoint {
 }
 
 impl Checkpoint {
+    /// A checkpoint over weights already in memory (a training loop's live
+    /// weights), under HF names and layouts for `config`'s `model_type`.
+    ///
+    /// `config` is parsed once here (an unsupported one is an error now,
+    /// not at [`crate::Model::load`]), and every tensor is checked for
+    /// NaN/Inf once, here. The tensors are then shared, not copied: reads
+    /// return the same storage and autograd identity, so in-place updates
+    /// (an optimizer step on candle `Var`s) are seen by every model built on
+    /// this checkpoint, and reads do not check them again. `source` and
+    /// `path` are `"in-memory"`; the format is [`Format::Memory`].
+    pub fn from_tensors(
+        config: serde_json::Value,
+        tensors: std::collections::BTreeMap<String, Tensor>,
+        tokenizer: Option<TextTokenizer>,
+    ) -> Result<Checkpoint> {
+        crate::ArchSpec::from_hf_config(&config)?;
+        let src = crate::formats::memory::MemorySource::new(tensors, "in-memory weights")?;
+        Ok(Checkpoint {
+            source: "in-memory".into(),
+            path: PathBuf::from("in-memory"),
+            format: Format::Memory,
+            config,
+            tensors: TensorStore::new(Box::new(src)),
+            tokenizer,
+        })
+    }
+
     /// Why [`Checkpoint::tokenizer`] is `None`, as one line for the user:
     /// names the file that is missing, and says what to do.
     pub fn missing_tokenizer_reason(&self) -> String {

@@ -74,6 +74,18 @@ impl Model {
         Ok(Model { spec, weights, device: Device::Cpu, query_chunk: QUERY_CHUNK })
     }
 
+    /// Re-reads the weights of a resident model from its checkpoint's
+    /// tensors, for tensors updated in place since [`Model::load`] (a
+    /// training step on a [`Checkpoint::from_tensors`] checkpoint). The
+    /// config is not parsed again and in-memory tensors are not NaN-checked
+    /// again; weights the name table uses as views of the stored tensors
+    /// (transposes) are current without it, but the ones it copies
+    /// (GPT-2's split of `c_attn`, GPT-NeoX's per-head `query_key_value`)
+    /// are not. A no-op for a streamed model, which reads every pass.
+    pub fn refresh(&mut self) -> Result<()> {
+        self.weights.refresh()
+    }
+
     /// Whether every weight is held in memory (else layers stream per pass).
     pub fn is_resident(&self) -> bool {
         self.weights.is_resident()

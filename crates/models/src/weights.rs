@@ -269,6 +269,15 @@ impl ModelWeights {
         })
     }
 
+    /// Re-reads resident weights from the store (see
+    /// [`crate::Model::refresh`]); a no-op when streamed.
+    pub fn refresh(&mut self) -> Result<()> {
+        if self.resident.is_some() {
+            *self = ModelWeights::load(&self.store, &self.spec, true)?;
+        }
+        Ok(())
+    }
+
     /// Whether every weight is held in memory (else layers are streamed).
     pub fn is_resident(&self) -> bool {
         self.resident.is_some()

@@ -1,10 +1,11 @@
 //! `attnscope train`: a small, real training loop on CPU (candle), for the
 //! three decoder families GPT-2, GPT-NeoX and Llama.
 //!
-//! The weights are candle `Var`s under their HF names. Each step wraps them in
-//! a [`models::Checkpoint`] (an in-memory tensor source) and runs the SAME
-//! decoder `analyze` uses (`models::Model::load` + `forward`), so what is
-//! trained is exactly what is analysed. AdamW, linear warmup then cosine
+//! The weights are candle `Var`s under their HF names, wrapped once in a
+//! [`models::Checkpoint::from_tensors`] and run through the SAME decoder
+//! `analyze` uses (`models::Model::load` + `forward`), so what is trained is
+//! exactly what is analysed. The optimizer updates the Vars in place; the
+//! decoder is built once and only re-reads its weights after a step. AdamW, linear warmup then cosine
 //! decay, global-norm gradient clipping; byte-level tokens; validation loss
 //! logged as JSONL; HF-format checkpoints (config.json + model.safetensors +
 //! tokenizer.json + trainer_state.json) that `Checkpoint::open` and HF
@@ -23,8 +24,7 @@ use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use clap::Args;
-use models::formats::memory::MemorySource;
-use models::{Checkpoint, Format, Logits, Model, TensorStore};
+use models::{Checkpoint, Logits, Model};
 use serde_json::{json, Value};
 
 use crate::monitor::{Monitor, RuleArgs};
@@ -177,11 +177,19 @@ impl Rng {
     }
 }
 
-/// The trainable weights: HF name → Var, plus the model description.
+/// The trainable weights: HF name → Var, plus the model description and
+/// the decoder over them, built once.
 pub struct Trainable {
     pub shape: Shape,
     pub config: Value,
     pub vars: Vec<(String, Var)>,
+    /// The decoder over the Vars themselves: gradients flow to them.
+    tracked: Model,
+    /// The decoder over their detached views (same storage, no graph).
+    detached: Model,
+    /// Whether `tracked` / `detached` must re-read their weights (set by
+    /// [`Trainable::updated`]).
+    stale: [bool; 2],
 }
 
 impl Trainable {
@@ -200,27 +208,39 @@ impl Trainable {
             let t = Tensor::from_vec(data, p.shape.clone(), &Device::Cpu)?;
             vars.push((p.name, Var::from_tensor(&t)?));
         }
-        Ok(Self { shape, config, vars })
+        // Two in-memory checkpoints over the same storage: the optimizer's
+        // in-place updates reach both. The config is parsed and the initial
+        // weights NaN-checked here, once (the loop checks its loss).
+        let over = |tracked: bool| -> Result<Model> {
+            let tensors: BTreeMap<String, Tensor> = vars
+                .iter()
+                .map(|(n, v): &(String, Var)| (n.clone(), if tracked { v.as_tensor().clone() } else { v.as_tensor().detach() }))
+                .collect();
+            Ok(Model::load(&Checkpoint::from_tensors(config.clone(), tensors, None)?)?)
+        };
+        let (tracked, detached) = (over(true)?, over(false)?);
+        Ok(Self { shape, config, vars, tracked, detached, stale: [false; 2] })
     }
 
     /// The decoder over the live weights. `tracked`: gradients flow to the
     /// Vars (training); otherwise the weights are detached (evaluation,
     /// monitoring: no graph is built, the fused inference kernels run).
-    pub fn model(&self, tracked: bool) -> Result<Model> {
-        let tensors: BTreeMap<String, Tensor> = self
-            .vars
-            .iter()
-            .map(|(n, v)| (n.clone(), if tracked { v.as_tensor().clone() } else { v.as_tensor().detach() }))
-            .collect();
-        let ck = Checkpoint {
-            source: "in-training".into(),
-            path: PathBuf::from("in-training"),
-            format: Format::HfDir,
-            config: self.config.clone(),
-            tensors: TensorStore::new(Box::new(MemorySource::new(tensors, "in-training weights"))),
-            tokenizer: None,
-        };
-        Ok(Model::load(&ck)?)
+    /// Built once; after [`Trainable::updated`] it re-reads its weights
+    /// first ([`Model::refresh`]: the table's copies, e.g. GPT-2's `c_attn`
+    /// split, are remade from the updated Vars).
+    pub fn model(&mut self, tracked: bool) -> Result<&Model> {
+        let i = usize::from(!tracked);
+        let m = if tracked { &mut self.tracked } else { &mut self.detached };
+        if self.stale[i] {
+            m.refresh()?;
+            self.stale[i] = false;
+        }
+        Ok(m)
+    }
+
+    /// Marks both decoders stale: call after the Vars changed (an optimizer step).
+    pub fn updated(&mut self) {
+        self.stale = [true; 2];
     }
 
     /// Writes an HF checkpoint directory.
@@ -331,7 +351,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         vocab: tokenizer::VOCAB,
     };
     let mut rng = Rng::new(args.seed);
-    let trainable = Trainable::init(shape, &mut rng)?;
+    let mut trainable = Trainable::init(shape, &mut rng)?;
     let n_params: usize = trainable.vars.iter().map(|(_, v)| v.elem_count()).sum();
     std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
 
@@ -360,8 +380,8 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let ckpt_dir = args.out.join("checkpoints");
     let save_due = |step: u64| args.save_at.contains(&step) || (args.save_every > 0 && step % args.save_every == 0) || step == args.steps;
 
-    let eval = |t: &Trainable| -> Result<f64> { Ok(loss_over(&t.model(false)?, &val_windows)?.to_scalar::<f32>()? as f64) };
-    let val0 = eval(&trainable)?;
+    let eval = |t: &mut Trainable| -> Result<f64> { Ok(loss_over(t.model(false)?, &val_windows)?.to_scalar::<f32>()? as f64) };
+    let val0 = eval(&mut trainable)?;
     let mut curve: Vec<(u64, f64)> = vec![(0, val0)];
     writeln!(log, "{}", json!({"step": 0, "val_loss": val0}))?;
     eprintln!(
@@ -373,7 +393,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         trainable.save(&ckpt_dir.join("step-000000"), &state(0, Some(val0)))?;
     }
     if let Some(m) = monitor.as_mut() {
-        report_alerts(&m.observe(0, &trainable.model(false)?)?);
+        report_alerts(&m.observe(0, trainable.model(false)?)?);
     }
 
     let t_start = Instant::now();
@@ -394,8 +414,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
                 &train_ids[s..s + need]
             })
             .collect();
-        let model = trainable.model(true)?;
-        let loss = loss_over(&model, &windows)?;
+        let loss = loss_over(trainable.model(true)?, &windows)?;
         let mut grads = loss.backward()?;
         let mut sq = 0f64;
         for v in &vars {
@@ -413,7 +432,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             }
         }
         opt.step(&grads)?;
-        drop(model);
+        trainable.updated();
         train_time += t0.elapsed();
         let train_loss = loss.to_scalar::<f32>()? as f64;
         last_train_loss = train_loss;
@@ -426,7 +445,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         }
         let mut val = None;
         if step % args.eval_every.max(1) == 0 || step == args.steps {
-            let v = eval(&trainable)?;
+            let v = eval(&mut trainable)?;
             rec["val_loss"] = json!(v);
             curve.push((step, v));
             val = Some(v);
@@ -442,7 +461,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         }
         if let Some(m) = monitor.as_mut() {
             if step % args.monitor_every == 0 {
-                report_alerts(&m.observe(step, &trainable.model(false)?)?);
+                report_alerts(&m.observe(step, trainable.model(false)?)?);
             }
         }
         if save_due(step) {
@@ -458,8 +477,8 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let logits_of = |m: &Model| -> Result<Vec<f32>> {
         Ok(m.forward(probe_ids, Logits::All, None)?.context("no logits")?.flatten_all()?.to_vec1::<f32>()?)
     };
-    let live = logits_of(&trainable.model(false)?)?;
-    let live_tracked = logits_of(&trainable.model(true)?)?;
+    let live = logits_of(trainable.model(false)?)?;
+    let live_tracked = logits_of(trainable.model(true)?)?;
     let ck = Checkpoint::open(last.to_str().context("non-UTF-8 path")?, None)?;
     let reloaded = logits_of(&Model::load(&ck)?)?;
     let maxdiff = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max) as f64;

@@ -11,15 +11,28 @@ use crate::formats::TensorSource;
 use crate::{Error, Result};
 
 /// Tensors held in memory, by HF name. `load` returns the tensor itself
-/// (shared storage, same autograd identity), not a copy.
+/// (shared storage, same autograd identity), not a copy, so a caller that
+/// updates them in place (an optimizer step on candle `Var`s) is seen by
+/// every later read.
 pub struct MemorySource {
     tensors: BTreeMap<String, Tensor>,
     desc: String,
 }
 
 impl MemorySource {
-    pub fn new(tensors: BTreeMap<String, Tensor>, desc: impl Into<String>) -> Self {
-        Self { tensors, desc: desc.into() }
+    /// Wraps `tensors`, checking each for NaN/Inf once, here
+    /// ([`Error::NonFinite`] names the first bad one). After that the
+    /// tensors are the caller's: one that changes them in place owns their
+    /// finiteness (reads do not check again, see
+    /// [`TensorSource::prechecked`]).
+    pub fn new(tensors: BTreeMap<String, Tensor>, desc: impl Into<String>) -> Result<Self> {
+        let desc = desc.into();
+        for (name, t) in &tensors {
+            if !crate::host::all_finite(t)? {
+                return Err(Error::NonFinite { name: name.clone(), source_desc: desc.clone() });
+            }
+        }
+        Ok(Self { tensors, desc })
     }
 }
 
@@ -40,6 +53,9 @@ impl TensorSource for MemorySource {
         self.desc.clone()
     }
     fn resident(&self) -> bool {
+        true
+    }
+    fn prechecked(&self) -> bool {
         true
     }
 }

@@ -50,6 +50,13 @@ pub trait TensorSource: Send + Sync {
     fn resident(&self) -> bool {
         false
     }
+    /// True when every tensor was checked for NaN/Inf when the source was
+    /// built (an in-memory source): [`crate::TensorStore::get`] then does
+    /// not check again on every read. File sources return false: their
+    /// tensors are checked as they are dequantized.
+    fn prechecked(&self) -> bool {
+        false
+    }
     /// One-line description used in error messages (usually the file path).
     fn describe(&self) -> String;
 }
