@@ -1,6 +1,10 @@
-//! One head, d = 64: factored at n = 512 … 32768, dense at n = 512 and 2048.
+//! One head, d = 64: factored at n = 512 … 32768, dense at n = 512 and 2048,
+//! and the factored analysis with W_Q/W_K (d_model = 576, SmolLM2-135M's
+//! width: every measure) at n = 512 and 2048, whose breakdown by measure
+//! (mean wall time of each stage over 50 runs) is printed first.
 //!
-//! `cargo bench -p field` (a few minutes; dense 2048 is an n×n SVD per sample).
+//! `cargo bench -p field` (a few minutes; dense 2048 is an n×n SVD per sample);
+//! `cargo bench -p field -- with_weights` for the per-head bar alone.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode};
 use field::{analyze, HeadInput, Method, Params};
@@ -9,10 +13,46 @@ use std::time::Duration;
 
 #[path = "../examples/common/synthetic_head.rs"]
 mod synthetic_head;
-use synthetic_head::synthetic_head as head_data;
+use synthetic_head::{synthetic_head as head_data, synthetic_weights};
+
+/// Prints the mean time of each stage of [`field::testing::analyze_laps`].
+fn breakdown(head: &HeadInput<'_>, params: &Params, reps: usize) {
+    let mut total: Vec<(&'static str, f64)> = Vec::new();
+    for _ in 0..reps {
+        let (_, laps) = field::testing::analyze_laps(head, params).unwrap();
+        if total.is_empty() {
+            total = laps.iter().map(|&(k, _)| (k, 0.0)).collect();
+        }
+        for (t, (_, s)) in total.iter_mut().zip(&laps) {
+            t.1 += s;
+        }
+    }
+    let sum: f64 = total.iter().map(|t| t.1).sum::<f64>() / reps as f64;
+    println!("breakdown n={} d={} (mean of {reps}, wall, ms):", head.n, head.d);
+    for (k, s) in &total {
+        let ms = s / reps as f64 * 1e3;
+        println!("  {ms:8.3}  {:4.1} %  {k}", 100.0 * ms / (sum * 1e3));
+    }
+    println!("  {:8.3}  total", sum * 1e3);
+}
 
 fn bench(c: &mut Criterion) {
     let d = 64;
+    let d_model = 576;
+    let (wq, wk) = synthetic_weights(d_model, d);
+    let every = Params {
+        keep_key_energy: true,
+        keep_leverage: true,
+        ..Params::default()
+    };
+    let mut heads = Vec::new();
+    for n in [512usize, 2048] {
+        heads.push((n, head_data(n, d)));
+    }
+    for (n, (q, k)) in &heads {
+        let head = HeadInput::new(q, k, *n, d, 0.125).with_weights(&wq, &wk, d_model);
+        breakdown(&head, &every, 50);
+    }
     let mut g = c.benchmark_group("head_d64");
     g.sample_size(10)
         .warm_up_time(Duration::from_millis(500))
@@ -22,6 +62,12 @@ fn bench(c: &mut Criterion) {
         let head = HeadInput::new(&q, &k, n, d, 0.125);
         g.bench_with_input(BenchmarkId::new("factored", n), &head, |b, h| {
             b.iter(|| black_box(analyze(h, &Params::default()).unwrap()))
+        });
+    }
+    for (n, (q, k)) in &heads {
+        let head = HeadInput::new(q, k, *n, d, 0.125).with_weights(&wq, &wk, d_model);
+        g.bench_with_input(BenchmarkId::new("with_weights", n), &head, |b, h| {
+            b.iter(|| black_box(analyze(h, &every).unwrap()))
         });
     }
     g.sampling_mode(SamplingMode::Flat);

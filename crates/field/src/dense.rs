@@ -76,7 +76,7 @@ pub(crate) fn analyze(head: &HeadInput<'_>, params: &Params) -> Result<Parts> {
     );
     let lev = leverage::dense(bk.as_ref())?;
     let rows = check_rows(n, params.max_check_rows);
-    let checks = row_checks(head, &rows, |brows, span, mut eb, rho| {
+    let (checks, _) = row_checks(head, &rows, false, |brows, span, mut eb, rho| {
         for (t, &i) in brows.iter().enumerate() {
             for j in span.clone() {
                 eb[(j - span.start, t)] = e[(i, j)];

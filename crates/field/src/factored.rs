@@ -8,6 +8,7 @@
 use crate::error::Result;
 use crate::features::{build, Fault, Features};
 use crate::input::{HeadInput, Support};
+use crate::laps::Laps;
 use crate::leverage;
 use crate::linalg::{dot, singular_values};
 use crate::output::HeadField;
@@ -114,11 +115,28 @@ fn matmul_seq(a: faer::MatRef<'_, f64>, b: faer::MatRef<'_, f64>) -> Mat<f64> {
 
 /// All measures, factored. `fault` is a test hook (see [`Fault`]).
 pub(crate) fn analyze(head: &HeadInput<'_>, params: &Params, fault: Fault) -> Result<Parts> {
+    analyze_timed(head, params, fault, &mut Laps::default())
+}
+
+/// [`analyze`], closing a lap of `laps` after each stage.
+///
+/// When every row is a check row (n ≤ `params.max_check_rows`) the row checks
+/// form every E_ij of the support anyway, so the key energies are summed there
+/// (Σ_i E_ij² over R_j, the same entries as the blocked sweep's in-block
+/// products) instead of by [`key_energy`].
+pub(crate) fn analyze_timed(
+    head: &HeadInput<'_>,
+    params: &Params,
+    fault: Fault,
+    laps: &mut Laps,
+) -> Result<Parts> {
     let (n, d) = (head.n, head.d);
     let f = build(head, fault);
     let p = f.p;
+    laps.lap("features (centred A, B)");
     // leverage of [K − 1k̄ᵀ, 1] (never the ALiBi column): same span as [K, 1]
     let (lev, r_k) = leverage::factored(n, d + 1, |j, t| if t < d { f.b[j * p + t] } else { 1.0 })?;
+    laps.lap("leverage (QR of B)");
     // spectrum: σ(E) = σ(R_A R_Bᵀ), R factors by blocked QR (no n × p copies);
     // without ALiBi B̃ = [K̃, 1] and its R came with the leverage
     let r_a = leverage::blocked_r(n, p, |i, t| f.a[i * p + t]);
@@ -127,12 +145,16 @@ pub(crate) fn analyze(head: &HeadInput<'_>, params: &Params, fault: Fault) -> Re
     } else {
         leverage::blocked_r(n, p, |j, t| f.b[j * p + t])
     };
+    laps.lap("QR of A");
     let core = crate::linalg::matmul(r_a.as_ref(), r_b.as_ref().transpose());
     let sv = singular_values(core.as_ref())?;
-    let c = key_energy(head, &f);
+    laps.lap("spectrum (SVD of R_A R_Bᵀ)");
     let rows = check_rows(n, params.max_check_rows);
+    let all_rows = rows.len() == n;
+    let swept = (!all_rows).then(|| key_energy(head, &f));
+    laps.lap("key energy (blocked sweep, n > max_check_rows only)");
     let b_norm: Vec<f64> = (0..n).map(|j| dot(f.b_row(j), f.b_row(j)).sqrt()).collect();
-    let checks = row_checks(head, &rows, |brows, span, e, rho| {
+    let (checks, sums) = row_checks(head, &rows, all_rows, |brows, span, e, rho| {
         // E block, transposed = B̃[span] · Ã[rows]ᵀ (one sequential GEMM)
         let ab = Mat::from_fn(brows.len(), p, |t, c| f.a[brows[t] * p + c]);
         let bb = rows_view(&f.b[span.start * p..span.end * p], span.len(), p);
@@ -142,6 +164,17 @@ pub(crate) fn analyze(head: &HeadInput<'_>, params: &Params, fault: Fault) -> Re
             rho[t] = dot(f.a_row(i), f.a_row(i)).sqrt() * bmax;
         }
     });
+    let c = match (swept, sums) {
+        (Some(c), _) => c,
+        (None, Some(mut s)) => {
+            for (j, x) in s.iter_mut().enumerate() {
+                *x = (*x / head.readers_range(j).len() as f64).max(0.0);
+            }
+            s
+        }
+        (None, None) => unreachable!("row_checks returns the sums when asked"),
+    };
+    laps.lap("row checks (zero-sum, shift, entropy; key energy when every row is checked)");
     Ok(Parts {
         method: "factored",
         sv_all: sv,

@@ -30,6 +30,7 @@ mod error;
 mod factored;
 mod features;
 mod input;
+mod laps;
 mod leverage;
 mod linalg;
 mod measures;
@@ -54,6 +55,7 @@ pub use tile::{energy_tile, tile_len};
 pub mod testing {
     pub use crate::factored::analyze_with_fault;
     pub use crate::features::Fault;
+    pub use crate::laps::analyze_laps;
     pub use crate::rank_r::dense_truncated_fidelity;
 }
 
@@ -101,6 +103,16 @@ pub fn analyze(head: &HeadInput<'_>, params: &Params) -> Result<HeadField> {
 
 /// Turns the raw parts into the reported measures (shared by both methods).
 pub(crate) fn finish(head: &HeadInput<'_>, params: &Params, parts: Parts) -> Result<HeadField> {
+    finish_timed(head, params, parts, &mut laps::Laps::default())
+}
+
+/// [`finish`], closing a lap after the learned spectrum and after the summaries.
+pub(crate) fn finish_timed(
+    head: &HeadInput<'_>,
+    params: &Params,
+    parts: Parts,
+    laps: &mut laps::Laps,
+) -> Result<HeadField> {
     let (n, d) = (head.n, head.d);
     let rank_bound = head.feature_dim();
     let applicable = head.transform == LT::None;
@@ -139,12 +151,14 @@ pub(crate) fn finish(head: &HeadInput<'_>, params: &Params, parts: Parts) -> Res
             (Some(k), Some(e), g, Some(lsv))
         }
     };
+    laps.lap("learned spectrum (W_Q W_Kᵀ)");
     let (participation_ratio, top1pct_share, argmax_key) = measures::key_stats(&c);
     let key_coherence = leverage::coherence(&parts.leverage);
     let energy_leverage_spearman = measures::spearman(&c, &parts.leverage.scores);
     let mut spectrum_out = sv;
     spectrum_out.truncate(keep);
     spectrum_out.resize(keep, 0.0);
+    laps.lap("summaries (ranks, shares, Spearman)");
     Ok(HeadField {
         n,
         d,

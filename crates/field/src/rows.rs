@@ -413,17 +413,24 @@ pub(crate) fn blocks(head: &HeadInput<'_>, rows: &[usize]) -> Vec<(Range<usize>,
 /// A row whose field is at that rounding level (max |E_ij| ≤ 8·(|C_i| + d)·ε·ρ_i),
 /// or which has a single key (E_ii = 0 by algebra), has no meaningful
 /// |ΣE|/Σ|E| and contributes a zero-sum residual of 0.
+///
+/// With `key_sums`, also returns Σ_{i ∈ rows, j ∈ C_i} E_ij² for every key j
+/// (length n), summed in a fixed order (rows within a block, then blocks in
+/// order), so the result does not depend on the number of threads.
 pub(crate) fn row_checks(
     head: &HeadInput<'_>,
     rows: &[usize],
+    key_sums: bool,
     e_block: impl Fn(&[usize], Range<usize>, MatMut<'_, f64>, &mut [f64]) + Sync,
-) -> RowChecks {
+) -> (RowChecks, Option<Vec<f64>>) {
     let model = ModelLogits::new(head);
+    let blocks = blocks(head, rows);
     // per-worker buffers, allocated once at the largest block size and reused,
     // so the row checks add O(threads · span · 16) memory, not one block per task
-    let partial: Vec<RowStat> = blocks(head, rows)
-        .into_par_iter()
+    let partial: Vec<(RowStat, Vec<f64>)> = blocks
+        .par_iter()
         .map_init(Buffers::new, |bufs, (trange, span)| {
+            let (trange, span) = (trange.clone(), span.clone());
             let brows = &rows[trange];
             let supports: Vec<Range<usize>> =
                 brows.iter().map(|&i| head.support_range(i)).collect();
@@ -441,18 +448,34 @@ pub(crate) fn row_checks(
                 .zip(&rho)
                 .map(|(r, &rho)| 8.0 * ((r.len() + head.d) as f64) * f64::EPSILON * rho)
                 .collect();
-            let stat = model.block_stats(brows, &supports, span, &eb, &floors, bufs);
+            let stat = model.block_stats(brows, &supports, span.clone(), &eb, &floors, bufs);
+            let mut sums = Vec::new();
+            if key_sums {
+                sums.resize(span.len(), 0.0);
+                for (t, sup) in supports.iter().enumerate() {
+                    let (lo, hi) = (sup.start - span.start, sup.end - span.start);
+                    for (s, &x) in sums[lo..hi].iter_mut().zip(&eb.col_as_slice(t)[lo..hi]) {
+                        *s += x * x;
+                    }
+                }
+            }
             bufs.e = eb;
-            stat
+            (stat, sums)
         })
         .collect();
     let (mut zs, mut sc, mut ent) = (0.0f64, 0.0f64, 0.0f64);
-    for r in partial {
+    let mut c = key_sums.then(|| vec![0.0; head.n]);
+    for ((r, sums), (_, span)) in partial.into_iter().zip(&blocks) {
         zs = zs.max(r.zs);
         sc = sc.max(r.sc);
         ent += r.ent;
+        if let Some(c) = &mut c {
+            for (cj, s) in c[span.clone()].iter_mut().zip(sums) {
+                *cj += s;
+            }
+        }
     }
-    RowChecks {
+    let checks = RowChecks {
         zero_sum_residual: zs,
         shift_consistency: sc,
         attention_entropy: if rows.is_empty() {
@@ -460,7 +483,8 @@ pub(crate) fn row_checks(
         } else {
             ent / rows.len() as f64
         },
-    }
+    };
+    (checks, c)
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 use crate::error::Result;
 use crate::input::HeadWeights;
-use crate::linalg::{matmul, singular_values, thin_r};
+use crate::linalg::{householder_r, matmul, singular_values};
 use faer::{Mat, MatRef};
 
 /// Summaries of one singular spectrum.
@@ -108,8 +108,8 @@ fn weight_mat(w: &crate::input::Values<'_>, rows: usize, cols: usize) -> Mat<f64
 pub(crate) fn learned_sv_factored(w: &HeadWeights<'_>, d: usize) -> Result<Vec<f64>> {
     let wq = weight_mat(&w.w_q, w.d_model, d);
     let wk = weight_mat(&w.w_k, w.d_model, d);
-    let r1 = thin_r(wq.as_ref());
-    let r2 = thin_r(wk.as_ref());
+    let r1 = householder_r(wq.as_ref());
+    let r2 = householder_r(wk.as_ref());
     let core = matmul(r1.as_ref(), r2.as_ref().transpose());
     singular_values(core.as_ref())
 }

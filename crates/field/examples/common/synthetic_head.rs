@@ -18,3 +18,20 @@ pub fn synthetic_head(n: usize, d: usize) -> (Vec<f32>, Vec<f32>) {
     let k = (0..n * d).map(|x| (gauss() * decay[x % d] + offset[x % d]) as f32).collect();
     (q, k)
 }
+
+/// W_Q and W_K (each d_model × d, row-major, f32) of the synthetic head: Gaussian / √d_model.
+#[allow(dead_code)]
+pub fn synthetic_weights(d_model: usize, d: usize) -> (Vec<f32>, Vec<f32>) {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2027);
+    let s = 1.0 / (d_model as f64).sqrt();
+    let mut w = || -> Vec<f32> {
+        (0..d_model * d)
+            .map(|_| {
+                let u1: f64 = 1.0 - rng.random::<f64>();
+                let u2: f64 = rng.random::<f64>();
+                ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos() * s) as f32
+            })
+            .collect()
+    };
+    (w(), w())
+}

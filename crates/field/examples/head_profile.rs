@@ -1,0 +1,33 @@
+//! Runs the factored analysis of one synthetic head (f32 Q/K like a model,
+//! with W_Q/W_K of d_model = 576 like SmolLM2-135M) `reps` times, for
+//! profilers: `valgrind --tool=callgrind target/release/examples/head_profile 512 64 5`.
+//!
+//! ```text
+//! cargo run --release -p field --example head_profile -- [n] [d] [reps]
+//! ```
+
+use field::{analyze, HeadInput, Params};
+use std::hint::black_box;
+use std::time::Instant;
+#[path = "common/synthetic_head.rs"]
+mod synthetic_head;
+use synthetic_head::{synthetic_head, synthetic_weights};
+
+fn main() {
+    let args: Vec<usize> = std::env::args().skip(1).map(|a| a.parse().unwrap_or_else(|_| {
+        eprintln!("usage: head_profile [n] [d] [reps]");
+        std::process::exit(2)
+    })).collect();
+    let (n, d, reps) = (args.first().copied().unwrap_or(512), args.get(1).copied().unwrap_or(64), args.get(2).copied().unwrap_or(20));
+    let (q, k) = synthetic_head(n, d);
+    let d_model = 576;
+    let (wq, wk) = synthetic_weights(d_model, d);
+    let head = HeadInput::new(&q, &k, n, d, 1.0 / (d as f64).sqrt()).with_weights(&wq, &wk, d_model);
+    let params = Params { keep_key_energy: true, keep_leverage: true, ..Params::default() };
+    let t0 = Instant::now();
+    for _ in 0..reps {
+        black_box(analyze(black_box(&head), &params).unwrap());
+    }
+    let per = t0.elapsed().as_secs_f64() / reps as f64;
+    println!("n={n} d={d}: {:.3} ms per head (mean of {reps}; wall clock, shared machine)", per * 1e3);
+}
