@@ -40,6 +40,9 @@ pub enum Command {
     /// Per-head monitor over a series of checkpoints: monitor.jsonl, monitor.csv, alerts.jsonl, monitor.html.
     #[command(long_about = crate::monitor::ABOUT)]
     Monitor(crate::monitor::MonitorArgs),
+    /// The monitor's study: false alarms on healthy runs, recall / precision / delay on injected faults; eval.json, runs.csv, eval.md.
+    #[command(name = "monitor-eval", long_about = crate::monitor::eval::ABOUT)]
+    MonitorEval(crate::monitor::eval::MonitorEvalArgs),
 }
 
 const ANALYZE_ABOUT: &str = "Compute every measure for every head of a model, on each text at each context length.

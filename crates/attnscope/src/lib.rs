@@ -13,6 +13,7 @@
 
 pub mod analyze;
 pub mod cli;
+pub mod cli_rules;
 pub mod compress;
 mod defaults;
 mod fingerprint;

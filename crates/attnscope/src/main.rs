@@ -17,7 +17,7 @@ fn main() {
             // --help / --version print as clap prints them, to stdout, exit 0.
             ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => e.exit(),
             ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand | ErrorKind::MissingSubcommand => {
-                eprintln!("attnscope: error: no subcommand given: analyze, compress, train or monitor (see attnscope --help)");
+                eprintln!("attnscope: error: no subcommand given: analyze, compress, train, monitor or monitor-eval (see attnscope --help)");
                 std::process::exit(2);
             }
             _ => {
@@ -31,6 +31,7 @@ fn main() {
         cli::Command::Compress(args) => compress::run(&args),
         cli::Command::Train(args) => train::run(&args),
         cli::Command::Monitor(args) => monitor::run(&args),
+        cli::Command::MonitorEval(args) => monitor::eval::run(&args),
     };
     if let Err(err) = result {
         let msg = oneline::chain(err.chain().map(|e| e.to_string()));

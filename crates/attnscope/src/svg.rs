@@ -33,6 +33,58 @@ pub fn fmt(v: f64) -> String {
     }
 }
 
+/// One series over steps with a shaded band around it: `points` are
+/// (x, y, Some([lo, hi]) where a band applies); `marks` are x positions to
+/// ring in red (alerts). A self-contained `<svg>` of `w` × `h` pixels;
+/// non-finite values are skipped; the band is drawn in runs of consecutive
+/// points that have one.
+pub fn band_plot(w: f64, h: f64, points: &[(f64, f64, Option<[f64; 2]>)], marks: &[f64], label: &str) -> String {
+    use std::fmt::Write;
+    let (ml, mr, mt, mb) = (46.0, 8.0, 14.0, 18.0);
+    let fin = |v: f64| v.is_finite();
+    let mut ys: Vec<f64> = points.iter().map(|p| p.1).filter(|v| fin(*v)).collect();
+    for p in points {
+        if let Some([lo, hi]) = p.2 {
+            ys.extend([lo, hi].into_iter().filter(|v| fin(*v)));
+        }
+    }
+    let xs: Vec<f64> = points.iter().map(|p| p.0).collect();
+    let mm = |v: &[f64]| v.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
+    let ((x0, x1), (y0, y1)) = (mm(&xs), mm(&ys));
+    let (x1, y1) = (if x1 > x0 { x1 } else { x0 + 1.0 }, if y1 > y0 { y1 } else { y0 + 1.0 });
+    let px = |x: f64| ml + (x - x0) / (x1 - x0) * (w - ml - mr);
+    let py = |y: f64| mt + (1.0 - (y.clamp(y0, y1) - y0) / (y1 - y0)) * (h - mt - mb);
+    let mut s = format!(r##"<svg width="{w}" height="{h}" xmlns="http://www.w3.org/2000/svg" font-size="9"><rect x="{ml}" y="{mt}" width="{}" height="{}" fill="none" stroke="#999"/>"##, w - ml - mr, h - mt - mb);
+    let _ = write!(s, r#"<text x="{ml}" y="10">{}</text><text x="{}" y="{}" text-anchor="end">{}</text><text x="{}" y="{}" text-anchor="end">{}</text>"#, esc(label), ml - 3.0, mt + 7.0, fmt(y1), ml - 3.0, h - mb, fmt(y0));
+    let _ = write!(s, r#"<text x="{ml}" y="{}">{x0}</text><text x="{}" y="{}" text-anchor="end">{x1}</text>"#, h - 5.0, w - mr, h - 5.0);
+    // The band, in runs of consecutive points with one.
+    let mut run: Vec<(f64, f64, f64)> = Vec::new();
+    let flush = |run: &mut Vec<(f64, f64, f64)>, s: &mut String| {
+        if run.len() >= 2 {
+            let top: Vec<String> = run.iter().map(|(x, _, hi)| format!("{:.1},{:.1}", px(*x), py(*hi))).collect();
+            let bot: Vec<String> = run.iter().rev().map(|(x, lo, _)| format!("{:.1},{:.1}", px(*x), py(*lo))).collect();
+            let _ = write!(s, r##"<polygon points="{} {}" fill="#8ab4f8" fill-opacity="0.35" stroke="none"/>"##, top.join(" "), bot.join(" "));
+        }
+        run.clear();
+    };
+    for p in points {
+        match p.2 {
+            Some([lo, hi]) if fin(lo) && fin(hi) => run.push((p.0, lo, hi)),
+            _ => flush(&mut run, &mut s),
+        }
+    }
+    flush(&mut run, &mut s);
+    let line: Vec<String> = points.iter().filter(|p| fin(p.1)).map(|p| format!("{:.1},{:.1}", px(p.0), py(p.1))).collect();
+    let _ = write!(s, r##"<polyline fill="none" stroke="#222" stroke-width="1.2" points="{}"/>"##, line.join(" "));
+    for &m in marks {
+        if let Some(p) = points.iter().find(|p| p.0 == m && fin(p.1)) {
+            let _ = write!(s, r#"<circle cx="{:.1}" cy="{:.1}" r="4" fill="none" stroke="red" stroke-width="1.5"/>"#, px(p.0), py(p.1));
+        }
+    }
+    s.push_str("</svg>");
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -47,5 +99,17 @@ mod tests {
         assert_eq!(fmt(0.12345), "0.123");
         assert_eq!(fmt(0.001), "1.00e-3");
         assert_eq!(fmt(f64::NAN), "–");
+    }
+
+    #[test]
+    fn band_plot_draws_the_band_where_it_applies_and_rings_marks() {
+        let pts = [(0.0, 3.0, None), (10.0, 2.0, Some([1.5, 2.5])), (20.0, 2.1, Some([1.6, 2.6])), (30.0, 0.2, Some([1.6, 2.6]))];
+        let s = band_plot(300.0, 120.0, &pts, &[30.0], "L0H1 attention_entropy");
+        assert_eq!(s.matches("<polygon").count(), 1);
+        assert_eq!(s.matches("<circle").count(), 1);
+        assert!(s.contains("L0H1 attention_entropy") && s.starts_with("<svg") && s.ends_with("</svg>"));
+        // No band at all: no polygon.
+        let s = band_plot(300.0, 120.0, &[(0.0, 1.0, None), (1.0, f64::NAN, None)], &[], "x");
+        assert_eq!(s.matches("<polygon").count(), 0);
     }
 }

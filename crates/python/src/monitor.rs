@@ -10,7 +10,8 @@ use pyo3::types::PyDict;
 
 use crate::{json_to_py, to_py_err};
 
-/// `Rules::default()` as a dict (the monitor's defaults, from Rust).
+/// `Rules::default()` as a dict (the monitor's defaults, from Rust): the
+/// keyword arguments of `Monitor`.
 #[pyfunction]
 pub fn default_rules(py: Python<'_>) -> PyResult<Py<PyDict>> {
     let r = Rules::default();
@@ -19,7 +20,12 @@ pub fn default_rules(py: Python<'_>) -> PyResult<Py<PyDict>> {
     d.set_item("min_history", r.min_history)?;
     d.set_item("window", r.window)?;
     d.set_item("rel_floor", r.rel_floor)?;
-    d.set_item("band_measures", r.band_measures.clone())?;
+    d.set_item("band_measures", r.band_measures.iter().map(|m| m.name()).collect::<Vec<_>>())?;
+    d.set_item("settle", r.settle)?;
+    d.set_item("settle_tol", r.settle_tol)?;
+    d.set_item("formed_frac", r.formed_frac)?;
+    d.set_item("consecutive", r.consecutive)?;
+    d.set_item("relative", r.relative)?;
     d.set_item("band_after", r.band_after)?;
     d.set_item("coherence_max", r.coherence_max)?;
     d.set_item("coherence_frac", r.coherence_frac)?;
@@ -36,8 +42,8 @@ pub struct Monitor {
 #[pymethods]
 impl Monitor {
     #[new]
-    #[pyo3(signature = (out, z_max, min_history, window, rel_floor, band_measures, band_after,
-                        coherence_max, coherence_frac, collapse, collapse_k90))]
+    #[pyo3(signature = (out, z_max, min_history, window, rel_floor, band_measures, settle, settle_tol, formed_frac,
+                        consecutive, relative, band_after, coherence_max, coherence_frac, collapse, collapse_k90))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         out: Option<PathBuf>,
@@ -46,6 +52,11 @@ impl Monitor {
         window: usize,
         rel_floor: f64,
         band_measures: Vec<String>,
+        settle: usize,
+        settle_tol: f64,
+        formed_frac: f64,
+        consecutive: usize,
+        relative: f64,
         band_after: u64,
         coherence_max: Option<f64>,
         coherence_frac: f64,
@@ -55,28 +66,32 @@ impl Monitor {
         let band_measures = band_measures
             .iter()
             .map(|m| {
-                mon::MEASURES
-                    .iter()
-                    .find(|x| **x == m.as_str())
-                    .copied()
-                    .ok_or_else(|| PyValueError::new_err(format!("band_measures: unknown measure {m:?}; known: {}", mon::MEASURES.join(", "))))
+                mon::Measure::parse(m).ok_or_else(|| {
+                    PyValueError::new_err(format!(
+                        "band_measures: unknown measure {m:?}; known: {}",
+                        mon::Measure::ALL.map(mon::Measure::name).join(", ")
+                    ))
+                })
             })
             .collect::<PyResult<Vec<_>>>()?;
-        if min_history < 2 || window < min_history {
-            return Err(PyValueError::new_err("need min_history >= 2 and window >= min_history"));
-        }
         let rules = Rules {
             z_max,
             min_history,
             window,
             rel_floor,
             band_measures,
+            settle,
+            settle_tol,
+            formed_frac,
+            consecutive,
+            relative,
             band_after,
             coherence_max,
             coherence_frac,
             collapse,
             collapse_k90,
         };
+        rules.validate().map_err(PyValueError::new_err)?;
         let inner = mon::Monitor::new(Vec::new(), rules, out.as_deref()).map_err(to_py_err)?;
         Ok(Monitor { inner })
     }

@@ -5,14 +5,14 @@
 use std::collections::BTreeSet;
 use std::fmt::Write;
 
-use crate::svg::{esc, ramp};
-use super::{Alert, HeadPoint, MEASURES};
+use crate::svg::{band_plot, esc, ramp};
+use super::{Alert, HeadPoint, Measure, RuleState};
 
 fn colour(i: usize, n: usize) -> String {
     format!("hsl({:.0},70%,42%)", 360.0 * i as f64 / n.max(1) as f64)
 }
 
-fn lines(measure: &str, points: &[HeadPoint], alerts: &[Alert]) -> String {
+fn lines(measure: Measure, points: &[HeadPoint], alerts: &[Alert]) -> String {
     let heads: BTreeSet<(usize, usize)> = points.iter().map(|p| (p.layer, p.head)).collect();
     let (w, h, ml, mb, mt, mr) = (640.0, 260.0, 50.0, 30.0, 10.0, 90.0);
     let xs: Vec<f64> = points.iter().map(|p| p.step as f64).collect();
@@ -75,14 +75,40 @@ fn heatmap(step: u64, points: &[&HeadPoint], lo: f64, hi: f64) -> String {
     s
 }
 
-pub fn render(title: &str, points: &[HeadPoint], alerts: &[Alert]) -> String {
+/// Each alerted (head, measure): its trace with the band it was checked against.
+fn alerted_traces(alerts: &[Alert], state: &RuleState) -> String {
+    let mut keys: Vec<(usize, usize, Measure)> = Vec::new();
+    // In order of each pair's most severe alert.
+    let mut sorted: Vec<&Alert> = alerts.iter().collect();
+    sorted.sort_by(|a, b| b.severity.total_cmp(&a.severity));
+    for a in sorted {
+        if !keys.contains(&(a.layer, a.head, a.measure)) {
+            keys.push((a.layer, a.head, a.measure));
+        }
+    }
+    let mut s = String::new();
+    if keys.is_empty() {
+        return s;
+    }
+    s.push_str("<h2>Alerted heads: trace and band</h2><p>Each alerted head's measure over steps (line), the band it was checked against at each observation (shaded: median ± z_max robust scales of its history; absent during the head's warm-up), and its alerts (red rings). Threshold rules (coherence, collapse) have no band here.</p>");
+    for (l, h, m) in keys.into_iter().take(48) {
+        let tr = state.trace(l, h, m);
+        let pts: Vec<(f64, f64, Option<[f64; 2]>)> = tr.iter().map(|t| (t.step as f64, t.value, t.band)).collect();
+        let marks: Vec<f64> = alerts.iter().filter(|a| (a.layer, a.head, a.measure) == (l, h, m)).map(|a| a.step as f64).collect();
+        let _ = write!(s, "<figure>{}</figure>", band_plot(320.0, 150.0, &pts, &marks, &format!("L{l}H{h} {m}")));
+    }
+    s
+}
+
+pub fn render(title: &str, points: &[HeadPoint], alerts: &[Alert], state: &RuleState) -> String {
     let mut s = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>{t}</title><style>body{{font-family:sans-serif;margin:1.5em;max-width:1100px}}figure{{display:inline-block;margin:.5em}}figure.hm{{margin:.2em}}table{{border-collapse:collapse;font-size:12px}}td,th{{border:1px solid #ccc;padding:2px 6px}}</style></head><body><h1>{t}</h1>",
         t = esc(title)
     );
     let steps: BTreeSet<u64> = points.iter().map(|p| p.step).collect();
     let _ = write!(s, "<p>{} observations, {} heads, {} alerts.</p>", steps.len(), points.iter().map(|p| (p.layer, p.head)).collect::<BTreeSet<_>>().len(), alerts.len());
-    for m in MEASURES {
+    s.push_str(&alerted_traces(alerts, state));
+    for m in Measure::ALL {
         s.push_str(&lines(m, points, alerts));
     }
     s.push_str("<h2>key_coherence, layer × head, per step</h2>");
@@ -97,12 +123,14 @@ pub fn render(title: &str, points: &[HeadPoint], alerts: &[Alert]) -> String {
         let ps: Vec<&HeadPoint> = points.iter().filter(|p| p.step == step).collect();
         s.push_str(&heatmap(step, &ps, lo, hi));
     }
-    s.push_str("<h2>Alerts</h2><table><tr><th>step</th><th>layer</th><th>head</th><th>measure</th><th>value</th><th>rule</th><th>detail</th></tr>");
-    for a in alerts {
+    s.push_str("<h2>Alerts</h2><p>Most severe first.</p><table><tr><th>step</th><th>layer</th><th>head</th><th>measure</th><th>value</th><th>band</th><th>rule</th><th>severity</th><th>detail</th></tr>");
+    let mut sorted: Vec<&Alert> = alerts.iter().collect();
+    sorted.sort_by(|a, b| b.severity.total_cmp(&a.severity).then(a.step.cmp(&b.step)));
+    for a in sorted {
         let _ = write!(
             s,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.4}</td><td>{}</td><td>{}</td></tr>",
-            a.step, a.layer, a.head, a.measure, a.value, a.rule, esc(&a.detail)
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.4}</td><td>[{:.4}, {:.4}]</td><td>{}</td><td>{:.1}</td><td>{}</td></tr>",
+            a.step, a.layer, a.head, a.measure, a.value, a.band[0], a.band[1], a.rule, a.severity, esc(&a.detail)
         );
     }
     s.push_str("</table></body></html>\n");

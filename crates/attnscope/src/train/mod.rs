@@ -13,6 +13,7 @@
 //! every head's field during training.
 
 pub mod family;
+pub mod faults;
 pub mod tokenizer;
 
 use std::collections::{BTreeMap, HashMap};
@@ -27,7 +28,8 @@ use clap::Args;
 use models::{Checkpoint, Logits, Model};
 use serde_json::{json, Value};
 
-use crate::monitor::{Monitor, RuleArgs};
+use crate::cli_rules::RuleArgs;
+use crate::monitor::Monitor;
 use family::{Init, Shape, TrainFamily};
 
 pub const ABOUT: &str = "Train a small decoder (gpt2, gpt_neox or llama) on a text, byte-level, on CPU.
@@ -41,8 +43,11 @@ entropy are measured every N steps on a fixed probe window of the validation spl
 (OUT/monitor/monitor.jsonl, monitor.csv, alerts.jsonl, monitor.html); alerts are
 printed as they fire.
 
---fault lr-spike@STEP multiplies the learning rate by --fault-factor for
---fault-steps steps from STEP: a controlled fault for the monitor.";
+--fault KIND@STEP injects a controlled fault for the monitor (docs/monitor.md):
+lr-spike (learning rate × --fault-factor for --fault-steps steps, default 10),
+collapse (W_Q, W_K of 3 heads × 10), reset (2 heads' Q/K/V/O re-initialised),
+key (rank-1 spike on one KV head's W_K), data (--fault-steps, default 50, steps
+of one repeated token). OUT/fault.json names the heads hit.";
 
 #[derive(Args, Debug, Clone)]
 pub struct TrainArgs {
@@ -102,13 +107,19 @@ pub struct TrainArgs {
     /// Probe length for the monitor (default: --ctx).
     #[arg(long)]
     pub probe_ctx: Option<usize>,
-    /// Controlled fault: `lr-spike@STEP`.
+    /// Controlled fault: `KIND@STEP`, KIND one of lr-spike, collapse, reset, key, data.
     #[arg(long)]
     pub fault: Option<String>,
+    /// Learning-rate factor of the lr-spike fault.
     #[arg(long, default_value_t = 50.0)]
     pub fault_factor: f64,
-    #[arg(long, default_value_t = 10)]
-    pub fault_steps: u64,
+    /// Duration of the lr-spike (default 10) and data (default 50) faults.
+    #[arg(long)]
+    pub fault_steps: Option<u64>,
+    /// Stop after this step (the learning-rate schedule still spans --steps):
+    /// a fault run that only needs the steps around its fault.
+    #[arg(long)]
+    pub stop_at: Option<u64>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     #[arg(long, default_value = "out/train")]
@@ -300,19 +311,18 @@ pub fn lr_at(step: u64, peak: f64, warmup: u64, total: u64, min_ratio: f64) -> f
     min + (peak - min) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
 }
 
-fn parse_fault(s: &str) -> Result<u64> {
-    let Some(rest) = s.strip_prefix("lr-spike@") else {
-        bail!("--fault: `{s}` is not lr-spike@STEP");
-    };
-    rest.parse::<u64>().map_err(|_| anyhow::anyhow!("--fault: `{rest}` is not a step number"))
-}
 
 pub fn run(args: &TrainArgs) -> Result<()> {
     let family = TrainFamily::parse(&args.family)?;
-    let fault_at = args.fault.as_deref().map(parse_fault).transpose()?;
+    let fault = args.fault.as_deref().map(faults::FaultSpec::parse).transpose()?;
     if args.ctx < 2 || args.batch == 0 || args.steps == 0 {
         bail!("--ctx must be ≥ 2, --batch and --steps ≥ 1");
     }
+    let last_step = args.stop_at.unwrap_or(args.steps);
+    if last_step == 0 || last_step > args.steps {
+        bail!("--stop-at must be in 1..=--steps");
+    }
+    let fault_steps = fault.map(|f| args.fault_steps.unwrap_or(f.kind.default_steps()).max(1));
     if !(0.0..1.0).contains(&args.val_fraction) || args.val_fraction == 0.0 {
         bail!("--val-fraction must be in (0, 1)");
     }
@@ -352,6 +362,8 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     };
     let mut rng = Rng::new(args.seed);
     let mut trainable = Trainable::init(shape, &mut rng)?;
+    let repeat_token = faults::most_frequent(train_ids);
+    let mut fault_record: Option<faults::FaultRecord> = None;
     let n_params: usize = trainable.vars.iter().map(|(_, v)| v.elem_count()).sum();
     std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
 
@@ -366,7 +378,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let probe = val_ids[..probe_ctx].to_vec();
 
     let mut monitor = if args.monitor_every > 0 {
-        Some(Monitor::new(probe, args.rules.rules(), Some(&args.out.join("monitor")))?)
+        Some(Monitor::new(probe, args.rules.rules()?, Some(&args.out.join("monitor")))?)
     } else {
         None
     };
@@ -378,7 +390,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     )?;
     let mut log = std::io::BufWriter::new(std::fs::File::create(args.out.join("train.jsonl"))?);
     let ckpt_dir = args.out.join("checkpoints");
-    let save_due = |step: u64| args.save_at.contains(&step) || (args.save_every > 0 && step % args.save_every == 0) || step == args.steps;
+    let save_due = |step: u64| args.save_at.contains(&step) || (args.save_every > 0 && step % args.save_every == 0) || step == last_step;
 
     let eval = |t: &mut Trainable| -> Result<f64> { Ok(loss_over(t.model(false)?, &val_windows)?.to_scalar::<f32>()? as f64) };
     let val0 = eval(&mut trainable)?;
@@ -400,18 +412,34 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let mut train_time = Duration::ZERO;
     let mut last_train_loss = f64::NAN;
     let mut saved = Vec::new();
-    for step in 1..=args.steps {
+    let repeated = vec![repeat_token; need];
+    for step in 1..=last_step {
         let t0 = Instant::now();
         let mut lr = lr_at(step, args.lr, args.warmup, args.steps, args.min_lr_ratio);
-        let faulty = fault_at.is_some_and(|f| step >= f && step < f + args.fault_steps);
-        if faulty {
+        let faulty = match (fault, fault_steps) {
+            (Some(f), Some(n)) => step >= f.at && step < f.at + n,
+            _ => false,
+        };
+        if let (Some(f), Some(n)) = (fault, fault_steps) {
+            if step == f.at {
+                let rec = faults::apply(f, n, &trainable.shape, &trainable.vars, args.seed)?;
+                trainable.updated();
+                std::fs::write(args.out.join("fault.json"), serde_json::to_string_pretty(&rec)? + "\n")?;
+                eprintln!("attnscope train: fault at step {step}: {} (heads hit: {})", rec.description, rec.hit_heads.iter().map(|(l, h)| format!("L{l}H{h}")).collect::<Vec<_>>().join(" "));
+                fault_record = Some(rec);
+            }
+        }
+        let data_fault = faulty && fault.is_some_and(|f| f.kind == faults::FaultKind::Data);
+        if faulty && fault.is_some_and(|f| f.kind == faults::FaultKind::LrSpike) {
             lr *= args.fault_factor;
         }
         opt.set_learning_rate(lr);
+        // The windows are drawn even during a data fault, so that later batches
+        // are those of the healthy run with the same seed.
         let windows: Vec<&[u32]> = (0..args.batch)
             .map(|_| {
                 let s = rng.below(train_ids.len() - need + 1);
-                &train_ids[s..s + need]
+                if data_fault { &repeated[..] } else { &train_ids[s..s + need] }
             })
             .collect();
         let loss = loss_over(trainable.model(true)?, &windows)?;
@@ -444,7 +472,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             rec["fault"] = json!(true);
         }
         let mut val = None;
-        if step % args.eval_every.max(1) == 0 || step == args.steps {
+        if step % args.eval_every.max(1) == 0 || step == last_step {
             let v = eval(&mut trainable)?;
             rec["val_loss"] = json!(v);
             curve.push((step, v));
@@ -498,7 +526,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let summary = json!({
         "family": family.name(), "params": n_params, "d_model": args.d_model, "layers": args.layers,
         "heads": args.heads, "kv_heads": trainable.shape.n_kv_heads, "ctx": args.ctx, "batch": args.batch,
-        "steps": args.steps, "lr": args.lr, "fault": args.fault, "fault_factor": args.fault_factor, "fault_steps": args.fault_steps,
+        "steps": args.steps, "stopped_at": last_step, "lr": args.lr, "fault": args.fault, "fault_factor": args.fault_factor, "fault_steps": fault_steps, "fault_record": fault_record,
         "val_loss_start": val0, "val_loss_end": curve.last().map(|c| c.1), "train_loss_end": last_train_loss,
         "val_curve": curve.iter().map(|(s, v)| json!([s, v])).collect::<Vec<_>>(),
         "train_time_s": train_time.as_secs_f64(), "wall_time_s": t_start.elapsed().as_secs_f64(),
@@ -512,7 +540,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     eprintln!(
         "attnscope train: val_loss {val0:.4} → {:.4} in {} steps ({:.1} s training, monitor {:.2} s = {:.1} %, {alerts} alerts); reload max |Δlogit| {reload_diff:e}; wrote {}",
         curve.last().map_or(f64::NAN, |c| c.1),
-        args.steps,
+        last_step,
         train_time.as_secs_f64(),
         monitor_time.as_secs_f64(),
         100.0 * monitor_time.as_secs_f64() / train_time.as_secs_f64().max(1e-9),
@@ -540,11 +568,6 @@ mod tests {
         assert!((2..=110).all(|s| lr(s) <= lr(s - 1) || s <= 10));
     }
 
-    #[test]
-    fn fault_syntax() {
-        assert_eq!(parse_fault("lr-spike@300").unwrap(), 300);
-        assert!(parse_fault("lr-spike@x").is_err() && parse_fault("nan@3").is_err());
-    }
 
     #[test]
     fn rng_normal_has_unit_variance() {

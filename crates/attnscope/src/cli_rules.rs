@@ -1,0 +1,130 @@
+//! The monitor's alert rules as command-line options (shared by `train`,
+//! `monitor` and `monitor-eval`). The library's [`Rules`] knows nothing of
+//! clap; every default here is `Rules::default()`'s.
+
+use clap::Args;
+
+use crate::monitor::{Measure, Rules};
+
+#[derive(Args, Debug, Clone)]
+pub struct RuleArgs {
+    /// Alert when a head's measure is more than this many robust z-units
+    /// (|x − median| / max(1.4826·MAD, --band-rel-floor·|median|) over its recent history) from its band.
+    #[arg(long, default_value_t = Rules::default().z_max, value_parser = positive_finite)]
+    pub z_max: f64,
+    /// Observations of a head (since it formed) before the band rule applies.
+    #[arg(long, default_value_t = Rules::default().min_history)]
+    pub min_history: usize,
+    /// Recent observations the band (median, MAD) is computed over.
+    #[arg(long, default_value_t = Rules::default().window)]
+    pub history_window: usize,
+    /// Smallest band scale, as a fraction of |median|.
+    #[arg(long, default_value_t = Rules::default().rel_floor, value_parser = non_negative_finite)]
+    pub band_rel_floor: f64,
+    /// Measures the band rule watches (comma-separated: key_coherence,
+    /// participation_ratio, k90, attention_entropy).
+    #[arg(long, value_delimiter = ',', value_parser = measure)]
+    pub band_measures: Option<Vec<Measure>>,
+    /// Warm-up: a head must be formed, and a measure settled, over this many observations.
+    #[arg(long, default_value_t = Rules::default().settle)]
+    pub settle: usize,
+    /// Warm-up: a measure is settled when its last --settle values spread over at most this × |median|.
+    #[arg(long, default_value_t = Rules::default().settle_tol, value_parser = non_negative_finite)]
+    pub settle_tol: f64,
+    /// Warm-up: a head is formed when its median entropy over --settle
+    /// observations is at most this × the entropy of uniform causal attention.
+    #[arg(long, default_value_t = Rules::default().formed_frac, value_parser = positive_finite)]
+    pub formed_frac: f64,
+    /// Out of band this many observations in a row before the alert.
+    #[arg(long, default_value_t = Rules::default().consecutive)]
+    pub consecutive: usize,
+    /// Of the heads out of band at one observation, only those with |z| at
+    /// least this fraction of the largest alert (0: all).
+    #[arg(long, default_value_t = Rules::default().relative, value_parser = non_negative_finite)]
+    pub relative: f64,
+    /// Alert when key_coherence exceeds this (default: --coherence-frac of its bound n/(d+1)).
+    #[arg(long, value_parser = positive_finite)]
+    pub coherence_max: Option<f64>,
+    #[arg(long, default_value_t = Rules::default().coherence_frac, value_parser = positive_finite)]
+    pub coherence_frac: f64,
+    /// Apply the band rule only from this training step on (default 0: the
+    /// per-head warm-up decides).
+    #[arg(long, default_value_t = Rules::default().band_after)]
+    pub band_after: u64,
+    /// Disable the collapse rule (participation_ratio < 2/n).
+    #[arg(long)]
+    pub no_collapse_alert: bool,
+    /// Also count k90 = 1 as a collapse (off by default: small healthy heads often have k90 = 1).
+    #[arg(long)]
+    pub collapse_k90: bool,
+}
+
+/// A threshold: a finite number above 0 (NaN would silently disable a
+/// rule, since every comparison with NaN is false).
+fn positive_finite(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(x) if x.is_finite() && x > 0.0 => Ok(x),
+        _ => Err("not a finite number above 0".into()),
+    }
+}
+
+/// A finite number ≥ 0.
+fn non_negative_finite(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(x) if x.is_finite() && x >= 0.0 => Ok(x),
+        _ => Err("not a finite number ≥ 0".into()),
+    }
+}
+
+fn measure(s: &str) -> Result<Measure, String> {
+    Measure::parse(s.trim()).ok_or_else(|| "not a measure (key_coherence, participation_ratio, k90, attention_entropy)".into())
+}
+
+impl RuleArgs {
+    /// The rules, checked (an inconsistent combination is an error, exit 2).
+    pub fn rules(&self) -> anyhow::Result<Rules> {
+        let r = Rules {
+            z_max: self.z_max,
+            min_history: self.min_history,
+            window: self.history_window,
+            rel_floor: self.band_rel_floor,
+            band_measures: self.band_measures.clone().unwrap_or_else(|| Rules::default().band_measures),
+            settle: self.settle,
+            settle_tol: self.settle_tol,
+            formed_frac: self.formed_frac,
+            consecutive: self.consecutive,
+            relative: self.relative,
+            band_after: self.band_after,
+            coherence_max: self.coherence_max,
+            coherence_frac: self.coherence_frac,
+            collapse: !self.no_collapse_alert,
+            collapse_k90: self.collapse_k90,
+        };
+        r.validate().map_err(|e| anyhow::anyhow!("rules: {e}"))?;
+        Ok(r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct P {
+        #[command(flatten)]
+        r: RuleArgs,
+    }
+
+    #[test]
+    fn cli_defaults_are_the_library_defaults() {
+        let r = P::try_parse_from(["x"]).unwrap().r.rules().unwrap();
+        assert_eq!(r, Rules::default());
+        let r = P::try_parse_from(["x", "--band-measures", "k90,attention_entropy", "--relative", "0.3"]).unwrap().r.rules().unwrap();
+        assert_eq!(r.band_measures, [Measure::K90, Measure::AttentionEntropy]);
+        assert_eq!(r.relative, 0.3);
+        assert!(P::try_parse_from(["x", "--band-measures", "loss"]).is_err());
+        assert!(P::try_parse_from(["x", "--z-max", "nan"]).is_err());
+        assert!(P::try_parse_from(["x", "--history-window", "1"]).unwrap().r.rules().is_err());
+    }
+}

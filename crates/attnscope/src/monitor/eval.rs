@@ -1,0 +1,436 @@
+//! `attnscope monitor-eval`: the monitor's false-alarm and fault-localisation
+//! study (docs/monitor.md). Trains healthy runs (families × seeds) and fault
+//! runs (families × faults × fault seeds) with `attnscope train` as child
+//! processes, keeps every run's observation series (OUT/runs/NAME/monitor/
+//! monitor.jsonl), and scores them with the rules given on the command line
+//! (re-scoring saved series needs no training: `--rescore`). Writes
+//! OUT/eval.json, OUT/runs.csv and OUT/eval.md.
+//!
+//! Scoring: a healthy run's alerts are false alarms (per run, and per 1,000
+//! head-observations). A fault at step `a` is scored over the observations
+//! at steps a ..= a + window: the flagged heads are those with any alert
+//! there; recall = |flagged ∩ hit| / |hit|, precision = |flagged ∩ hit| /
+//! |flagged| (heads hit: OUT/runs/NAME/fault.json); the delay is the first
+//! alert's step − a (on a hit head for head faults, on any head otherwise);
+//! the validation-loss change at detection is val_loss at that step (eval
+//! at every monitor observation) minus the last val_loss before the fault,
+//! and minus the healthy run's (same seed) val_loss at the same step.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use super::{Alert, HeadPoint, Monitor, Rules};
+use crate::train::faults::FaultKind;
+use crate::train::family::TrainFamily;
+
+pub const ABOUT: &str = "Run the monitor's study: false alarms on healthy training runs, and recall, precision,
+delay and validation-loss change for injected faults (docs/monitor.md).
+
+Trains OUT/runs/FAMILY-sSEED-healthy for every --families × --seeds (--steps steps) and
+OUT/runs/FAMILY-sSEED-FAULT for every --families × --faults × --fault-seeds (fault at
+--fault-at, stopped --window + --monitor-every steps later), with `attnscope train` as child
+processes (--jobs at a time, one thread each); a run whose summary.json exists is kept.
+Then scores every run's saved monitor series with the rules given here and writes
+OUT/eval.json, OUT/runs.csv and OUT/eval.md. --rescore only scores (no training).";
+
+#[derive(Args, Debug, Clone)]
+pub struct MonitorEvalArgs {
+    /// Training text (tinyshakespeare for the study in docs/monitor.md).
+    #[arg(long)]
+    pub text: PathBuf,
+    #[arg(long, default_value = "out/monitor-eval")]
+    pub out: PathBuf,
+    /// Families (comma-separated).
+    #[arg(long, value_delimiter = ',', default_values_t = vec!["gpt2".to_string(), "gpt_neox".to_string(), "llama".to_string()])]
+    pub families: Vec<String>,
+    /// Seeds of the healthy runs (comma-separated; empty: none).
+    #[arg(long, value_delimiter = ',', default_values_t = vec![1u64, 2, 3, 4, 5])]
+    pub seeds: Vec<u64>,
+    /// Seeds of the fault runs.
+    #[arg(long, value_delimiter = ',', default_values_t = vec![1u64])]
+    pub fault_seeds: Vec<u64>,
+    /// Faults (comma-separated: collapse, reset, key, data, lr-spike; `none`: no fault runs).
+    #[arg(long, value_delimiter = ',', default_values_t = vec!["collapse".to_string(), "reset".to_string(), "key".to_string(), "data".to_string(), "lr-spike".to_string()])]
+    pub faults: Vec<String>,
+    /// Training steps (the learning-rate schedule of every run).
+    #[arg(long, default_value_t = 600)]
+    pub steps: u64,
+    /// Step of every fault.
+    #[arg(long, default_value_t = 300)]
+    pub fault_at: u64,
+    /// Scoring window after the fault, in steps.
+    #[arg(long, default_value_t = 50)]
+    pub window: u64,
+    /// Monitor (and validation) every N steps.
+    #[arg(long, default_value_t = 10)]
+    pub monitor_every: u64,
+    /// Training runs at a time (each on one thread).
+    #[arg(long, default_value_t = 1)]
+    pub jobs: usize,
+    /// Only score the runs already in OUT/runs (no training).
+    #[arg(long)]
+    pub rescore: bool,
+    /// An extra argument for every `attnscope train` run (repeat), e.g. --train-arg=--d-model --train-arg=32.
+    #[arg(long, allow_hyphen_values = true)]
+    pub train_arg: Vec<String>,
+    #[command(flatten)]
+    pub rules: crate::cli_rules::RuleArgs,
+}
+
+/// One planned training run.
+struct Plan {
+    name: String,
+    family: String,
+    seed: u64,
+    fault: Option<FaultKind>,
+}
+
+fn plan(args: &MonitorEvalArgs, faults: &[FaultKind]) -> Vec<Plan> {
+    let mut v = Vec::new();
+    for f in &args.families {
+        for &s in &args.seeds {
+            v.push(Plan { name: format!("{f}-s{s}-healthy"), family: f.clone(), seed: s, fault: None });
+        }
+    }
+    for &k in faults {
+        for f in &args.families {
+            for &s in &args.fault_seeds {
+                v.push(Plan { name: format!("{f}-s{s}-{}", k.name()), family: f.clone(), seed: s, fault: Some(k) });
+            }
+        }
+    }
+    v
+}
+
+fn train_command(args: &MonitorEvalArgs, p: &Plan, dir: &Path) -> Result<Command> {
+    let exe = std::env::current_exe().context("cannot find the attnscope executable")?;
+    let mut c = Command::new(exe);
+    let text = args.text.to_str().context("--text is not UTF-8")?;
+    let dir_s = dir.to_str().context("--out is not UTF-8")?;
+    let (steps, seed, every) = (args.steps.to_string(), p.seed.to_string(), args.monitor_every.to_string());
+    c.args(["train", "--family", &p.family, "--text", text, "--steps", &steps, "--seed", &seed]);
+    c.args(["--eval-every", &every, "--monitor-every", &every, "--quiet", "--out", dir_s]);
+    if let Some(k) = p.fault {
+        let stop = (args.fault_at + args.window + args.monitor_every).min(args.steps);
+        c.args(["--fault", &format!("{}@{}", k.name(), args.fault_at), "--stop-at", &stop.to_string()]);
+    }
+    c.args(&args.train_arg);
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        c.env("RAYON_NUM_THREADS", "1");
+    }
+    Ok(c)
+}
+
+/// Trains the runs that have no summary.json yet, `jobs` at a time.
+fn train_all(args: &MonitorEvalArgs, plans: &[Plan]) -> Result<()> {
+    let runs = args.out.join("runs");
+    std::fs::create_dir_all(&runs).with_context(|| format!("cannot create {}", runs.display()))?;
+    let todo: Vec<&Plan> = plans.iter().filter(|p| !runs.join(&p.name).join("summary.json").is_file()).collect();
+    eprintln!("attnscope monitor-eval: {} runs planned, {} to train", plans.len(), todo.len());
+    let mut running: Vec<(String, PathBuf, Child)> = Vec::new();
+    let mut queue = todo.into_iter();
+    loop {
+        while running.len() < args.jobs.max(1) {
+            let Some(p) = queue.next() else { break };
+            let dir = runs.join(&p.name);
+            let log = runs.join(format!("{}.log", p.name));
+            let f = std::fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
+            let child = train_command(args, p, &dir)?.stdout(Stdio::null()).stderr(f).spawn().context("cannot start attnscope train")?;
+            eprintln!("attnscope monitor-eval: training {}", p.name);
+            running.push((p.name.clone(), log, child));
+        }
+        if running.is_empty() {
+            return Ok(());
+        }
+        // Wait for any child to finish.
+        let mut done = None;
+        while done.is_none() {
+            for (i, (_, _, c)) in running.iter_mut().enumerate() {
+                if let Some(st) = c.try_wait()? {
+                    done = Some((i, st));
+                    break;
+                }
+            }
+            if done.is_none() {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+        }
+        let (i, st) = done.context("no child")?;
+        let (name, log, _) = running.remove(i);
+        if !st.success() {
+            for (_, _, c) in running.iter_mut() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+            let last = std::fs::read_to_string(&log).unwrap_or_default().lines().filter(|l| !l.trim().is_empty()).last().unwrap_or("").to_string();
+            bail!("training run {name} failed: {last} (log: {})", log.display());
+        }
+    }
+}
+
+/// A run's observation series, grouped by step.
+fn read_series(path: &Path) -> Result<Vec<Vec<HeadPoint>>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut by_step: BTreeMap<u64, Vec<HeadPoint>> = BTreeMap::new();
+    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let p: HeadPoint = serde_json::from_str(line).with_context(|| format!("{} line {}: not a monitor record", path.display(), i + 1))?;
+        by_step.entry(p.step).or_default().push(p);
+    }
+    Ok(by_step.into_values().map(|mut v| {
+        v.sort_by_key(|p| (p.layer, p.head));
+        v
+    }).collect())
+}
+
+/// val_loss by step from train.jsonl.
+fn read_val(path: &Path) -> Result<BTreeMap<u64, f64>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut m = BTreeMap::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let v: Value = serde_json::from_str(line).with_context(|| format!("{}: not JSON", path.display()))?;
+        if let (Some(s), Some(l)) = (v["step"].as_u64(), v["val_loss"].as_f64()) {
+            m.insert(s, l);
+        }
+    }
+    Ok(m)
+}
+
+/// The rules applied to one saved series.
+pub fn score_series(series: Vec<Vec<HeadPoint>>, rules: &Rules) -> Result<(Vec<Alert>, usize)> {
+    let mut mon = Monitor::new(Vec::new(), rules.clone(), None)?;
+    let mut n = 0;
+    for obs in series {
+        n += obs.len();
+        mon.observe_points(obs)?;
+    }
+    Ok((mon.alerts().to_vec(), n))
+}
+
+fn head(l: usize, h: usize) -> String {
+    format!("L{l}H{h}")
+}
+
+#[derive(Serialize, Clone)]
+struct HealthyRow {
+    run: String,
+    family: String,
+    seed: u64,
+    head_observations: usize,
+    alerts: usize,
+    alerted_heads: Vec<String>,
+    alert_steps: Vec<u64>,
+}
+
+#[derive(Serialize, Clone)]
+struct FaultRow {
+    run: String,
+    family: String,
+    seed: u64,
+    fault: String,
+    fault_step: u64,
+    hit_heads: Vec<String>,
+    flagged_heads: Vec<String>,
+    recall: Option<f64>,
+    precision: Option<f64>,
+    detected: bool,
+    delay: Option<u64>,
+    val_before: Option<f64>,
+    val_at_detection: Option<f64>,
+    val_change_at_detection: Option<f64>,
+    val_change_vs_healthy: Option<f64>,
+    val_change_end_of_window: Option<f64>,
+    alerts_before_fault: usize,
+    alerts_in_window: usize,
+    top_alerts: Vec<String>,
+}
+
+fn last_at_or_before(m: &BTreeMap<u64, f64>, s: u64) -> Option<f64> {
+    m.range(..=s).next_back().map(|(_, v)| *v)
+}
+
+fn score_fault(args: &MonitorEvalArgs, p: &Plan, dir: &Path, rules: &Rules, healthy_val: Option<&BTreeMap<u64, f64>>) -> Result<FaultRow> {
+    let (alerts, _) = score_series(read_series(&dir.join("monitor/monitor.jsonl"))?, rules)?;
+    let rec: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("fault.json")).with_context(|| format!("{}: no fault.json", dir.display()))?)?;
+    let at = rec["step"].as_u64().context("fault.json: no step")?;
+    let kind = p.fault.context("not a fault run")?;
+    let hit: BTreeSet<(usize, usize)> = rec["hit_heads"]
+        .as_array()
+        .context("fault.json: no hit_heads")?
+        .iter()
+        .filter_map(|x| Some((x[0].as_u64()? as usize, x[1].as_u64()? as usize)))
+        .collect();
+    let end = at + args.window;
+    let win: Vec<&Alert> = alerts.iter().filter(|a| a.step >= at && a.step <= end).collect();
+    let flagged: BTreeSet<(usize, usize)> = win.iter().map(|a| (a.layer, a.head)).collect();
+    let tp = flagged.intersection(&hit).count();
+    let targeted = kind.targets_heads();
+    let det_step = win.iter().filter(|a| !targeted || hit.contains(&(a.layer, a.head))).map(|a| a.step).min();
+    let val = read_val(&dir.join("train.jsonl"))?;
+    let val_before = at.checked_sub(1).and_then(|s| last_at_or_before(&val, s));
+    let val_det = det_step.and_then(|s| last_at_or_before(&val, s));
+    let diff = |a: Option<f64>, b: Option<f64>| Some(a? - b?);
+    let mut sorted = win.clone();
+    sorted.sort_by(|a, b| b.severity.total_cmp(&a.severity));
+    Ok(FaultRow {
+        run: p.name.clone(),
+        family: p.family.clone(),
+        seed: p.seed,
+        fault: kind.name().into(),
+        fault_step: at,
+        hit_heads: hit.iter().map(|&(l, h)| head(l, h)).collect(),
+        flagged_heads: flagged.iter().map(|&(l, h)| head(l, h)).collect(),
+        recall: targeted.then(|| tp as f64 / hit.len().max(1) as f64),
+        precision: (targeted && !flagged.is_empty()).then(|| tp as f64 / flagged.len() as f64),
+        detected: det_step.is_some(),
+        delay: det_step.map(|s| s - at),
+        val_before,
+        val_at_detection: val_det,
+        val_change_at_detection: diff(val_det, val_before),
+        val_change_vs_healthy: diff(val_det, det_step.and_then(|s| healthy_val.and_then(|h| h.get(&s).copied()))),
+        val_change_end_of_window: diff(last_at_or_before(&val, end), val_before),
+        alerts_before_fault: alerts.iter().filter(|a| a.step < at).count(),
+        alerts_in_window: win.len(),
+        top_alerts: sorted.iter().take(5).map(|a| a.to_string()).collect(),
+    })
+}
+
+fn opt(v: Option<f64>, prec: usize) -> String {
+    v.map_or("–".into(), |x| format!("{x:.prec$}"))
+}
+
+fn markdown(args: &MonitorEvalArgs, rules: &Rules, healthy: &[HealthyRow], faults: &[FaultRow]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# attnscope monitor-eval\n");
+    let _ = writeln!(s, "Rules: {rules:?}\n");
+    let _ = writeln!(s, "Healthy runs: families {:?}, seeds {:?}, {} steps; fault runs: seeds {:?}, fault at step {}, window {} steps; monitor and validation every {} steps.\n", args.families, args.seeds, args.steps, args.fault_seeds, args.fault_at, args.window, args.monitor_every);
+    if !healthy.is_empty() {
+        let _ = writeln!(s, "## False alarms (healthy runs)\n\n| family | runs | alerts per run | head-observations | alerts per 1,000 head-observations | alerted heads |\n|---|---|---|---|---|---|");
+        for f in &args.families {
+            let rows: Vec<&HealthyRow> = healthy.iter().filter(|r| &r.family == f).collect();
+            let obs: usize = rows.iter().map(|r| r.head_observations).sum();
+            let al: usize = rows.iter().map(|r| r.alerts).sum();
+            let heads: BTreeSet<String> = rows.iter().flat_map(|r| r.alerted_heads.iter().map(|h| format!("s{} {h}", r.seed))).collect();
+            let per: Vec<String> = rows.iter().map(|r| r.alerts.to_string()).collect();
+            let _ = writeln!(s, "| {f} | {} | {} | {obs} | {:.2} | {} |", rows.len(), per.join(" / "), 1000.0 * al as f64 / obs.max(1) as f64, if heads.is_empty() { "–".into() } else { heads.into_iter().collect::<Vec<_>>().join(", ") });
+        }
+        let obs: usize = healthy.iter().map(|r| r.head_observations).sum();
+        let al: usize = healthy.iter().map(|r| r.alerts).sum();
+        let _ = writeln!(s, "| **all** | {} | {al} in total | {obs} | **{:.2}** | |\n", healthy.len(), 1000.0 * al as f64 / obs.max(1) as f64);
+    }
+    if !faults.is_empty() {
+        let _ = writeln!(s, "## Faults (window: {} steps from the fault)\n\n| fault | family | seed | heads hit | heads flagged | recall | precision | delay (steps) | val loss before | Δ val at detection | Δ vs healthy | Δ val end of window | alerts before fault |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|", args.window);
+        for r in faults {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                r.fault, r.family, r.seed,
+                if r.fault == "data" || r.fault == "lr-spike" { "(all)".into() } else { r.hit_heads.join(" ") },
+                if r.flagged_heads.is_empty() { "–".into() } else { r.flagged_heads.join(" ") },
+                opt(r.recall, 2), opt(r.precision, 2),
+                r.delay.map_or("not detected".into(), |d| d.to_string()),
+                opt(r.val_before, 3), opt(r.val_change_at_detection, 3), opt(r.val_change_vs_healthy, 3), opt(r.val_change_end_of_window, 3),
+                r.alerts_before_fault
+            );
+        }
+    }
+    s
+}
+
+pub fn run(args: &MonitorEvalArgs) -> Result<()> {
+    let rules = args.rules.rules()?;
+    for f in &args.families {
+        TrainFamily::parse(f)?;
+    }
+    let faults: Vec<FaultKind> = if args.faults.iter().any(|f| f == "none") {
+        Vec::new()
+    } else {
+        args.faults.iter().map(|f| FaultKind::parse(f)).collect::<Result<_>>().context("--faults")?
+    };
+    if args.monitor_every == 0 || args.steps == 0 {
+        bail!("--monitor-every and --steps must be ≥ 1");
+    }
+    if !faults.is_empty() && (args.fault_at == 0 || args.fault_at >= args.steps) {
+        bail!("--fault-at must be in 1..--steps");
+    }
+    crate::texts::regular_file(&args.text, "text")?;
+    let plans = plan(args, &faults);
+    if plans.is_empty() {
+        bail!("nothing to run: give --seeds or --faults");
+    }
+    if !args.rescore {
+        train_all(args, &plans)?;
+    }
+    let runs = args.out.join("runs");
+    let mut healthy = Vec::new();
+    let mut fault_rows = Vec::new();
+    let mut healthy_val: BTreeMap<(String, u64), BTreeMap<u64, f64>> = BTreeMap::new();
+    for p in plans.iter().filter(|p| p.fault.is_none()) {
+        let dir = runs.join(&p.name);
+        let (alerts, n) = score_series(read_series(&dir.join("monitor/monitor.jsonl"))?, &rules)?;
+        healthy_val.insert((p.family.clone(), p.seed), read_val(&dir.join("train.jsonl"))?);
+        healthy.push(HealthyRow {
+            run: p.name.clone(),
+            family: p.family.clone(),
+            seed: p.seed,
+            head_observations: n,
+            alerts: alerts.len(),
+            alerted_heads: alerts.iter().map(|a| head(a.layer, a.head)).collect::<BTreeSet<_>>().into_iter().collect(),
+            alert_steps: alerts.iter().map(|a| a.step).collect::<BTreeSet<_>>().into_iter().collect(),
+        });
+    }
+    for p in plans.iter().filter(|p| p.fault.is_some()) {
+        let dir = runs.join(&p.name);
+        // The healthy run of the same family and seed, for the loss comparison (trained if planned).
+        let hv = healthy_val.get(&(p.family.clone(), p.seed)).cloned().or_else(|| read_val(&runs.join(format!("{}-s{}-healthy", p.family, p.seed)).join("train.jsonl")).ok());
+        fault_rows.push(score_fault(args, p, &dir, &rules, hv.as_ref())?);
+    }
+    let obs: usize = healthy.iter().map(|r| r.head_observations).sum();
+    let al: usize = healthy.iter().map(|r| r.alerts).sum();
+    let doc = json!({
+        "rules": format!("{rules:?}"),
+        "settings": {"families": args.families, "seeds": args.seeds, "fault_seeds": args.fault_seeds, "faults": faults.iter().map(|k| k.name()).collect::<Vec<_>>(),
+                     "steps": args.steps, "fault_at": args.fault_at, "window": args.window, "monitor_every": args.monitor_every, "train_args": args.train_arg},
+        "healthy": {"runs": healthy, "alerts": al, "head_observations": obs, "alerts_per_1000_head_observations": 1000.0 * al as f64 / obs.max(1) as f64},
+        "faults": fault_rows,
+    });
+    std::fs::write(args.out.join("eval.json"), serde_json::to_string_pretty(&doc)? + "\n")?;
+    let mut csv = String::from("run,family,seed,fault,head_observations,alerts,hit_heads,flagged_heads,recall,precision,delay,val_change_at_detection,val_change_vs_healthy,alerts_before_fault\n");
+    for r in &healthy {
+        let _ = writeln!(csv, "{},{},{},,{},{},,{},,,,,,", r.run, r.family, r.seed, r.head_observations, r.alerts, r.alerted_heads.join(" "));
+    }
+    for r in &fault_rows {
+        let o = |v: Option<f64>| v.map_or(String::new(), |x| format!("{x}"));
+        let _ = writeln!(
+            csv,
+            "{},{},{},{},,{},{},{},{},{},{},{},{},{}",
+            r.run, r.family, r.seed, r.fault, r.alerts_in_window, r.hit_heads.join(" "), r.flagged_heads.join(" "),
+            o(r.recall), o(r.precision), r.delay.map_or(String::new(), |d| d.to_string()), o(r.val_change_at_detection), o(r.val_change_vs_healthy), r.alerts_before_fault
+        );
+    }
+    std::fs::write(args.out.join("runs.csv"), csv)?;
+    let md = markdown(args, &rules, &healthy, &fault_rows);
+    std::fs::write(args.out.join("eval.md"), &md)?;
+    println!("{md}");
+    eprintln!("attnscope monitor-eval: {} healthy runs ({al} alerts in {obs} head-observations), {} fault runs; wrote {}", healthy.len(), fault_rows.len(), args.out.display());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_value_at_or_before() {
+        let m: BTreeMap<u64, f64> = [(10, 1.0), (20, 2.0)].into_iter().collect();
+        assert_eq!(last_at_or_before(&m, 19), Some(1.0));
+        assert_eq!(last_at_or_before(&m, 20), Some(2.0));
+        assert_eq!(last_at_or_before(&m, 5), None);
+    }
+}

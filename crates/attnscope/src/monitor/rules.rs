@@ -1,0 +1,525 @@
+//! The monitor's alert rules: typed measures, typed rules, per-head state.
+//!
+//! A head's measure is compared with a band (median ± `z_max` robust scales
+//! over its last `window` observations). The band applies only after the
+//! head's own warm-up: the head has *formed* (median attention entropy of
+//! its last `settle` observations at most `formed_frac` × the entropy of
+//! uniform causal attention) and the measure has *settled* (its last
+//! `settle` observations spread over at most `settle_tol` × |median|); both
+//! are latched once reached. A head out of band for `consecutive`
+//! observations in a row raises one alert (on entry; re-armed once it is back
+//! in band), and, among the heads out of band at one observation, only those
+//! within `relative` × the largest robust z of that observation alert: a
+//! fault hits few heads hard, the heads downstream of it move less.
+//! Threshold rules (coherence, collapse) alert on entry, on formed heads.
+//! Alerts of one observation are sorted by severity (largest first).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+
+use serde::{Serialize, Serializer};
+
+use super::HeadPoint;
+
+/// A measure the monitor records (the columns of monitor.csv, in order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Measure {
+    KeyCoherence,
+    ParticipationRatio,
+    K90,
+    AttentionEntropy,
+}
+
+impl Measure {
+    pub const ALL: [Measure; 4] = [Measure::KeyCoherence, Measure::ParticipationRatio, Measure::K90, Measure::AttentionEntropy];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::KeyCoherence => "key_coherence",
+            Self::ParticipationRatio => "participation_ratio",
+            Self::K90 => "k90",
+            Self::AttentionEntropy => "attention_entropy",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.name() == s)
+    }
+
+    /// The measure's value in a head point.
+    pub fn of(self, p: &HeadPoint) -> f64 {
+        match self {
+            Self::KeyCoherence => p.key_coherence,
+            Self::ParticipationRatio => p.participation_ratio,
+            Self::K90 => p.k90 as f64,
+            Self::AttentionEntropy => p.attention_entropy,
+        }
+    }
+}
+
+impl fmt::Display for Measure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Serialize for Measure {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+/// The rule that raised an alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Rule {
+    /// The measure left the head's own band.
+    Band,
+    /// key_coherence above its threshold.
+    Coherence,
+    /// participation_ratio < 2/n (or k90 = 1 with `collapse_k90`).
+    Collapse,
+}
+
+impl Rule {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Band => "band",
+            Self::Coherence => "coherence",
+            Self::Collapse => "collapse",
+        }
+    }
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Alert rules. One default, used by the library, `train`, `monitor`,
+/// `monitor-eval` and the Python binding; chosen on tuning seeds 101–103
+/// (docs/monitor.md).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rules {
+    /// Band: |x − median| / scale above this (robust z), scale = max(1.4826·MAD, rel_floor·|median|).
+    pub z_max: f64,
+    /// Band: median and MAD over at most this many recent observations.
+    pub window: usize,
+    /// Band: the least history (observations) before the band applies.
+    pub min_history: usize,
+    /// Smallest band scale, as a fraction of |median|.
+    pub rel_floor: f64,
+    /// Measures the band rule watches.
+    pub band_measures: Vec<Measure>,
+    /// Warm-up: observations over which a head must be formed and a measure settled.
+    pub settle: usize,
+    /// Warm-up: settled when (max − min) of the last `settle` values ≤ this × |median|.
+    pub settle_tol: f64,
+    /// Warm-up: formed when the median entropy of the last `settle`
+    /// observations ≤ this × the entropy of uniform causal attention.
+    pub formed_frac: f64,
+    /// Band: out of band this many observations in a row before the alert.
+    pub consecutive: usize,
+    /// Band: of the heads out of band at one observation, only those with
+    /// |z| ≥ this × the largest |z| alert (0: all).
+    pub relative: f64,
+    /// The band rule applies only from this step on (0: from the start; the warm-up above decides).
+    pub band_after: u64,
+    /// key_coherence above this alerts (absolute value) ...
+    pub coherence_max: Option<f64>,
+    /// ... else above this fraction of its bound n / (d + 1).
+    pub coherence_frac: f64,
+    /// Alert when a head collapses: participation_ratio < 2/n ...
+    pub collapse: bool,
+    /// ... or (when set) k90 = 1.
+    pub collapse_k90: bool,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Rules {
+            z_max: 6.0,
+            window: 30,
+            min_history: 5,
+            rel_floor: 0.05,
+            // k90 is a small integer in small heads (1–3 at d_head 16): a change
+            // of one direction is not a fault, so the band rule skips it.
+            band_measures: vec![Measure::KeyCoherence, Measure::ParticipationRatio, Measure::AttentionEntropy],
+            settle: 5,
+            settle_tol: 0.5,
+            formed_frac: 0.9,
+            consecutive: 1,
+            relative: 0.0,
+            band_after: 0,
+            coherence_max: None,
+            coherence_frac: 0.9,
+            collapse: true,
+            collapse_k90: false,
+        }
+    }
+}
+
+impl Rules {
+    /// Checks the settings (one line per problem, for exit 2).
+    pub fn validate(&self) -> Result<(), String> {
+        let finite_pos = |x: f64| x.is_finite() && x > 0.0;
+        if !finite_pos(self.z_max) || !finite_pos(self.coherence_frac) || self.coherence_max.is_some_and(|c| !finite_pos(c)) {
+            return Err("z_max, coherence_frac and coherence_max must be finite numbers above 0".into());
+        }
+        if !(self.rel_floor.is_finite() && self.rel_floor >= 0.0) || !(self.settle_tol.is_finite() && self.settle_tol >= 0.0) {
+            return Err("rel_floor and settle_tol must be finite numbers ≥ 0".into());
+        }
+        if !(self.formed_frac.is_finite() && self.formed_frac > 0.0) || !(0.0..=1.0).contains(&self.relative) {
+            return Err("formed_frac must be above 0 and relative in [0, 1]".into());
+        }
+        if self.min_history < 2 || self.window < self.min_history || self.settle < 1 || self.consecutive < 1 {
+            return Err("need min_history ≥ 2, window ≥ min_history, settle ≥ 1, consecutive ≥ 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// Mean over query rows i = 0..n−1 of ln(i + 1): the attention entropy of a
+/// head that attends uniformly over its causal prefix.
+pub fn uniform_entropy(n: usize) -> f64 {
+    if n == 0 {
+        return 0.0;
+    }
+    (1..=n).map(|i| (i as f64).ln()).sum::<f64>() / n as f64
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        0.5 * (v[n / 2 - 1] + v[n / 2])
+    }
+}
+
+/// (robust z, median, scale) of `x` against `hist`.
+pub fn robust_z(x: f64, hist: &[f64], rel_floor: f64) -> (f64, f64, f64) {
+    let mut h = hist.to_vec();
+    let med = median(&mut h);
+    let mut dev: Vec<f64> = hist.iter().map(|v| (v - med).abs()).collect();
+    let mad = median(&mut dev);
+    let scale = (1.4826 * mad).max(rel_floor * med.abs()).max(1e-12);
+    ((x - med) / scale, med, scale)
+}
+
+/// An alert: which head, which measure, its value, the band it left.
+#[derive(Debug, Clone, Serialize)]
+pub struct Alert {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<String>,
+    pub step: u64,
+    pub layer: usize,
+    pub head: usize,
+    pub measure: Measure,
+    pub value: f64,
+    pub rule: Rule,
+    /// The band [lo, hi] (band rule) or [−∞ / 0, threshold] (threshold rules) the value left.
+    pub band: [f64; 2],
+    /// Robust z against the head's band (band rule), or the value over its threshold times z_max (threshold rules).
+    pub severity: f64,
+    pub detail: String,
+}
+
+impl fmt::Display for Alert {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "step {} L{}H{} {} = {:.4} outside [{:.4}, {:.4}] ({} rule, severity {:.1}: {})",
+            self.step, self.layer, self.head, self.measure, self.value, self.band[0], self.band[1], self.rule, self.severity, self.detail
+        )?;
+        if let Some(c) = &self.checkpoint {
+            write!(f, " [{c}]")?;
+        }
+        Ok(())
+    }
+}
+
+/// One observation of one head's measure with the band it was checked against.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct TracePoint {
+    pub step: u64,
+    pub value: f64,
+    /// None while the head is in warm-up.
+    pub band: Option<[f64; 2]>,
+}
+
+#[derive(Default)]
+struct Track {
+    hist: VecDeque<f64>,
+    settled: bool,
+    streak: usize,
+    /// Alerted in the current out-of-band episode.
+    fired: bool,
+    trace: Vec<TracePoint>,
+}
+
+/// The rules' state over every (layer, head).
+#[derive(Default)]
+pub struct RuleState {
+    tracks: BTreeMap<(usize, usize, Measure), Track>,
+    entropy: BTreeMap<(usize, usize), VecDeque<f64>>,
+    formed: BTreeMap<(usize, usize), bool>,
+    active: BTreeMap<(usize, usize, Rule), bool>,
+}
+
+struct Candidate {
+    idx: usize,
+    measure: Measure,
+    x: f64,
+    z: f64,
+    med: f64,
+    lo: f64,
+    hi: f64,
+    n: usize,
+}
+
+impl RuleState {
+    /// The (step, value, band) series of one head's measure.
+    pub fn trace(&self, layer: usize, head: usize, m: Measure) -> &[TracePoint] {
+        self.tracks.get(&(layer, head, m)).map_or(&[], |t| &t.trace)
+    }
+
+    /// Applies `rules` to one observation (all heads of one step) and
+    /// updates the state; returns the alerts sorted by severity.
+    pub fn observe(&mut self, rules: &Rules, points: &[HeadPoint]) -> Vec<Alert> {
+        let mut cands: Vec<Candidate> = Vec::new();
+        let mut out: Vec<Alert> = Vec::new();
+        for (idx, p) in points.iter().enumerate() {
+            let key = (p.layer, p.head);
+            // Formed: the head left uniform attention (latched).
+            let ent = self.entropy.entry(key).or_default();
+            ent.push_back(p.attention_entropy);
+            while ent.len() > rules.settle {
+                ent.pop_front();
+            }
+            let formed = self.formed.entry(key).or_insert(false);
+            if !*formed && ent.len() >= rules.settle {
+                let mut e: Vec<f64> = ent.iter().copied().collect();
+                *formed = median(&mut e) <= rules.formed_frac * uniform_entropy(p.n);
+                if *formed {
+                    // The band starts from the formed head: its history before (uniform
+                    // attention) is another regime.
+                    for m in Measure::ALL {
+                        if let Some(t) = self.tracks.get_mut(&(p.layer, p.head, m)) {
+                            t.hist.clear();
+                            t.settled = false;
+                        }
+                    }
+                }
+            }
+            let formed = *formed;
+            for m in Measure::ALL {
+                let x = m.of(p);
+                let t = self.tracks.entry((p.layer, p.head, m)).or_default();
+                let watched = rules.band_measures.contains(&m);
+                let mut band = None;
+                if watched && formed && t.settled && t.hist.len() >= rules.min_history && p.step >= rules.band_after && x.is_finite() {
+                    let h: Vec<f64> = t.hist.iter().copied().collect();
+                    let (z, med, scale) = robust_z(x, &h, rules.rel_floor);
+                    let (lo, hi) = (med - rules.z_max * scale, med + rules.z_max * scale);
+                    band = Some([lo, hi]);
+                    if z.abs() > rules.z_max {
+                        t.streak += 1;
+                        if t.streak >= rules.consecutive && !t.fired {
+                            cands.push(Candidate { idx, measure: m, x, z, med, lo, hi, n: h.len() });
+                        }
+                    } else {
+                        t.streak = 0;
+                        t.fired = false;
+                    }
+                }
+                t.trace.push(TracePoint { step: p.step, value: x, band });
+                if x.is_finite() {
+                    t.hist.push_back(x);
+                    while t.hist.len() > rules.window {
+                        t.hist.pop_front();
+                    }
+                }
+                // Settled: the last `settle` values lie close together (latched).
+                if !t.settled && t.hist.len() >= rules.settle {
+                    let last: Vec<f64> = t.hist.iter().rev().take(rules.settle).copied().collect();
+                    let (lo, hi) = last.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+                    let mut l = last.clone();
+                    t.settled = hi - lo <= rules.settle_tol * median(&mut l).abs();
+                }
+            }
+            if formed {
+                self.thresholds(rules, p, &mut out);
+            }
+        }
+        // Relative severity: keep the heads that moved most at this observation.
+        let zmax = cands.iter().map(|c| c.z.abs()).fold(0.0, f64::max);
+        for c in cands.into_iter().filter(|c| c.z.abs() >= rules.relative * zmax) {
+            let p = &points[c.idx];
+            if let Some(t) = self.tracks.get_mut(&(p.layer, p.head, c.measure)) {
+                t.fired = true;
+            }
+            out.push(Alert {
+                checkpoint: p.checkpoint.clone(),
+                step: p.step,
+                layer: p.layer,
+                head: p.head,
+                measure: c.measure,
+                value: c.x,
+                rule: Rule::Band,
+                band: [c.lo, c.hi],
+                severity: c.z.abs(),
+                detail: format!("robust z {:+.1} against median {:.4} of its last {} observations", c.z, c.med, c.n),
+            });
+        }
+        out.sort_by(|a, b| b.severity.total_cmp(&a.severity).then((a.layer, a.head, a.measure).cmp(&(b.layer, b.head, b.measure))));
+        out
+    }
+
+    /// Threshold rules, alerting when a head enters the state.
+    fn thresholds(&mut self, rules: &Rules, p: &HeadPoint, out: &mut Vec<Alert>) {
+        let bound = p.n as f64 / (p.d + 1).min(p.n).max(1) as f64;
+        let thr = rules.coherence_max.unwrap_or(rules.coherence_frac * bound);
+        let mut enter = |on: bool, rule: Rule| -> bool {
+            let was = self.active.insert((p.layer, p.head, rule), on).unwrap_or(false);
+            on && !was
+        };
+        let mk = |measure: Measure, value: f64, rule: Rule, band: [f64; 2], severity: f64, detail: String| Alert {
+            checkpoint: p.checkpoint.clone(),
+            step: p.step,
+            layer: p.layer,
+            head: p.head,
+            measure,
+            value,
+            rule,
+            band,
+            severity,
+            detail,
+        };
+        if enter(p.key_coherence > thr, Rule::Coherence) {
+            out.push(mk(
+                Measure::KeyCoherence,
+                p.key_coherence,
+                Rule::Coherence,
+                [1.0, thr],
+                rules.z_max * p.key_coherence / thr,
+                format!("above threshold {thr:.3} (bound n/(d+1) = {bound:.3})"),
+            ));
+        }
+        if rules.collapse {
+            let floor = 2.0 / p.n.max(1) as f64;
+            let pr_low = p.participation_ratio < floor;
+            let k90_one = rules.collapse_k90 && p.k90 == 1;
+            if enter(pr_low || k90_one, Rule::Collapse) {
+                let (m, v, band, sev) = if pr_low {
+                    (Measure::ParticipationRatio, p.participation_ratio, [floor, 1.0], rules.z_max * floor / p.participation_ratio.max(1e-12))
+                } else {
+                    (Measure::K90, 1.0, [2.0, p.d as f64], rules.z_max)
+                };
+                out.push(mk(m, v, Rule::Collapse, band, sev, format!("head collapsed (k90 = {}, participation_ratio {:.4} vs 2/n = {floor:.4})", p.k90, p.participation_ratio)));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn point(step: u64, head: usize, entropy: f64, pr: f64, kc: f64) -> HeadPoint {
+        HeadPoint { checkpoint: None, step, layer: 1, head, kv_head: head / 2, n: 64, d: 16, key_coherence: kc, participation_ratio: pr, k90: 1, attention_entropy: entropy }
+    }
+
+    #[test]
+    fn robust_z_uses_median_and_mad_with_a_floor() {
+        let h = [1.0, 2.0, 3.0, 4.0, 100.0];
+        let (z, med, scale) = robust_z(3.0 + 1.4826 * 6.0, &h, 0.0);
+        assert_eq!(med, 3.0);
+        assert!((scale - 1.4826).abs() < 1e-12 && (z - 6.0).abs() < 1e-9);
+        // MAD 0: the floor (5 % of |median|) keeps z finite.
+        let (z, _, scale) = robust_z(2.2, &[2.0; 6], 0.05);
+        assert!((scale - 0.1).abs() < 1e-12 && (z - 2.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn uniform_entropy_of_64_causal_rows() {
+        // The 3.21 nats of an untrained head (docs/monitor.md).
+        assert!((uniform_entropy(64) - 3.2115).abs() < 1e-3, "{}", uniform_entropy(64));
+        assert_eq!(uniform_entropy(1), 0.0);
+    }
+
+    #[test]
+    fn measures_and_rules_have_names() {
+        assert_eq!(Measure::ALL.map(Measure::name), ["key_coherence", "participation_ratio", "k90", "attention_entropy"]);
+        assert_eq!(Measure::parse("k90"), Some(Measure::K90));
+        assert_eq!(Measure::parse("nope"), None);
+        assert_eq!(serde_json::to_string(&Rule::Collapse).unwrap(), "\"collapse\"");
+        assert!(Rules::default().validate().is_ok());
+        assert!(Rules { window: 1, ..Rules::default() }.validate().is_err());
+        assert!(Rules { z_max: f64::NAN, ..Rules::default() }.validate().is_err());
+    }
+
+    #[test]
+    fn unformed_head_is_silent_then_a_formed_head_alerts_once_with_its_band() {
+        let rules = Rules { relative: 0.0, consecutive: 1, ..Rules::default() };
+        let mut st = RuleState::default();
+        // Head 2 attends uniformly (3.2 nats) then forms (2.0): no alert, it was never formed.
+        for s in 0..10 {
+            assert!(st.observe(&rules, &[point(s * 10, 2, 3.2, 0.5, 2.0)]).is_empty());
+        }
+        for s in 10..20 {
+            assert!(st.observe(&rules, &[point(s * 10, 2, 2.0 + 0.01 * (s % 3) as f64, 0.5, 2.0)]).is_empty(), "step {s}");
+        }
+        // Now formed and settled: the entropy falls far out of its band.
+        let a = st.observe(&rules, &[point(200, 2, 0.2, 0.5, 2.0)]);
+        assert_eq!(a.len(), 1, "{a:?}");
+        assert_eq!((a[0].rule, a[0].measure, a[0].layer, a[0].head), (Rule::Band, Measure::AttentionEntropy, 1, 2));
+        assert!(a[0].band[0] > 0.2 && a[0].band[0] < 2.0 && a[0].band[1] > 2.0 && a[0].severity > 6.0, "{a:?}");
+        assert!(a[0].to_string().contains("L1H2 attention_entropy = 0.2000 outside ["), "{}", a[0]);
+        // Still out of band: no second alert in the same episode.
+        assert!(st.observe(&rules, &[point(210, 2, 0.2, 0.5, 2.0)]).is_empty());
+        let tr = st.trace(1, 2, Measure::AttentionEntropy);
+        assert_eq!(tr.len(), 22);
+        assert!(tr[0].band.is_none() && tr[20].band.is_some());
+    }
+
+    #[test]
+    fn consecutive_and_relative_rules() {
+        let feed = |rules: &Rules| -> Vec<Vec<Alert>> {
+            let mut st = RuleState::default();
+            let mut all = Vec::new();
+            for s in 0..12 {
+                // Head 0 collapses hard from step 100 (z −19), head 1 leaves its band by less (z −8).
+                let (e0, e1) = if s >= 10 { (0.1, 1.2) } else { (2.0 + 0.01 * (s % 2) as f64, 2.0 + 0.01 * (s % 2) as f64) };
+                all.push(st.observe(rules, &[point(s * 10, 0, e0, 0.5, 2.0), point(s * 10, 1, e1, 0.5, 2.0)]));
+            }
+            all
+        };
+        let base = Rules { relative: 0.0, consecutive: 1, ..Rules::default() };
+        let a = feed(&base);
+        assert_eq!(a[10].len(), 2, "{:?}", a[10]);
+        // Sorted by severity: head 0 first.
+        assert_eq!((a[10][0].head, a[10][1].head), (0, 1));
+        let a = feed(&Rules { relative: 0.5, ..base.clone() });
+        assert_eq!(a[10].iter().map(|x| x.head).collect::<Vec<_>>(), [0]);
+        let a = feed(&Rules { consecutive: 2, ..base.clone() });
+        assert!(a[10].is_empty() && a[11].len() == 2, "{a:?}");
+    }
+
+    #[test]
+    fn threshold_rules_alert_on_entry() {
+        let rules = Rules::default();
+        let mut st = RuleState::default();
+        for s in 0..6 {
+            st.observe(&rules, &[point(s * 10, 0, 2.0, 0.5, 2.0)]);
+        }
+        let a = st.observe(&rules, &[point(60, 0, 2.0, 0.01, 3.6)]);
+        assert!(a.iter().any(|x| x.rule == Rule::Coherence) && a.iter().any(|x| x.rule == Rule::Collapse), "{a:?}");
+        let a = st.observe(&rules, &[point(70, 0, 2.0, 0.01, 3.6)]);
+        assert!(a.iter().all(|x| x.rule == Rule::Band), "{a:?}");
+    }
+}
