@@ -146,35 +146,79 @@ struct Globals {
     final_norm: Norm,
 }
 
-/// Reads tensors, checking each one's shape against the spec. A `dry`
-/// reader checks names and shapes only and returns a zero-strided
-/// placeholder of the right shape (no data read, nothing allocated for it).
+/// Reads tensors, checking each one's shape against the spec.
 struct Reader<'a> {
-    store: &'a TensorStore,
-    dry: bool,
+    mode: Mode<'a>,
 }
 
-impl Reader<'_> {
-    fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
-        if self.dry {
-            let actual = self.store.shape(name).ok_or_else(|| Error::MissingTensor { name: name.into(), source_desc: self.store.describe() })?;
-            if actual != shape {
-                return Err(Error::Shape { name: name.into(), expected: shape.to_vec(), actual });
-            }
-            return Ok(Tensor::zeros((), DType::F32, &Device::Cpu)?.broadcast_as(shape)?);
+enum Mode<'a> {
+    /// Read from the store (shape- and NaN-checked).
+    Load(&'a TensorStore),
+    /// Check names and shapes only, returning a zero-strided placeholder of
+    /// the right shape (no data read, nothing allocated for it).
+    Check(&'a TensorStore),
+    /// No store: note every name and shape the table asks for (once each),
+    /// in the canonical layout, and return placeholders ([`weight_specs`]).
+    Record(std::sync::Mutex<Vec<WeightSpec>>),
+}
+
+fn placeholder(shape: &[usize]) -> Result<Tensor> {
+    Ok(Tensor::zeros((), DType::F32, &Device::Cpu)?.broadcast_as(shape)?)
+}
+
+impl<'a> Reader<'a> {
+    fn load(store: &'a TensorStore) -> Self {
+        Reader { mode: Mode::Load(store) }
+    }
+    fn dry(store: &'a TensorStore) -> Self {
+        Reader { mode: Mode::Check(store) }
+    }
+    /// The store being read; `None` when recording the canonical layout.
+    fn store(&self) -> Option<&'a TensorStore> {
+        match self.mode {
+            Mode::Load(s) | Mode::Check(s) => Some(s),
+            Mode::Record(_) => None,
         }
-        let t = self.store.get(name)?;
+    }
+    /// Whether `name` exists (probes for a layout variant); `canonical`
+    /// answers when recording.
+    fn has(&self, name: &str, canonical: bool) -> bool {
+        self.store().map_or(canonical, |s| s.contains(name))
+    }
+    fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        let store = match &self.mode {
+            Mode::Record(seen) => {
+                let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+                if !seen.iter().any(|w| w.name == name) {
+                    seen.push(WeightSpec { name: name.to_string(), shape: shape.to_vec() });
+                }
+                return placeholder(shape);
+            }
+            Mode::Check(store) => {
+                let actual = store.shape(name).ok_or_else(|| Error::MissingTensor { name: name.into(), source_desc: store.describe() })?;
+                if actual != shape {
+                    return Err(Error::Shape { name: name.into(), expected: shape.to_vec(), actual });
+                }
+                return placeholder(shape);
+            }
+            Mode::Load(store) => store,
+        };
+        let t = store.get(name)?;
         if t.dims() != shape {
             return Err(Error::Shape { name: name.into(), expected: shape.to_vec(), actual: t.dims().to_vec() });
         }
         Ok(t)
     }
+    /// An optional tensor: read if present (always listed when recording).
     fn opt(&self, name: &str, shape: &[usize]) -> Result<Option<Tensor>> {
-        if self.store.contains(name) { self.get(name, shape).map(Some) } else { Ok(None) }
+        if self.has(name, true) { self.get(name, shape).map(Some) } else { Ok(None) }
     }
     /// Checks that `name` exists with `shape`, without reading it.
     fn check(&self, name: &str, shape: &[usize]) -> Result<()> {
-        Reader { store: self.store, dry: true }.get(name, shape).map(drop)
+        match self.mode {
+            Mode::Load(store) => Reader::dry(store).get(name, shape).map(drop),
+            _ => self.get(name, shape).map(drop),
+        }
     }
     fn norm(&self, prefix: &str, n: usize, spec: &ArchSpec) -> Result<Norm> {
         let w = self.get(&format!("{prefix}.weight"), &[n])?;
@@ -215,7 +259,7 @@ impl LayerWeights {
     /// Layer `l`'s weights by the family's name table, read from `store`
     /// and dequantized to f32 (shape- and NaN-checked).
     pub fn load(store: &TensorStore, spec: &ArchSpec, l: usize) -> Result<LayerWeights> {
-        layer(&Reader { store, dry: false }, spec, l)
+        layer(&Reader::load(store), spec, l)
     }
 }
 
@@ -230,6 +274,54 @@ fn layer(r: &Reader, spec: &ArchSpec, l: usize) -> Result<LayerWeights> {
     }
 }
 
+/// The family's table for everything outside the layers.
+fn globals(r: &Reader, spec: &ArchSpec) -> Result<Globals> {
+    match spec.family {
+        Family::Gpt2 => load_gpt2(r, spec),
+        Family::GptNeox => load_neox(r, spec),
+        Family::Bloom => load_bloom(r, spec),
+        Family::Mpt => load_mpt(r, spec),
+        _ => load_llama_like(r, spec),
+    }
+}
+
+/// One tensor a checkpoint holds: HF name and HF shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WeightSpec {
+    pub name: String,
+    pub shape: Vec<usize>,
+}
+
+/// Every tensor a checkpoint of `spec` holds, by the same name table the
+/// loader reads ([`ModelWeights::load`]), in the layout of the family's
+/// `*ForCausalLM` class as transformers saves it (`model.…`, `transformer.…`,
+/// `gpt_neox.…`). Optional tensors the table accepts (LayerNorm biases,
+/// GPT-NeoX's `query_key_value` bias) are listed; a tied output layer is not.
+///
+/// Order: token embeddings, learned positions, then each layer's tensors in
+/// the order its forward pass applies them (norm, attention, norm, MLP;
+/// weight before bias), then the remaining norms (final norm) and the
+/// output layer. A training loop that creates its parameters from this list
+/// gets exactly what the loader reads back.
+pub fn weight_specs(spec: &ArchSpec) -> Result<Vec<WeightSpec>> {
+    let record = || Reader { mode: Mode::Record(Default::default()) };
+    let taken = |r: Reader| match r.mode {
+        Mode::Record(seen) => seen.into_inner().unwrap_or_else(|e| e.into_inner()),
+        _ => unreachable!("a recording reader"),
+    };
+    let r = record();
+    let g = globals(&r, spec)?;
+    let global = taken(r);
+    let r = record();
+    for l in 0..spec.n_layers {
+        layer(&r, spec, l)?;
+    }
+    let layers = taken(r);
+    let (head, rest): (Vec<_>, Vec<_>) = global.into_iter().partition(|w| w.name == g.head_name && g.head_name != g.embed_name);
+    let (embeds, norms): (Vec<_>, Vec<_>) = rest.into_iter().partition(|w| w.shape.len() == 2);
+    Ok(embeds.into_iter().chain(layers).chain(norms).chain(head).collect())
+}
+
 impl ModelWeights {
     /// Checks every weight the decoder needs against the family's name
     /// table (names and shapes, no data read), and loads the small ones
@@ -237,21 +329,15 @@ impl ModelWeights {
     /// everything loaded here instead, as before streaming existed; so has
     /// any source when `resident` is true.
     pub fn load(store: &TensorStore, spec: &ArchSpec, resident: bool) -> Result<ModelWeights> {
-        let r = Reader { store, dry: false };
-        let g = match spec.family {
-            Family::Gpt2 => load_gpt2(&r, spec),
-            Family::GptNeox => load_neox(&r, spec),
-            Family::Bloom => load_bloom(&r, spec),
-            Family::Mpt => load_mpt(&r, spec),
-            _ => load_llama_like(&r, spec),
-        }?;
+        let r = Reader::load(store);
+        let g = globals(&r, spec)?;
         let resident = if resident || store.resident() {
             let embed = r.get(&g.embed_name, &[spec.vocab_size, spec.d_model])?;
             let layers = par_layers(spec.n_layers, |l| layer(&r, spec, l))?;
             let lm_head = if g.head_name == g.embed_name { embed.t()? } else { r.get(&g.head_name, &[spec.vocab_size, spec.d_model])?.t()? };
             Some(Resident { embed, layers, lm_head })
         } else {
-            let dry = Reader { store, dry: true };
+            let dry = Reader::dry(store);
             for l in 0..spec.n_layers {
                 layer(&dry, spec, l)?;
             }
@@ -297,7 +383,7 @@ impl ModelWeights {
     pub fn lm_head(&self) -> Result<Tensor> {
         match &self.resident {
             Some(res) => Ok(res.lm_head.clone()),
-            None => Ok(Reader { store: &self.store, dry: false }.get(&self.head_name, &[self.spec.vocab_size, self.spec.d_model])?.t()?),
+            None => Ok(Reader::load(&self.store).get(&self.head_name, &[self.spec.vocab_size, self.spec.d_model])?.t()?),
         }
     }
 
@@ -372,12 +458,12 @@ impl ModelWeights {
 /// layer is the embedding.
 fn embed_and_head(r: &Reader, embed: &str, head: &str, spec: &ArchSpec) -> Result<(String, String)> {
     let shape = [spec.vocab_size, spec.d_model];
-    if spec.tie_embeddings && !r.store.contains(embed) && r.store.contains(head) {
+    if spec.tie_embeddings && !r.has(embed, true) && r.has(head, false) {
         r.check(head, &shape)?;
         return Ok((head.to_string(), head.to_string()));
     }
     r.check(embed, &shape)?;
-    if !spec.tie_embeddings && r.store.contains(head) {
+    if !spec.tie_embeddings && r.has(head, true) {
         r.check(head, &shape)?;
         return Ok((embed.to_string(), head.to_string()));
     }
@@ -390,9 +476,9 @@ fn embed_and_head(r: &Reader, embed: &str, head: &str, spec: &ArchSpec) -> Resul
 /// before), whose output layer is then `lm_head` / `language_model.lm_head`.
 fn llama_prefixes(r: &Reader) -> (&'static str, &'static str) {
     // Probed by the final norm: the embedding may be absent (tied, stored as the head).
-    if r.store.contains("model.language_model.norm.weight") {
+    if r.has("model.language_model.norm.weight", false) {
         ("model.language_model.", "lm_head.weight")
-    } else if r.store.contains("language_model.model.norm.weight") {
+    } else if r.has("language_model.model.norm.weight", false) {
         ("language_model.model.", "language_model.lm_head.weight")
     } else {
         ("model.", "lm_head.weight")
@@ -437,128 +523,116 @@ fn load_llama_like(r: &Reader, spec: &ArchSpec) -> Result<Globals> {
 
 fn llama_like_layer(r: &Reader, spec: &ArchSpec, l: usize) -> Result<LayerWeights> {
     let (dm, h, hkv, d, ff) = (spec.d_model, spec.n_heads, spec.n_kv_heads, spec.head_dim, spec.d_ff);
-    {
-        let (base, _) = llama_prefixes(r);
-        let p = format!("{base}layers.{l}");
-        let (attn_norm, mlp_norm, attn_post_norm, mlp_post_norm) = match spec.block {
-            BlockKind::PostNorm => (
-                r.norm(&format!("{p}.post_attention_layernorm"), dm, spec)?,
-                r.norm(&format!("{p}.post_feedforward_layernorm"), dm, spec)?,
-                None,
-                None,
-            ),
-            BlockKind::Sandwich => (
-                r.norm(&format!("{p}.input_layernorm"), dm, spec)?,
-                r.norm(&format!("{p}.pre_feedforward_layernorm"), dm, spec)?,
-                Some(r.norm(&format!("{p}.post_attention_layernorm"), dm, spec)?),
-                Some(r.norm(&format!("{p}.post_feedforward_layernorm"), dm, spec)?),
-            ),
-            // StableLM's parallel blocks feed one norm to both branches.
-            BlockKind::Parallel => (
-                r.norm(&format!("{p}.input_layernorm"), dm, spec)?,
-                r.norm(&format!("{p}.input_layernorm"), dm, spec)?,
-                None,
-                None,
-            ),
-            _ => (
-                r.norm(&format!("{p}.input_layernorm"), dm, spec)?,
-                r.norm(&format!("{p}.post_attention_layernorm"), dm, spec)?,
-                None,
-                None,
-            ),
-        };
-        let (q_norm, k_norm) = match spec.qk_norm {
-            QkNorm::None => (None, None),
-            QkNorm::PerHead => (
-                Some(r.norm(&format!("{p}.self_attn.q_norm"), d, spec)?),
-                Some(r.norm(&format!("{p}.self_attn.k_norm"), d, spec)?),
-            ),
-            QkNorm::Full => (
-                Some(r.norm(&format!("{p}.self_attn.q_norm"), h * d, spec)?),
-                Some(r.norm(&format!("{p}.self_attn.k_norm"), hkv * d, spec)?),
-            ),
-        };
+    let (base, _) = llama_prefixes(r);
+    let p = format!("{base}layers.{l}");
+    let norm = |name: &str| r.norm(&format!("{p}.{name}"), dm, spec);
+    // Read in forward order (see `weight_specs`): attention side, then MLP side.
+    let (attn_norm, attn_post_norm) = match spec.block {
+        BlockKind::PostNorm => (norm("post_attention_layernorm")?, None),
+        BlockKind::Sandwich => (norm("input_layernorm")?, Some(norm("post_attention_layernorm")?)),
+        // StableLM's parallel blocks feed one norm to both branches.
+        _ => (norm("input_layernorm")?, None),
+    };
+    let (q_norm, k_norm) = match spec.qk_norm {
+        QkNorm::None => (None, None),
+        QkNorm::PerHead => (
+            Some(r.norm(&format!("{p}.self_attn.q_norm"), d, spec)?),
+            Some(r.norm(&format!("{p}.self_attn.k_norm"), d, spec)?),
+        ),
+        QkNorm::Full => (
+            Some(r.norm(&format!("{p}.self_attn.q_norm"), h * d, spec)?),
+            Some(r.norm(&format!("{p}.self_attn.k_norm"), hkv * d, spec)?),
+        ),
+    };
+    let phi3 = spec.family == Family::Phi3;
+    let (q, k, v) = if phi3 {
+        // qkv_proj (h·d + 2·h_kv·d, D) = [q | k | v] rows.
+        let qkv = r.get(&format!("{p}.self_attn.qkv_proj.weight"), &[(h + 2 * hkv) * d, dm])?;
+        let [q, k, v] = split_rows(&qkv, [h * d, hkv * d, hkv * d])?;
+        (q, k, v)
+    } else {
+        (
+            r.linear(&format!("{p}.self_attn.q_proj"), h * d, dm, spec.qkv_bias)?,
+            r.linear(&format!("{p}.self_attn.k_proj"), hkv * d, dm, spec.qkv_bias)?,
+            r.linear(&format!("{p}.self_attn.v_proj"), hkv * d, dm, spec.qkv_bias)?,
+        )
+    };
+    let o = r.linear(&format!("{p}.self_attn.o_proj"), dm, h * d, false)?;
+    let (mlp_norm, mlp_post_norm) = match spec.block {
+        BlockKind::PostNorm => (norm("post_feedforward_layernorm")?, None),
+        BlockKind::Sandwich => (norm("pre_feedforward_layernorm")?, Some(norm("post_feedforward_layernorm")?)),
+        BlockKind::Parallel => (norm("input_layernorm")?, None),
+        _ => (norm("post_attention_layernorm")?, None),
+    };
+    let (gate, up) = if phi3 {
+        // gate_up_proj (2·d_ff, D) = [gate | up] rows.
+        let gu = r.get(&format!("{p}.mlp.gate_up_proj.weight"), &[2 * ff, dm])?;
+        let [gate, up] = split_rows(&gu, [ff, ff])?;
+        (Some(gate), up)
+    } else {
         let gated = matches!(spec.mlp, Mlp::Gated(_));
-        let (q, k, v, gate, up) = if spec.family == Family::Phi3 {
-            // qkv_proj (h·d + 2·h_kv·d, D) = [q | k | v] rows; gate_up_proj (2·d_ff, D) = [gate | up].
-            let qkv = r.get(&format!("{p}.self_attn.qkv_proj.weight"), &[(h + 2 * hkv) * d, dm])?;
-            let [q, k, v] = split_rows(&qkv, [h * d, hkv * d, hkv * d])?;
-            let gu = r.get(&format!("{p}.mlp.gate_up_proj.weight"), &[2 * ff, dm])?;
-            let [gate, up] = split_rows(&gu, [ff, ff])?;
-            (q, k, v, Some(gate), up)
-        } else {
-            (
-                r.linear(&format!("{p}.self_attn.q_proj"), h * d, dm, spec.qkv_bias)?,
-                r.linear(&format!("{p}.self_attn.k_proj"), hkv * d, dm, spec.qkv_bias)?,
-                r.linear(&format!("{p}.self_attn.v_proj"), hkv * d, dm, spec.qkv_bias)?,
-                if gated { Some(r.linear(&format!("{p}.mlp.gate_proj"), ff, dm, false)?) } else { None },
-                r.linear(&format!("{p}.mlp.up_proj"), ff, dm, false)?,
-            )
-        };
-        Ok(LayerWeights {
-            attn_norm,
-            mlp_norm,
-            attn_post_norm,
-            mlp_post_norm,
-            q,
-            k,
-            v,
-            o: r.linear(&format!("{p}.self_attn.o_proj"), dm, h * d, false)?,
-            q_norm,
-            k_norm,
-            gate,
-            up,
-            down: r.linear(&format!("{p}.mlp.down_proj"), dm, ff, false)?,
-        })
-    }
+        (
+            if gated { Some(r.linear(&format!("{p}.mlp.gate_proj"), ff, dm, false)?) } else { None },
+            r.linear(&format!("{p}.mlp.up_proj"), ff, dm, false)?,
+        )
+    };
+    let down = r.linear(&format!("{p}.mlp.down_proj"), dm, ff, false)?;
+    Ok(LayerWeights { attn_norm, mlp_norm, attn_post_norm, mlp_post_norm, q, k, v, o, q_norm, k_norm, gate, up, down })
 }
 
 /// GPT2LMHeadModel saves under `transformer.`; bare GPT2Model checkpoints do not.
 fn gpt2_prefix(r: &Reader) -> &'static str {
-    if r.store.contains("transformer.wte.weight") || r.store.contains("transformer.ln_f.weight") { "transformer." } else { "" }
+    if r.has("transformer.wte.weight", true) || r.has("transformer.ln_f.weight", true) { "transformer." } else { "" }
 }
 
 fn load_gpt2(r: &Reader, spec: &ArchSpec) -> Result<Globals> {
     let dm = spec.d_model;
     let pre = gpt2_prefix(r);
     let (embed_name, head_name) = embed_and_head(r, &format!("{pre}wte.weight"), "lm_head.weight", spec)?;
-    let n_pos = r.store.shape(&format!("{pre}wpe.weight")).map(|s| s[0]).unwrap_or(0);
+    let wpe = format!("{pre}wpe.weight");
+    let n_pos = match r.store() {
+        Some(store) => store.shape(&wpe).map(|s| s[0]).unwrap_or(0),
+        None => spec.max_positions.unwrap_or(0),
+    };
     Ok(Globals {
         embed_name,
         head_name,
         embed_norm: None,
-        pos_embed: Some(r.get(&format!("{pre}wpe.weight"), &[n_pos, dm])?),
+        pos_embed: Some(r.get(&wpe, &[n_pos, dm])?),
         final_norm: r.norm(&format!("{pre}ln_f"), dm, spec)?,
     })
 }
 
 fn gpt2_layer(r: &Reader, spec: &ArchSpec, l: usize) -> Result<LayerWeights> {
     let dm = spec.d_model;
-    let pre = gpt2_prefix(r);
-    {
-        let p = format!("{pre}h.{l}");
-        // Conv1D c_attn: (d_model, 3·d_model) = [q | k | v] column blocks.
-        let qkv_w = r.get(&format!("{p}.attn.c_attn.weight"), &[dm, 3 * dm])?;
-        let qkv_b = r.get(&format!("{p}.attn.c_attn.bias"), &[3 * dm])?;
-        let split = |i: usize| -> Result<Linear> {
-            Ok(Linear { w: qkv_w.narrow(1, i * dm, dm)?.contiguous()?, b: Some(qkv_b.narrow(0, i * dm, dm)?) })
-        };
-        Ok(LayerWeights {
-            attn_norm: r.norm(&format!("{p}.ln_1"), dm, spec)?,
-            mlp_norm: r.norm(&format!("{p}.ln_2"), dm, spec)?,
-            attn_post_norm: None,
-            mlp_post_norm: None,
-            q: split(0)?,
-            k: split(1)?,
-            v: split(2)?,
-            o: r.conv1d(&format!("{p}.attn.c_proj"), dm, dm)?,
-            q_norm: None,
-            k_norm: None,
-            gate: None,
-            up: r.conv1d(&format!("{p}.mlp.c_fc"), dm, spec.d_ff)?,
-            down: r.conv1d(&format!("{p}.mlp.c_proj"), spec.d_ff, dm)?,
-        })
-    }
+    let p = format!("{}h.{l}", gpt2_prefix(r));
+    // Read in forward order (see `weight_specs`).
+    let attn_norm = r.norm(&format!("{p}.ln_1"), dm, spec)?;
+    // Conv1D c_attn: (d_model, 3·d_model) = [q | k | v] column blocks.
+    let qkv_w = r.get(&format!("{p}.attn.c_attn.weight"), &[dm, 3 * dm])?;
+    let qkv_b = r.get(&format!("{p}.attn.c_attn.bias"), &[3 * dm])?;
+    let split = |i: usize| -> Result<Linear> {
+        Ok(Linear { w: qkv_w.narrow(1, i * dm, dm)?.contiguous()?, b: Some(qkv_b.narrow(0, i * dm, dm)?) })
+    };
+    let o = r.conv1d(&format!("{p}.attn.c_proj"), dm, dm)?;
+    let mlp_norm = r.norm(&format!("{p}.ln_2"), dm, spec)?;
+    let up = r.conv1d(&format!("{p}.mlp.c_fc"), dm, spec.d_ff)?;
+    let down = r.conv1d(&format!("{p}.mlp.c_proj"), spec.d_ff, dm)?;
+    Ok(LayerWeights {
+        attn_norm,
+        mlp_norm,
+        attn_post_norm: None,
+        mlp_post_norm: None,
+        q: split(0)?,
+        k: split(1)?,
+        v: split(2)?,
+        o,
+        q_norm: None,
+        k_norm: None,
+        gate: None,
+        up,
+        down,
+    })
 }
 
 fn load_neox(r: &Reader, spec: &ArchSpec) -> Result<Globals> {
@@ -574,33 +648,34 @@ fn load_neox(r: &Reader, spec: &ArchSpec) -> Result<Globals> {
 
 fn neox_layer(r: &Reader, spec: &ArchSpec, l: usize) -> Result<LayerWeights> {
     let (dm, h, d) = (spec.d_model, spec.n_heads, spec.head_dim);
-    {
-        let p = format!("gpt_neox.layers.{l}");
-        // Fused query_key_value (3·h·d, d_model): output rows ordered (head, {q,k,v}, d).
-        let w = r.get(&format!("{p}.attention.query_key_value.weight"), &[3 * h * d, dm])?;
-        let b = r.opt(&format!("{p}.attention.query_key_value.bias"), &[3 * h * d])?;
-        let [q, k, v] = split_per_head_qkv(&w, b.as_ref(), h, d, dm)?;
-        Ok(LayerWeights {
-            attn_norm: r.norm(&format!("{p}.input_layernorm"), dm, spec)?,
-            mlp_norm: r.norm(&format!("{p}.post_attention_layernorm"), dm, spec)?,
-            attn_post_norm: None,
-            mlp_post_norm: None,
-            q,
-            k,
-            v,
-            o: r.linear(&format!("{p}.attention.dense"), dm, h * d, true)?,
-            q_norm: None,
-            k_norm: None,
-            gate: None,
-            up: r.linear(&format!("{p}.mlp.dense_h_to_4h"), spec.d_ff, dm, true)?,
-            down: r.linear(&format!("{p}.mlp.dense_4h_to_h"), dm, spec.d_ff, true)?,
-        })
-    }
+    let p = format!("gpt_neox.layers.{l}");
+    // Read in forward order (see `weight_specs`): both norms see the block input.
+    let attn_norm = r.norm(&format!("{p}.input_layernorm"), dm, spec)?;
+    let mlp_norm = r.norm(&format!("{p}.post_attention_layernorm"), dm, spec)?;
+    // Fused query_key_value (3·h·d, d_model): output rows ordered (head, {q,k,v}, d).
+    let w = r.get(&format!("{p}.attention.query_key_value.weight"), &[3 * h * d, dm])?;
+    let b = r.opt(&format!("{p}.attention.query_key_value.bias"), &[3 * h * d])?;
+    let [q, k, v] = split_per_head_qkv(&w, b.as_ref(), h, d, dm)?;
+    Ok(LayerWeights {
+        attn_norm,
+        mlp_norm,
+        attn_post_norm: None,
+        mlp_post_norm: None,
+        q,
+        k,
+        v,
+        o: r.linear(&format!("{p}.attention.dense"), dm, h * d, true)?,
+        q_norm: None,
+        k_norm: None,
+        gate: None,
+        up: r.linear(&format!("{p}.mlp.dense_h_to_4h"), spec.d_ff, dm, true)?,
+        down: r.linear(&format!("{p}.mlp.dense_4h_to_h"), dm, spec.d_ff, true)?,
+    })
 }
 
 /// BloomForCausalLM saves under `transformer.`; the bigscience checkpoints (BloomModel) do not.
 fn bloom_prefix(r: &Reader) -> &'static str {
-    if r.store.contains("transformer.word_embeddings.weight") || r.store.contains("transformer.h.0.input_layernorm.weight") {
+    if r.has("transformer.word_embeddings.weight", true) || r.has("transformer.h.0.input_layernorm.weight", true) {
         "transformer."
     } else {
         ""

@@ -28,7 +28,6 @@ use serde_json::{json, Value};
 
 use super::{Alert, HeadPoint, Monitor, Rules};
 use crate::train::faults::FaultKind;
-use crate::train::family::TrainFamily;
 
 pub const ABOUT: &str = "Run the monitor's study: false alarms on healthy training runs, and recall, precision,
 delay and validation-loss change for injected faults (docs/monitor.md).
@@ -346,7 +345,7 @@ fn markdown(args: &MonitorEvalArgs, rules: &Rules, healthy: &[HealthyRow], fault
 pub fn run(args: &MonitorEvalArgs) -> Result<()> {
     let rules = args.rules.rules()?;
     for f in &args.families {
-        TrainFamily::parse(f)?;
+        crate::train::family::parse_family(f)?;
     }
     let faults: Vec<FaultKind> = if args.faults.iter().any(|f| f == "none") {
         Vec::new()

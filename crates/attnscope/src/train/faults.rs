@@ -25,7 +25,8 @@ use anyhow::{bail, Context, Result};
 use candle_core::{Tensor, Var};
 use serde::Serialize;
 
-use super::family::{Shape, TrainFamily};
+use super::family::Shape;
+use models::Family;
 use super::Rng;
 
 /// The kinds of fault.
@@ -145,22 +146,13 @@ enum Part {
 
 /// The weights of one layer's attention as (tensor name, flat indices of the
 /// elements that belong to head `head` of `part`), for weights and biases.
-fn head_elems(family: TrainFamily, lay: &Layout, layer: usize, part: Part, head: usize) -> Vec<(String, Vec<usize>)> {
+fn head_elems(family: Family, lay: &Layout, layer: usize, part: Part, head: usize) -> Vec<(String, Vec<usize>)> {
     let (dm, dh, h) = (lay.dm, lay.dh, lay.h);
     let rows = |r0: usize, ncols: usize| -> Vec<usize> { (r0..r0 + dh).flat_map(|r| (0..ncols).map(move |c| r * ncols + c)).collect() };
     let cols = |c0: usize, nrows: usize, ncols: usize| -> Vec<usize> { (0..nrows).flat_map(|r| (c0..c0 + dh).map(move |c| r * ncols + c)).collect() };
     let range = |s: usize| -> Vec<usize> { (s..s + dh).collect() };
     match family {
-        TrainFamily::Llama => {
-            let b = format!("model.layers.{layer}.self_attn");
-            match part {
-                Part::Q => vec![(format!("{b}.q_proj.weight"), rows(head * dh, dm))],
-                Part::K => vec![(format!("{b}.k_proj.weight"), rows(head * dh, dm))],
-                Part::V => vec![(format!("{b}.v_proj.weight"), rows(head * dh, dm))],
-                Part::O => vec![(format!("{b}.o_proj.weight"), cols(head * dh, dm, dm))],
-            }
-        }
-        TrainFamily::Gpt2 => {
+        Family::Gpt2 => {
             let b = format!("transformer.h.{layer}.attn");
             let off = |i: usize| i * dm + head * dh;
             match part {
@@ -171,7 +163,7 @@ fn head_elems(family: TrainFamily, lay: &Layout, layer: usize, part: Part, head:
                 Part::O => vec![(format!("{b}.c_proj.weight"), rows(head * dh, dm))],
             }
         }
-        TrainFamily::GptNeox => {
+        Family::GptNeox => {
             let b = format!("gpt_neox.layers.{layer}.attention");
             match part {
                 Part::Q | Part::K | Part::V => {
@@ -183,6 +175,16 @@ fn head_elems(family: TrainFamily, lay: &Layout, layer: usize, part: Part, head:
                     let _ = h;
                     vec![(format!("{b}.dense.weight"), cols(head * dh, dm, dm))]
                 }
+            }
+        }
+        // Llama (the trainable families are checked by `Shape::validate`).
+        _ => {
+            let b = format!("model.layers.{layer}.self_attn");
+            match part {
+                Part::Q => vec![(format!("{b}.q_proj.weight"), rows(head * dh, dm))],
+                Part::K => vec![(format!("{b}.k_proj.weight"), rows(head * dh, dm))],
+                Part::V => vec![(format!("{b}.v_proj.weight"), rows(head * dh, dm))],
+                Part::O => vec![(format!("{b}.o_proj.weight"), cols(head * dh, dm, dm))],
             }
         }
     }
@@ -296,7 +298,7 @@ pub fn apply(spec: FaultSpec, steps: u64, shape: &Shape, vars: &[(String, Var)],
             let s = 10.0 * norm;
             // idx enumerates the head's (d_head × d_model) block in (head dim, model dim) order
             // for Llama / NeoX (rows) and in (model dim, head dim) order for GPT-2 (columns).
-            let gpt2 = fam == TrainFamily::Gpt2;
+            let gpt2 = fam == Family::Gpt2;
             edit(vars, name, idx, |k, x| {
                 let (a, b) = if gpt2 { (k % dh, k / dh) } else { (k / lay.dm, k % lay.dm) };
                 x + (s * u[a] * v[b]) as f32
@@ -324,7 +326,7 @@ mod tests {
     use super::*;
     use crate::train::Trainable;
 
-    fn shape(family: TrainFamily, kv: usize) -> Shape {
+    fn shape(family: Family, kv: usize) -> Shape {
         Shape { family, d_model: 16, n_layers: 2, n_heads: 4, n_kv_heads: kv, ctx: 8, vocab: 11 }
     }
 
@@ -354,7 +356,7 @@ mod tests {
 
     #[test]
     fn llama_collapse_scales_q_rows_of_three_heads_and_both_kv_heads() {
-        let t = Trainable::init(shape(TrainFamily::Llama, 2), &mut Rng::new(1)).unwrap();
+        let t = Trainable::init(shape(Family::Llama, 2), &mut Rng::new(1)).unwrap();
         let before = copy(&t);
         let r = apply(FaultSpec { kind: FaultKind::Collapse, at: 3 }, 1, &t.shape, &t.vars, 1).unwrap();
         // 3 query heads on KV heads 0 and 1: all 4 query heads hit.
@@ -373,7 +375,7 @@ mod tests {
 
     #[test]
     fn gpt2_reset_touches_the_heads_columns_of_c_attn_and_rows_of_c_proj() {
-        let t = Trainable::init(shape(TrainFamily::Gpt2, 4), &mut Rng::new(2)).unwrap();
+        let t = Trainable::init(shape(Family::Gpt2, 4), &mut Rng::new(2)).unwrap();
         let before = copy(&t);
         let r = apply(FaultSpec { kind: FaultKind::Reset, at: 3 }, 1, &t.shape, &t.vars, 2).unwrap();
         assert_eq!(r.hit_heads, vec![(1, 2), (1, 3)]);
@@ -392,7 +394,7 @@ mod tests {
 
     #[test]
     fn neox_key_spike_is_rank_one_on_the_heads_k_rows() {
-        let t = Trainable::init(shape(TrainFamily::GptNeox, 4), &mut Rng::new(3)).unwrap();
+        let t = Trainable::init(shape(Family::GptNeox, 4), &mut Rng::new(3)).unwrap();
         let before = copy(&t);
         let r = apply(FaultSpec { kind: FaultKind::Key, at: 3 }, 1, &t.shape, &t.vars, 3).unwrap();
         assert_eq!(r.hit_heads, vec![(0, 0)]);

@@ -30,7 +30,7 @@ use serde_json::{json, Value};
 
 use crate::cli_rules::RuleArgs;
 use crate::monitor::Monitor;
-use family::{Init, Shape, TrainFamily};
+use family::{Init, Shape};
 
 pub const ABOUT: &str = "Train a small decoder (gpt2, gpt_neox or llama) on a text, byte-level, on CPU.
 
@@ -207,9 +207,9 @@ impl Trainable {
     /// Fresh weights, initialised as HF does (normal 0.02, norms 1, biases 0).
     pub fn init(shape: Shape, rng: &mut Rng) -> Result<Self> {
         shape.validate()?;
-        let config = shape.hf_config(tokenizer::EOS);
+        let config = shape.hf_config(tokenizer::EOS)?;
         let mut vars = Vec::new();
-        for p in shape.params() {
+        for p in shape.params(&config)? {
             let n: usize = p.shape.iter().product();
             let data: Vec<f32> = match p.init {
                 Init::Normal(std) => (0..n).map(|_| (rng.normal() * std) as f32).collect(),
@@ -313,7 +313,7 @@ pub fn lr_at(step: u64, peak: f64, warmup: u64, total: u64, min_ratio: f64) -> f
 
 
 pub fn run(args: &TrainArgs) -> Result<()> {
-    let family = TrainFamily::parse(&args.family)?;
+    let family = family::parse_family(&args.family)?;
     let fault = args.fault.as_deref().map(faults::FaultSpec::parse).transpose()?;
     if args.ctx < 2 || args.batch == 0 || args.steps == 0 {
         bail!("--ctx must be ≥ 2, --batch and --steps ≥ 1");
@@ -354,7 +354,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         n_layers: args.layers,
         n_heads: args.heads,
         n_kv_heads: match family {
-            TrainFamily::Llama => args.kv_heads.unwrap_or((args.heads / 2).max(1)),
+            models::Family::Llama => args.kv_heads.unwrap_or((args.heads / 2).max(1)),
             _ => args.heads,
         },
         ctx: args.ctx,
