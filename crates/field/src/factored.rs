@@ -154,13 +154,34 @@ pub(crate) fn analyze_timed(
     let swept = (!all_rows).then(|| key_energy(head, &f));
     laps.lap("key energy (blocked sweep, n > max_check_rows only)");
     let b_norm: Vec<f64> = (0..n).map(|j| dot(f.b_row(j), f.b_row(j)).sqrt()).collect();
+    // max of b_norm over 0..=j (the causal supports' maxima, without a scan per row)
+    let b_prefix_max: Vec<f64> = b_norm
+        .iter()
+        .scan(0.0f64, |m, &x| {
+            *m = m.max(x);
+            Some(*m)
+        })
+        .collect();
     let (checks, sums) = row_checks(head, &rows, all_rows, |brows, span, e, rho| {
-        // E block, transposed = B̃[span] · Ã[rows]ᵀ (one sequential GEMM)
-        let ab = Mat::from_fn(brows.len(), p, |t, c| f.a[brows[t] * p + c]);
+        // E block, transposed = B̃[span] · Ã[rows]ᵀ (one sequential GEMM);
+        // consecutive rows are read in place, others gathered
+        let consecutive = brows.windows(2).all(|w| w[1] == w[0] + 1);
+        let gathered;
+        let ab = if consecutive {
+            rows_view(&f.a[brows[0] * p..(brows[brows.len() - 1] + 1) * p], brows.len(), p)
+        } else {
+            gathered = Mat::from_fn(brows.len(), p, |t, c| f.a[brows[t] * p + c]);
+            gathered.as_ref()
+        };
         let bb = rows_view(&f.b[span.start * p..span.end * p], span.len(), p);
         matmul(e, Accum::Replace, bb, ab.transpose(), 1.0, Par::Seq);
         for (t, &i) in brows.iter().enumerate() {
-            let bmax = head.support_range(i).fold(0.0f64, |a, j| a.max(b_norm[j]));
+            let sup = head.support_range(i);
+            let bmax = if sup.start == 0 {
+                b_prefix_max[i]
+            } else {
+                sup.fold(0.0f64, |a, j| a.max(b_norm[j]))
+            };
             rho[t] = dot(f.a_row(i), f.a_row(i)).sqrt() * bmax;
         }
     });

@@ -286,7 +286,14 @@ impl<'a> ModelLogits<'a> {
         macro_rules! run {
             ($q:expr, $k:expr, $d:expr, $scale:expr, $slope:expr, $cap:expr, $t:ty, $l:expr) => {{
                 let d = $d;
-                let qb = Mat::<$t>::from_fn(rows.len(), d, |t, c| $q[rows[t] * d + c]);
+                // consecutive rows are read in place, others gathered
+                let gathered;
+                let qb = if rows.windows(2).all(|w| w[1] == w[0] + 1) {
+                    MatRef::from_row_major_slice(&$q[rows[0] * d..(rows[rows.len() - 1] + 1) * d], rows.len(), d)
+                } else {
+                    gathered = Mat::<$t>::from_fn(rows.len(), d, |t, c| $q[rows[t] * d + c]);
+                    gathered.as_ref()
+                };
                 let kb =
                     MatRef::from_row_major_slice(&$k[span.start * d..span.end * d], span.len(), d);
                 let l = $l;
@@ -381,7 +388,7 @@ fn grow<T: faer::traits::ComplexField>(m: &mut Mat<T>, rows: usize, cols: usize)
 }
 
 /// Most rows per block of the row checks (one GEMM per block).
-const BLOCK_ROWS: usize = 16;
+const BLOCK_ROWS: usize = 32;
 
 /// Splits sorted check rows into blocks whose key span stays close to their
 /// own supports (at most BLOCK_ROWS rows; span ≤ 2·largest support + 64 keys).

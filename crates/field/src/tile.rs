@@ -8,7 +8,7 @@
 
 use crate::error::Result;
 use crate::input::{HeadInput, LogitTransform};
-use crate::linalg::compensated_sum;
+use crate::linalg::{compensated_sum, dot};
 
 /// Number of entries of a packed lower triangle (diagonal included) of t rows.
 pub fn tile_len(t: usize) -> usize {
@@ -25,11 +25,14 @@ pub fn energy_tile(head: &HeadInput<'_>, t: usize) -> Result<Vec<f64>> {
     let (t, d) = (t.min(head.n), head.d);
     let mut out = Vec::with_capacity(tile_len(t));
     let mut row = Vec::with_capacity(t);
+    // the first t rows widened to f64 once (exact), so the inner loop is a plain dot
+    let q: Vec<f64> = (0..t * d).map(|x| head.q.get(x)).collect();
+    let k: Vec<f64> = (0..t * d).map(|x| head.k.get(x)).collect();
     for i in 0..t {
         row.clear();
+        let qi = &q[i * d..(i + 1) * d];
         for j in 0..=i {
-            let dot: f64 = (0..d).map(|c| head.q.get(i * d + c) * head.k.get(j * d + c)).sum();
-            let mut x = head.scale * dot;
+            let mut x = head.scale * dot(qi, &k[j * d..(j + 1) * d]);
             if let Some(m) = head.alibi_slope {
                 x += m * (j as f64 - i as f64);
             }
