@@ -57,6 +57,14 @@ pub struct RuleArgs {
     /// Also count k90 = 1 as a collapse (off by default: small healthy heads often have k90 = 1).
     #[arg(long)]
     pub collapse_k90: bool,
+    /// Band on the measure itself instead of its logarithm (then --band-rel-floor
+    /// is a fraction of |median| and --settle-tol of |median|).
+    #[arg(long)]
+    pub linear_band: bool,
+    /// A formed head whose attention entropy reaches this × the entropy of
+    /// uniform causal attention has reverted (0: off).
+    #[arg(long, default_value_t = Rules::default().revert_frac, value_parser = non_negative_finite)]
+    pub revert_frac: f64,
 }
 
 /// A threshold: a finite number above 0 (NaN would silently disable a
@@ -99,6 +107,8 @@ impl RuleArgs {
             coherence_frac: self.coherence_frac,
             collapse: !self.no_collapse_alert,
             collapse_k90: self.collapse_k90,
+            log_band: !self.linear_band,
+            revert_frac: self.revert_frac,
         };
         r.validate().map_err(|e| anyhow::anyhow!("rules: {e}"))?;
         Ok(r)

@@ -42,14 +42,19 @@ pub fn band_plot(w: f64, h: f64, points: &[(f64, f64, Option<[f64; 2]>)], marks:
     use std::fmt::Write;
     let (ml, mr, mt, mb) = (46.0, 8.0, 14.0, 18.0);
     let fin = |v: f64| v.is_finite();
-    let mut ys: Vec<f64> = points.iter().map(|p| p.1).filter(|v| fin(*v)).collect();
+    let mm = |v: &[f64]| v.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
+    // The y range: the values, widened by the band up to one value range
+    // either side (a band that blows up after a fault does not flatten the trace).
+    let vals: Vec<f64> = points.iter().map(|p| p.1).filter(|v| fin(*v)).collect();
+    let (v0, v1) = mm(&vals);
+    let pad = (v1 - v0).max(1e-9);
+    let mut ys = vals.clone();
     for p in points {
         if let Some([lo, hi]) = p.2 {
-            ys.extend([lo, hi].into_iter().filter(|v| fin(*v)));
+            ys.extend([lo.max(v0 - pad), hi.min(v1 + pad)].into_iter().filter(|v| fin(*v)));
         }
     }
     let xs: Vec<f64> = points.iter().map(|p| p.0).collect();
-    let mm = |v: &[f64]| v.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
     let ((x0, x1), (y0, y1)) = (mm(&xs), mm(&ys));
     let (x1, y1) = (if x1 > x0 { x1 } else { x0 + 1.0 }, if y1 > y0 { y1 } else { y0 + 1.0 });
     let px = |x: f64| ml + (x - x0) / (x1 - x0) * (w - ml - mr);

@@ -31,6 +31,8 @@ pub fn default_rules(py: Python<'_>) -> PyResult<Py<PyDict>> {
     d.set_item("coherence_frac", r.coherence_frac)?;
     d.set_item("collapse", r.collapse)?;
     d.set_item("collapse_k90", r.collapse_k90)?;
+    d.set_item("log_band", r.log_band)?;
+    d.set_item("revert_frac", r.revert_frac)?;
     Ok(d.unbind())
 }
 
@@ -43,7 +45,8 @@ pub struct Monitor {
 impl Monitor {
     #[new]
     #[pyo3(signature = (out, z_max, min_history, window, rel_floor, band_measures, settle, settle_tol, formed_frac,
-                        consecutive, relative, band_after, coherence_max, coherence_frac, collapse, collapse_k90))]
+                        consecutive, relative, band_after, coherence_max, coherence_frac, collapse, collapse_k90,
+                        log_band, revert_frac))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         out: Option<PathBuf>,
@@ -62,6 +65,8 @@ impl Monitor {
         coherence_frac: f64,
         collapse: bool,
         collapse_k90: bool,
+        log_band: bool,
+        revert_frac: f64,
     ) -> PyResult<Self> {
         let band_measures = band_measures
             .iter()
@@ -90,6 +95,8 @@ impl Monitor {
             coherence_frac,
             collapse,
             collapse_k90,
+            log_band,
+            revert_frac,
         };
         rules.validate().map_err(PyValueError::new_err)?;
         let inner = mon::Monitor::new(Vec::new(), rules, out.as_deref()).map_err(to_py_err)?;

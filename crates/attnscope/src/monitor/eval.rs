@@ -225,6 +225,8 @@ struct HealthyRow {
     alerts: usize,
     alerted_heads: Vec<String>,
     alert_steps: Vec<u64>,
+    /// The alerts, most severe first (at most 20).
+    alert_messages: Vec<String>,
 }
 
 #[derive(Serialize, Clone)]
@@ -370,8 +372,20 @@ pub fn run(args: &MonitorEvalArgs) -> Result<()> {
     let mut healthy = Vec::new();
     let mut fault_rows = Vec::new();
     let mut healthy_val: BTreeMap<(String, u64), BTreeMap<u64, f64>> = BTreeMap::new();
+    // With --rescore, runs not (yet) finished are listed as missing, not scored.
+    let mut missing = Vec::new();
+    let finished = |p: &Plan, missing: &mut Vec<String>| -> bool {
+        let ok = runs.join(&p.name).join("summary.json").is_file();
+        if !ok {
+            missing.push(p.name.clone());
+        }
+        ok
+    };
     for p in plans.iter().filter(|p| p.fault.is_none()) {
         let dir = runs.join(&p.name);
+        if !finished(p, &mut missing) {
+            continue;
+        }
         let (alerts, n) = score_series(read_series(&dir.join("monitor/monitor.jsonl"))?, &rules)?;
         healthy_val.insert((p.family.clone(), p.seed), read_val(&dir.join("train.jsonl"))?);
         healthy.push(HealthyRow {
@@ -382,10 +396,18 @@ pub fn run(args: &MonitorEvalArgs) -> Result<()> {
             alerts: alerts.len(),
             alerted_heads: alerts.iter().map(|a| head(a.layer, a.head)).collect::<BTreeSet<_>>().into_iter().collect(),
             alert_steps: alerts.iter().map(|a| a.step).collect::<BTreeSet<_>>().into_iter().collect(),
+            alert_messages: {
+                let mut v: Vec<&Alert> = alerts.iter().collect();
+                v.sort_by(|a, b| b.severity.total_cmp(&a.severity));
+                v.iter().take(20).map(|a| a.to_string()).collect()
+            },
         });
     }
     for p in plans.iter().filter(|p| p.fault.is_some()) {
         let dir = runs.join(&p.name);
+        if !finished(p, &mut missing) {
+            continue;
+        }
         // The healthy run of the same family and seed, for the loss comparison (trained if planned).
         let hv = healthy_val.get(&(p.family.clone(), p.seed)).cloned().or_else(|| read_val(&runs.join(format!("{}-s{}-healthy", p.family, p.seed)).join("train.jsonl")).ok());
         fault_rows.push(score_fault(args, p, &dir, &rules, hv.as_ref())?);
@@ -398,6 +420,7 @@ pub fn run(args: &MonitorEvalArgs) -> Result<()> {
                      "steps": args.steps, "fault_at": args.fault_at, "window": args.window, "monitor_every": args.monitor_every, "train_args": args.train_arg},
         "healthy": {"runs": healthy, "alerts": al, "head_observations": obs, "alerts_per_1000_head_observations": 1000.0 * al as f64 / obs.max(1) as f64},
         "faults": fault_rows,
+        "missing_runs": missing,
     });
     std::fs::write(args.out.join("eval.json"), serde_json::to_string_pretty(&doc)? + "\n")?;
     let mut csv = String::from("run,family,seed,fault,head_observations,alerts,hit_heads,flagged_heads,recall,precision,delay,val_change_at_detection,val_change_vs_healthy,alerts_before_fault\n");
@@ -414,7 +437,11 @@ pub fn run(args: &MonitorEvalArgs) -> Result<()> {
         );
     }
     std::fs::write(args.out.join("runs.csv"), csv)?;
-    let md = markdown(args, &rules, &healthy, &fault_rows);
+    let mut md = markdown(args, &rules, &healthy, &fault_rows);
+    if !missing.is_empty() {
+        let _ = writeln!(md, "\n**Missing (not finished, not scored):** {}", missing.join(", "));
+        eprintln!("attnscope monitor-eval: warning: {} planned runs are not finished and were not scored", missing.len());
+    }
     std::fs::write(args.out.join("eval.md"), &md)?;
     println!("{md}");
     eprintln!("attnscope monitor-eval: {} healthy runs ({al} alerts in {obs} head-observations), {} fault runs; wrote {}", healthy.len(), fault_rows.len(), args.out.display());

@@ -90,13 +90,14 @@ fn alerted_traces(alerts: &[Alert], state: &RuleState) -> String {
     if keys.is_empty() {
         return s;
     }
-    s.push_str("<h2>Alerted heads: trace and band</h2><p>Each alerted head's measure over steps (line), the band it was checked against at each observation (shaded: median ± z_max robust scales of its history; absent during the head's warm-up), and its alerts (red rings). Threshold rules (coherence, collapse) have no band here.</p>");
+    s.push_str("<div><h2>Alerted heads: trace and band</h2><p>Each alerted head's measure over steps (line), the band it was checked against at each observation (shaded: median ± z_max robust scales of its history; absent during the head's warm-up), and its alerts (red rings). Threshold rules (coherence, collapse) have no band here.</p>");
     for (l, h, m) in keys.into_iter().take(48) {
         let tr = state.trace(l, h, m);
         let pts: Vec<(f64, f64, Option<[f64; 2]>)> = tr.iter().map(|t| (t.step as f64, t.value, t.band)).collect();
         let marks: Vec<f64> = alerts.iter().filter(|a| (a.layer, a.head, a.measure) == (l, h, m)).map(|a| a.step as f64).collect();
         let _ = write!(s, "<figure>{}</figure>", band_plot(320.0, 150.0, &pts, &marks, &format!("L{l}H{h} {m}")));
     }
+    s.push_str("</div>");
     s
 }
 

@@ -79,6 +79,8 @@ pub enum Rule {
     Coherence,
     /// participation_ratio < 2/n (or k90 = 1 with `collapse_k90`).
     Collapse,
+    /// A formed head's attention is back to uniform (entropy ≥ `revert_frac` × uniform).
+    Reverted,
 }
 
 impl Rule {
@@ -87,6 +89,7 @@ impl Rule {
             Self::Band => "band",
             Self::Coherence => "coherence",
             Self::Collapse => "collapse",
+            Self::Reverted => "reverted",
         }
     }
 }
@@ -104,6 +107,9 @@ impl fmt::Display for Rule {
 pub struct Rules {
     /// Band: |x − median| / scale above this (robust z), scale = max(1.4826·MAD, rel_floor·|median|).
     pub z_max: f64,
+    /// Band on ln(x) (every monitored measure is positive): z = (ln x − median) / max(1.4826·MAD, rel_floor),
+    /// so a head whose entropy falls 50-fold is far out of band while a ±10 % drift is not.
+    pub log_band: bool,
     /// Band: median and MAD over at most this many recent observations.
     pub window: usize,
     /// Band: the least history (observations) before the band applies.
@@ -134,18 +140,23 @@ pub struct Rules {
     pub collapse: bool,
     /// ... or (when set) k90 = 1.
     pub collapse_k90: bool,
+    /// A formed head whose attention entropy reaches this × the uniform entropy has reverted (0: off).
+    pub revert_frac: f64,
 }
 
 impl Default for Rules {
     fn default() -> Self {
         Rules {
-            z_max: 6.0,
+            z_max: 10.0,
+            log_band: true,
             window: 30,
             min_history: 5,
             rel_floor: 0.05,
             // k90 is a small integer in small heads (1–3 at d_head 16): a change
-            // of one direction is not a fault, so the band rule skips it.
-            band_measures: vec![Measure::KeyCoherence, Measure::ParticipationRatio, Measure::AttentionEntropy],
+            // of one direction is not a fault; participation_ratio moves by
+            // ±40 % in healthy heads (tuning seeds: robust z up to 11 on ln).
+            // The band rule watches the other two.
+            band_measures: vec![Measure::KeyCoherence, Measure::AttentionEntropy],
             settle: 5,
             settle_tol: 0.5,
             formed_frac: 0.9,
@@ -156,6 +167,7 @@ impl Default for Rules {
             coherence_frac: 0.9,
             collapse: true,
             collapse_k90: false,
+            revert_frac: 0.99,
         }
     }
 }
@@ -170,8 +182,8 @@ impl Rules {
         if !(self.rel_floor.is_finite() && self.rel_floor >= 0.0) || !(self.settle_tol.is_finite() && self.settle_tol >= 0.0) {
             return Err("rel_floor and settle_tol must be finite numbers ≥ 0".into());
         }
-        if !(self.formed_frac.is_finite() && self.formed_frac > 0.0) || !(0.0..=1.0).contains(&self.relative) {
-            return Err("formed_frac must be above 0 and relative in [0, 1]".into());
+        if !(self.formed_frac.is_finite() && self.formed_frac > 0.0) || !(0.0..=1.0).contains(&self.relative) || !(self.revert_frac.is_finite() && self.revert_frac >= 0.0) {
+            return Err("formed_frac must be above 0, relative in [0, 1], revert_frac ≥ 0".into());
         }
         if self.min_history < 2 || self.window < self.min_history || self.settle < 1 || self.consecutive < 1 {
             return Err("need min_history ≥ 2, window ≥ min_history, settle ≥ 1, consecutive ≥ 1".into());
@@ -208,6 +220,17 @@ pub fn robust_z(x: f64, hist: &[f64], rel_floor: f64) -> (f64, f64, f64) {
     let mut dev: Vec<f64> = hist.iter().map(|v| (v - med).abs()).collect();
     let mad = median(&mut dev);
     let scale = (1.4826 * mad).max(rel_floor * med.abs()).max(1e-12);
+    ((x - med) / scale, med, scale)
+}
+
+/// (robust z, median, scale) of `x` against `hist`, the scale floored at
+/// `floor` itself (for values on a log scale, where a relative floor is an absolute one).
+pub fn robust_z_abs(x: f64, hist: &[f64], floor: f64) -> (f64, f64, f64) {
+    let mut h = hist.to_vec();
+    let med = median(&mut h);
+    let mut dev: Vec<f64> = hist.iter().map(|v| (v - med).abs()).collect();
+    let mad = median(&mut dev);
+    let scale = (1.4826 * mad).max(floor).max(1e-12);
     ((x - med) / scale, med, scale)
 }
 
@@ -318,26 +341,29 @@ impl RuleState {
             }
             let formed = *formed;
             for m in Measure::ALL {
-                let x = m.of(p);
+                let raw = m.of(p);
+                // The band's coordinate: ln x (log_band), else x.
+                let x = if rules.log_band { raw.max(1e-12).ln() } else { raw };
+                let back = |v: f64| if rules.log_band { v.exp() } else { v };
                 let t = self.tracks.entry((p.layer, p.head, m)).or_default();
                 let watched = rules.band_measures.contains(&m);
                 let mut band = None;
                 if watched && formed && t.settled && t.hist.len() >= rules.min_history && p.step >= rules.band_after && x.is_finite() {
                     let h: Vec<f64> = t.hist.iter().copied().collect();
-                    let (z, med, scale) = robust_z(x, &h, rules.rel_floor);
-                    let (lo, hi) = (med - rules.z_max * scale, med + rules.z_max * scale);
+                    let (z, med, scale) = if rules.log_band { robust_z_abs(x, &h, rules.rel_floor) } else { robust_z(x, &h, rules.rel_floor) };
+                    let (lo, hi) = (back(med - rules.z_max * scale), back(med + rules.z_max * scale));
                     band = Some([lo, hi]);
                     if z.abs() > rules.z_max {
                         t.streak += 1;
                         if t.streak >= rules.consecutive && !t.fired {
-                            cands.push(Candidate { idx, measure: m, x, z, med, lo, hi, n: h.len() });
+                            cands.push(Candidate { idx, measure: m, x: raw, z, med: back(med), lo, hi, n: h.len() });
                         }
                     } else {
                         t.streak = 0;
                         t.fired = false;
                     }
                 }
-                t.trace.push(TracePoint { step: p.step, value: x, band });
+                t.trace.push(TracePoint { step: p.step, value: raw, band });
                 if x.is_finite() {
                     t.hist.push_back(x);
                     while t.hist.len() > rules.window {
@@ -349,7 +375,8 @@ impl RuleState {
                     let last: Vec<f64> = t.hist.iter().rev().take(rules.settle).copied().collect();
                     let (lo, hi) = last.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
                     let mut l = last.clone();
-                    t.settled = hi - lo <= rules.settle_tol * median(&mut l).abs();
+                    let spread_ok = if rules.log_band { hi - lo <= rules.settle_tol } else { hi - lo <= rules.settle_tol * median(&mut l).abs() };
+                    t.settled = spread_ok;
                 }
             }
             if formed {
@@ -410,6 +437,20 @@ impl RuleState {
                 format!("above threshold {thr:.3} (bound n/(d+1) = {bound:.3})"),
             ));
         }
+        if rules.revert_frac > 0.0 {
+            let u = uniform_entropy(p.n);
+            let thr = rules.revert_frac * u;
+            if enter(p.attention_entropy >= thr, Rule::Reverted) {
+                out.push(mk(
+                    Measure::AttentionEntropy,
+                    p.attention_entropy,
+                    Rule::Reverted,
+                    [0.0, thr],
+                    rules.z_max * p.attention_entropy / thr,
+                    format!("a formed head's attention is uniform again (entropy ≥ {:.2} × {u:.4}, the entropy of uniform causal attention)", rules.revert_frac),
+                ));
+            }
+        }
         if rules.collapse {
             let floor = 2.0 / p.n.max(1) as f64;
             let pr_low = p.participation_ratio < floor;
@@ -448,7 +489,7 @@ mod tests {
     #[test]
     fn uniform_entropy_of_64_causal_rows() {
         // The 3.21 nats of an untrained head (docs/monitor.md).
-        assert!((uniform_entropy(64) - 3.2115).abs() < 1e-3, "{}", uniform_entropy(64));
+        assert!((uniform_entropy(64) - 3.2058).abs() < 1e-3, "{}", uniform_entropy(64));
         assert_eq!(uniform_entropy(1), 0.0);
     }
 
@@ -465,7 +506,7 @@ mod tests {
 
     #[test]
     fn unformed_head_is_silent_then_a_formed_head_alerts_once_with_its_band() {
-        let rules = Rules { relative: 0.0, consecutive: 1, ..Rules::default() };
+        let rules = Rules { relative: 0.0, consecutive: 1, log_band: false, z_max: 6.0, ..Rules::default() };
         let mut st = RuleState::default();
         // Head 2 attends uniformly (3.2 nats) then forms (2.0): no alert, it was never formed.
         for s in 0..10 {
@@ -499,7 +540,7 @@ mod tests {
             }
             all
         };
-        let base = Rules { relative: 0.0, consecutive: 1, ..Rules::default() };
+        let base = Rules { relative: 0.0, consecutive: 1, log_band: false, z_max: 6.0, ..Rules::default() };
         let a = feed(&base);
         assert_eq!(a[10].len(), 2, "{:?}", a[10]);
         // Sorted by severity: head 0 first.
@@ -508,6 +549,43 @@ mod tests {
         assert_eq!(a[10].iter().map(|x| x.head).collect::<Vec<_>>(), [0]);
         let a = feed(&Rules { consecutive: 2, ..base.clone() });
         assert!(a[10].is_empty() && a[11].len() == 2, "{a:?}");
+    }
+
+    #[test]
+    fn log_band_flags_a_collapse_not_a_drift_and_reports_the_band_in_units() {
+        let rules = Rules::default();
+        assert!(rules.log_band);
+        let mut st = RuleState::default();
+        for s in 0..12 {
+            assert!(st.observe(&rules, &[point(s * 10, 0, 2.0 + 0.02 * (s % 3) as f64, 0.5, 2.0)]).is_empty());
+        }
+        // A 20 % drift: ln(1.6/2.02) = −0.23, z −4.7 against the 0.05 floor: in band.
+        assert!(st.observe(&rules, &[point(120, 0, 1.6, 0.5, 2.0)]).is_empty());
+        // A 40-fold fall: z = ln(0.05/2.02)/0.05 = −74.
+        let a = st.observe(&rules, &[point(130, 0, 0.05, 0.5, 2.0)]);
+        assert_eq!(a.len(), 1, "{a:?}");
+        assert!(a[0].severity > 60.0 && a[0].severity < 90.0, "{a:?}");
+        // The band is in the measure's units: median · exp(± z_max · 0.05).
+        assert!((a[0].band[0] - 2.02 * (-0.5f64).exp()).abs() < 0.05 && (a[0].band[1] - 2.02 * 0.5f64.exp()).abs() < 0.1, "{a:?}");
+    }
+
+    #[test]
+    fn a_formed_head_back_to_uniform_attention_has_reverted() {
+        let rules = Rules::default();
+        let mut st = RuleState::default();
+        for s in 0..8 {
+            st.observe(&rules, &[point(s * 10, 0, 2.5, 0.5, 2.0)]);
+        }
+        let u = uniform_entropy(64);
+        let a = st.observe(&rules, &[point(80, 0, u, 0.5, 2.0)]);
+        assert!(a.iter().any(|x| x.rule == Rule::Reverted && x.measure == Measure::AttentionEntropy), "{a:?}");
+        // On entry only.
+        assert!(st.observe(&rules, &[point(90, 0, u, 0.5, 2.0)]).iter().all(|x| x.rule != Rule::Reverted));
+        // A head that never formed never reverts.
+        let mut st = RuleState::default();
+        for s in 0..10 {
+            assert!(st.observe(&rules, &[point(s * 10, 1, u, 0.5, 2.0)]).is_empty());
+        }
     }
 
     #[test]

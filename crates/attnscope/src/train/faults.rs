@@ -394,23 +394,24 @@ mod tests {
 
     #[test]
     fn neox_key_spike_is_rank_one_on_the_heads_k_rows() {
-        let t = Trainable::init(shape(Family::GptNeox, 4), &mut Rng::new(3)).unwrap();
+        // d_model 32: d_head 8 (NeoX's rotary needs an even d_head / 4).
+        let t = Trainable::init(Shape { d_model: 32, ..shape(Family::GptNeox, 4) }, &mut Rng::new(3)).unwrap();
         let before = copy(&t);
         let r = apply(FaultSpec { kind: FaultKind::Key, at: 3 }, 1, &t.shape, &t.vars, 3).unwrap();
         assert_eq!(r.hit_heads, vec![(0, 0)]);
         let c = changed(&before, &t.vars);
         assert_eq!(c.len(), 1);
         assert_eq!(c[0].0, "gpt_neox.layers.0.attention.query_key_value.weight");
-        // Head 0's k rows are rows 4..8 of the (48, 16) per-head interleaved qkv.
-        let rows: std::collections::BTreeSet<usize> = c[0].1.iter().map(|i| i / 16).collect();
-        assert_eq!(rows, (4..8).collect());
+        // Head 0's k rows are rows 8..16 of the (96, 32) per-head interleaved qkv.
+        let rows: std::collections::BTreeSet<usize> = c[0].1.iter().map(|i| i / 32).collect();
+        assert_eq!(rows, (8..16).collect());
         // The difference is rank 1: every 2 × 2 minor vanishes.
-        let x = before[c.len() * 0 + t.vars.iter().position(|(n, _)| n == &c[0].0).unwrap()].1.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let x = before[t.vars.iter().position(|(n, _)| n == &c[0].0).unwrap()].1.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
         let y = var(&t.vars, &c[0].0).unwrap().as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let d = |r: usize, k: usize| (y[r * 16 + k] - x[r * 16 + k]) as f64;
-        let minor = d(4, 0) * d(5, 1) - d(4, 1) * d(5, 0);
-        assert!(minor.abs() < 1e-6 * (d(4, 0).abs() + 1.0) * (d(5, 1).abs() + 1.0), "{minor}");
-        assert!(d(4, 0).abs() > 0.0);
+        let d = |r: usize, k: usize| (y[r * 32 + k] - x[r * 32 + k]) as f64;
+        let minor = d(8, 0) * d(9, 1) - d(8, 1) * d(9, 0);
+        assert!(minor.abs() < 1e-5 * (d(8, 0).abs() + 1.0) * (d(9, 1).abs() + 1.0), "{minor}");
+        assert!(d(8, 0).abs() > 0.0 && d(9, 1).abs() > 0.0);
     }
 
     #[test]
