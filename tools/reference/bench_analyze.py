@@ -15,6 +15,10 @@ At large ctx the dense route is slow (one 2048 x 2048 SVD per head, 270 heads):
 `--dense-layers 0,14,29` computes only those layers densely and extrapolates
 its measure time linearly to all layers; the report says so.
 
+`--baseline-exe PATH` also times another attnscope binary (e.g. a build of
+main), alternating with this one run by run, and reports the ratio of the two
+medians: on a shared machine that ratio is steadier than either time.
+
 Run from the repository root after `cargo build --release`. Not part of CI.
 """
 from __future__ import annotations
@@ -45,8 +49,7 @@ COMPARE = ["numerical_rank", "k90", "k99", "effective_rank", "stable_rank", "par
 REL_TOL = 1e-4  # HF and attnscope Q/K agree to ~1e-6 relative in f32
 
 
-def run_attnscope(text: Path, ctx: int, out: Path) -> tuple[float, dict]:
-    exe = ROOT / "target/release/attnscope"
+def run_attnscope(text: Path, ctx: int, out: Path, exe: Path = ROOT / "target/release/attnscope") -> tuple[float, dict]:
     t0 = time.perf_counter()
     subprocess.run([str(exe), "analyze", "--model", str(GGUF), "--text", str(text), "--ctx", str(ctx),
                     "--out", str(out), "--quiet"], check=True)
@@ -135,14 +138,19 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5,
                     help="attnscope runs per ctx (each from a cold process start); the median is reported. "
                          "On a shared 2-core machine one run varies by ±15 %%; the dense route (minutes) runs once")
+    ap.add_argument("--baseline-exe", type=Path, default=None,
+                    help="another attnscope binary to time in the same run, alternating with this one")
     args = ap.parse_args()
     results = []
     for ctx in args.ctx:
-        walls = []
+        walls, base_walls = [], []
         for _ in range(max(1, args.repeat)):
             with tempfile.TemporaryDirectory() as tmp:
                 w, report = run_attnscope(args.text, ctx, Path(tmp))
             walls.append(w)
+            if args.baseline_exe is not None:
+                with tempfile.TemporaryDirectory() as tmp:
+                    base_walls.append(run_attnscope(args.text, ctx, Path(tmp), args.baseline_exe)[0])
         wall = float(np.median(walls))
         ours = report["runs"][0]["heads"]
         if args.dense_layers == "all" or (args.dense_layers is None and ctx <= 1024):
@@ -153,6 +161,13 @@ def main() -> None:
         cmp = compare(ours, dense)
         row = {"ctx": ctx, "attnscope_s": wall, "attnscope_runs_s": walls, "dense": timing,
                "speedup": timing["total_s"] / wall, "compare": cmp}
+        if base_walls:
+            base = float(np.median(base_walls))
+            row.update(baseline_s=base, baseline_runs_s=base_walls, baseline_over_attnscope=base / wall,
+                       baseline_speedup=timing["total_s"] / base)
+            print(f"ctx {ctx}: baseline {args.baseline_exe} {base:.2f} s (median of {len(base_walls)}: "
+                  f"{', '.join(f'{x:.2f}' for x in base_walls)}) | baseline / attnscope {base / wall:.2f} | "
+                  f"baseline speedup over dense {row['baseline_speedup']:.1f}x", flush=True)
         results.append(row)
         print(f"ctx {ctx}: attnscope {wall:.2f} s (median of {len(walls)}: {', '.join(f'{x:.2f}' for x in walls)}) | dense route {timing['total_s']:.1f} s "
               f"(load {timing['load_s']:.1f}, forward {timing['forward_s']:.1f}, measures "

@@ -1,7 +1,7 @@
 //! One head, d = 64: factored at n = 512 … 32768, dense at n = 512 and 2048,
 //! and the factored analysis with W_Q/W_K (d_model = 576, SmolLM2-135M's
 //! width: every measure) at n = 512 and 2048, whose breakdown by measure
-//! (mean wall time of each stage over 50 runs) is printed first.
+//! (mean CPU time of each stage over 50 runs) is printed first.
 //!
 //! `cargo bench -p field` (a few minutes; dense 2048 is an n×n SVD per sample);
 //! `cargo bench -p field -- with_weights` for the per-head bar alone.
@@ -15,11 +15,20 @@ use std::time::Duration;
 mod synthetic_head;
 use synthetic_head::{synthetic_head as head_data, synthetic_weights};
 
-/// Prints the mean time of each stage of [`field::testing::analyze_laps`].
+/// CPU seconds of this process, all threads (steadier than wall time on a
+/// shared machine; includes the row checks' rayon workers).
+fn cpu_seconds() -> f64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: a valid clock id and a valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
+/// Prints the mean CPU time of each stage of [`field::testing::analyze_laps`].
 fn breakdown(head: &HeadInput<'_>, params: &Params, reps: usize) {
     let mut total: Vec<(&'static str, f64)> = Vec::new();
     for _ in 0..reps {
-        let (_, laps) = field::testing::analyze_laps(head, params).unwrap();
+        let (_, laps) = field::testing::analyze_laps(head, params, cpu_seconds).unwrap();
         if total.is_empty() {
             total = laps.iter().map(|&(k, _)| (k, 0.0)).collect();
         }
@@ -28,7 +37,7 @@ fn breakdown(head: &HeadInput<'_>, params: &Params, reps: usize) {
         }
     }
     let sum: f64 = total.iter().map(|t| t.1).sum::<f64>() / reps as f64;
-    println!("breakdown n={} d={} (mean of {reps}, wall, ms):", head.n, head.d);
+    println!("breakdown n={} d={} (mean of {reps}, CPU ms of the process, all threads):", head.n, head.d);
     for (k, s) in &total {
         let ms = s / reps as f64 * 1e3;
         println!("  {ms:8.3}  {:4.1} %  {k}", 100.0 * ms / (sum * 1e3));

@@ -85,9 +85,15 @@ impl Values<'_> {
                 actual: self.len(),
             });
         }
+        // a branch-free pass first (it vectorises); the position only on failure
         let bad = match self {
-            Values::F32(v) => v.iter().position(|x| !x.is_finite()),
-            Values::F64(v) => v.iter().position(|x| !x.is_finite()),
+            Values::F32(v) if !v.iter().fold(true, |ok, x| ok & x.is_finite()) => {
+                v.iter().position(|x| !x.is_finite())
+            }
+            Values::F64(v) if !v.iter().fold(true, |ok, x| ok & x.is_finite()) => {
+                v.iter().position(|x| !x.is_finite())
+            }
+            _ => None,
         };
         match bad {
             Some(index) => Err(FieldError::NonFinite { what, index }),

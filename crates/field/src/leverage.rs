@@ -78,6 +78,11 @@ fn factored_by(
     if n <= bs {
         let b = block(0);
         let r = householder_r(b.as_ref());
+        // cond_F(R) = ‖R‖_F·‖R⁻¹‖_F ≥ cond₂(R): when it is small, B has full
+        // column rank (σ_min ≫ the rank tolerance) and no SVD is needed
+        if r.nrows() == cols && frobenius_cond(r.as_ref()) <= SOLVE_MAX_COND {
+            return Ok((Leverage { scores: solved_scores(b.as_ref(), r.as_ref()), rank: cols }, r));
+        }
         let s = singular_values(r.as_ref())?;
         let rank = rank_of(&s, n, cols).max(1);
         let cond = s.first().copied().unwrap_or(0.0) / s.last().copied().unwrap_or(0.0);
@@ -127,6 +132,35 @@ fn factored_by(
 /// cond·cols·ε (≤ 1e-11 here, far inside the 1e-10 absolute agreement
 /// tolerance on ℓ_j ≤ 1); worse-conditioned keys keep the orthogonal route.
 const SOLVE_MAX_COND: f64 = 1e3;
+
+/// ‖R‖_F·‖R⁻¹‖_F of a square upper-triangular R (an upper bound on its
+/// 2-norm condition number, within a factor cols), by back substitution,
+/// O(cols³/6); infinite when a diagonal entry is 0 or the inverse overflows.
+fn frobenius_cond(r: MatRef<'_, f64>) -> f64 {
+    let p = r.nrows();
+    let mut inv = vec![0.0f64; p * p]; // column-major, upper
+    let (mut nr, mut ni) = (0.0f64, 0.0f64);
+    for j in 0..p {
+        if r[(j, j)] == 0.0 {
+            return f64::INFINITY;
+        }
+        inv[j * p + j] = 1.0 / r[(j, j)];
+        for i in (0..j).rev() {
+            let acc: f64 = (i + 1..=j).map(|k| r[(i, k)] * inv[j * p + k]).sum();
+            inv[j * p + i] = -acc / r[(i, i)];
+        }
+        for i in 0..=j {
+            nr += r[(i, j)] * r[(i, j)];
+            ni += inv[j * p + i] * inv[j * p + i];
+        }
+    }
+    let c = (nr * ni).sqrt();
+    if c.is_finite() {
+        c
+    } else {
+        f64::INFINITY
+    }
+}
 
 /// ℓ_j = ‖R⁻ᵀ b_j‖² (B = QR with R square and invertible, so Q = B R⁻¹):
 /// column-oriented forward substitution Y = B R⁻¹ (column k of Y from the
@@ -212,6 +246,18 @@ pub(crate) fn coherence(lev: &Leverage) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// cond_F bounds cond₂ from above and is infinite for a singular R.
+    #[test]
+    fn frobenius_cond_bounds_the_two_norm_condition() {
+        let r = Mat::from_fn(6, 6, |i, j| if j >= i { 1.0 + ((i * 7 + j * 3) % 5) as f64 } else { 0.0 });
+        let s = singular_values(r.as_ref()).unwrap();
+        let c = frobenius_cond(r.as_ref());
+        assert!(c >= s[0] / s[5] && c <= 6.0 * s[0] / s[5], "{c} vs {}", s[0] / s[5]);
+        let mut z = r.clone();
+        z[(3, 3)] = 0.0;
+        assert_eq!(frobenius_cond(z.as_ref()), f64::INFINITY);
+    }
 
     /// The triangular-solve scores (well-conditioned B) equal ‖Q_j‖² from the
     /// orthogonal factor, and an ill-conditioned B takes the orthogonal route.

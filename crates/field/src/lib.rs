@@ -55,7 +55,7 @@ pub use tile::{energy_tile, tile_len};
 pub mod testing {
     pub use crate::factored::analyze_with_fault;
     pub use crate::features::Fault;
-    pub use crate::laps::analyze_laps;
+    pub use crate::laps::{analyze_laps, wall_seconds, Clock};
     pub use crate::rank_r::dense_truncated_fidelity;
 }
 

@@ -229,12 +229,17 @@ fn row_stat_f32(x: &[f32], e: &[f64], floor: f64) -> RowStat {
 pub(crate) fn exp_nonpos_f32(x: f32) -> f32 {
     const ROUND: f32 = 12_582_912.0; // 1.5 · 2^23: adding and subtracting rounds to an integer
     let x = x.max(-87.3);
-    let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let t = x * std::f32::consts::LOG2_E + ROUND;
+    let n = t - ROUND;
+    // the same integer from t's bits (t ∈ [2^23, 2^24): unit spacing, so the
+    // mantissa is linear in t): integer lanes vectorise, where `n as i32` (a
+    // saturating cast) made the compiler fall back to one scalar cvttss2si a lane
+    let ni = (t.to_bits() as i32).wrapping_sub(ROUND.to_bits() as i32);
     let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
     let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 1.666_666_5e-1) * r
         + 5.000_000_1e-1;
     let y = p * r * r + r + 1.0;
-    y * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    y * f32::from_bits(((ni + 127) as u32) << 23)
 }
 
 impl<'a> ModelLogits<'a> {
