@@ -8,7 +8,6 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use field::Params;
-use models::Logits;
 
 use crate::cli::AnalyzeArgs;
 use crate::observer::{FieldObserver, LayerSet, TileObserver};
@@ -131,7 +130,7 @@ pub fn run(args: &AnalyzeArgs) -> Result<()> {
             let started = Instant::now();
             let mut tiles = TileObserver { inner: &mut observer, tokens: report::TILE_TOKENS, tiles: Vec::new() };
             model
-                .forward(&window, Logits::None, Some(&mut tiles))
+                .forward_capture(&window, &mut tiles)
                 .with_context(|| format!("forward pass on {} at ctx {ctx}", path.display()))?;
             let tiles = tiles.tiles;
             let drill = report::Drill::collect(&observer.records, tiles, report::token_labels(tokenizer, &window), report::TILE_TOKENS.min(window.len()));

@@ -33,8 +33,10 @@ pub mod train;
 /// iterations after every elementwise op before it sleeps, which steals a
 /// core from the field analysis that runs between layers (measured: `analyze`
 /// at ctx 512, median of 6 runs each, 2.74 → 2.54 s). `CANDLE_BARRIER_POOL_SPIN_LIMIT`
-/// set by the user is kept.
+/// set by the user is kept. Also keeps freed tensor buffers in the heap
+/// ([`models::alloc::tune`]), which the `models` library itself never does.
 pub fn tune_process() {
+    models::alloc::tune();
     const SPIN: &str = "CANDLE_BARRIER_POOL_SPIN_LIMIT";
     if std::env::var_os(SPIN).is_none() {
         std::env::set_var(SPIN, "0");

@@ -5,7 +5,7 @@
 //! `field` crate's on the captured Q/K, no alert, and the logs written.
 
 use attnscope::monitor::{Monitor, Rules};
-use models::{Checkpoint, LayerCapture, Logits, Model, Observer, ObserverError};
+use models::{Checkpoint, LayerCapture, Model, Observer, ObserverError};
 use models::testdata;
 
 /// Captures layer 2's Q and K, to recompute one head with `field` directly.
@@ -41,7 +41,7 @@ fn monitor_library_api_on_stories260k() {
 
     // Layer 2, head 3 against the field crate on the same Q/K.
     let mut grab = Grab(None);
-    model.forward(&probe, Logits::None, Some(&mut grab)).unwrap();
+    model.forward_capture(&probe, &mut grab).unwrap();
     let (q, k, scale) = grab.0.unwrap();
     let g = model.spec.n_heads / model.spec.n_kv_heads;
     let (n, d) = (probe.len(), model.spec.head_dim);

@@ -41,6 +41,7 @@ fn peak_rss_mb() -> f64 {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    models::alloc::tune(); // as the attnscope binary does
     let args: Vec<String> = std::env::args().collect();
     let default = format!(
         "{}/.cache/attnscope/models/SmolLM2-135M-Instruct.Q4_1.gguf",
@@ -58,11 +59,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let s = &model.spec;
     let ids: Vec<u32> = (0..t).map(|i| (i * 7919 % (s.vocab_size - 1)) as u32 + 1).collect();
 
-    let _ = model.forward(&ids[..t.min(64)], Logits::Last, None)?; // warm-up
+    let _ = model.forward_logits(&ids[..t.min(64)], Logits::Last, None)?; // warm-up
     let mut times = Vec::with_capacity(reps);
     for _ in 0..reps {
         let t1 = Instant::now();
-        let _ = model.forward(&ids, Logits::Last, None)?;
+        let _ = model.forward_logits(&ids, Logits::Last, None)?;
         times.push(t1.elapsed().as_secs_f64());
     }
     times.sort_by(f64::total_cmp);

@@ -15,8 +15,10 @@
 //! (later changes brought the total back to 2.0 GB; docs/hardening.md). The process keeps up
 //! to its peak working set mapped after a pass, as jemalloc/mimalloc do.
 //!
-//! [`crate::Model::load`] calls [`tune`] once. Set `ATTNSCOPE_MALLOC=system`
-//! to keep glibc's defaults. A no-op off glibc.
+//! A library does not change its process's allocator: binaries call
+//! [`tune`] once at start (`attnscope`'s `main`, the Python module's init,
+//! the benchmarks). Set `ATTNSCOPE_MALLOC=system` to keep glibc's defaults.
+//! A no-op off glibc.
 
 use std::sync::Once;
 

@@ -88,7 +88,7 @@ impl TensorStore {
         };
         let n = if shape.len() == 2 { shape[0] } else { 0 };
         if let Some(&bad) = rows.iter().find(|&&r| r as usize >= n) {
-            return Err(crate::Error::Config(format!("row {bad} of tensor `{name}` {shape:?} does not exist")));
+            return Err(crate::Error::RowOutOfRange { name: name.to_string(), row: bad, shape });
         }
         let t = self.source.load_rows(name, rows)?;
         self.finite(name, t)

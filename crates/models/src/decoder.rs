@@ -23,12 +23,9 @@ use std::ops::ControlFlow;
 use crate::weights::{LayerWeights, ModelWeights};
 use crate::{rope, Checkpoint, Error, Result};
 
-/// Which final logits a forward pass computes.
+/// Which rows of logits [`Model::forward_logits`] computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Logits {
-    /// No LM head at all (attention analysis only). The pass may stop after
-    /// the observer's last layer.
-    None,
     /// Only the last position: (1, vocab).
     Last,
     /// Every position: (t, vocab).
@@ -60,7 +57,8 @@ impl Model {
     /// no data read). Layers then stream from the checkpoint's mapped file
     /// during each forward pass (NaN-checked as they load); in-memory
     /// sources, or `ATTNSCOPE_WEIGHTS=resident`, keep every weight loaded
-    /// instead. Tunes glibc's malloc once per process ([`crate::alloc`]).
+    /// instead. Leaves the process's allocator alone: a binary that wants
+    /// freed buffers reused calls [`crate::alloc::tune`] itself.
     pub fn load(checkpoint: &Checkpoint) -> Result<Model> {
         let resident = std::env::var(WEIGHTS_ENV).is_ok_and(|v| v == "resident");
         Self::load_with(checkpoint, resident)
@@ -68,7 +66,6 @@ impl Model {
 
     /// [`Model::load`] with every weight loaded now (`resident`) or streamed.
     pub fn load_with(checkpoint: &Checkpoint, resident: bool) -> Result<Model> {
-        crate::alloc::tune();
         let spec = ArchSpec::from_hf_config(&checkpoint.config)?;
         let weights = ModelWeights::load(&checkpoint.tensors, &spec, resident)?;
         Ok(Model { spec, weights, device: Device::Cpu, query_chunk: QUERY_CHUNK })
@@ -100,15 +97,29 @@ impl Model {
     }
 
     /// Runs the model over `ids` (one sequence, positions 0..t), handing each
-    /// layer's Q/K to `observer`, and returns the requested logits (f32).
-    pub fn forward(&self, ids: &[u32], logits: Logits, mut observer: Option<&mut dyn Observer>) -> Result<Option<Tensor>> {
+    /// layer's Q/K to `observer` if given, and returns the logits `rows`
+    /// asks for (f32): (1, vocab) for [`Logits::Last`], (t, vocab) for
+    /// [`Logits::All`].
+    pub fn forward_logits(&self, ids: &[u32], rows: Logits, observer: Option<&mut dyn Observer>) -> Result<Tensor> {
+        self.run(ids, Some(rows), observer)?.ok_or(Error::Internal("a pass asked for logits returned none"))
+    }
+
+    /// Runs the model over `ids` for its queries and keys only: each layer's
+    /// Q/K go to `observer`, no LM head is read, and the pass stops after
+    /// the observer's [`Observer::last_layer`].
+    pub fn forward_capture(&self, ids: &[u32], observer: &mut dyn Observer) -> Result<()> {
+        self.run(ids, None, Some(observer)).map(drop)
+    }
+
+    /// The forward pass; `logits: None` computes no LM head.
+    fn run(&self, ids: &[u32], logits: Option<Logits>, mut observer: Option<&mut dyn Observer>) -> Result<Option<Tensor>> {
         let spec = &self.spec;
         let t = ids.len();
         if t == 0 {
-            return Err(Error::Config("forward pass over zero tokens".into()));
+            return Err(Error::EmptyInput);
         }
         if let Some(&bad) = ids.iter().find(|&&i| i as usize >= spec.vocab_size) {
-            return Err(Error::Config(format!("token id {bad} is outside the model's vocabulary of {}", spec.vocab_size)));
+            return Err(Error::TokenOutOfRange { id: bad, vocab: spec.vocab_size });
         }
         // x: (t, D)
         let mut x = self.weights.embed(ids)?;
@@ -122,7 +133,7 @@ impl Model {
         if let Some(pos) = &self.weights.pos_embed {
             let n_pos = pos.dim(0)?;
             if t > n_pos {
-                return Err(Error::Config(format!("{t} tokens exceed the model's {n_pos} learned positions")));
+                return Err(Error::TooManyTokens { tokens: t, positions: n_pos });
             }
             x = x.add(&pos.narrow(0, 0, t)?)?;
         }
@@ -142,10 +153,10 @@ impl Model {
             _ => None,
         };
         let last_needed = match (logits, observer.as_ref().and_then(|o| o.last_layer())) {
-            (Logits::None, Some(l)) => l.min(spec.n_layers - 1),
+            (None, Some(l)) => l.min(spec.n_layers - 1),
             _ => spec.n_layers - 1,
         };
-        let want_head = logits != Logits::None;
+        let want_head = logits.is_some();
         let lm_head = self.weights.for_each_layer(last_needed + 1, want_head, |l, lw| {
             // Reborrow with a shorter trait-object lifetime for this layer.
             let obs: Option<&mut dyn Observer> = match observer {
@@ -156,7 +167,7 @@ impl Model {
                 (Some(local), Some(_)) => Some(local),
                 _ => rope_tables.as_ref(),
             };
-            if logits == Logits::None && l == last_needed {
+            if logits.is_none() && l == last_needed {
                 // Only this layer's Q/K are still wanted: project, hand them
                 // to the observer, stop (no V, no attention, no MLP).
                 let input = match spec.block {
@@ -182,8 +193,8 @@ impl Model {
                     (&x1 + lw.mlp_norm.forward(&self.mlp(lw, &x1)?)?)?
                 }
                 BlockKind::Sandwich => {
-                    let post_a = lw.attn_post_norm.as_ref().ok_or_else(|| Error::Config("sandwich norm missing".into()))?;
-                    let post_m = lw.mlp_post_norm.as_ref().ok_or_else(|| Error::Config("sandwich norm missing".into()))?;
+                    let post_a = lw.attn_post_norm.as_ref().ok_or_else(|| Error::Internal("sandwich block without its post norms"))?;
+                    let post_m = lw.mlp_post_norm.as_ref().ok_or_else(|| Error::Internal("sandwich block without its post norms"))?;
                     let x1 = (&x + post_a.forward(&attn(&lw.attn_norm.forward(&x)?, obs)?)?)?;
                     (&x1 + post_m.forward(&self.mlp(lw, &lw.mlp_norm.forward(&x1)?)?)?)?
                 }
@@ -192,9 +203,9 @@ impl Model {
         })?;
         let Some(lm_head) = lm_head else { return Ok(None) };
         let rows = match logits {
-            Logits::None => return Ok(None),
-            Logits::Last => x.narrow(0, t - 1, 1)?,
-            Logits::All => x,
+            None => return Ok(None),
+            Some(Logits::Last) => x.narrow(0, t - 1, 1)?,
+            Some(Logits::All) => x,
         };
         let h = self.weights.final_norm.forward(&rows)?;
         let mut out = h.matmul(&lm_head)?;
@@ -265,10 +276,10 @@ impl Model {
                 w_q: &lw.q.w,
                 w_k: &lw.k.w,
             };
-            obs.on_layer(&cap).map_err(|e| Error::Observer(e.to_string()))?;
-            if let Some(kt) = obs.transform_keys(l, &k).map_err(|e| Error::Observer(e.to_string()))? {
+            obs.on_layer(&cap).map_err(Error::Observer)?;
+            if let Some(kt) = obs.transform_keys(l, &k).map_err(Error::Observer)? {
                 if kt.dims() != k.dims() {
-                    return Err(Error::Observer(format!("transform_keys changed the key shape {:?} to {:?}", k.dims(), kt.dims())));
+                    return Err(Error::Observer(format!("transform_keys changed the key shape {:?} to {:?}", k.dims(), kt.dims()).into()));
                 }
                 k = kt.to_dtype(k.dtype())?.contiguous()?;
             }
@@ -334,7 +345,7 @@ impl Model {
     fn mlp(&self, lw: &LayerWeights, x: &Tensor) -> Result<Tensor> {
         let hidden = match self.spec.mlp {
             Mlp::Gated(act) => {
-                let gate = lw.gate.as_ref().ok_or_else(|| Error::Config("gated MLP without gate weight".into()))?;
+                let gate = lw.gate.as_ref().ok_or_else(|| Error::Internal("gated MLP without gate weight"))?;
                 let (g, u) = (gate.forward(x)?, lw.up.forward(x)?);
                 let fused = if act == Activation::Silu { swiglu_fused(&g, &u)? } else { None };
                 match fused {
@@ -353,9 +364,7 @@ impl Model {
     pub fn greedy(&self, prompt: &[u32], n_new: usize, stop: Option<u32>) -> Result<Vec<u32>> {
         let mut ids = prompt.to_vec();
         for _ in 0..n_new {
-            let logits = self
-                .forward(&ids, Logits::Last, None)?
-                .ok_or_else(|| Error::Config("no logits".into()))?;
+            let logits = self.forward_logits(&ids, Logits::Last, None)?;
             let next = logits.squeeze(0)?.argmax(D::Minus1)?.to_scalar::<u32>()?;
             if Some(next) == stop {
                 break;
@@ -373,7 +382,7 @@ fn heads(m: Tensor, n: usize, d: usize) -> Result<Tensor> {
 }
 
 fn norm_of(n: &Option<crate::weights::Norm>) -> Result<&crate::weights::Norm> {
-    n.as_ref().ok_or_else(|| Error::Config("QK-norm weight missing".into()))
+    n.as_ref().ok_or_else(|| Error::Internal("QK-norm weight missing"))
 }
 
 /// silu(g)·u in one parallel pass, bit-identical to candle's `silu` then

@@ -24,10 +24,15 @@ pub mod testdata;
 pub mod tokenizer;
 pub mod weights;
 
+// The curated API: what a caller needs to open a checkpoint, run the
+// decoder and observe its queries and keys. The modules stay public for the
+// format-level pieces (GGUF readers, tokenizer internals) that tools use.
 pub use arch::{ArchSpec, Family, LogitTransform};
 pub use capture::{LayerCapture, Observer, ObserverError};
-pub use decoder::{Logits, Model};
 pub use checkpoint::{Checkpoint, Format, TensorStore};
+pub use decoder::{Logits, Model};
+pub use error::{BoxError, Error, Result};
+pub use formats::memory::MemorySource;
 pub use formats::TensorSource;
-pub use error::{Error, Result};
 pub use tokenizer::TextTokenizer;
+pub use weights::{weight_specs, WeightSpec};

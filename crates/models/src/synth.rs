@@ -352,7 +352,7 @@ mod tests {
         let ids = tok.encode("ab").unwrap();
         assert!(ids.len() >= 2 && ids.iter().all(|&i| (i as usize) < VOCAB), "{ids:?}");
         let model = Model::load(&ck).unwrap();
-        let logits = model.forward(&ids, Logits::All, None).unwrap().unwrap();
+        let logits = model.forward_logits(&ids, Logits::All, None).unwrap();
         assert_eq!(logits.dims(), &[ids.len(), VOCAB]);
         assert!(logits.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().all(|x| x.is_finite()));
         std::fs::remove_dir_all(&dir).ok();

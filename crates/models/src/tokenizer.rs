@@ -133,7 +133,7 @@ impl TextTokenizer {
                 add_special_tokens,
             } => tok
                 .encode(text, *add_special_tokens)
-                .map_err(|e| Error::Tokenizer(format!("encoding failed: {e}")))?
+                .map_err(|source| Error::TokenizerCall { what: "encoding", source })?
                 .get_ids()
                 .to_vec(),
             Backend::Spm(s) => s.encode(text),
@@ -160,7 +160,7 @@ impl TextTokenizer {
         match &self.backend {
             Backend::Hf { tok, .. } => tok
                 .decode(ids, false)
-                .map_err(|e| Error::Tokenizer(format!("decoding failed: {e}"))),
+                .map_err(|source| Error::TokenizerCall { what: "decoding", source }),
             Backend::Spm(s) => Ok(s.decode(ids)),
             Backend::Llama2c(t) => Ok(t.decode(ids)),
         }

@@ -430,7 +430,7 @@ impl ModelWeights {
                     let _ = tx.send(self.lm_head().map(Staged::Head));
                 }
             });
-            let lost = || Error::Config("the layer loader thread stopped".into());
+            let lost = || Error::Internal("the layer loader thread stopped");
             for l in 0..n {
                 let Staged::Layer(lw) = rx.recv().map_err(|_| lost())?? else { return Err(lost()) };
                 if f(l, &lw)?.is_break() {
@@ -492,7 +492,7 @@ fn split_rows<const N: usize>(w: &Tensor, sizes: [usize; N]) -> Result<[Linear; 
     let starts: [usize; N] = std::array::from_fn(|i| sizes[..i].iter().sum());
     let parts: Vec<Linear> =
         starts.iter().zip(sizes).map(|(&s, n)| Linear::from_out_in(w.narrow(0, s, n)?, None)).collect::<Result<_>>()?;
-    parts.try_into().map_err(|_| Error::Config("fused projection split".into()))
+    parts.try_into().map_err(|_| Error::Internal("fused projection split"))
 }
 
 /// A fused (3·h·d, D) projection whose output rows are ordered (head,

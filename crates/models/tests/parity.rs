@@ -90,7 +90,7 @@ fn check_against(label: &str, checkpoint: &Checkpoint, fixture: &Path) -> Model 
     let layers: Vec<usize> = r.json["captured_layers"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
     let mut cap = Capture { layers: layers.clone(), q: BTreeMap::new(), k: BTreeMap::new() };
     let mut worst = 0f64;
-    let logits = model.forward(&ids, Logits::All, Some(&mut cap)).unwrap().unwrap();
+    let logits = model.forward_logits(&ids, Logits::All, Some(&mut cap)).unwrap();
     for l in &layers {
         for (name, got) in [("q", &cap.q[l]), ("k", &cap.k[l])] {
             let (shape, want) = &r.tensors[&format!("{name}.{l}")];
@@ -327,7 +327,7 @@ fn smollm2_long_context_matches_transformers() {
     assert!(ids.len() > 2 * 128, "the fixture must span more than two query chunks");
     let model = Model::load(&ck).unwrap();
     let mut cap = Capture { layers: vec![29], q: BTreeMap::new(), k: BTreeMap::new() };
-    let logits = model.forward(&ids, Logits::All, Some(&mut cap)).unwrap().unwrap();
+    let logits = model.forward_logits(&ids, Logits::All, Some(&mut cap)).unwrap();
     let q0 = cap.q[&29].narrow(0, 0, 1).unwrap();
     let mut worst = 0f64;
     for (name, got) in [("k.29", &cap.k[&29]), ("q.29.head0", &q0)] {
@@ -363,7 +363,7 @@ fn query_chunk_size_does_not_change_results() {
         let run = |model: &Model| {
             let layers: Vec<usize> = (0..model.spec.n_layers).collect();
             let mut cap = Capture { layers: layers.clone(), q: BTreeMap::new(), k: BTreeMap::new() };
-            let logits = model.forward(&r.ids, Logits::All, Some(&mut cap)).unwrap().unwrap();
+            let logits = model.forward_logits(&r.ids, Logits::All, Some(&mut cap)).unwrap();
             let last = model.spec.n_layers - 1;
             (flat(&logits), flat(&cap.q[&last]), flat(&cap.k[&last]))
         };

@@ -21,7 +21,7 @@ impl Observer for Capture {
 
 fn bits(model: &Model, ids: &[u32]) -> (Vec<Vec<u32>>, Vec<u32>) {
     let mut cap = Capture::default();
-    let logits = model.forward(ids, Logits::All, Some(&mut cap)).unwrap().unwrap();
+    let logits = model.forward_logits(ids, Logits::All, Some(&mut cap)).unwrap();
     (cap.0, logits.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|x| x.to_bits()).collect())
 }
 

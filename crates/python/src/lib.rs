@@ -62,6 +62,8 @@ pub(crate) fn to_py_err(e: anyhow::Error) -> PyErr {
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
+    // The binary's allocator setting (the library never changes it itself).
+    models::alloc::tune();
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("AttnscopeError", py.get_type::<AttnscopeError>())?;
     m.add("CheckFailed", py.get_type::<CheckFailed>())?;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use attnscope::cli::{AnalyzeArgs, ModelArgs, RunArgs};
 use attnscope::observer::LayerQk;
-use models::{Checkpoint, LayerCapture, LogitTransform, Logits, Model, Observer, ObserverError};
+use models::{Checkpoint, LayerCapture, LogitTransform, Model, Observer, ObserverError};
 use numpy::{PyArray1, PyArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -98,7 +98,7 @@ pub fn capture_rust(py: Python<'_>, model: String, token_ids: Vec<u32>) -> PyRes
             let ck = Checkpoint::open(&model, None).with_context(|| format!("cannot load model {model}"))?;
             let m = Model::load(&ck).with_context(|| format!("cannot load model {model}"))?;
             let mut obs = Collect(Vec::new());
-            m.forward(&token_ids, Logits::None, Some(&mut obs))?;
+            m.forward_capture(&token_ids, &mut obs)?;
             Ok(obs.0)
         })
         .map_err(to_py_err)?;

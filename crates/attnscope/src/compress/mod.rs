@@ -265,7 +265,7 @@ fn mean_loss(logits: &models::capture::Tensor, ids: &[u32]) -> Result<f64> {
 }
 
 fn forward_loss(model: &Model, ids: &[u32], observer: Option<&mut dyn models::Observer>) -> Result<f64> {
-    let logits = model.forward(ids, Logits::All, observer)?.context("the forward pass returned no logits")?;
+    let logits = model.forward_logits(ids, Logits::All, observer)?;
     mean_loss(&logits, ids)
 }
 
@@ -328,7 +328,7 @@ pub fn run(args: &CompressArgs) -> Result<()> {
     let t0 = Instant::now();
     let bar = progress.bar(spec.n_layers as u64, "calibration");
     let mut calib = CalibObserver { layers: Vec::new(), bar: Some(&bar) };
-    model.forward(&calib_ids, Logits::None, Some(&mut calib)).with_context(|| format!("forward pass on {}", calib_path.display()))?;
+    model.forward_capture(&calib_ids, &mut calib).with_context(|| format!("forward pass on {}", calib_path.display()))?;
     bar.finish_and_clear();
     let t_calib = t0.elapsed().as_secs_f64();
 

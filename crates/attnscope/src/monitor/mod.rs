@@ -36,7 +36,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use field::Params;
 use indicatif::ProgressBar;
-use models::{Logits, Model};
+use models::Model;
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -145,7 +145,7 @@ impl Monitor {
             mismatches: Vec::new(),
             bar: &bar,
         };
-        model.forward(ids, Logits::None, Some(&mut obs))?;
+        model.forward_capture(ids, &mut obs)?;
         let label = checkpoint.map(str::to_string);
         let points = obs.records.iter().map(|rec| HeadPoint::from_record(step, label.clone(), rec)).collect();
         let r = self.observe_points(points);

@@ -289,7 +289,7 @@ pub fn loss_over(model: &Model, windows: &[&[u32]]) -> Result<Tensor> {
     let mut total: Option<Tensor> = None;
     for w in windows {
         let (x, y) = (&w[..w.len() - 1], &w[1..]);
-        let logits = model.forward(x, Logits::All, None)?.context("no logits")?;
+        let logits = model.forward_logits(x, Logits::All, None)?;
         let target = Tensor::from_slice(y, y.len(), &Device::Cpu)?;
         let l = candle_nn::loss::cross_entropy(&logits, &target)?;
         total = Some(match total {
@@ -503,7 +503,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let last = saved.last().context("no checkpoint saved")?;
     let probe_ids = &val_ids[..args.ctx];
     let logits_of = |m: &Model| -> Result<Vec<f32>> {
-        Ok(m.forward(probe_ids, Logits::All, None)?.context("no logits")?.flatten_all()?.to_vec1::<f32>()?)
+        Ok(m.forward_logits(probe_ids, Logits::All, None)?.flatten_all()?.to_vec1::<f32>()?)
     };
     let live = logits_of(trainable.model(false)?)?;
     let live_tracked = logits_of(trainable.model(true)?)?;
