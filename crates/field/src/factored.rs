@@ -11,7 +11,7 @@ use crate::input::{HeadInput, Support};
 use crate::leverage;
 use crate::linalg::{dot, singular_values};
 use crate::output::HeadField;
-use crate::params::Params;
+use crate::params::{Method, Params};
 use crate::rows::{check_rows, row_checks};
 use crate::spectrum::rows_view;
 use crate::Parts;
@@ -143,7 +143,7 @@ pub(crate) fn analyze(head: &HeadInput<'_>, params: &Params, fault: Fault) -> Re
         }
     });
     Ok(Parts {
-        method: "factored",
+        method: Method::Factored,
         sv_all: sv,
         checks,
         check_rows: rows.len(),

@@ -61,7 +61,7 @@ use input::LogitTransform as LT;
 
 /// What an implementation hands to [`finish`].
 pub(crate) struct Parts {
-    method: &'static str,
+    method: Method,
     /// Every singular value the method computed (factored: min(n, p); dense: n).
     sv_all: Vec<f64>,
     checks: rows::RowChecks,
@@ -148,7 +148,7 @@ pub(crate) fn finish(head: &HeadInput<'_>, params: &Params, parts: Parts) -> Res
     Ok(HeadField {
         n,
         d,
-        method: parts.method.to_string(),
+        method: parts.method,
         logit_transform: if applicable {
             TransformKind::None
         } else {
