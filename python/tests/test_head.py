@@ -143,9 +143,10 @@ def test_layer_rejects_bad_gqa():
         attnscope.analyze_layer(Q, K, 0.5)
 
 
-# heads.parquet's columns as the CLI writes them (checked against a real file in test_pipeline.py)
+# heads.parquet's columns as the CLI writes them, whatever the model (declared once in
+# crates/attnscope/src/report/schema.rs; checked against a real file in test_pipeline.py)
 HEADS_PARQUET_COLUMNS = [
-    "text", "ctx", "layer", "head", "kv_head", "n", "d", "method", "logit_transform", "check_rows",
+    "text", "ctx", "layer", "head", "kv_head", "n", "d", "method", "logit_transform", "softcap", "check_rows",
     "zero_sum_residual", "shift_consistency", "attention_entropy", "rank_bound", "numerical_rank",
     "rank_bound_holds", "rank_bound_applicable", "k90", "k99", "effective_rank", "stable_rank",
     "k90_learned", "effective_rank_learned", "spectral_gap", "k90_gap", "participation_ratio", "top1pct_share",

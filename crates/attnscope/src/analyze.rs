@@ -9,14 +9,33 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use field::Params;
 
-use crate::cli::AnalyzeArgs;
 use crate::observer::{FieldObserver, LayerSet, TileObserver};
 use crate::progress::Progress;
 use crate::report::{self, Finished, ModelInfo, RunRecord, RunSettings};
 use crate::session::{self, Loaded, MemoryPlan};
+use crate::options::{ModelOptions, RunOptions};
 use crate::{defaults, fingerprint, texts, CheckFailed, InvariantsFailed};
 
-pub fn run(args: &AnalyzeArgs) -> Result<()> {
+/// What `analyze` runs: which model, texts, context lengths and layers.
+#[derive(Debug, Clone)]
+pub struct AnalyzeOptions {
+    pub source: ModelOptions,
+    /// UTF-8 text files; empty: [`defaults::default_texts`].
+    pub texts: Vec<PathBuf>,
+    /// Context lengths (tokens); each text is cut to exactly each of them.
+    pub ctx: Vec<usize>,
+    /// Layers to analyse, e.g. `0-3,7`; `None`: all.
+    pub layers: Option<String>,
+    /// Also compute every head densely and fail when a measure differs.
+    pub dense_check: bool,
+    /// Allow context lengths past the model's trained context.
+    pub beyond_trained_context: bool,
+    pub run: RunOptions,
+    /// Run even when the estimated peak memory exceeds the memory available.
+    pub force: bool,
+}
+
+pub fn run(args: &AnalyzeOptions) -> Result<()> {
     let threads = session::set_threads(args.run.threads, args.run.quiet)?;
     if args.ctx.is_empty() || args.ctx.contains(&0) {
         bail!("--ctx needs positive context lengths, e.g. --ctx 256,512");
@@ -51,11 +70,11 @@ pub fn run(args: &AnalyzeArgs) -> Result<()> {
     let spec = &model.spec;
     let layers = LayerSet::parse(args.layers.as_deref(), spec.n_layers)?;
 
-    let runs_dir = args.out.join("runs");
+    let runs_dir = args.run.out.join("runs");
     std::fs::create_dir_all(&runs_dir).with_context(|| format!("cannot create output directory {}", runs_dir.display()))?;
-    report::check_writable(&args.out)?;
+    report::check_writable(&args.run.out)?;
     report::remove_leftover_temp_files(&runs_dir);
-    report::remove_leftover_temp_files(&args.out);
+    report::remove_leftover_temp_files(&args.run.out);
 
     let info = ModelInfo::new(&source, &checkpoint, spec);
     let settings = RunSettings {
@@ -157,10 +176,10 @@ pub fn run(args: &AnalyzeArgs) -> Result<()> {
         }
     }
     let spinner = progress.spinner("writing report");
-    let summary = report::write_all(&args.out, &info, &runs)?;
+    let summary = report::write_all(&args.run.out, &info, &runs)?;
     spinner.finish_and_clear();
     if !args.run.quiet {
-        eprintln!("attnscope: {} runs written to {}", runs.len(), crate::oneline::escape(&args.out.display().to_string()));
+        eprintln!("attnscope: {} runs written to {}", runs.len(), crate::oneline::escape(&args.run.out.display().to_string()));
     }
     let failures = summary["checks"]["failures"].as_array().map_or(0, Vec::len);
     let invariants = (failures > 0).then(|| {

@@ -17,10 +17,21 @@ pub fn default_model() -> PathBuf {
     cache_dir().join("models").join("SmolLM2-135M-Instruct.Q4_1.gguf")
 }
 
-/// English texts present on every Debian machine.
+/// Where Debian keeps the license texts the default texts are taken from.
+const LICENSES: &str = "/usr/share/common-licenses";
+
+/// English texts present on every Debian machine: GPL-3, Apache-2.0 and
+/// MPL-2.0 (`analyze`'s default texts, in this order).
 pub fn default_texts() -> Vec<PathBuf> {
-    ["GPL-3", "Apache-2.0", "MPL-2.0"]
-        .iter()
-        .map(|n| PathBuf::from("/usr/share/common-licenses").join(n))
-        .collect()
+    ["GPL-3", "Apache-2.0", "MPL-2.0"].iter().map(|n| PathBuf::from(LICENSES).join(n)).collect()
+}
+
+/// `compress`'s default calibration text: the first default text (GPL-3).
+pub fn default_calib_text() -> PathBuf {
+    default_texts().swap_remove(0)
+}
+
+/// `compress`'s default evaluation text: the second default text (Apache-2.0).
+pub fn default_eval_text() -> PathBuf {
+    default_texts().swap_remove(1)
 }

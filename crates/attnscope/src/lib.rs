@@ -13,17 +13,18 @@
 
 pub mod analyze;
 pub mod cli;
-pub mod cli_rules;
 pub mod compress;
 mod defaults;
 mod fingerprint;
 mod memory;
+pub mod options;
 pub mod monitor;
 pub mod observer;
 pub mod oneline;
 mod progress;
 pub mod report;
 mod session;
+mod stats;
 mod svg;
 mod texts;
 pub mod train;

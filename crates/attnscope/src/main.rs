@@ -5,7 +5,7 @@
 //! 3 the mechanism invariants failed for some head (one warning line; the
 //! report is written). Never a panic.
 
-use attnscope::{analyze, cli, compress, monitor, oneline, train, CheckFailed, InvariantsFailed};
+use attnscope::{cli, oneline, CheckFailed, InvariantsFailed};
 use clap::error::ErrorKind;
 use clap::Parser;
 
@@ -26,14 +26,7 @@ fn main() {
             }
         },
     };
-    let result = match cli.command {
-        cli::Command::Analyze(args) => analyze::run(&args),
-        cli::Command::Compress(args) => compress::run(&args),
-        cli::Command::Train(args) => train::run(&args),
-        cli::Command::Monitor(args) => monitor::run(&args),
-        cli::Command::MonitorEval(args) => monitor::eval::run(&args),
-    };
-    if let Err(err) = result {
+    if let Err(err) = cli.command.run() {
         let msg = oneline::chain(err.chain().map(|e| e.to_string()));
         if err.downcast_ref::<InvariantsFailed>().is_some() {
             eprintln!("attnscope: warning: {msg}");

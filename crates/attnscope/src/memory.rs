@@ -21,10 +21,6 @@
 use anyhow::{bail, Result};
 use models::{ArchSpec, TensorStore};
 
-/// decoder.rs `SCORE_BUDGET`: attention score elements held at once (f32).
-const SCORE_BUDGET: u64 = 1 << 24;
-/// decoder.rs `QUERY_CHUNK`: most queries per attention chunk.
-const QUERY_CHUNK: u64 = 128;
 /// See [`Estimate::base`].
 pub const BASE: u64 = 48 << 20;
 
@@ -125,9 +121,9 @@ pub fn estimate(spec: &ArchSpec, tensors: &TensorStore, t: usize, threads: usize
     // head-major and rotated copies (≈ 3·t·(h + 2·h_kv)·d); gated MLP hidden
     // (≈ 4·t·d_ff); cos/sin tables (2·t·d).
     let stream = t.saturating_mul(8 * dm + 4 * ff + 3 * (h + 2 * hkv) * d + 2 * d);
-    // Scores of one query chunk: logits, masked logits, softmax (3 × budget).
-    // A chunk holds at most QUERY_CHUNK queries over at most t keys.
-    let scores = 3 * SCORE_BUDGET.min(h.saturating_mul(t.min(QUERY_CHUNK)).saturating_mul(t));
+    // Scores of one query chunk, as the decoder sizes it: logits, masked
+    // logits, softmax (3 copies).
+    let scores = 3u64.saturating_mul(models::decoder::attention_scores_per_chunk(h as usize, t as usize));
     let activations = f32s(stream.saturating_add(scores));
 
     // One layer: q, k flattened to f32 Vecs, W_Q/W_K as Vec<Vec<f32>> plus

@@ -6,7 +6,7 @@ use crate::error::Result;
 use crate::input::{HeadInput, LogitTransform};
 use crate::leverage;
 use crate::linalg::{compensated_sum, matmul, singular_values};
-use crate::params::Params;
+use crate::params::{Method, Params};
 use crate::rows::{check_rows, row_checks};
 use crate::Parts;
 use faer::Mat;
@@ -88,7 +88,7 @@ pub(crate) fn analyze(head: &HeadInput<'_>, params: &Params) -> Result<Parts> {
         }
     });
     Ok(Parts {
-        method: "dense",
+        method: Method::Dense,
         sv_all: sv,
         checks,
         check_rows: rows.len(),

@@ -12,7 +12,7 @@ use crate::laps::Laps;
 use crate::leverage;
 use crate::linalg::{dot, singular_values};
 use crate::output::HeadField;
-use crate::params::Params;
+use crate::params::{Method, Params};
 use crate::rows::{check_rows, row_checks};
 use crate::spectrum::rows_view;
 use crate::Parts;
@@ -197,7 +197,7 @@ pub(crate) fn analyze_timed(
     };
     laps.lap("row checks (zero-sum, shift, entropy; key energy when every row is checked)");
     Ok(Parts {
-        method: "factored",
+        method: Method::Factored,
         sv_all: sv,
         checks,
         check_rows: rows.len(),

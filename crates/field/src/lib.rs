@@ -63,7 +63,7 @@ use input::LogitTransform as LT;
 
 /// What an implementation hands to [`finish`].
 pub(crate) struct Parts {
-    method: &'static str,
+    method: Method,
     /// Every singular value the method computed (factored: min(n, p); dense: n).
     sv_all: Vec<f64>,
     checks: rows::RowChecks,
@@ -162,7 +162,7 @@ pub(crate) fn finish_timed(
     Ok(HeadField {
         n,
         d,
-        method: parts.method.to_string(),
+        method: parts.method,
         logit_transform: if applicable {
             TransformKind::None
         } else {

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::params::Method;
+
 /// Which logit transform the field was computed under.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -22,8 +24,8 @@ pub struct HeadField {
     pub n: usize,
     /// Head dimension.
     pub d: usize,
-    /// `"factored"` or `"dense"`: the implementation that produced these numbers.
-    pub method: String,
+    /// The implementation that produced these numbers (`"factored"` or `"dense"` in JSON).
+    pub method: Method,
     /// Logit transform in force.
     pub logit_transform: TransformKind,
     /// The soft-cap c when `logit_transform` is softcap.

@@ -2,13 +2,31 @@
 
 /// Which implementation computes the measures. Both give the same numbers
 /// within the tolerances of the crate README.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+/// Serialised (report.json, heads.csv) as `"factored"` / `"dense"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Method {
     /// Never forms an n×n matrix: O(n·d²) time, O(n·d) memory, f64 internally.
     #[default]
     Factored,
     /// Reference: forms E (n×n, f64) and takes its full SVD. O(n³) time, O(n²) memory.
     Dense,
+}
+
+impl Method {
+    /// `"factored"` or `"dense"`, as serialised.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Factored => "factored",
+            Method::Dense => "dense",
+        }
+    }
+}
+
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// Knobs of [`crate::analyze`] and [`crate::rank_r_fidelity`].

@@ -44,6 +44,20 @@ const SCORE_BUDGET: usize = 1 << 24;
 /// ≈ (1 + c/t)× the causal work instead of 2× with one t×t block.
 const QUERY_CHUNK: usize = 128;
 
+/// Queries per attention chunk for `h` heads over `t` tokens with at most
+/// `max_chunk` queries: as many as keep h·chunk·t score elements within
+/// `SCORE_BUDGET`, at least 1, at most t.
+fn chunk_queries(h: usize, t: usize, max_chunk: usize) -> usize {
+    (SCORE_BUDGET / (h * t).max(1)).clamp(1, t.max(1)).min(max_chunk)
+}
+
+/// Attention score elements (f32) the default decoder holds at once for
+/// `n_heads` heads over `t` tokens: h·chunk·t for the default chunk (one
+/// chunk's logits; the memory guard counts the copies it makes).
+pub fn attention_scores_per_chunk(n_heads: usize, t: usize) -> u64 {
+    (n_heads as u64).saturating_mul(chunk_queries(n_heads, t, QUERY_CHUNK) as u64).saturating_mul(t as u64)
+}
+
 pub struct Model {
     pub spec: ArchSpec,
     weights: ModelWeights,
@@ -293,7 +307,7 @@ impl Model {
         let (h, t, d) = q.dims3()?;
         let hkv = spec.n_kv_heads;
         let g = spec.group_size();
-        let chunk = (SCORE_BUDGET / (h * t)).clamp(1, t).min(self.query_chunk);
+        let chunk = chunk_queries(h, t, self.query_chunk);
         let qg = q.reshape((hkv, g, t, d))?;
         let kt = k.transpose(1, 2)?.contiguous()?; // (h_kv, d, t)
         let slopes: Option<Vec<f32>> = spec.position_bias.slopes().map(|s| s.iter().map(|&m| m as f32).collect());

@@ -55,29 +55,32 @@ pub struct Norm {
     pub w: Tensor,
     /// (n,) LayerNorm bias.
     pub b: Option<Tensor>,
-    pub eps: f64,
-    pub rms: bool,
+    /// RMSNorm or LayerNorm, with its eps (an RMSNorm's weight offset is
+    /// already in `w`).
+    pub kind: NormKind,
 }
 
 impl Norm {
     /// Normalises over the last dim of x (.., n).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        if self.rms && (x.track_op() || self.w.track_op()) {
-            // Training (gradients tracked): candle-nn's fused rms_norm has no
-            // backward, so use differentiable ops, in HF's order.
-            let var = x.sqr()?.mean_keepdim(D::Minus1)?;
-            Ok(x.broadcast_div(&(var + self.eps)?.sqrt()?)?.broadcast_mul(&self.w)?)
-        } else if self.rms {
-            Ok(candle_nn::ops::rms_norm(x, &self.w, self.eps as f32)?)
-        } else {
-            let mean = x.mean_keepdim(D::Minus1)?;
-            let xc = x.broadcast_sub(&mean)?;
-            let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
-            let y = xc.broadcast_div(&(var + self.eps)?.sqrt()?)?.broadcast_mul(&self.w)?;
-            Ok(match &self.b {
-                Some(b) => y.broadcast_add(b)?,
-                None => y,
-            })
+        match self.kind {
+            NormKind::Rms { eps, .. } if x.track_op() || self.w.track_op() => {
+                // Training (gradients tracked): candle-nn's fused rms_norm has no
+                // backward, so use differentiable ops, in HF's order.
+                let var = x.sqr()?.mean_keepdim(D::Minus1)?;
+                Ok(x.broadcast_div(&(var + eps)?.sqrt()?)?.broadcast_mul(&self.w)?)
+            }
+            NormKind::Rms { eps, .. } => Ok(candle_nn::ops::rms_norm(x, &self.w, eps as f32)?),
+            NormKind::Layer { eps } => {
+                let mean = x.mean_keepdim(D::Minus1)?;
+                let xc = x.broadcast_sub(&mean)?;
+                let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
+                let y = xc.broadcast_div(&(var + eps)?.sqrt()?)?.broadcast_mul(&self.w)?;
+                Ok(match &self.b {
+                    Some(b) => y.broadcast_add(b)?,
+                    None => y,
+                })
+            }
         }
     }
 }
@@ -223,13 +226,11 @@ impl<'a> Reader<'a> {
     fn norm(&self, prefix: &str, n: usize, spec: &ArchSpec) -> Result<Norm> {
         let w = self.get(&format!("{prefix}.weight"), &[n])?;
         Ok(match spec.norm {
-            NormKind::Rms { eps, weight_offset } => {
+            kind @ NormKind::Rms { weight_offset, .. } => {
                 let w = if weight_offset != 0.0 { (w + weight_offset as f64)? } else { w };
-                Norm { w, b: None, eps, rms: true }
+                Norm { w, b: None, kind }
             }
-            NormKind::Layer { eps } => {
-                Norm { w, b: self.opt(&format!("{prefix}.bias"), &[n])?, eps, rms: false }
-            }
+            kind @ NormKind::Layer { .. } => Norm { w, b: self.opt(&format!("{prefix}.bias"), &[n])?, kind },
         })
     }
     /// An nn.Linear `prefix.weight` (out, in) with optional bias.

@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use attnscope::cli::{AnalyzeArgs, ModelArgs, RunArgs};
+use attnscope::analyze::AnalyzeOptions;
+use attnscope::options::{ModelOptions, RunOptions};
 use attnscope::observer::LayerQk;
 use models::{Checkpoint, LayerCapture, LogitTransform, Model, Observer, ObserverError};
 use numpy::{PyArray1, PyArrayMethods};
@@ -31,15 +32,14 @@ pub fn analyze(
     force: bool,
     quiet: bool,
 ) -> PyResult<()> {
-    let args = AnalyzeArgs {
-        source: ModelArgs { model: Some(model), tokenizer },
+    let args = AnalyzeOptions {
+        source: ModelOptions { model: Some(model), tokenizer },
         texts,
         ctx: ctxs,
         layers,
-        out,
         dense_check,
         beyond_trained_context,
-        run: RunArgs { threads, quiet },
+        run: RunOptions { threads, quiet, out },
         force,
     };
     attnscope::tune_process();

@@ -1,4 +1,4 @@
-//! `attnscope compress` (SPEC §6): how few directions each head needs.
+//! `attnscope compress`: how few directions each head needs.
 //!
 //! 1. Calibration pass on the first `ctx` tokens of `--calib`: every layer's
 //!    Q and K are kept (O(L·h·n·d) f32).
@@ -16,104 +16,47 @@
 mod html;
 mod keys;
 mod observers;
+mod table;
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use clap::Args;
 use field::Params;
 use models::{Logits, Model};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::json;
 
+use crate::options::{ModelOptions, RunOptions};
 use crate::progress::Progress;
 use crate::report::{self, ModelInfo};
 use crate::session::{self, Loaded};
 use crate::texts;
 use observers::{CalibObserver, EvalObserver, KeyObserver};
+pub use table::Table;
 
-pub const ABOUT: &str = "How few directions does each attention head need? (SPEC §6)
-
-For every head and every r in --r, three rank-r bases of the energy field E:
-  data     the top-r singular directions of E on the --calib text, applied to the --eval text
-  weights  the top-r singular directions of M = W_Q W_Kᵀ (weights only; no text)
-  random   r random orthonormal directions (the control; seed = --seed + 1000·layer + head)
-Per (layer, head, basis, r), on the --eval text:
-  kl       mean row KL(P‖P_r), nats, P_r the attention pattern rebuilt from the rank-r field
-  top1     fraction of rows whose most likely key is unchanged
-
-The key-cache experiment: each layer's keys replaced, inside the forward pass, by
-their rank-r key-side projection of the same basis (docs/compress.md), and the mean
-next-token loss on the --eval text measured:
-  loss_delta  (loss_r − loss_full) / loss_full     loss_delta_abs  loss_r − loss_full (nats)
-  ratio       min(r, d)/d, the fraction of the key cache kept
-for all layers at a uniform r (every r of --r), and for one layer at a time
-(--layer-r ranks, --layer-bases bases: one forward pass each; default d/4, data).
-
-Writes OUT/compress.json (records + table), OUT/compress.csv (the same records),
-OUT/compress.html (curves and table, self-contained), and prints the table:
-k90 of E and of M (median, range), the spectral gap, the r needed for a mean
-KL ≤ 0.01 nats and for a |loss change| ≤ 1 %, and whether data beats weights at equal r.
-
-Cost, SmolLM2-135M at ctx 256 on 2 shared cores: the default command takes about 150 s
-of CPU time (pattern experiment with the default --r, 9 ranks = 7,290 fidelity calls;
-24 uniform + 30 per-layer key-cache forward passes, about 2 CPU-s each), a few
-minutes of wall time. `--r all` (65 ranks) costs about 7× the pattern time; `--layer-r none` skips
-the per-layer runs. Measured times: docs/compress.md.
-
-Exit codes: 0 success, 2 any user-facing error.";
-
-#[derive(Args, Debug, Clone)]
-pub struct CompressArgs {
-    #[command(flatten)]
-    pub source: crate::cli::ModelArgs,
-
-    /// Calibration text (the data basis is fitted on it). Default: /usr/share/common-licenses/GPL-3.
-    #[arg(long)]
+/// What `compress` runs.
+#[derive(Debug, Clone)]
+pub struct CompressOptions {
+    pub source: ModelOptions,
+    /// Calibration text (the data basis is fitted on it); `None`: GPL-3.
     pub calib: Option<PathBuf>,
-
-    /// Evaluation text (every number is measured on it). Default: /usr/share/common-licenses/Apache-2.0.
-    #[arg(long)]
+    /// Evaluation text (every number is measured on it); `None`: Apache-2.0.
     pub eval: Option<PathBuf>,
-
-    /// Context length: both texts are cut to exactly this many tokens.
-    #[arg(long, default_value_t = 256)]
+    /// Context length (tokens) both texts are cut to.
     pub ctx: usize,
-
-    /// Ranks r, comma-separated (1 ≤ r ≤ d+1), or `all` for 1..d+1. Default: the
-    /// powers of two below d, then d/2, 3d/4, d, d+1 (d = 64: 1,2,4,8,16,32,48,64,65).
-    #[arg(long = "r")]
+    /// Ranks of the pattern experiment, `1,2,…` or `all`; `None`: the default list.
     pub r: Option<String>,
-
-    /// Key ranks of the per-layer key-cache runs (one forward pass per layer,
-    /// rank and basis), comma-separated, or `none`. Default: d/4 (e.g. `--layer-r 8,16,32`
-    /// for d/8, d/4, d/2 at d = 64: three times the cost).
-    #[arg(long)]
+    /// Key ranks of the per-layer key-cache runs, or `none`; `None`: d/4.
     pub layer_r: Option<String>,
-
-    /// Bases of the per-layer key-cache runs, comma-separated (data, weights, random).
-    #[arg(long, value_delimiter = ',', default_value = "data")]
-    pub layer_bases: Vec<String>,
-
+    /// Bases of the per-layer key-cache runs.
+    pub layer_bases: Vec<BasisKind>,
     /// Base seed of the random bases.
-    #[arg(long, default_value_t = 0)]
     pub seed: u64,
-
-    /// Output directory.
-    #[arg(long, default_value = "out/compress")]
-    pub out: PathBuf,
-
     /// Allow a context length past the model's trained context.
-    #[arg(long)]
     pub beyond_trained_context: bool,
-
-    #[command(flatten)]
-    pub run: crate::cli::RunArgs,
-
-    /// Run even when the estimated peak memory exceeds the memory available
-    /// (see docs/hardening.md).
-    #[arg(long)]
+    pub run: RunOptions,
+    /// Run even when the estimated peak memory exceeds the memory available.
     pub force: bool,
 }
 
@@ -135,13 +78,32 @@ impl BasisKind {
             BasisKind::Random => "random",
         }
     }
-    fn parse(s: &str) -> Result<BasisKind> {
+    pub fn parse(s: &str) -> Result<BasisKind> {
         Ok(match s.trim() {
             "data" => BasisKind::Data,
             "weights" => BasisKind::Weights,
             "random" => BasisKind::Random,
             other => bail!("--layer-bases: unknown basis `{other}` (use data, weights, random)"),
         })
+    }
+}
+
+/// The two experiments of a [`Record`] (`"pattern"` / `"keys"` in JSON and CSV).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Experiment {
+    /// One head's attention pattern rebuilt from a rank-r field.
+    Pattern,
+    /// The model's loss with keys replaced by their rank-r projection.
+    Keys,
+}
+
+impl Experiment {
+    pub fn name(self) -> &'static str {
+        match self {
+            Experiment::Pattern => "pattern",
+            Experiment::Keys => "keys",
+        }
     }
 }
 
@@ -152,7 +114,7 @@ impl BasisKind {
 /// or one layer; loss, loss_delta, loss_delta_abs, ratio.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Record {
-    pub experiment: String,
+    pub experiment: Experiment,
     pub layer: Option<usize>,
     pub head: Option<usize>,
     pub basis: BasisKind,
@@ -170,7 +132,7 @@ pub const COLUMNS: [&str; 11] = ["experiment", "layer", "head", "basis", "r", "k
 impl Record {
     pub fn pattern(layer: usize, head: usize, basis: BasisKind, r: usize, kl: f64, top1: f64) -> Record {
         Record {
-            experiment: "pattern".into(),
+            experiment: Experiment::Pattern,
             layer: Some(layer),
             head: Some(head),
             basis,
@@ -185,7 +147,7 @@ impl Record {
     }
     fn keys(layer: Option<usize>, basis: BasisKind, r: usize, d: usize, loss: f64, loss_full: f64) -> Record {
         Record {
-            experiment: "keys".into(),
+            experiment: Experiment::Keys,
             layer,
             head: None,
             basis,
@@ -269,18 +231,18 @@ fn forward_loss(model: &Model, ids: &[u32], observer: Option<&mut dyn models::Ob
     mean_loss(&logits, ids)
 }
 
-pub fn run(args: &CompressArgs) -> Result<()> {
+pub fn run(args: &CompressOptions) -> Result<()> {
     let started = Instant::now();
     let threads = session::set_threads(args.run.threads, args.run.quiet)?;
     if args.ctx < 2 {
         bail!("--ctx must be at least 2 (the loss needs a next token)");
     }
-    let layer_bases: Vec<BasisKind> = args.layer_bases.iter().filter(|s| !s.trim().is_empty()).map(|s| BasisKind::parse(s)).collect::<Result<_>>()?;
+    let layer_bases = args.layer_bases.clone();
     let progress = Progress::new(args.run.quiet);
 
     let source = session::model_source(args.source.model.as_deref())?;
-    let calib_path = args.calib.clone().unwrap_or_else(|| PathBuf::from("/usr/share/common-licenses/GPL-3"));
-    let eval_path = args.eval.clone().unwrap_or_else(|| PathBuf::from("/usr/share/common-licenses/Apache-2.0"));
+    let calib_path = args.calib.clone().unwrap_or_else(crate::defaults::default_calib_text);
+    let eval_path = args.eval.clone().unwrap_or_else(crate::defaults::default_eval_text);
     let ctx = args.ctx;
     let texts_term = texts::memory_term(&[calib_path.clone(), eval_path.clone()], ctx);
     let plan = session::MemoryPlan {
@@ -313,10 +275,10 @@ pub fn run(args: &CompressArgs) -> Result<()> {
     key_ranks.sort_unstable();
     key_ranks.dedup();
 
-    std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create output directory {}", args.out.display()))?;
-    report::check_writable(&args.out)?;
+    std::fs::create_dir_all(&args.run.out).with_context(|| format!("cannot create output directory {}", args.run.out.display()))?;
+    report::check_writable(&args.run.out)?;
 
-    report::remove_leftover_temp_files(&args.out);
+    report::remove_leftover_temp_files(&args.run.out);
     let window = |p: &PathBuf| -> Result<Vec<u32>> { texts::first_tokens(&texts::read_tokens(tokenizer, p, args.ctx)?, args.ctx, p) };
     let calib_ids = window(&calib_path)?;
     let eval_ids = window(&eval_path)?;
@@ -391,7 +353,7 @@ pub fn run(args: &CompressArgs) -> Result<()> {
 
     // Report.
     let info = ModelInfo::new(&source, &checkpoint, spec);
-    let table = build_table(&source, spec, args.ctx, &r_list, &records, &spectral, loss_full);
+    let table = Table::build(&source, spec, args.ctx, &r_list, &records, &spectral, loss_full);
     let doc = json!({
         "attnscope_version": env!("CARGO_PKG_VERSION"),
         "model": info,
@@ -414,12 +376,13 @@ pub fn run(args: &CompressArgs) -> Result<()> {
         "table": table,
         "elapsed_s": { "calibration": t_calib, "fidelity": t_eval, "key_cache": t_keys, "total": started.elapsed().as_secs_f64() },
     });
-    report::write_atomic(&args.out.join("compress.json"), &serde_json::to_vec_pretty(&doc)?)?;
-    report::write_atomic(&args.out.join("compress.csv"), &to_csv(&records)?)?;
-    report::write_atomic(&args.out.join("compress.html"), html::render(&info, &doc).as_bytes())?;
-    print!("{}", table_text(&table));
+    report::write_atomic(&args.run.out.join("compress.json"), &serde_json::to_vec_pretty(&doc)?)?;
+    report::write_atomic(&args.run.out.join("compress.csv"), &to_csv(&records)?)?;
+    let page = html::Page { info: &info, calib: &calib_path, eval: &eval_path, ctx: args.ctx, loss_full, table: &table, records: &records };
+    report::write_atomic(&args.run.out.join("compress.html"), page.render().as_bytes())?;
+    print!("{}", table.text());
     if !args.run.quiet {
-        eprintln!("attnscope: compress.json, compress.csv, compress.html written to {} ({:.0} s)", args.out.display(), started.elapsed().as_secs_f64());
+        eprintln!("attnscope: compress.json, compress.csv, compress.html written to {} ({:.0} s)", args.run.out.display(), started.elapsed().as_secs_f64());
     }
     Ok(())
 }
@@ -431,7 +394,7 @@ fn to_csv(records: &[Record]) -> Result<Vec<u8>> {
     let u = |v: Option<usize>| v.map_or(String::new(), |x| x.to_string());
     for r in records {
         w.write_record([
-            r.experiment.clone(),
+            r.experiment.name().to_string(),
             u(r.layer),
             u(r.head),
             r.basis.name().to_string(),
@@ -445,159 +408,6 @@ fn to_csv(records: &[Record]) -> Result<Vec<u8>> {
         ])?;
     }
     Ok(w.into_inner()?)
-}
-
-fn median_range(mut v: Vec<f64>) -> Value {
-    v.retain(|x| x.is_finite());
-    if v.is_empty() {
-        return Value::Null;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    let med = if n % 2 == 1 { v[n / 2] } else { 0.5 * (v[n / 2 - 1] + v[n / 2]) };
-    json!({ "median": med, "min": v[0], "max": v[n - 1] })
-}
-
-/// Mean over heads of a pattern measure, per (basis, r).
-fn pattern_mean(records: &[Record], kind: BasisKind, r: usize, top1: bool) -> f64 {
-    let v: Vec<f64> = records
-        .iter()
-        .filter(|x| x.experiment == "pattern" && x.basis == kind && x.r == r)
-        .filter_map(|x| if top1 { x.top1 } else { x.kl })
-        .collect();
-    v.iter().sum::<f64>() / v.len().max(1) as f64
-}
-
-fn model_loss_delta(records: &[Record], kind: BasisKind, r: usize) -> Option<f64> {
-    records.iter().find(|x| x.experiment == "keys" && x.layer.is_none() && x.basis == kind && x.r == r).and_then(|x| x.loss_delta)
-}
-
-/// The table of the companion paper's format, plus the per-r curves it summarises.
-fn build_table(source: &str, spec: &models::ArchSpec, ctx: usize, r_list: &[usize], records: &[Record], spectral: &[observers::HeadSpectral], loss_full: f64) -> Value {
-    let d = spec.head_dim;
-    let by_basis = |f: &dyn Fn(BasisKind) -> Value| -> Value {
-        let mut m = serde_json::Map::new();
-        for k in BasisKind::ALL {
-            m.insert(k.name().into(), f(k));
-        }
-        Value::Object(m)
-    };
-    // The smallest r of the list from which on every listed r meets the criterion.
-    let from_on = |ok: &dyn Fn(usize) -> bool| -> Value {
-        let mut best = None;
-        for &r in r_list.iter().rev() {
-            if !ok(r) {
-                break;
-            }
-            best = Some(r);
-        }
-        best.map_or(Value::Null, Value::from)
-    };
-    let r_kl = by_basis(&|k| from_on(&|r| pattern_mean(records, k, r, false) <= 0.01));
-    let r_loss = by_basis(&|k| from_on(&|r| model_loss_delta(records, k, r).is_some_and(|x| x.abs() <= 0.01)));
-    // data vs weights at equal r, over the ranks where the two can differ (r < d + 1 for the
-    // pattern; key rank < d for the loss, where every basis keeps all keys).
-    let (mut kl_w, mut kl_n, mut t1_w, mut t1_n, mut ls_w, mut ls_n) = (0, 0, 0, 0, 0, 0);
-    let mut by_r = Vec::new();
-    for &r in r_list {
-        let kl = |k| pattern_mean(records, k, r, false);
-        let t1 = |k| pattern_mean(records, k, r, true);
-        let ld = |k| model_loss_delta(records, k, r);
-        if r <= d {
-            kl_n += 1;
-            kl_w += usize::from(kl(BasisKind::Data) < kl(BasisKind::Weights));
-            t1_n += 1;
-            t1_w += usize::from(t1(BasisKind::Data) > t1(BasisKind::Weights));
-        }
-        if r < d {
-            if let (Some(a), Some(b)) = (ld(BasisKind::Data), ld(BasisKind::Weights)) {
-                ls_n += 1;
-                ls_w += usize::from(a < b);
-            }
-        }
-        by_r.push(json!({
-            "r": r,
-            "ratio": r.min(d) as f64 / d as f64,
-            "mean_kl": by_basis(&|k| json!(kl(k))),
-            "mean_top1": by_basis(&|k| json!(t1(k))),
-            "loss_delta": by_basis(&|k| ld(k).map_or(Value::Null, Value::from)),
-        }));
-    }
-    let wins = |w: usize, n: usize| json!({ "data_wins": w, "of": n });
-    json!({
-        "model": source,
-        "n_layers": spec.n_layers,
-        "n_heads": spec.n_heads,
-        "head_dim": d,
-        "ctx": ctx,
-        "heads": spectral.len(),
-        "loss_full": loss_full,
-        "k90_E": median_range(spectral.iter().map(|s| s.k90 as f64).collect()),
-        "k90_M": median_range(spectral.iter().filter_map(|s| s.k90_learned.map(|k| k as f64)).collect()),
-        "spectral_gap": median_range(spectral.iter().filter_map(|s| s.spectral_gap).collect()),
-        "r_mean_kl_le_0.01": r_kl,
-        "r_abs_loss_delta_le_1pct": r_loss,
-        "data_beats_weights": {
-            "kl": wins(kl_w, kl_n),
-            "top1": wins(t1_w, t1_n),
-            "loss": wins(ls_w, ls_n),
-        },
-        "by_r": by_r,
-    })
-}
-
-fn f(v: &Value) -> String {
-    match v.as_f64() {
-        None => "–".into(),
-        Some(x) if x == x.round() && x.abs() < 1e6 => format!("{x:.0}"),
-        Some(x) if x.abs() >= 0.01 => format!("{x:.3}"),
-        Some(x) => format!("{x:.2e}"),
-    }
-}
-
-/// The table as plain text (stdout, docs).
-pub fn table_text(t: &Value) -> String {
-    let mr = |v: &Value| format!("median {}  range {}–{}", f(&v["median"]), f(&v["min"]), f(&v["max"]));
-    let mut s = format!(
-        "attnscope compress: {} ({} layers × {} heads, d = {}), ctx {}, full loss {:.4} nats\n",
-        t["model"].as_str().unwrap_or(""),
-        t["n_layers"],
-        t["n_heads"],
-        t["head_dim"],
-        t["ctx"],
-        t["loss_full"].as_f64().unwrap_or(f64::NAN)
-    );
-    s += &format!("  k90 of E          {}\n", mr(&t["k90_E"]));
-    s += &format!("  k90 of M          {}\n", mr(&t["k90_M"]));
-    s += &format!("  spectral gap      {}   (effective rank of M / of E)\n", mr(&t["spectral_gap"]));
-    s += "                              data  weights   random\n";
-    let row = |name: &str, v: &Value| format!("  {name:<26}{:>6}{:>9}{:>9}\n", f(&v["data"]), f(&v["weights"]), f(&v["random"]));
-    s += &row("r for mean KL ≤ 0.01", &t["r_mean_kl_le_0.01"]);
-    s += &row("r for |loss change| ≤ 1 %", &t["r_abs_loss_delta_le_1pct"]);
-    let w = &t["data_beats_weights"];
-    s += &format!(
-        "  data beats weights at equal r: mean KL {}/{}, top-1 {}/{}, key-cache loss {}/{}\n",
-        w["kl"]["data_wins"], w["kl"]["of"], w["top1"]["data_wins"], w["top1"]["of"], w["loss"]["data_wins"], w["loss"]["of"]
-    );
-    s += "     r  ratio |   mean KL: data   weights    random | top-1: data weights random | loss Δ: data   weights    random\n";
-    for b in t["by_r"].as_array().into_iter().flatten() {
-        let (kl, t1, ld) = (&b["mean_kl"], &b["mean_top1"], &b["loss_delta"]);
-        s += &format!(
-            "  {:>4} {:>6.3} | {:>14} {:>9} {:>9} | {:>11} {:>7} {:>6} | {:>12} {:>9} {:>9}\n",
-            b["r"].as_u64().unwrap_or(0),
-            b["ratio"].as_f64().unwrap_or(f64::NAN),
-            f(&kl["data"]),
-            f(&kl["weights"]),
-            f(&kl["random"]),
-            f(&t1["data"]),
-            f(&t1["weights"]),
-            f(&t1["random"]),
-            f(&ld["data"]),
-            f(&ld["weights"]),
-            f(&ld["random"])
-        );
-    }
-    s
 }
 
 #[cfg(test)]

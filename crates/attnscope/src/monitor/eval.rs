@@ -80,7 +80,7 @@ pub struct MonitorEvalArgs {
     #[arg(long, allow_hyphen_values = true)]
     pub train_arg: Vec<String>,
     #[command(flatten)]
-    pub rules: crate::cli_rules::RuleArgs,
+    pub rules: crate::cli::RuleArgs,
 }
 
 /// One planned training run.

@@ -33,7 +33,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use clap::Args;
 use field::Params;
 use indicatif::ProgressBar;
 use models::Model;
@@ -42,6 +41,7 @@ use serde_json::{json, Value};
 
 use crate::observer::{FieldObserver, LayerSet};
 pub use rules::{robust_z, Alert, Measure, Rule, RuleState, Rules, TracePoint};
+use crate::options::RunOptions;
 
 /// One head at one step.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
@@ -218,39 +218,23 @@ impl Monitor {
     }
 }
 
-pub const ABOUT: &str = "Run the per-head monitor over a series of checkpoints (any format analyze reads).
-
-For each checkpoint (sorted by training step: trainer_state.json's global_step beside it,
-else the number its name ends with), measures every head's key_coherence,
-participation_ratio, k90 and attention entropy on the first --ctx tokens of --text, and
-applies the alert rules in checkpoint order. Writes OUT/monitor.jsonl, monitor.csv,
-alerts.jsonl and monitor.html.";
-
-#[derive(Args, Debug, Clone)]
-pub struct MonitorArgs {
+/// What `monitor` runs over a series of checkpoints.
+#[derive(Debug, Clone)]
+pub struct MonitorOptions {
     /// Checkpoints: HF directories, .gguf files, llama2.c .bin files.
-    #[arg(long, num_args = 1.., required = true)]
     pub checkpoints: Vec<String>,
     /// Probe text (UTF-8).
-    #[arg(long)]
     pub text: PathBuf,
     /// Probe length in tokens.
-    #[arg(long, default_value_t = 64)]
     pub ctx: usize,
     /// Tokenizer override (tokenizer.json or llama2.c .bin).
-    #[arg(long)]
     pub tokenizer: Option<PathBuf>,
-    #[arg(long, default_value = "out/monitor")]
-    pub out: PathBuf,
     /// Allow a probe length past the checkpoints' trained context.
-    #[arg(long)]
     pub beyond_trained_context: bool,
-    /// Run even when the estimated peak memory exceeds the memory available
-    /// (see docs/hardening.md).
-    #[arg(long)]
+    /// Run even when the estimated peak memory exceeds the memory available.
     pub force: bool,
-    #[command(flatten)]
-    pub rules: crate::cli_rules::RuleArgs,
+    pub rules: Rules,
+    pub run: RunOptions,
 }
 
 /// A checkpoint's training step: trainer_state.json `global_step` beside it,
@@ -291,10 +275,11 @@ fn series_shape(spec: &models::ArchSpec) -> String {
     )
 }
 
-pub fn run(args: &MonitorArgs) -> Result<()> {
+pub fn run(args: &MonitorOptions) -> Result<()> {
     if args.ctx < 2 {
         bail!("--ctx must be at least 2");
     }
+    let threads = crate::session::set_threads(args.run.threads, args.run.quiet)?;
     crate::texts::regular_file(&args.text, "text")?;
     let mut cks: Vec<(u64, usize, &String)> = args
         .checkpoints
@@ -303,15 +288,15 @@ pub fn run(args: &MonitorArgs) -> Result<()> {
         .map(|(i, c)| (checkpoint_step(Path::new(c)).unwrap_or(i as u64), i, c))
         .collect();
     cks.sort();
-    std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create output directory {}", args.out.display()))?;
-    crate::report::remove_leftover_temp_files(&args.out);
-    let mut mon = Monitor::new(Vec::new(), args.rules.rules()?, Some(&args.out))?;
+    std::fs::create_dir_all(&args.run.out).with_context(|| format!("cannot create output directory {}", args.run.out.display()))?;
+    crate::report::remove_leftover_temp_files(&args.run.out);
+    let mut mon = Monitor::new(Vec::new(), args.rules.clone(), Some(&args.run.out))?;
     let texts_term = crate::texts::memory_term(std::slice::from_ref(&args.text), args.ctx);
     let mut first: Option<(String, &String)> = None;
     for (step, _, source) in &cks {
         let plan = crate::session::MemoryPlan {
             longest_ctx: args.ctx,
-            threads: rayon::current_num_threads(),
+            threads,
             dense_check: false,
             force: args.force,
             quiet: true,
@@ -338,13 +323,15 @@ pub fn run(args: &MonitorArgs) -> Result<()> {
         let ids = crate::texts::read_tokens(tok, &args.text, args.ctx)?;
         let ids = crate::texts::first_tokens(&ids, args.ctx, &args.text)?;
         let alerts = mon.observe_ids(*step, Some(source), model, &ids)?;
-        eprintln!("attnscope monitor: step {step} {source}: {} heads, {} alerts", model.spec.n_layers * model.spec.n_heads, alerts.len());
+        if !args.run.quiet {
+            eprintln!("attnscope monitor: step {step} {source}: {} heads, {} alerts", model.spec.n_layers * model.spec.n_heads, alerts.len());
+        }
         for a in &alerts {
             eprintln!("attnscope: alert: {a}");
         }
     }
     let summary = mon.finish("attnscope monitor")?;
-    eprintln!("attnscope monitor: {} checkpoints, {} alerts; wrote {}", cks.len(), summary["alerts"], args.out.display());
+    eprintln!("attnscope monitor: {} checkpoints, {} alerts; wrote {}", cks.len(), summary["alerts"], args.run.out.display());
     Ok(())
 }
 

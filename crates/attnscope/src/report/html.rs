@@ -10,8 +10,8 @@ use std::fmt::Write;
 
 use serde_json::Value;
 
-use crate::svg::{esc, fmt, ramp};
-use super::summary::MEASURES;
+use crate::svg::{esc, fmt, ramp, LinePlot, Series};
+use super::summary::Measure;
 use super::{embed, paper, ModelInfo, RunRecord};
 
 const STYLE: &str = "body{font-family:sans-serif;margin:2em;max-width:1240px;color:#222}figure{display:inline-block;margin:0 1.5em 1.5em 0;vertical-align:top}\
@@ -32,38 +32,13 @@ fn script_json(v: &Value) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "{}".into()).replace('<', "\\u003c")
 }
 
-/// Polylines on a log-y plot; each series is (label, colour, values).
+/// Values against their index (0, 1, …); each series is (label, colour, values).
 fn line_plot(title: &str, xlabel: &str, series: &[(String, String, Vec<f64>)], log_y: bool) -> String {
-    let (w, h, m) = (520.0, 300.0, 46.0);
-    let tr = |v: f64| if log_y { v.max(1e-300).log10() } else { v };
-    let pts: Vec<f64> = series.iter().flat_map(|s| s.2.iter().copied().filter(|v| v.is_finite() && (!log_y || *v > 0.0)).map(tr)).collect();
-    let (ylo, yhi) = (pts.iter().copied().fold(f64::INFINITY, f64::min), pts.iter().copied().fold(f64::NEG_INFINITY, f64::max));
-    let (ylo, yhi) = if ylo.is_finite() && yhi > ylo { (ylo, yhi) } else { (0.0, 1.0) };
-    let xmax = series.iter().map(|s| s.2.len()).max().unwrap_or(1).max(2) - 1;
-    let mut s = format!(r#"<figure><figcaption>{}</figcaption><svg width="{w}" height="{h}" xmlns="http://www.w3.org/2000/svg" font-size="10">"#, esc(title));
-    let _ = write!(s, r##"<rect x="{m}" y="10" width="{}" height="{}" fill="none" stroke="#999"/>"##, w - m - 10.0, h - m - 10.0);
-    let px = |i: usize| m + (w - m - 10.0) * i as f64 / xmax as f64;
-    let py = |v: f64| 10.0 + (h - m - 10.0) * (1.0 - (tr(v) - ylo) / (yhi - ylo));
-    for (label, colour, vals) in series {
-        let path: Vec<String> = vals
-            .iter()
-            .enumerate()
-            .filter(|(_, v)| v.is_finite() && (!log_y || **v > 0.0))
-            .map(|(i, v)| format!("{:.1},{:.1}", px(i), py(*v)))
-            .collect();
-        let _ = write!(s, r#"<polyline fill="none" stroke="{colour}" stroke-width="1.2" points="{}"><title>{}</title></polyline>"#, path.join(" "), esc(label));
-    }
-    let ylab = |v: f64| if log_y { format!("1e{v:.0}") } else { fmt(v) };
-    let _ = write!(s, r#"<text x="2" y="16">{}</text><text x="2" y="{}">{}</text>"#, ylab(yhi), h - m, ylab(ylo));
-    let _ = write!(s, r#"<text x="{}" y="{}">{}</text><text x="{m}" y="{}">0</text><text x="{}" y="{}">{xmax}</text>"#, w / 2.0 - 30.0, h - 8.0, esc(xlabel), h - m + 14.0, w - 30.0, h - m + 14.0);
-    // Legend: at most 8 entries, evenly spread over the series (first and last included).
-    let shown: Vec<usize> = if series.len() <= 8 { (0..series.len()).collect() } else { (0..8).map(|i| i * (series.len() - 1) / 7).collect() };
-    for (row, &i) in shown.iter().enumerate() {
-        let (label, colour, _) = &series[i];
-        let _ = write!(s, r#"<text x="{}" y="{}" fill="{colour}">{}</text>"#, w - 150.0, 24.0 + 11.0 * row as f64, esc(label));
-    }
-    s.push_str("</svg></figure>");
-    s
+    let series: Vec<Series> = series
+        .iter()
+        .map(|(l, c, v)| Series { label: l.clone(), colour: c.clone(), points: v.iter().enumerate().map(|(i, &y)| (i as f64, y)).collect() })
+        .collect();
+    LinePlot { log_y, ..LinePlot::new(title, xlabel, &series) }.render()
 }
 
 /// Mean over heads of σ_k/σ₁, per layer, for one run.
@@ -156,12 +131,12 @@ Hover a cell for its value; click it to open that head below (or open <code>repo
         let _ = write!(s, "<th>{}@{}</th>", esc(&name), r["ctx"]);
     }
     s.push_str("<th>spread across texts</th><th>spread across ctx</th></tr>");
-    for m in MEASURES {
+    for m in Measure::ALL.map(Measure::name) {
         let _ = write!(s, "<tr><th>{m}</th>");
         for r in &per_run {
-            let _ = write!(s, "<td>{}</td>", fmt(r["distribution"][*m]["median"].as_f64().unwrap_or(f64::NAN)));
+            let _ = write!(s, "<td>{}</td>", fmt(r["distribution"][m]["median"].as_f64().unwrap_or(f64::NAN)));
         }
-        let pm = &summary["per_model"][*m];
+        let pm = &summary["per_model"][m];
         let _ = write!(
             s,
             "<td>{}</td><td>{}</td></tr>",

@@ -7,6 +7,7 @@
 mod embed;
 mod html;
 mod paper;
+pub mod schema;
 mod summary;
 mod table;
 
@@ -297,7 +298,7 @@ pub(crate) fn head_json(h: &HeadRecord) -> Value {
 /// heads.parquet's columns for bare head records (no run): `layer`, `head`,
 /// `kv_head`, then every scalar measure, with the same types as heads.parquet.
 pub fn records_parquet(records: &[HeadRecord]) -> Result<Vec<u8>> {
-    table::to_parquet(&table::head_rows(records))
+    table::heads_parquet(records)
 }
 
 /// Writes report.json, heads.csv, heads.parquet and report.html; returns
@@ -312,9 +313,8 @@ pub fn write_all(out: &Path, info: &ModelInfo, runs: &[RunRecord]) -> Result<Val
         "summary": summary,
     });
     write_atomic(&out.join("report.json"), &serde_json::to_vec_pretty(&report)?)?;
-    let rows = table::rows(runs);
-    write_atomic(&out.join("heads.csv"), &table::to_csv(&rows)?)?;
-    write_atomic(&out.join("heads.parquet"), &table::to_parquet(&rows)?)?;
+    write_atomic(&out.join("heads.csv"), &table::to_csv(runs)?)?;
+    write_atomic(&out.join("heads.parquet"), &table::to_parquet(runs)?)?;
     write_atomic(&out.join("report.html"), html::render(info, runs, &summary).as_bytes())?;
     Ok(summary)
 }

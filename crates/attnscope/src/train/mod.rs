@@ -24,114 +24,64 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
-use clap::Args;
 use models::{Checkpoint, Logits, Model};
 use serde_json::{json, Value};
 
-use crate::cli_rules::RuleArgs;
-use crate::monitor::Monitor;
+use crate::monitor::{Monitor, Rules};
+use crate::options::RunOptions;
 use family::{Init, Shape};
 
-pub const ABOUT: &str = "Train a small decoder (gpt2, gpt_neox or llama) on a text, byte-level, on CPU.
-
-Writes OUT/train.jsonl (one line per step: lr, train_loss, grad_norm; val_loss every
---eval-every steps), OUT/checkpoints/step-NNNNNN/ (HF format: config.json,
-model.safetensors, tokenizer.json, tokenizer_config.json, trainer_state.json) at
---save-every / --save-at steps and at the end, and OUT/summary.json. Every
---monitor-every N steps (default 10; 0 = off), every head's key_coherence, participation_ratio, k90 and attention
-entropy are measured every N steps on a fixed probe window of the validation split
-(OUT/monitor/monitor.jsonl, monitor.csv, alerts.jsonl, monitor.html); alerts are
-printed as they fire.
-
---fault KIND@STEP injects a controlled fault for the monitor (docs/monitor.md):
-lr-spike (learning rate × --fault-factor for --fault-steps steps, default 10),
-collapse (W_Q, W_K of 3 heads × 10), reset (2 heads' Q/K/V/O re-initialised),
-key (rank-1 spike on one KV head's W_K), data (--fault-steps, default 50, steps
-of one repeated token). OUT/fault.json names the heads hit.";
-
-#[derive(Args, Debug, Clone)]
-pub struct TrainArgs {
+/// What `train` runs (the flags of `attnscope train`, parsed).
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
     /// Architecture: gpt2, gpt_neox or llama.
-    #[arg(long, default_value = "llama")]
     pub family: String,
     /// Training text (UTF-8); the last --val-fraction of its bytes is the validation split.
-    #[arg(long)]
     pub text: PathBuf,
-    #[arg(long, default_value_t = 0.1)]
     pub val_fraction: f64,
-    #[arg(long, default_value_t = 64)]
     pub d_model: usize,
-    #[arg(long, default_value_t = 2)]
     pub layers: usize,
-    #[arg(long, default_value_t = 4)]
     pub heads: usize,
     /// KV heads (llama only; default heads/2).
-    #[arg(long)]
     pub kv_heads: Option<usize>,
     /// Context length of training windows (and of the model's positions).
-    #[arg(long, default_value_t = 64)]
     pub ctx: usize,
     /// Sequences per step.
-    #[arg(long, default_value_t = 8)]
     pub batch: usize,
-    #[arg(long, default_value_t = 300)]
     pub steps: u64,
     /// Peak learning rate.
-    #[arg(long, default_value_t = 3e-3)]
     pub lr: f64,
     /// Linear warmup steps.
-    #[arg(long, default_value_t = 20)]
     pub warmup: u64,
     /// Final learning rate as a fraction of the peak (cosine decay).
-    #[arg(long, default_value_t = 0.1)]
     pub min_lr_ratio: f64,
-    #[arg(long, default_value_t = 0.01)]
     pub weight_decay: f64,
     /// Global gradient-norm clip.
-    #[arg(long, default_value_t = 1.0)]
     pub clip: f64,
-    #[arg(long, default_value_t = 25)]
     pub eval_every: u64,
     /// Validation windows (fixed, evenly spaced over the validation split).
-    #[arg(long, default_value_t = 16)]
     pub eval_windows: usize,
     /// Save a checkpoint every N steps (0: only --save-at and the last step).
-    #[arg(long, default_value_t = 0)]
     pub save_every: u64,
     /// Save checkpoints at these steps (comma-separated; 0 = the initial weights).
-    #[arg(long, value_delimiter = ',')]
     pub save_at: Vec<u64>,
     /// Run the head monitor every N steps (0: off).
-    #[arg(long, default_value_t = 10)]
     pub monitor_every: u64,
     /// Probe length for the monitor (default: --ctx).
-    #[arg(long)]
     pub probe_ctx: Option<usize>,
     /// Controlled fault: `KIND@STEP`, KIND one of lr-spike, collapse, reset, key, data.
-    #[arg(long)]
     pub fault: Option<String>,
     /// Learning-rate factor of the lr-spike fault.
-    #[arg(long, default_value_t = 50.0)]
     pub fault_factor: f64,
     /// Duration of the lr-spike (default 10) and data (default 50) faults.
-    #[arg(long)]
     pub fault_steps: Option<u64>,
-    /// Stop after this step (the learning-rate schedule still spans --steps):
-    /// a fault run that only needs the steps around its fault.
-    #[arg(long)]
+    /// Stop after this step (the learning-rate schedule still spans `steps`).
     pub stop_at: Option<u64>,
-    #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    #[arg(long, default_value = "out/train")]
-    pub out: PathBuf,
-    #[command(flatten)]
-    pub rules: RuleArgs,
-    /// No per-step progress lines.
-    #[arg(long, short)]
-    pub quiet: bool,
+    pub rules: Rules,
+    pub run: RunOptions,
     /// Run even when the estimated peak memory exceeds the memory available
     /// (see docs/hardening.md).
-    #[arg(long)]
     pub force: bool,
 }
 
@@ -312,7 +262,8 @@ pub fn lr_at(step: u64, peak: f64, warmup: u64, total: u64, min_ratio: f64) -> f
 }
 
 
-pub fn run(args: &TrainArgs) -> Result<()> {
+pub fn run(args: &TrainOptions) -> Result<()> {
+    crate::session::set_threads(args.run.threads, args.run.quiet)?;
     let family = family::parse_family(&args.family)?;
     let fault = args.fault.as_deref().map(faults::FaultSpec::parse).transpose()?;
     if args.ctx < 2 || args.batch == 0 || args.steps == 0 {
@@ -337,7 +288,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         vocab: tokenizer::VOCAB,
     };
     let peak = memory_peak(&pre_shape, args.batch, text_bytes);
-    crate::memory::guard(&peak, args.force, args.quiet)?;
+    crate::memory::guard(&peak, args.force, args.run.quiet)?;
     // With --force, what cannot be allocated at all is still an error, not an abort.
     crate::memory::probe(peak.0.iter().filter(|(n, _)| *n != "base").fold(0u64, |a, (_, b)| a.saturating_add(*b)), "training")?;
     let text = crate::texts::read_text(&args.text)?;
@@ -365,7 +316,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let repeat_token = faults::most_frequent(train_ids);
     let mut fault_record: Option<faults::FaultRecord> = None;
     let n_params: usize = trainable.vars.iter().map(|(_, v)| v.elem_count()).sum();
-    std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
+    std::fs::create_dir_all(&args.run.out).with_context(|| format!("cannot create {}", args.run.out.display()))?;
 
     // Fixed validation windows, evenly spaced.
     let n_win = args.eval_windows.max(1);
@@ -378,7 +329,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let probe = val_ids[..probe_ctx].to_vec();
 
     let mut monitor = if args.monitor_every > 0 {
-        Some(Monitor::new(probe, args.rules.rules()?, Some(&args.out.join("monitor")))?)
+        Some(Monitor::new(probe, args.rules.clone(), Some(&args.run.out.join("monitor")))?)
     } else {
         None
     };
@@ -388,8 +339,8 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         vars.clone(),
         ParamsAdamW { lr: args.lr, weight_decay: args.weight_decay, ..ParamsAdamW::default() },
     )?;
-    let mut log = std::io::BufWriter::new(std::fs::File::create(args.out.join("train.jsonl"))?);
-    let ckpt_dir = args.out.join("checkpoints");
+    let mut log = std::io::BufWriter::new(std::fs::File::create(args.run.out.join("train.jsonl"))?);
+    let ckpt_dir = args.run.out.join("checkpoints");
     let save_due = |step: u64| args.save_at.contains(&step) || (args.save_every > 0 && step % args.save_every == 0) || step == last_step;
 
     let eval = |t: &mut Trainable| -> Result<f64> { Ok(loss_over(t.model(false)?, &val_windows)?.to_scalar::<f32>()? as f64) };
@@ -424,7 +375,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             if step == f.at {
                 let rec = faults::apply(f, n, &trainable.shape, &trainable.vars, args.seed)?;
                 trainable.updated();
-                std::fs::write(args.out.join("fault.json"), serde_json::to_string_pretty(&rec)? + "\n")?;
+                std::fs::write(args.run.out.join("fault.json"), serde_json::to_string_pretty(&rec)? + "\n")?;
                 eprintln!("attnscope train: fault at step {step}: {} (heads hit: {})", rec.description, rec.hit_heads.iter().map(|(l, h)| format!("L{l}H{h}")).collect::<Vec<_>>().join(" "));
                 fault_record = Some(rec);
             }
@@ -480,7 +431,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         }
         writeln!(log, "{rec}")?;
         log.flush()?;
-        if !args.quiet && (val.is_some() || step == 1) {
+        if !args.run.quiet && (val.is_some() || step == 1) {
             eprintln!(
                 "step {step:5}  lr {lr:.2e}  train {train_loss:.4}  grad {grad_norm:.3}{}  ({:.1} s)",
                 val.map(|v| format!("  val {v:.4}")).unwrap_or_default(),
@@ -536,7 +487,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         "reload_max_abs_logit_diff": reload_diff, "training_path_max_abs_logit_diff": tracked_diff,
         "checkpoints": saved.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
     });
-    std::fs::write(args.out.join("summary.json"), serde_json::to_string_pretty(&summary)? + "\n")?;
+    std::fs::write(args.run.out.join("summary.json"), serde_json::to_string_pretty(&summary)? + "\n")?;
     eprintln!(
         "attnscope train: val_loss {val0:.4} → {:.4} in {} steps ({:.1} s training, monitor {:.2} s = {:.1} %, {alerts} alerts); reload max |Δlogit| {reload_diff:e}; wrote {}",
         curve.last().map_or(f64::NAN, |c| c.1),
@@ -544,7 +495,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         train_time.as_secs_f64(),
         monitor_time.as_secs_f64(),
         100.0 * monitor_time.as_secs_f64() / train_time.as_secs_f64().max(1e-9),
-        args.out.display()
+        args.run.out.display()
     );
     Ok(())
 }

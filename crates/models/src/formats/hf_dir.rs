@@ -74,8 +74,8 @@ pub fn read_config(dir: &Path) -> Result<Json> {
 /// Pickled weight files transformers also reads; attnscope refuses them.
 const PICKLED: &[&str] = &["pytorch_model.bin", "pytorch_model.bin.index.json"];
 
-/// More layers than any real model has (the deepest have a few hundred).
-const MAX_LAYERS: u64 = 1 << 16;
+/// More layers than any real model has: the one bound of [`crate::arch::MAX_LAYERS`].
+const MAX_LAYERS: u64 = crate::arch::MAX_LAYERS as u64;
 
 /// The safetensors files of `dir`: the shards named by
 /// `model.safetensors.index.json` if present, else `model.safetensors`, else
