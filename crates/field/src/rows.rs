@@ -393,7 +393,7 @@ fn grow<T: faer::traits::ComplexField>(m: &mut Mat<T>, rows: usize, cols: usize)
 }
 
 /// Most rows per block of the row checks (one GEMM per block).
-const BLOCK_ROWS: usize = 32;
+const BLOCK_ROWS: usize = 16;
 
 /// Splits sorted check rows into blocks whose key span stays close to their
 /// own supports (at most BLOCK_ROWS rows; span ≤ 2·largest support + 64 keys).
