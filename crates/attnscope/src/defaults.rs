@@ -3,19 +3,9 @@
 
 use std::path::PathBuf;
 
-/// The cache directory: `$ATTNSCOPE_CACHE`, else `~/.cache/attnscope`.
-pub fn cache_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("ATTNSCOPE_CACHE") {
-        return PathBuf::from(dir);
-    }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
-    home.join(".cache").join("attnscope")
-}
-
-/// The default model file, fetched by `scripts/setup.sh`.
-pub fn default_model() -> PathBuf {
-    cache_dir().join("models").join("SmolLM2-135M-Instruct.Q4_1.gguf")
-}
+/// The cache directory and the default model file (fetched by
+/// `scripts/setup.sh`): one definition, in `models`.
+pub use models::paths::default_model;
 
 /// Where Debian keeps the license texts the default texts are taken from.
 const LICENSES: &str = "/usr/share/common-licenses";

@@ -220,15 +220,12 @@ mod tests {
     #[test]
     fn incremental_read_keeps_the_first_tokens_of_the_whole_text() {
         let mut tokenizers = Vec::new();
-        if let Some(stories) = models::testdata::stories_dir() {
-            tokenizers.push(("llama2.c tok512", TextTokenizer::from_path(&stories.join("tok512.bin")).unwrap()));
-        }
+        let stories = testdata::stories_dir();
+        tokenizers.push(("llama2.c tok512", TextTokenizer::from_path(&stories.join("tok512.bin")).unwrap()));
         let hf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/tests/fixtures/tiny/llama/tokenizer.json");
         tokenizers.push(("tokenizer.json", TextTokenizer::from_path(&hf).unwrap()));
-        if let Some(smol) = models::testdata::smollm2_path() {
-            let f = models::formats::gguf::GgufFile::open(&smol).unwrap();
-            tokenizers.push(("GGUF byte-level BPE", models::tokenizer::gguf::from_gguf(&f).unwrap().unwrap()));
-        }
+        let f = models::formats::gguf::GgufFile::open(&testdata::smollm2_path()).unwrap();
+        tokenizers.push(("GGUF byte-level BPE", models::tokenizer::gguf::from_gguf(&f).unwrap().unwrap()));
         let dir = scratch("incr");
         let mut texts: Vec<std::path::PathBuf> = crate::defaults::default_texts().into_iter().filter(|p| p.is_file()).collect();
         let odd = dir.join("odd.txt");

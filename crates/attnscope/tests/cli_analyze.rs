@@ -7,7 +7,6 @@ use std::path::Path;
 use std::process::Output;
 
 use common::{run, tempdir};
-use models::testdata;
 use serde_json::Value;
 
 fn stderr(o: &Output) -> String {
@@ -28,7 +27,7 @@ fn stable(mut report: Value) -> Value {
 
 #[test]
 fn stories260k_end_to_end_contract_resume_and_dense_check() {
-    let Some(dir) = testdata::stories_dir() else { return };
+    let dir = testdata::stories_dir();
     let out = tempdir("stories");
     let text2 = out.join("story.txt");
     std::fs::write(&text2, std::fs::read_to_string(dir.join("stories260K.md")).unwrap()).unwrap();
@@ -106,7 +105,7 @@ fn stories260k_end_to_end_contract_resume_and_dense_check() {
 
 #[test]
 fn user_errors_exit_2_with_one_clear_line() {
-    let Some(dir) = testdata::stories_dir() else { return };
+    let dir = testdata::stories_dir();
     let out = tempdir("errors");
     let model = dir.join("stories260K.bin");
     let tok = dir.join("tok512.bin");
@@ -149,12 +148,9 @@ fn help_explains_measures_and_points_to_definitions() {
 /// the first 256 tokens of GPL-3.
 #[test]
 fn smollm2_gpl3_256_golden() {
-    let Some(model) = testdata::smollm2_path() else { return };
-    let gpl = Path::new("/usr/share/common-licenses/GPL-3");
-    if !gpl.exists() {
-        eprintln!("SKIP: {} not found", gpl.display());
-        return;
-    }
+    let model = testdata::smollm2_path();
+    let gpl = testdata::license_text("GPL-3");
+    let gpl = gpl.as_path();
     let out = tempdir("smollm2");
     let o = run(&["analyze", "--model", model.to_str().unwrap(), "--text", gpl.to_str().unwrap(), "--ctx", "256", "--out", out.to_str().unwrap(), "--quiet"]);
     assert!(o.status.success(), "{}", stderr(&o));

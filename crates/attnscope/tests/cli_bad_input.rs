@@ -2,8 +2,8 @@
 //! and prints exactly one line on stderr that names the offending file (or
 //! flag) and the problem — never a panic, never a huge allocation.
 //!
-//! Models: stories260K (GGUF and llama2.c, from the shared folder; skipped
-//! with a message when absent, a failure under CI=true) and the tiny HF
+//! Models: stories260K (GGUF and llama2.c, from the shared folder; a
+//! failure when absent) and the tiny HF
 //! llama fixture of crates/models (always present). Every model file is
 //! copied into a temp dir before it is truncated or patched.
 
@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use common::{bin, tempdir};
-use models::testdata;
 
 fn tiny_llama() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/tests/fixtures/tiny/llama")
@@ -67,7 +66,7 @@ fn s(p: &Path) -> &str {
 
 #[test]
 fn gguf_truncated_wrong_magic_and_oversized_counts() {
-    let Some(stories) = testdata::stories_dir() else { return };
+    let stories = testdata::stories_dir();
     let dir = tempdir("gguf");
     let good = std::fs::read(stories.join("stories260K.gguf")).unwrap();
     let text = long_text(&dir);
@@ -110,7 +109,7 @@ fn gguf_truncated_wrong_magic_and_oversized_counts() {
 
 #[test]
 fn llama2c_truncated_and_oversized_header() {
-    let Some(stories) = testdata::stories_dir() else { return };
+    let stories = testdata::stories_dir();
     let dir = tempdir("l2c");
     let good = std::fs::read(stories.join("stories260K.bin")).unwrap();
     let tok = stories.join("tok512.bin");
@@ -212,7 +211,7 @@ fn bad_texts_contexts_and_output() {
 
 #[test]
 fn tokenizer_larger_than_the_model_vocabulary() {
-    let Some(stories) = testdata::stories_dir() else { return };
+    let stories = testdata::stories_dir();
     let dir = tempdir("tok");
     let text = long_text(&dir);
     // tok512.bin (512 tokens) with the tiny llama (vocabulary 384).
@@ -487,7 +486,7 @@ fn corrupt_values_are_errors_naming_the_key() {
     let o = bin().args(["monitor", "--checkpoints", s(&tiny), "--text", s(&text), "--z-max", "NaN"]).output().unwrap();
     expect_user_error(&o, "--z-max NaN", "--z-max", &["not a finite number"]);
     let tiny2 = copy_tiny(&dir.join("tiny2"));
-    let stories = testdata::stories_dir();
+    let stories = Some(testdata::stories_dir());
     if let Some(stories) = &stories {
         // The first checkpoint is observed (its progress lines), then the second refused.
         let o = bin().args(["monitor", "--checkpoints", s(&tiny2), s(&stories.join("stories260K.gguf")), "--text", s(&text), "--ctx", "8", "--out", s(&out)]).output().unwrap();
@@ -555,7 +554,7 @@ fn one_line_always() {
     let err = expect_user_error(&o, "escaped name", "evil\\nname\\u{1b}[31m.txt", &["is empty"]);
     assert!(!err.contains('\x1b'));
     // Q weights of layer 0 scaled by 10⁴: f32 softmax rounding breaks shift consistency.
-    let Some(stories) = testdata::stories_dir() else { return };
+    let stories = testdata::stories_dir();
     let text = long_text(&dir);
     let mut b = std::fs::read(stories.join("stories260K.bin")).unwrap();
     let h: Vec<i32> = (0..7).map(|i| i32::from_le_bytes(b[4 * i..4 * i + 4].try_into().unwrap())).collect();

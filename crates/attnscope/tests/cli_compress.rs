@@ -7,7 +7,6 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{run, tempdir};
-use models::testdata;
 use serde_json::Value;
 
 /// The greedy story that stories260K.md quotes: a text in the model's own domain.
@@ -24,7 +23,7 @@ const KEYS: [&str; 11] = ["experiment", "layer", "head", "basis", "r", "kl", "to
 
 #[test]
 fn stories260k_compress_contract_and_full_rank_is_exact() {
-    let Some(dir) = testdata::stories_dir() else { return };
+    let dir = testdata::stories_dir();
     let out = tempdir("stories");
     let eval = story(&dir, &out);
     let calib = testdata::shared_root().join("texts/tinyshakespeare.txt");
@@ -123,7 +122,7 @@ fn stories260k_compress_contract_and_full_rank_is_exact() {
 
 #[test]
 fn compress_user_errors_exit_2() {
-    let Some(dir) = testdata::stories_dir() else { return };
+    let dir = testdata::stories_dir();
     let out = tempdir("errors");
     let eval = story(&dir, &out);
     let (model, tok) = (dir.join("stories260K.bin"), dir.join("tok512.bin"));

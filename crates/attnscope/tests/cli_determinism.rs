@@ -13,7 +13,6 @@ mod common;
 use std::path::Path;
 
 use common::{bin, tempdir};
-use models::testdata;
 use serde_json::Value;
 
 /// Relative tolerance of `key_coherence` between different `--threads`.
@@ -105,7 +104,7 @@ fn check(model: &[&str], text: &Path, ctx: &str, dir: &Path, twice: bool) -> usi
 
 #[test]
 fn stories260k_deterministic_across_runs_and_threads() {
-    let Some(stories) = testdata::stories_dir() else { return };
+    let stories = testdata::stories_dir();
     let dir = tempdir("stories");
     let text = dir.join("story.txt");
     std::fs::write(&text, std::fs::read_to_string(stories.join("stories260K.md")).unwrap().repeat(2)).unwrap();
@@ -129,12 +128,9 @@ fn tiny_hf_llama_deterministic_across_runs_and_threads() {
 /// last-bit difference in key_coherence.
 #[test]
 fn smollm2_bit_identical_across_threads() {
-    let Some(model) = testdata::smollm2_path() else { return };
-    let gpl = Path::new("/usr/share/common-licenses/GPL-3");
-    if !gpl.exists() {
-        eprintln!("SKIP: {} not found", gpl.display());
-        return;
-    }
+    let model = testdata::smollm2_path();
+    let gpl = testdata::license_text("GPL-3");
+    let gpl = gpl.as_path();
     let dir = tempdir("smollm2");
     let n = check(&["--model", model.to_str().unwrap(), "--layers", "0-1"], gpl, "256", &dir, false);
     assert_eq!(n, 0, "key_coherence values that differ between --threads 1 and 2");

@@ -55,10 +55,7 @@ fn peak_anon_of_analyze(model: &Path, text: &Path, out: &Path, last_layer: usize
 
 #[test]
 fn peak_anonymous_memory_does_not_grow_with_depth() {
-    if !Path::new("/proc/self/status").exists() {
-        eprintln!("SKIP: no /proc (RssAnon is read from /proc/PID/status)");
-        return;
-    }
+    assert!(Path::new("/proc/self/status").exists(), "no /proc: RssAnon is read from /proc/PID/status (Linux only)");
     let dir = tempdir("depth");
     let text = text(&dir);
     let mut peaks = Vec::new();

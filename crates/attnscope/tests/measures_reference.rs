@@ -14,7 +14,6 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{bin, tempdir};
-use models::testdata;
 use serde_json::Value;
 
 const REL_TOL: f64 = 1e-4;
@@ -95,7 +94,7 @@ fn check(report: &Value, reference: &Value, label: &str) {
 
 #[test]
 fn stories260k_measures_match_independent_reference() {
-    let Some(dir) = testdata::stories_dir() else { return };
+    let dir = testdata::stories_dir();
     let text: PathBuf = testdata::shared_root().join("texts/tinyshakespeare.txt");
     let report = analyze(&dir.join("stories260K.gguf"), None, &text, 256, "stories");
     check(&report, &fixture("stories260K_tinyshakespeare_256.json"), "stories260K");
@@ -103,12 +102,9 @@ fn stories260k_measures_match_independent_reference() {
 
 #[test]
 fn smollm2_measures_match_independent_reference() {
-    let Some(model) = testdata::smollm2_path() else { return };
-    let gpl = Path::new("/usr/share/common-licenses/GPL-3");
-    if !gpl.exists() {
-        eprintln!("SKIP: {} not found", gpl.display());
-        return;
-    }
+    let model = testdata::smollm2_path();
+    let gpl = testdata::license_text("GPL-3");
+    let gpl = gpl.as_path();
     let report = analyze(&model, None, gpl, 256, "smollm2");
     check(&report, &fixture("smollm2_gpl3_256.json"), "SmolLM2");
 }

@@ -18,9 +18,8 @@ pub mod formats;
 pub mod host;
 pub mod hub;
 pub mod rope;
+pub mod paths;
 pub mod synth;
-#[doc(hidden)]
-pub mod testdata;
 pub mod tokenizer;
 pub mod weights;
 

@@ -1,7 +1,7 @@
 //! Loaders on real files: llama2.c `.bin` and GGUF of stories260K (same
 //! weights, so the two loaders must agree element-wise), SmolLM2 Q4_1 GGUF,
-//! and the tiny HF directories of every family. Models that are absent are
-//! skipped with a message (a failure under `CI=true`, see `common`).
+//! and the tiny HF directories of every family. A model that is absent
+//! fails its test with the path and how to get it (`testdata`).
 
 mod common;
 
@@ -32,9 +32,7 @@ fn cfg_u64(c: &Checkpoint, key: &str) -> u64 {
 
 #[test]
 fn stories260k_bin_opens_with_hf_config_and_names() {
-    let Some(dir) = common::stories_dir() else {
-        return;
-    };
+    let dir = common::stories_dir();
     let c = Checkpoint::open(dir.join("stories260K.bin").to_str().unwrap(), None).unwrap();
     assert_eq!(c.format, Format::Llama2c);
     assert_eq!(c.config["model_type"], "llama");
@@ -76,9 +74,7 @@ fn stories260k_bin_opens_with_hf_config_and_names() {
 
 #[test]
 fn stories260k_bin_and_gguf_tensors_agree() {
-    let Some(dir) = common::stories_dir() else {
-        return;
-    };
+    let dir = common::stories_dir();
     let bin = Checkpoint::open(dir.join("stories260K.bin").to_str().unwrap(), None).unwrap();
     let gguf = Checkpoint::open(dir.join("stories260K.gguf").to_str().unwrap(), None).unwrap();
     assert_eq!(gguf.format, Format::Gguf);
@@ -109,9 +105,7 @@ fn stories260k_bin_and_gguf_tensors_agree() {
 #[test]
 fn stories260k_unpermute_is_not_identity() {
     // The raw GGUF rows (interleaved rotary pairs) differ from the HF rows we expose.
-    let Some(dir) = common::stories_dir() else {
-        return;
-    };
+    let dir = common::stories_dir();
     let path = dir.join("stories260K.gguf");
     let f = models::formats::gguf::GgufFile::open(&path).unwrap();
     let raw = f.load_f32(&f.tensors["blk.0.attn_q.weight"]).unwrap();
@@ -129,9 +123,7 @@ fn stories260k_unpermute_is_not_identity() {
 
 #[test]
 fn smollm2_gguf_config_and_tensors() {
-    let Some(path) = common::smollm2_path() else {
-        return;
-    };
+    let path = common::smollm2_path();
     let c = Checkpoint::open(path.to_str().unwrap(), None).unwrap();
     assert_eq!(c.format, Format::Gguf);
     assert_eq!(c.config["model_type"], "llama");

@@ -1,6 +1,6 @@
 //! SmolLM2 Q4_1 GGUF against transformers' own GGUF loading: checks
 //! dequantization (Q4_1, Q8_0, F32) and the Q/K un-permute element-wise.
-//! Skipped when the model is absent (a failure under `CI=true`).
+//! Fails when the model is absent (`testdata`: run scripts/setup.sh).
 
 mod common;
 
@@ -16,9 +16,7 @@ const GOLDEN: &str = r#"{"model.layers.0.self_attn.q_proj.weight": {"rows": [0, 
 /// dequantization (Q4_1, Q8_0) and the un-permute element-wise.
 #[test]
 fn smollm2_gguf_matches_transformers_dequant_and_unpermute() {
-    let Some(path) = common::smollm2_path() else {
-        return;
-    };
+    let path = common::smollm2_path();
     let golden: serde_json::Value = serde_json::from_str(GOLDEN).unwrap();
     let c = Checkpoint::open(path.to_str().unwrap(), None).unwrap();
     for (name, g) in golden.as_object().unwrap() {

@@ -286,7 +286,7 @@ fn stories_greedy_text(model: &Model, ck: &Checkpoint) -> String {
 
 #[test]
 fn stories260k_bin_and_gguf_match_reference_and_sample() {
-    let Some(dir) = common::stories_dir() else { return };
+    let dir = common::stories_dir();
     let md = std::fs::read_to_string(dir.join("stories260K.md")).unwrap();
     for file in ["stories260K.bin", "stories260K.gguf"] {
         let tok = (file == "stories260K.bin").then(|| dir.join("tok512.bin"));
@@ -300,7 +300,7 @@ fn stories260k_bin_and_gguf_match_reference_and_sample() {
 
 #[test]
 fn smollm2_matches_transformers_and_greedy_continuation() {
-    let Some(path) = common::smollm2_path() else { return };
+    let path = common::smollm2_path();
     let ck = Checkpoint::open(path.to_str().unwrap(), None).unwrap();
     let model = check_against("smollm2", &ck, &fixtures().join("smollm2"));
     let g: Value = serde_json::from_slice(&std::fs::read(fixtures().join("smollm2/greedy.json")).unwrap()).unwrap();
@@ -318,7 +318,7 @@ fn smollm2_matches_transformers_and_greedy_continuation() {
 /// exactly; the 32-token fixture fits in one chunk.
 #[test]
 fn smollm2_long_context_matches_transformers() {
-    let Some(path) = common::smollm2_path() else { return };
+    let path = common::smollm2_path();
     let ck = Checkpoint::open(path.to_str().unwrap(), None).unwrap();
     let dir = fixtures().join("smollm2_long");
     let r = load_reference(&dir);

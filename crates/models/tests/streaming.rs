@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use models::{testdata, Checkpoint, LayerCapture, Logits, Model, Observer, ObserverError};
+use models::{Checkpoint, LayerCapture, Logits, Model, Observer, ObserverError};
 
 #[derive(Default)]
 struct Capture(Vec<Vec<u32>>);
@@ -50,11 +50,8 @@ fn every_family_fixture_is_bit_identical_streamed() {
 
 #[test]
 fn llama2c_gguf_and_smollm2_are_bit_identical_streamed() {
-    if let Some(dir) = testdata::stories_dir() {
-        same_streamed_and_resident(&dir.join("stories260K.bin"), Some(&dir.join("tok512.bin")), 40);
-        same_streamed_and_resident(&dir.join("stories260K.gguf"), None, 40);
-    }
-    if let Some(p) = testdata::smollm2_path() {
-        same_streamed_and_resident(&p, None, 24);
-    }
+    let dir = testdata::stories_dir();
+    same_streamed_and_resident(&dir.join("stories260K.bin"), Some(&dir.join("tok512.bin")), 40);
+    same_streamed_and_resident(&dir.join("stories260K.gguf"), None, 40);
+    same_streamed_and_resident(&testdata::smollm2_path(), None, 24);
 }

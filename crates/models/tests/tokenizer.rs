@@ -36,9 +36,7 @@ fn check(tok: &TextTokenizer, cases: &[(String, Vec<u32>)], what: &str) {
 
 #[test]
 fn stories260k_llama2c_tokenizer_matches_run_c() {
-    let Some(dir) = common::stories_dir() else {
-        return;
-    };
+    let dir = common::stories_dir();
     let tok = TextTokenizer::from_llama2c(&dir.join("tok512.bin")).unwrap();
     assert_eq!(tok.vocab_size(), 512);
     check(
@@ -51,9 +49,7 @@ fn stories260k_llama2c_tokenizer_matches_run_c() {
 
 #[test]
 fn stories260k_gguf_tokenizer_equals_llama2c_tokenizer() {
-    let Some(dir) = common::stories_dir() else {
-        return;
-    };
+    let dir = common::stories_dir();
     let c = Checkpoint::open(dir.join("stories260K.gguf").to_str().unwrap(), None).unwrap();
     let tok = c.tokenizer.expect("GGUF has a tokenizer");
     assert!(tok.adds_bos());
@@ -78,9 +74,7 @@ fn stories260k_gguf_tokenizer_equals_llama2c_tokenizer() {
 
 #[test]
 fn stories260k_decode_round_trips() {
-    let Some(dir) = common::stories_dir() else {
-        return;
-    };
+    let dir = common::stories_dir();
     let bin = TextTokenizer::from_llama2c(&dir.join("tok512.bin")).unwrap();
     let c = Checkpoint::open(dir.join("stories260K.gguf").to_str().unwrap(), None).unwrap();
     let gguf = c.tokenizer.unwrap();
@@ -96,9 +90,7 @@ fn stories260k_decode_round_trips() {
 
 #[test]
 fn smollm2_gguf_tokenizer_matches_real_smollm2_tokenizer() {
-    let Some(path) = common::smollm2_path() else {
-        return;
-    };
+    let path = common::smollm2_path();
     let c = Checkpoint::open(path.to_str().unwrap(), None).unwrap();
     let tok = c.tokenizer.unwrap();
     assert!(!tok.adds_bos());
@@ -172,9 +164,7 @@ fn tokenizer_from_path_dispatches_on_kind() {
     let t = TextTokenizer::from_path(&tiny).unwrap();
     assert!(t.adds_bos());
     assert_eq!(t.encode("Before").unwrap()[0], 1);
-    let Some(dir) = common::stories_dir() else {
-        return;
-    };
+    let dir = common::stories_dir();
     let g = TextTokenizer::from_path(&dir.join("stories260K.gguf")).unwrap();
     let b = TextTokenizer::from_path(&dir.join("tok512.bin")).unwrap();
     assert_eq!(

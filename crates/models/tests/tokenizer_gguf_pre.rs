@@ -2,23 +2,23 @@
 //! SmolLM2's vocabulary and merges with `tokenizer.ggml.pre` set to `qwen2`
 //! and `llama-bpe`, against transformers 5.24 loading a GGUF written with
 //! the same metadata (gguf-py `GGUFWriter`, `AutoTokenizer(gguf_file=...)`).
-//! Skipped when SmolLM2 is absent (a failure under `CI=true`).
+//! Fails when SmolLM2 is absent (`testdata`: run scripts/setup.sh).
 
 mod common;
 
 use models::formats::gguf::{GgufFile, Value};
 use models::tokenizer::gguf::from_gguf;
 
-fn with_pre(pre: &str) -> Option<models::TextTokenizer> {
-    let path = common::smollm2_path()?;
+fn with_pre(pre: &str) -> models::TextTokenizer {
+    let path = common::smollm2_path();
     let mut f = GgufFile::open(&path).unwrap();
     f.metadata
         .insert("tokenizer.ggml.pre".into(), Value::Str(pre.into()));
-    Some(from_gguf(&f).unwrap().unwrap())
+    from_gguf(&f).unwrap().unwrap()
 }
 
 fn check(pre: &str, cases: &[(&str, &[u32])]) {
-    let Some(tok) = with_pre(pre) else { return };
+    let tok = with_pre(pre);
     assert!(!tok.adds_bos());
     for (text, want) in cases {
         assert_eq!(&tok.encode(text).unwrap(), want, "pre={pre}: {text:?}");

@@ -1,3 +1,3 @@
-//! Test helpers: where real models are (see `models::testdata`).
+//! Test helpers: where real models are (the `testdata` dev-dependency).
 #![allow(unused_imports)]
-pub use models::testdata::*;
+pub use testdata::*;
