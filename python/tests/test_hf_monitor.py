@@ -77,9 +77,11 @@ def test_healthy_runs_raise_no_alert(tmp_path, seed):
 
 
 def test_lr_spike_alerts_at_the_first_observation_after_it(tmp_path):
-    # The toy's spike moves the entropy by tens of percent, not the 30-100-fold
-    # fall of a collapse: the band on x itself with z 6 (the rules before the log band).
-    cb, trainer, out = train(tmp_path, 0, spike=50, rules=dict(RULES, log_band=False, z_max=6.0))
+    # The toy's spike moves its heads by tens of percent, not the 30-100-fold
+    # fall of a collapse: the band on x itself with z 6, participation_ratio
+    # watched too (the rules before the log band).
+    old = dict(log_band=False, z_max=6.0, band_measures=["key_coherence", "participation_ratio", "attention_entropy"])
+    cb, trainer, out = train(tmp_path, 0, spike=50, rules=dict(RULES, **old))
     steps = sorted({a["step"] for a in cb.alerts})
     assert steps, "the spike raised no alert"
     # the first observation after the spike starts (it lasts steps SPIKE_AT .. SPIKE_AT + SPIKE_STEPS - 1)
