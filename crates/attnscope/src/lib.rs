@@ -16,6 +16,7 @@ pub mod cli;
 pub mod compress;
 mod defaults;
 mod fingerprint;
+pub mod loss;
 mod memory;
 pub mod options;
 pub mod monitor;

@@ -208,27 +208,10 @@ fn parse_layer_r(spec: Option<&str>, d: usize) -> Result<Vec<usize>> {
     Ok(v)
 }
 
-/// Mean next-token cross-entropy (nats) of logits (t, V) for `ids`:
-/// positions 0..t−1 predict ids[1..t]; log-softmax in f64.
-fn mean_loss(logits: &models::capture::Tensor, ids: &[u32]) -> Result<f64> {
-    let (t, v) = logits.dims2()?;
-    if t != ids.len() || t < 2 {
-        bail!("need at least 2 tokens for a next-token loss");
-    }
-    let x = logits.flatten_all()?.to_vec1::<f32>()?;
-    let mut total = 0.0;
-    for i in 0..t - 1 {
-        let row = &x[i * v..(i + 1) * v];
-        let m = row.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b as f64));
-        let lse = m + row.iter().map(|&z| (z as f64 - m).exp()).sum::<f64>().ln();
-        total += lse - row[ids[i + 1] as usize] as f64;
-    }
-    Ok(total / (t - 1) as f64)
-}
-
 fn forward_loss(model: &Model, ids: &[u32], observer: Option<&mut dyn models::Observer>) -> Result<f64> {
     let logits = model.forward_logits(ids, Logits::All, observer)?;
-    mean_loss(&logits, ids)
+    // Row i predicts ids[i + 1]; the last row has no target.
+    Ok(crate::loss::next_token_loss(&logits, &ids[1..], crate::loss::Precision::F64)?.to_scalar::<f64>()?)
 }
 
 pub fn run(args: &CompressOptions) -> Result<()> {

@@ -240,8 +240,7 @@ pub fn loss_over(model: &Model, windows: &[&[u32]]) -> Result<Tensor> {
     for w in windows {
         let (x, y) = (&w[..w.len() - 1], &w[1..]);
         let logits = model.forward_logits(x, Logits::All, None)?;
-        let target = Tensor::from_slice(y, y.len(), &Device::Cpu)?;
-        let l = candle_nn::loss::cross_entropy(&logits, &target)?;
+        let l = crate::loss::next_token_loss(&logits, y, crate::loss::Precision::Model)?;
         total = Some(match total {
             Some(t) => (t + l)?,
             None => l,
