@@ -150,16 +150,13 @@ mod tests {
     /// does, with the embeddings first and an untied output layer last.
     #[test]
     fn params_follow_the_loader_table() {
-        // GPT-NeoX rotates head_dim / 4 dimensions, which must be even: 2 heads of 8.
-        let shape = |family| {
-            let n_heads = if family == Family::GptNeox { 2 } else { 4 };
-            Shape { family, d_model: 16, n_layers: 2, n_heads, n_kv_heads: 2, ctx: 8, vocab: 32 }
-        };
+        let shape = |family| Shape { family, d_model: 32, n_layers: 2, n_heads: 4, n_kv_heads: 2, ctx: 8, vocab: 40 };
         for family in TRAINABLE {
             let s = shape(family);
+            s.validate().unwrap();
             let p = s.params(&s.hf_config(0).unwrap()).unwrap();
             let first = &p[0];
-            assert_eq!((first.shape.clone(), first.init), (vec![32, 16], Init::Normal(0.02)), "{family:?}");
+            assert_eq!((first.shape.clone(), first.init), (vec![40, 32], Init::Normal(0.02)), "{family:?}");
             let names: Vec<&str> = p.iter().map(|p| p.name.as_str()).collect();
             let expect_last = match family {
                 Family::Gpt2 => "transformer.ln_f.bias",
@@ -167,7 +164,7 @@ mod tests {
                 _ => "lm_head.weight",
             };
             assert_eq!(names.last(), Some(&expect_last), "{family:?}");
-            assert!(p.iter().all(|p| p.init != Init::Ones || p.shape == vec![16]), "{family:?}");
+            assert!(p.iter().all(|p| p.init != Init::Ones || p.shape == vec![32]), "{family:?}");
         }
         let s = shape(Family::Llama);
         let p = s.params(&s.hf_config(0).unwrap()).unwrap();
@@ -177,6 +174,6 @@ mod tests {
             ["input_layernorm.weight", "self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight", "self_attn.o_proj.weight", "post_attention_layernorm.weight", "mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight"]
                 .map(|n| format!("model.layers.0.{n}"))
         );
-        assert_eq!(p.iter().find(|p| p.name.ends_with("k_proj.weight")).unwrap().shape, vec![8, 16]);
+        assert_eq!(p.iter().find(|p| p.name.ends_with("k_proj.weight")).unwrap().shape, vec![16, 32]);
     }
 }
