@@ -221,7 +221,7 @@ MONITOR_MEASURES = ("key_coherence", "participation_ratio", "k90", "attention_en
 
 
 class Monitor:
-    """The Rust training monitor (SPEC §7): per-head bands and alert rules.
+    """The Rust training monitor (docs/monitor.md): per-head bands and alert rules.
 
     Every observation is one (step, heads) pair, heads as measured by
     :func:`analyze_layer` or ``attnscope.torch.capture(...).analyze()`` (a

@@ -322,7 +322,7 @@ def tiny_configs() -> dict[str, tuple[object, bool, list[str]]]:
     return cfgs
 
 
-# The five families of issue 12.  Kept smaller than BASE where the family
+# The five families added last (Gemma 3, Phi-3, StableLM 2, BLOOM, MPT).  Kept smaller than BASE where the family
 # allows it (the fixtures directory has a size budget).
 GEMMA3_SIZES = dict(
     vocab_size=384, hidden_size=32, num_hidden_layers=6, num_attention_heads=2, num_key_value_heads=1,

@@ -1,7 +1,7 @@
 //! attnscope as a library: what the `attnscope` command runs, callable from
 //! Rust. The entry points a training loop or a script uses:
 //!
-//! - [`monitor::Monitor`]: the per-head training monitor (SPEC §7). Build it
+//! - [`monitor::Monitor`]: the per-head training monitor (docs/monitor.md). Build it
 //!   once with a probe sequence, call [`monitor::Monitor::observe`] every N
 //!   steps with the current [`models::Model`]; it returns the new alerts and
 //!   (optionally) logs monitor.jsonl / monitor.csv / alerts.jsonl.
@@ -33,9 +33,8 @@ pub mod train;
 /// Process settings for the command line, applied at the start of `main`
 /// while it is the only thread: candle's CPU thread pool spins for 25 000
 /// iterations after every elementwise op before it sleeps, which steals a
-/// core from the field analysis that runs between layers (measured: `analyze`
-/// at ctx 512, median of 6 runs each, 2.74 → 2.54 s). `CANDLE_BARRIER_POOL_SPIN_LIMIT`
-/// set by the user is kept. Also keeps freed tensor buffers in the heap
+/// core from the field analysis that runs between layers (README, "Speed").
+/// `CANDLE_BARRIER_POOL_SPIN_LIMIT` set by the user is kept. Also keeps freed tensor buffers in the heap
 /// ([`models::alloc::tune`]), which the `models` library itself never does.
 pub fn tune_process() {
     models::alloc::tune();

@@ -1,4 +1,4 @@
-//! Bad input, run through the binary (issue 7): every case exits with code 2
+//! Bad input, run through the binary: every case exits with code 2
 //! and prints exactly one line on stderr that names the offending file (or
 //! flag) and the problem — never a panic, never a huge allocation.
 //!
@@ -245,7 +245,7 @@ fn memory_guard_refuses_unless_forced() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-/// Checkpoints in the shapes people save them (issue 12): pickled weights
+/// Checkpoints in the shapes people save them: pickled weights
 /// only, a SentencePiece `tokenizer.model` without `tokenizer.json`, and an
 /// architecture attnscope does not implement: each one line that names
 /// the file or the architecture and says what to do.
@@ -285,7 +285,7 @@ fn pickled_weights_sentencepiece_only_and_unknown_architecture_are_refused_clear
     std::fs::remove_dir_all(&dir).ok();
 }
 
-// ---------- Hardening II (issue 17): one test per class, through the binary ----------
+// ---------- Hardening: one test per class, through the binary ----------
 
 #[path = "../../models/tests/loaders_util.rs"]
 mod loaders_util;

@@ -1,4 +1,4 @@
-//! Determinism (issue 7): identical commands give byte-identical report.json
+//! Determinism: identical commands give byte-identical report.json
 //! apart from the `elapsed_s` timing lines, and byte-identical heads.csv and
 //! report.html, whatever candle's matmul thread count (`RAYON_NUM_THREADS`)
 //! and whatever `--threads`. `key_coherence` used to differ in the last bit

@@ -1,5 +1,5 @@
-//! `attnscope analyze` on the tiny random models of the families added in
-//! issue 12, through the binary: real forward passes of our decoder (the
+//! `attnscope analyze` on the tiny random models of the families Gemma 3,
+//! Phi-3, StableLM 2, BLOOM and MPT, through the binary: real forward passes of our decoder (the
 //! same weights that match transformers in crates/models/tests/parity.rs).
 //!
 //! - BLOOM and MPT (ALiBi): the report says `position_bias: "alibi"`, every

@@ -1,5 +1,5 @@
 //! kill -9 in the middle of a multi-run `analyze` sweep, then the same
-//! command again (issue 7): finished runs are kept, the rest computed, and
+//! command again: finished runs are kept, the rest computed, and
 //! the final report.json equals an uninterrupted run's apart from
 //! `elapsed_s`. A half-written file never looks complete: every
 //! `runs/*.json` present after the kill parses, and `*.tmp-*` leftovers

@@ -1,4 +1,4 @@
-//! Memory does not grow with depth (issue 11): layers stream from the
+//! Memory does not grow with depth: layers stream from the
 //! mapped file one at a time, so `analyze` of a 24-layer model peaks at the
 //! same anonymous memory as the same model with 6 layers. The models are
 //! synthetic Llama GGUFs with random Q4_0 weights ([`models::synth`]),

@@ -1,5 +1,5 @@
 //! The factored implementation: every measure in O(n·d²) time and O(n·d)
-//! memory, never forming an n×n matrix (SPEC "How to compute it fast").
+//! memory, never forming an n×n matrix (docs/definitions.md, "How it is computed").
 //!
 //! E = Ã·B̃ᵀ (see [`crate::features`]). σ(E) = σ(R_A·R_Bᵀ) from thin QRs;
 //! key energies from a running Gram matrix G = Σ_{i∈R_j} ã_i ã_iᵀ;

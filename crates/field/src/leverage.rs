@@ -1,8 +1,8 @@
-//! Leverage scores of B = [K, 1] (SPEC §5) and the key coherence μ.
+//! Leverage scores of B = [K, 1] (docs/definitions.md §5) and the key coherence μ.
 //!
 //! ℓ_j = b_jᵀ(BᵀB)⁺b_j = Σ_{k<r} U_jk² with U the left singular vectors of B and
 //! r = #σ > σ₁·max(n, d+1)·ε. ℓ depends on span(B) only, so the centred
-//! [K − 1k̄ᵀ, 1] gives the same scores. ALiBi never enters B here (SPEC §5).
+//! [K − 1k̄ᵀ, 1] gives the same scores. ALiBi never enters B here (docs/definitions.md §5).
 
 use crate::error::Result;
 use crate::linalg::{householder_r, matmul, singular_values, thin_qr, thin_r, thin_svd};

@@ -1,7 +1,7 @@
 //! # field — the energy field of one softmax attention head
 //!
 //! Given one head's queries and keys exactly as the model uses them, computes
-//! every measure of SPEC.md §1–6 (zero-sum and shift consistency, rank bound,
+//! every measure of docs/definitions.md §1–6 (zero-sum and shift consistency, rank bound,
 //! singular spectrum, key energy, leverage/coherence, rank-r rebuilding).
 //!
 //! E_ij = S_ij − m_i with S_ij = s·q_i·k_j + b_ij over all i, j, and m_i the mean
@@ -72,8 +72,8 @@ pub(crate) struct Parts {
     leverage: leverage::Leverage,
 }
 
-/// Reads Q and K of one head (and W_Q, W_K if given) and returns every SPEC
-/// §1–5 measure; guarantees no panic on any input (bad input is an `Err`).
+/// Reads Q and K of one head (and W_Q, W_K if given) and returns every
+/// measure of docs/definitions.md §1–5; guarantees no panic on any input (bad input is an `Err`).
 ///
 /// Precision: f64 throughout; the shift-consistency check mimics the model's
 /// softmax in f32 when Q or K is f32. Soft-capped heads are computed densely

@@ -1,4 +1,4 @@
-//! Scalar summaries of per-key vectors (SPEC §4–5): participation ratio,
+//! Scalar summaries of per-key vectors (docs/definitions.md §4–5): participation ratio,
 //! top-1 % share, argmax, and the Spearman correlation with average ranks.
 
 /// (participation_ratio, top1pct_share, argmax_key) of the key energies c.

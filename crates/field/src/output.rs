@@ -1,4 +1,4 @@
-//! The measures of one head, named exactly as in SPEC.md (serde names = SPEC names).
+//! The measures of one head, named exactly as in docs/definitions.md (serde names = the documented names).
 
 use serde::{Deserialize, Serialize};
 
@@ -14,7 +14,7 @@ pub enum TransformKind {
     Softcap,
 }
 
-/// Every SPEC §1–5 measure of one head on one sequence, plus the singular spectrum.
+/// Every measure (docs/definitions.md §1–5) of one head on one sequence, plus the singular spectrum.
 ///
 /// Units: logits are natural-log units (nats); spectra are singular values of E
 /// in logit units. All values are computed in f64.

@@ -1,4 +1,4 @@
-//! Rank-r rebuilding of the attention pattern (SPEC §6).
+//! Rank-r rebuilding of the attention pattern (docs/definitions.md §6).
 //!
 //! The field is bilinear in feature space, E_ij = a_iᵀ b_j (canonical features
 //! a_i = [s·q_i, (slope), −m_i], b_j = [k_j, (j), 1], p = d + 1 (+ 1)). A rank-r

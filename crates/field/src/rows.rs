@@ -1,4 +1,4 @@
-//! Row checks (SPEC §1): zero-sum residual, shift consistency against the
+//! Row checks (docs/definitions.md §1): zero-sum residual, shift consistency against the
 //! model's own softmax, and attention entropy, streamed one row at a time.
 //!
 //! Both implementations feed the same rows here (see [`check_rows`]) and only

@@ -1,4 +1,4 @@
-//! Spectral summaries of a list of singular values (SPEC §2–3) and the learned
+//! Spectral summaries of a list of singular values (docs/definitions.md §2–3) and the learned
 //! interaction M = W_Q W_Kᵀ of a head.
 
 use crate::error::Result;

@@ -1,4 +1,4 @@
-//! Rank-r rebuilding (SPEC §6) and the learned interaction (SPEC §3).
+//! Rank-r rebuilding (docs/definitions.md §6) and the learned interaction (docs/definitions.md §3).
 
 mod common;
 use common::*;

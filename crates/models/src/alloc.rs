@@ -4,16 +4,15 @@
 //! every freed buffer above its mmap threshold (at most 32 MB) back to the
 //! kernel, and trims the heap top above 128 KB–64 MB, so the next op's
 //! buffer of the same size is mapped again and every page of it faults in
-//! and is zeroed by the kernel. For SmolLM2-135M over 1024 tokens that was
-//! 26 % of all samples in `perf` and ~40 % of the forward pass's wall time.
+//! and is zeroed by the kernel: a large share of the forward pass's wall
+//! time on long inputs (figures in docs/hardening.md).
 //!
 //! [`tune`] raises both thresholds to 1 GiB, so freed buffers stay in the
 //! heap and are reused. Only performance changes: allocation results, and so
-//! every number the decoder computes, are unaffected. Peak RSS: unchanged
-//! at 1024 tokens (memory is reused, not held twice); at ctx 32768 heap
-//! fragmentation raised it from 2.0 to 2.37 GB when this was introduced
-//! (later changes brought the total back to 2.0 GB; docs/hardening.md). The process keeps up
-//! to its peak working set mapped after a pass, as jemalloc/mimalloc do.
+//! every number the decoder computes, are unaffected. Memory is reused, not
+//! held twice, but heap fragmentation can raise the peak on very long inputs
+//! (docs/hardening.md). The process keeps up to its peak working set mapped
+//! after a pass, as jemalloc/mimalloc do.
 //!
 //! A library does not change its process's allocator: binaries call
 //! [`tune`] once at start (`attnscope`'s `main`, the Python module's init,

@@ -550,7 +550,7 @@ fn tokenizer_json_that_panics_tokenizers_is_an_error() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-// ---------- Hardening II (issue 17): corrupt values are errors, not defaults ----------
+// ---------- Hardening: corrupt values are errors, not defaults ----------
 
 /// Offset field (u64) of tensor `name` in the tensor table of GGUF `bytes`
 /// (a 1-D tensor: name, n_dims u32, one u64 dim, type u32, offset u64).

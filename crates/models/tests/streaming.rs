@@ -1,4 +1,4 @@
-//! Streaming the layers from the mapped file (issue 11) changes nothing the
+//! Streaming the layers from the mapped file changes nothing the
 //! decoder computes: for every family fixture, llama2.c and GGUF, the Q, K,
 //! W_Q, W_K each layer hands its observer and the logits are bit-identical
 //! to a model with every weight loaded up front.

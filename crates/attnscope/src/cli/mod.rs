@@ -5,6 +5,7 @@
 mod analyze;
 mod compress;
 mod monitor;
+mod monitor_eval;
 mod rules;
 mod shared;
 mod train;
@@ -14,6 +15,7 @@ use clap::{Parser, Subcommand};
 pub use analyze::AnalyzeArgs;
 pub use compress::CompressArgs;
 pub use monitor::MonitorArgs;
+pub use monitor_eval::MonitorEvalArgs;
 pub use rules::RuleArgs;
 pub use shared::{ModelArgs, RunArgs};
 pub use train::TrainArgs;
@@ -55,8 +57,8 @@ pub enum Command {
     #[command(long_about = monitor::ABOUT)]
     Monitor(MonitorArgs),
     /// The monitor's study: false alarms on healthy runs, recall / precision / delay on injected faults; eval.json, runs.csv, eval.md.
-    #[command(name = "monitor-eval", long_about = crate::monitor::eval::ABOUT)]
-    MonitorEval(crate::monitor::eval::MonitorEvalArgs),
+    #[command(name = "monitor-eval", long_about = monitor_eval::ABOUT)]
+    MonitorEval(MonitorEvalArgs),
 }
 
 impl Command {
@@ -67,7 +69,7 @@ impl Command {
             Command::Compress(args) => crate::compress::run(&args.options()?),
             Command::Train(args) => crate::train::run(&args.options()?),
             Command::Monitor(args) => crate::monitor::run(&args.options()?),
-            Command::MonitorEval(args) => crate::monitor::eval::run(args),
+            Command::MonitorEval(args) => crate::monitor::eval::run(&args.options()?),
         }
     }
 }

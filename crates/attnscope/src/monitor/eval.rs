@@ -22,65 +22,42 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use anyhow::{bail, Context, Result};
-use clap::Args;
 use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::{Alert, HeadPoint, Monitor, Rules};
 use crate::train::faults::FaultKind;
 
-pub const ABOUT: &str = "Run the monitor's study: false alarms on healthy training runs, and recall, precision,
-delay and validation-loss change for injected faults (docs/monitor.md).
 
-Trains OUT/runs/FAMILY-sSEED-healthy for every --families × --seeds (--steps steps) and
-OUT/runs/FAMILY-sSEED-FAULT for every --families × --faults × --fault-seeds (fault at
---fault-at, stopped --window + --monitor-every steps later), with `attnscope train` as child
-processes (--jobs at a time, one thread each); a run whose summary.json exists is kept.
-Then scores every run's saved monitor series with the rules given here and writes
-OUT/eval.json, OUT/runs.csv and OUT/eval.md. --rescore only scores (no training).";
-
-#[derive(Args, Debug, Clone)]
-pub struct MonitorEvalArgs {
+/// What `monitor-eval` runs (its flags, parsed).
+#[derive(Debug, Clone)]
+pub struct MonitorEvalOptions {
     /// Training text (tinyshakespeare for the study in docs/monitor.md).
-    #[arg(long)]
     pub text: PathBuf,
-    #[arg(long, default_value = "out/monitor-eval")]
     pub out: PathBuf,
     /// Families (comma-separated).
-    #[arg(long, value_delimiter = ',', default_values_t = vec!["gpt2".to_string(), "gpt_neox".to_string(), "llama".to_string()])]
     pub families: Vec<String>,
     /// Seeds of the healthy runs (comma-separated; empty: none).
-    #[arg(long, value_delimiter = ',', default_values_t = vec![1u64, 2, 3, 4, 5])]
     pub seeds: Vec<u64>,
     /// Seeds of the fault runs.
-    #[arg(long, value_delimiter = ',', default_values_t = vec![1u64])]
     pub fault_seeds: Vec<u64>,
     /// Faults (comma-separated: collapse, reset, key, data, lr-spike; `none`: no fault runs).
-    #[arg(long, value_delimiter = ',', default_values_t = vec!["collapse".to_string(), "reset".to_string(), "key".to_string(), "data".to_string(), "lr-spike".to_string()])]
     pub faults: Vec<String>,
     /// Training steps (the learning-rate schedule of every run).
-    #[arg(long, default_value_t = 600)]
     pub steps: u64,
     /// Step of every fault.
-    #[arg(long, default_value_t = 300)]
     pub fault_at: u64,
     /// Scoring window after the fault, in steps.
-    #[arg(long, default_value_t = 50)]
     pub window: u64,
     /// Monitor (and validation) every N steps.
-    #[arg(long, default_value_t = 10)]
     pub monitor_every: u64,
     /// Training runs at a time (each on one thread).
-    #[arg(long, default_value_t = 1)]
     pub jobs: usize,
     /// Only score the runs already in OUT/runs (no training).
-    #[arg(long)]
     pub rescore: bool,
     /// An extra argument for every `attnscope train` run (repeat), e.g. --train-arg=--d-model --train-arg=32.
-    #[arg(long, allow_hyphen_values = true)]
     pub train_arg: Vec<String>,
-    #[command(flatten)]
-    pub rules: crate::cli::RuleArgs,
+    pub rules: Rules,
 }
 
 /// One planned training run.
@@ -91,7 +68,7 @@ struct Plan {
     fault: Option<FaultKind>,
 }
 
-fn plan(args: &MonitorEvalArgs, faults: &[FaultKind]) -> Vec<Plan> {
+fn plan(args: &MonitorEvalOptions, faults: &[FaultKind]) -> Vec<Plan> {
     let mut v = Vec::new();
     for f in &args.families {
         for &s in &args.seeds {
@@ -108,7 +85,7 @@ fn plan(args: &MonitorEvalArgs, faults: &[FaultKind]) -> Vec<Plan> {
     v
 }
 
-fn train_command(args: &MonitorEvalArgs, p: &Plan, dir: &Path) -> Result<Command> {
+fn train_command(args: &MonitorEvalOptions, p: &Plan, dir: &Path) -> Result<Command> {
     let exe = std::env::current_exe().context("cannot find the attnscope executable")?;
     let mut c = Command::new(exe);
     let text = args.text.to_str().context("--text is not UTF-8")?;
@@ -128,7 +105,7 @@ fn train_command(args: &MonitorEvalArgs, p: &Plan, dir: &Path) -> Result<Command
 }
 
 /// Trains the runs that have no summary.json yet, `jobs` at a time.
-fn train_all(args: &MonitorEvalArgs, plans: &[Plan]) -> Result<()> {
+fn train_all(args: &MonitorEvalOptions, plans: &[Plan]) -> Result<()> {
     let runs = args.out.join("runs");
     std::fs::create_dir_all(&runs).with_context(|| format!("cannot create {}", runs.display()))?;
     let todo: Vec<&Plan> = plans.iter().filter(|p| !runs.join(&p.name).join("summary.json").is_file()).collect();
@@ -256,7 +233,7 @@ fn last_at_or_before(m: &BTreeMap<u64, f64>, s: u64) -> Option<f64> {
     m.range(..=s).next_back().map(|(_, v)| *v)
 }
 
-fn score_fault(args: &MonitorEvalArgs, p: &Plan, dir: &Path, rules: &Rules, healthy_val: Option<&BTreeMap<u64, f64>>) -> Result<FaultRow> {
+fn score_fault(args: &MonitorEvalOptions, p: &Plan, dir: &Path, rules: &Rules, healthy_val: Option<&BTreeMap<u64, f64>>) -> Result<FaultRow> {
     let (alerts, _) = score_series(read_series(&dir.join("monitor/monitor.jsonl"))?, rules)?;
     let rec: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("fault.json")).with_context(|| format!("{}: no fault.json", dir.display()))?)?;
     let at = rec["step"].as_u64().context("fault.json: no step")?;
@@ -306,7 +283,7 @@ fn opt(v: Option<f64>, prec: usize) -> String {
     v.map_or("–".into(), |x| format!("{x:.prec$}"))
 }
 
-fn markdown(args: &MonitorEvalArgs, rules: &Rules, healthy: &[HealthyRow], faults: &[FaultRow]) -> String {
+fn markdown(args: &MonitorEvalOptions, rules: &Rules, healthy: &[HealthyRow], faults: &[FaultRow]) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# attnscope monitor-eval\n");
     let _ = writeln!(s, "Rules: {rules:?}\n");
@@ -344,8 +321,8 @@ fn markdown(args: &MonitorEvalArgs, rules: &Rules, healthy: &[HealthyRow], fault
     s
 }
 
-pub fn run(args: &MonitorEvalArgs) -> Result<()> {
-    let rules = args.rules.rules()?;
+pub fn run(args: &MonitorEvalOptions) -> Result<()> {
+    let rules = args.rules.clone();
     for f in &args.families {
         crate::train::family::parse_family(f)?;
     }

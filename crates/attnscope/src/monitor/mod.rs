@@ -1,4 +1,4 @@
-//! Per-head training monitor (SPEC §7): every head's `key_coherence`,
+//! Per-head training monitor (docs/monitor.md): every head's `key_coherence`,
 //! `participation_ratio`, `k90` (factored path of the `field` crate) and
 //! attention entropy, over training steps or over a series of checkpoints,
 //! with alerts when a head leaves its normal band.

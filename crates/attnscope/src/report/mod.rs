@@ -1,4 +1,4 @@
-//! The output contract (SPEC.md, "Output contract"): `report.json`,
+//! The output contract (docs/definitions.md and README, "Output"): `report.json`,
 //! `heads.csv`, `heads.parquet`, `report.html`, plus one file per finished
 //! run in `runs/` for resuming. Every file is written atomically (temp file
 //! in the same directory, then rename), so a half-written file never looks

@@ -1,0 +1,83 @@
+//! `attnscope monitor-eval` flags.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::rules::RuleArgs;
+use crate::monitor::eval::MonitorEvalOptions;
+
+pub(super) const ABOUT: &str = "Run the monitor's study: false alarms on healthy training runs, and recall, precision,
+delay and validation-loss change for injected faults (docs/monitor.md).
+
+Trains OUT/runs/FAMILY-sSEED-healthy for every --families × --seeds (--steps steps) and
+OUT/runs/FAMILY-sSEED-FAULT for every --families × --faults × --fault-seeds (fault at
+--fault-at, stopped --window + --monitor-every steps later), with `attnscope train` as child
+processes (--jobs at a time, one thread each); a run whose summary.json exists is kept.
+Then scores every run's saved monitor series with the rules given here and writes
+OUT/eval.json, OUT/runs.csv and OUT/eval.md. --rescore only scores (no training).";
+
+#[derive(Args, Debug, Clone)]
+pub struct MonitorEvalArgs {
+    /// Training text (tinyshakespeare for the study in docs/monitor.md).
+    #[arg(long)]
+    pub text: PathBuf,
+    #[arg(long, default_value = "out/monitor-eval")]
+    pub out: PathBuf,
+    /// Families (comma-separated).
+    #[arg(long, value_delimiter = ',', default_values_t = vec!["gpt2".to_string(), "gpt_neox".to_string(), "llama".to_string()])]
+    pub families: Vec<String>,
+    /// Seeds of the healthy runs (comma-separated; empty: none).
+    #[arg(long, value_delimiter = ',', default_values_t = vec![1u64, 2, 3, 4, 5])]
+    pub seeds: Vec<u64>,
+    /// Seeds of the fault runs.
+    #[arg(long, value_delimiter = ',', default_values_t = vec![1u64])]
+    pub fault_seeds: Vec<u64>,
+    /// Faults (comma-separated: collapse, reset, key, data, lr-spike; `none`: no fault runs).
+    #[arg(long, value_delimiter = ',', default_values_t = vec!["collapse".to_string(), "reset".to_string(), "key".to_string(), "data".to_string(), "lr-spike".to_string()])]
+    pub faults: Vec<String>,
+    /// Training steps (the learning-rate schedule of every run).
+    #[arg(long, default_value_t = 600)]
+    pub steps: u64,
+    /// Step of every fault.
+    #[arg(long, default_value_t = 300)]
+    pub fault_at: u64,
+    /// Scoring window after the fault, in steps.
+    #[arg(long, default_value_t = 50)]
+    pub window: u64,
+    /// Monitor (and validation) every N steps.
+    #[arg(long, default_value_t = 10)]
+    pub monitor_every: u64,
+    /// Training runs at a time (each on one thread).
+    #[arg(long, default_value_t = 1)]
+    pub jobs: usize,
+    /// Only score the runs already in OUT/runs (no training).
+    #[arg(long)]
+    pub rescore: bool,
+    /// An extra argument for every `attnscope train` run (repeat), e.g. --train-arg=--d-model --train-arg=32.
+    #[arg(long, allow_hyphen_values = true)]
+    pub train_arg: Vec<String>,
+    #[command(flatten)]
+    pub rules: RuleArgs,
+}
+
+impl MonitorEvalArgs {
+    pub fn options(&self) -> anyhow::Result<MonitorEvalOptions> {
+        Ok(MonitorEvalOptions {
+            text: self.text.clone(),
+            out: self.out.clone(),
+            families: self.families.clone(),
+            seeds: self.seeds.clone(),
+            fault_seeds: self.fault_seeds.clone(),
+            faults: self.faults.clone(),
+            steps: self.steps.clone(),
+            fault_at: self.fault_at.clone(),
+            window: self.window.clone(),
+            monitor_every: self.monitor_every.clone(),
+            jobs: self.jobs.clone(),
+            rescore: self.rescore.clone(),
+            train_arg: self.train_arg.clone(),
+            rules: self.rules.rules()?,
+        })
+    }
+}
