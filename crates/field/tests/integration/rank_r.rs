@@ -1,6 +1,6 @@
 //! Rank-r rebuilding (SPEC §6) and the learned interaction (SPEC §3).
 
-mod common;
+use crate::common;
 use common::*;
 use faer::Mat;
 use field::testing::dense_truncated_fidelity;
