@@ -3,7 +3,7 @@
 //! attention entropy, over training steps or over a series of checkpoints,
 //! with alerts when a head leaves its normal band.
 //!
-//! Library use, from a training loop (tested in `tests/monitor_lib.rs`):
+//! Library use, from a training loop (tested in `tests/integration/monitor_lib.rs`):
 //! ```no_run
 //! use attnscope::monitor::{Monitor, Rules};
 //! # fn main() -> anyhow::Result<()> {

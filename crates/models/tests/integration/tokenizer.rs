@@ -3,7 +3,7 @@
 //! both give run.c's ids), SmolLM2 GGUF byte-level BPE (the real SmolLM2
 //! tokenizer's ids, from the reference fixtures and from transformers).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

@@ -6,9 +6,17 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 
 /// An empty directory `attnscope-<test file>-<name>-<pid>` under the system
-/// temp dir (removed first if a previous run left it).
+/// temp dir (removed first if a previous run left it). The test file is the
+/// caller's: all test files share one process (one test binary), so two files
+/// may use the same `name` at the same time.
+#[track_caller]
 pub fn tempdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("attnscope-{}-{name}-{}", env!("CARGO_CRATE_NAME"), std::process::id()));
+    let file = std::path::Path::new(std::panic::Location::caller().file())
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("test")
+        .to_owned();
+    let d = std::env::temp_dir().join(format!("attnscope-{file}-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d

@@ -1,6 +1,6 @@
 //! A deliberately wrong field is caught by the invariant checks.
 
-mod common;
+use crate::common;
 use common::*;
 use field::testing::{analyze_with_fault, Fault};
 use field::Params;

@@ -1,6 +1,6 @@
 //! Rank-r rebuilding (docs/definitions.md §6) and the learned interaction (docs/definitions.md §3).
 
-mod common;
+use crate::common;
 use common::*;
 use faer::Mat;
 use field::testing::dense_truncated_fidelity;

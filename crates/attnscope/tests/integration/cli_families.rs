@@ -9,7 +9,7 @@
 //! - Gemma 3: the report's windows follow the layer types (5 sliding
 //!   layers of window 8, then a global one).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

@@ -7,7 +7,7 @@
 //! llama fixture of crates/models (always present). Every model file is
 //! copied into a temp dir before it is truncated or patched.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -287,7 +287,7 @@ fn pickled_weights_sentencepiece_only_and_unknown_architecture_are_refused_clear
 
 // ---------- Hardening: one test per class, through the binary ----------
 
-#[path = "../../models/tests/loaders_util.rs"]
+#[path = "../../../models/tests/integration/loaders_util.rs"]
 mod loaders_util;
 
 /// Runs the binary, killed after `secs` (a FIFO must never block the suite).

@@ -5,7 +5,7 @@
 //! written here by the test. Also: a GGUF cut short after a valid header is
 //! refused before any tensor is read (exit 2, one line).
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Stdio;

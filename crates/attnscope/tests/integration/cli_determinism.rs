@@ -8,7 +8,7 @@
 //! size of the difference, but every test here requires zero differences
 //! (docs/hardening.md, "Determinism").
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

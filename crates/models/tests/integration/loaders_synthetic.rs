@@ -2,8 +2,7 @@
 //! names and biases (no un-permute), K un-permuted by KV heads, and
 //! Q8_0 / Q4_0 / F16 data dequantized to exact expected values.
 
-#[path = "loaders_util.rs"]
-mod util;
+use crate::loaders_util as util;
 
 use models::Checkpoint;
 use util::*;

@@ -9,7 +9,7 @@
 //! f32-softmax mimic with the model's own softmax output — ours must be
 //! ≤ 1e-3 (the analyze check threshold), the reference's ≤ 1e-2, not equal.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

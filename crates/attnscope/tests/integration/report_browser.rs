@@ -7,7 +7,7 @@
 //! clicks another head in a heat map and checks that the panel follows.
 //! Skips with a message when Chromium is missing, except under `CI=true`.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

@@ -1,7 +1,7 @@
 //! `attnscope analyze`, run as a binary: the output contract, resuming,
 //! --dense-check, exit codes, and the golden SmolLM2 numbers the README quotes.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Output;

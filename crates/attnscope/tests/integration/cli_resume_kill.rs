@@ -5,7 +5,7 @@
 //! `runs/*.json` present after the kill parses, and `*.tmp-*` leftovers
 //! (what a kill during a write leaves) and a corrupt run file are ignored.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

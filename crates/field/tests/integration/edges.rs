@@ -1,6 +1,6 @@
 //! Edge shapes and degenerate inputs, on both methods.
 
-mod common;
+use crate::common;
 use common::*;
 use field::{analyze, HeadField, HeadInput, Method, Params};
 

@@ -4,7 +4,7 @@
 //! the same metadata (gguf-py `GGUFWriter`, `AutoTokenizer(gguf_file=...)`).
 //! Fails when SmolLM2 is absent (`testdata`: run scripts/setup.sh).
 
-mod common;
+use crate::common;
 
 use models::formats::gguf::{GgufFile, Value};
 use models::tokenizer::gguf::from_gguf;

@@ -61,12 +61,41 @@ fn offline_resolution_from_filled_cache() {
     let _ = std::fs::remove_dir_all(cache);
 }
 
+/// Set in the child process that [`hub_id_through_checkpoint_open_with_env`]
+/// starts: that child runs the test's body with `HF_HUB_*` set.
+const HUB_ENV_CHILD: &str = "ATTNSCOPE_TEST_HUB_ENV_CHILD";
+
 #[test]
 fn hub_id_through_checkpoint_open_with_env() {
-    let cache = filled_cache("env");
-    // Only this test in this binary touches the environment.
-    std::env::set_var("HF_HUB_CACHE", &cache);
-    std::env::set_var("HF_HUB_OFFLINE", "1");
+    // The environment is process-wide and the tests of this binary run on
+    // parallel threads, so the variables are never set here: this test runs
+    // itself again as a child process (the same test binary, filtered to this
+    // test) with the variables given to the child only.
+    if std::env::var_os(HUB_ENV_CHILD).is_none() {
+        let cache = filled_cache("env");
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "loaders_hub::hub_id_through_checkpoint_open_with_env",
+                "--include-ignored",
+                "--test-threads=1",
+            ])
+            .env(HUB_ENV_CHILD, "1")
+            .env("HF_HUB_CACHE", &cache)
+            .env("HF_HUB_OFFLINE", "1")
+            .output()
+            .unwrap();
+        let _ = std::fs::remove_dir_all(&cache);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("1 passed"),
+            "child test run failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return;
+    }
+    let cache = std::env::var_os("HF_HUB_CACHE").unwrap();
+    assert!(Path::new(&cache).is_dir());
     let c = Checkpoint::open(REPO, None).unwrap();
     assert_eq!(c.format, Format::HfDir);
     assert_eq!(c.source, REPO);
@@ -75,7 +104,6 @@ fn hub_id_through_checkpoint_open_with_env() {
         .err()
         .unwrap();
     assert!(e.to_string().contains("attnscope-test/not-cached"), "{e}");
-    let _ = std::fs::remove_dir_all(cache);
 }
 
 #[test]

@@ -1,8 +1,7 @@
 //! Corrupt, truncated and hostile inputs: every one must give an `Err` whose
 //! message names the file — never a panic, never a huge allocation.
 
-#[path = "loaders_util.rs"]
-mod util;
+use crate::loaders_util as util;
 
 use std::path::Path;
 

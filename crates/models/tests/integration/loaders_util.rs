@@ -1,5 +1,5 @@
-//! Shared helpers for the loader tests (included with `#[path]`; as its own
-//! test target it holds no tests): temp dirs, a minimal GGUF v3 writer, a
+//! Shared helpers for the loader tests (a module of this binary; the
+//! attnscope crate's tests include it with `#[path]`): temp dirs, a minimal GGUF v3 writer, a
 //! tiny llama2.c writer, and an error check that the message names the file.
 #![allow(dead_code)]
 

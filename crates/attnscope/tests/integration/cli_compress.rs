@@ -2,7 +2,7 @@
 //! (compress.json records and table, compress.csv, compress.html), the algebraic
 //! facts (full rank rebuilds the pattern and the loss exactly), and exit codes.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

@@ -3,7 +3,7 @@
 //! and the tiny HF directories of every family. A model that is absent
 //! fails its test with the path and how to get it (`testdata`).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

@@ -3,7 +3,7 @@
 //! them, names the heads the fault hit, and re-scores the saved series with
 //! other rules without training.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -4,7 +4,7 @@
 //! monitor writes one record per step × layer × head; `monitor` over the saved
 //! checkpoints orders them by step and writes its JSONL, CSV and HTML.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

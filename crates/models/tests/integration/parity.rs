@@ -5,7 +5,7 @@
 //! Tolerance: max |ours − reference| ≤ 1e-4 · max |reference| per tensor
 //! ("1e-4 relative, f32"), for Q, K and logits alike.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! Factored = dense for every measure, over a seeded sweep of shapes and inputs,
 //! within the size-scaled tolerances of the crate README.
 
-mod common;
+use crate::common;
 use common::*;
 use field::{analyze, HeadField, Method, Params};
 use rand::{Rng, SeedableRng};

@@ -2,7 +2,7 @@
 //! dequantization (Q4_1, Q8_0, F32) and the Q/K un-permute element-wise.
 //! Fails when the model is absent (`testdata`: run scripts/setup.sh).
 
-mod common;
+use crate::common;
 
 use models::Checkpoint;
 
