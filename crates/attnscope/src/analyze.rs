@@ -76,7 +76,7 @@ pub fn run(args: &AnalyzeOptions) -> Result<()> {
     report::remove_leftover_temp_files(&runs_dir);
     report::remove_leftover_temp_files(&args.run.out);
 
-    let info = ModelInfo::new(&source, &checkpoint, spec);
+    let info = ModelInfo::new(&source, checkpoint, spec);
     let settings = RunSettings {
         attnscope_version: env!("CARGO_PKG_VERSION").to_string(),
         model_source: source.clone(),

@@ -17,7 +17,10 @@ pub fn wall_seconds() -> f64 {
 
 /// Time of each stage of one analysis, in the order run.
 #[derive(Default)]
-pub(crate) struct Laps(Option<(Clock, f64, Vec<(&'static str, f64)>)>);
+pub(crate) struct Laps(Option<LapState>);
+
+/// (clock, the time of the last lap, (stage, seconds) so far).
+type LapState = (Clock, f64, Vec<(&'static str, f64)>);
 
 impl Laps {
     /// A recorder that reads `clock` at every [`Laps::lap`].

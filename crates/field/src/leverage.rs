@@ -281,8 +281,8 @@ mod tests {
         }
         let (lev, _) = factored(n, cols, |j, t| b[(j, t)]).unwrap();
         assert_eq!(lev.rank, cols);
-        for j in 0..n {
-            assert!((lev.scores[j] - want[j]).abs() <= 1e-13, "{j}");
+        for (j, (got, want)) in lev.scores.iter().zip(&want).enumerate() {
+            assert!((got - want).abs() <= 1e-13, "{j}");
         }
         // cond ≈ 1e6 > SOLVE_MAX_COND: the orthogonal route, same scores
         let ill = Mat::from_fn(n, 3, |j, t| match t {

@@ -687,7 +687,7 @@ impl ArchSpec {
                 self.n_layers, self.d_model, self.n_heads, self.head_dim, self.vocab_size
             ));
         }
-        if self.n_kv_heads == 0 || self.n_heads % self.n_kv_heads != 0 {
+        if self.n_kv_heads == 0 || !self.n_heads.is_multiple_of(self.n_kv_heads) {
             return bad(format!("{} heads cannot share {} KV heads", self.n_heads, self.n_kv_heads));
         }
         if let Positions::Rotary { rotary_dim, .. } = self.positions {
@@ -695,7 +695,7 @@ impl ArchSpec {
                 return bad(format!("rotary dim {rotary_dim} invalid for head dim {}", self.head_dim));
             }
         }
-        if self.windows.iter().any(|w| *w == Some(0)) {
+        if self.windows.contains(&Some(0)) {
             return bad("sliding window of 0".into());
         }
         if let Some(slopes) = self.position_bias.slopes() {

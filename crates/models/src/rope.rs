@@ -32,6 +32,8 @@ pub fn inv_freq(theta: f64, dim: usize, scaling: RopeScaling) -> Vec<f32> {
                 let scaled = if wavelen > low_freq_wavelen { *f / factor } else { *f };
                 let smooth = (old / wavelen - low) / (high - low);
                 let smoothed = (1.0 - smooth) * scaled / factor + smooth * scaled;
+                // As transformers writes it: ~(wavelen < high) & ~(wavelen > low).
+                #[allow(clippy::neg_cmp_op_on_partial_ord)]
                 let is_medium = !(wavelen < high_freq_wavelen) && !(wavelen > low_freq_wavelen);
                 *f = if is_medium { smoothed } else { scaled };
             }

@@ -411,6 +411,7 @@ impl ModelWeights {
             }
             return if head { Ok(Some(res.lm_head.clone())) } else { Ok(None) };
         }
+        #[allow(clippy::large_enum_variant)] // one in flight per layer
         enum Staged {
             Layer(LayerWeights),
             Head(Tensor),

@@ -21,7 +21,10 @@ fn colour(k: BasisKind) -> &'static str {
 
 /// Curves of compress: log axes drop y below 1e-10 (rounding level: exact
 /// rebuilds); every point is marked.
-fn plot(title: &str, xlabel: &str, series: &[(String, &str, Vec<(f64, f64)>)], log_x: bool, log_y: bool) -> String {
+/// One curve: (legend label, colour, (x, y) points).
+type Curve<'a> = (String, &'a str, Vec<(f64, f64)>);
+
+fn plot(title: &str, xlabel: &str, series: &[Curve], log_x: bool, log_y: bool) -> String {
     let series: Vec<Series> = series.iter().map(|(l, c, p)| Series { label: l.clone(), colour: c.to_string(), points: p.clone() }).collect();
     LinePlot { log_x, log_y, y_floor: 1e-10, markers: true, ..LinePlot::new(title, xlabel, &series) }.render()
 }
@@ -62,7 +65,7 @@ impl Page<'_> {
         s.push_str("<h2>Table</h2><pre>");
         s.push_str(&esc(&t.text()));
         s.push_str("</pre>");
-        let curve = |y: fn(&ByR, BasisKind) -> f64, x_ratio: bool| -> Vec<(String, &'static str, Vec<(f64, f64)>)> {
+        let curve = |y: fn(&ByR, BasisKind) -> f64, x_ratio: bool| -> Vec<Curve<'static>> {
             BasisKind::ALL
                 .iter()
                 .map(|&k| {
@@ -79,13 +82,13 @@ impl Page<'_> {
         s.push_str(&plot("mean row KL(P‖P_r), nats (log scales; values < 1e-10, exact rebuilds, omitted)", "r (log scale)", &curve(|b, k| *b.mean_kl.get(k), false), true, true));
         s.push_str(&plot("top-1 agreement", "r (log scale)", &curve(|b, k| *b.mean_top1.get(k), false), true, false));
         s.push_str("<h2>Key cache: every layer's keys at rank r</h2>");
-        let abs: Vec<(String, &str, Vec<(f64, f64)>)> =
+        let abs: Vec<Curve> =
             curve(loss_delta, true).into_iter().map(|(l, c, p)| (l, c, p.into_iter().map(|(x, y)| (x, y.abs())).collect())).collect();
         s.push_str(&plot("|relative change of next-token loss| (log scales; zeros omitted)", "ratio r/d (log scale)", &abs, true, true));
         s.push_str(&plot("relative change of next-token loss", "ratio r/d", &curve(loss_delta, true), false, false));
         // Per-layer runs.
         let per_layer = |k: BasisKind| self.records.iter().filter(move |x| x.experiment == Experiment::Keys && x.basis == k);
-        let mut series: Vec<(String, &str, Vec<(f64, f64)>)> = Vec::new();
+        let mut series: Vec<Curve> = Vec::new();
         let dashes = ["#1b9e77", "#66a61e", "#a6761d", "#e7298a", "#e6ab02", "#666666", "#d95f02", "#7570b3", "#1f78b4"];
         for k in BasisKind::ALL {
             let mut ranks: Vec<usize> = per_layer(k).filter(|x| x.layer.is_some()).map(|x| x.r).collect();

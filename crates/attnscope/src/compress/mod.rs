@@ -291,7 +291,7 @@ pub fn run(args: &CompressOptions) -> Result<()> {
         key_t: Vec::new(),
         bar: &bar,
     };
-    let loss_full = forward_loss(&model, &eval_ids, Some(&mut eval)).with_context(|| format!("forward pass on {}", eval_path.display()))?;
+    let loss_full = forward_loss(model, &eval_ids, Some(&mut eval)).with_context(|| format!("forward pass on {}", eval_path.display()))?;
     bar.finish_and_clear();
     let t_eval = t0.elapsed().as_secs_f64();
     let EvalObserver { mut records, spectral, key_t, .. } = eval;
@@ -304,7 +304,7 @@ pub fn run(args: &CompressOptions) -> Result<()> {
     let run_keys = |pick: &dyn Fn(usize) -> Option<(BasisKind, usize)>| -> Result<f64> {
         let transforms = (0..spec.n_layers).map(|l| pick(l).and_then(|key| key_t[l].get(&key).map(Vec::as_slice))).collect();
         let mut obs = KeyObserver { transforms };
-        let loss = forward_loss(&model, &eval_ids, Some(&mut obs)).context("key-cache forward pass")?;
+        let loss = forward_loss(model, &eval_ids, Some(&mut obs)).context("key-cache forward pass")?;
         bar.inc(1);
         Ok(loss)
     };
@@ -335,7 +335,7 @@ pub fn run(args: &CompressOptions) -> Result<()> {
     let t_keys = t0.elapsed().as_secs_f64();
 
     // Report.
-    let info = ModelInfo::new(&source, &checkpoint, spec);
+    let info = ModelInfo::new(&source, checkpoint, spec);
     let table = Table::build(&source, spec, args.ctx, &r_list, &records, &spectral, loss_full);
     let doc = json!({
         "attnscope_version": env!("CARGO_PKG_VERSION"),

@@ -145,7 +145,7 @@ fn train_all(args: &MonitorEvalOptions, plans: &[Plan]) -> Result<()> {
                 let _ = c.kill();
                 let _ = c.wait();
             }
-            let last = std::fs::read_to_string(&log).unwrap_or_default().lines().filter(|l| !l.trim().is_empty()).last().unwrap_or("").to_string();
+            let last = std::fs::read_to_string(&log).unwrap_or_default().lines().rfind(|l| !l.trim().is_empty()).unwrap_or("").to_string();
             bail!("training run {name} failed: {last} (log: {})", log.display());
         }
     }

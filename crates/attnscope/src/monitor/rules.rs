@@ -179,10 +179,11 @@ impl Rules {
         if !finite_pos(self.z_max) || !finite_pos(self.coherence_frac) || self.coherence_max.is_some_and(|c| !finite_pos(c)) {
             return Err("z_max, coherence_frac and coherence_max must be finite numbers above 0".into());
         }
-        if !(self.rel_floor.is_finite() && self.rel_floor >= 0.0) || !(self.settle_tol.is_finite() && self.settle_tol >= 0.0) {
+        let finite_non_negative = |x: f64| x.is_finite() && x >= 0.0;
+        if !finite_non_negative(self.rel_floor) || !finite_non_negative(self.settle_tol) {
             return Err("rel_floor and settle_tol must be finite numbers ≥ 0".into());
         }
-        if !(self.formed_frac.is_finite() && self.formed_frac > 0.0) || !(0.0..=1.0).contains(&self.relative) || !(self.revert_frac.is_finite() && self.revert_frac >= 0.0) {
+        if !finite_pos(self.formed_frac) || !(0.0..=1.0).contains(&self.relative) || !finite_non_negative(self.revert_frac) {
             return Err("formed_frac must be above 0, relative in [0, 1], revert_frac ≥ 0".into());
         }
         if self.min_history < 2 || self.window < self.min_history || self.settle < 1 || self.consecutive < 1 {

@@ -112,7 +112,9 @@ impl RunSettings {
     }
 }
 
-/// What to do with a run file.
+/// What to do with a run file. (One value per run, short-lived: the size
+/// of the `Reuse` variant does not matter.)
+#[allow(clippy::large_enum_variant)]
 pub enum Finished {
     /// No usable file: compute the run.
     Absent,

@@ -121,8 +121,8 @@ fn distribution(v: &[f64]) -> Value {
         return Value::Null;
     }
     json!({
-        "median": quantile(&v, 0.5), "min": v[0], "max": v[v.len() - 1],
-        "p10": quantile(&v, 0.1), "p90": quantile(&v, 0.9),
+        "median": quantile(v, 0.5), "min": v[0], "max": v[v.len() - 1],
+        "p10": quantile(v, 0.1), "p90": quantile(v, 0.9),
     })
 }
 
@@ -148,9 +148,12 @@ fn invariance(values: &BTreeMap<(String, usize), f64>) -> (f64, f64) {
     (across_texts, across_ctx)
 }
 
+/// (text, ctx) → value.
+type ByRun = BTreeMap<(String, usize), f64>;
+
 pub fn summarise(runs: &[RunRecord]) -> Value {
     // (layer, head) → measure → (text, ctx) → value
-    let mut per_head: BTreeMap<(usize, usize), BTreeMap<Measure, BTreeMap<(String, usize), f64>>> = BTreeMap::new();
+    let mut per_head: BTreeMap<(usize, usize), BTreeMap<Measure, ByRun>> = BTreeMap::new();
     // measure → (text, ctx) → median over the run's heads
     let mut run_medians: BTreeMap<Measure, BTreeMap<(String, usize), f64>> = BTreeMap::new();
     let mut per_run_model = Vec::new();
@@ -172,9 +175,12 @@ pub fn summarise(runs: &[RunRecord]) -> Value {
             shift_max = shift_max.max(f.shift_consistency);
             *ranks.entry(f.numerical_rank.to_string()).or_default() += 1;
             let mut why = Vec::new();
+            // `!(x <= tol)`: a NaN residual fails too.
+            #[allow(clippy::neg_cmp_op_on_partial_ord)]
             if !(f.zero_sum_residual <= ZERO_SUM_TOL) {
                 why.push(format!("zero_sum_residual {:.3e} > {ZERO_SUM_TOL:e}", f.zero_sum_residual));
             }
+            #[allow(clippy::neg_cmp_op_on_partial_ord)]
             if !(f.shift_consistency <= SHIFT_TOL) {
                 why.push(format!("shift_consistency {:.3e} > {SHIFT_TOL:e}", f.shift_consistency));
             }

@@ -68,13 +68,13 @@ impl Shape {
         if !TRAINABLE.contains(&self.family) {
             bail!("{} is not a trainable family (gpt2, gpt_neox, llama)", self.family.name());
         }
-        if self.n_heads == 0 || self.d_model % self.n_heads != 0 {
+        if self.n_heads == 0 || !self.d_model.is_multiple_of(self.n_heads) {
             bail!("d_model {} is not a multiple of {} heads", self.d_model, self.n_heads);
         }
-        if self.n_kv_heads == 0 || self.n_heads % self.n_kv_heads != 0 {
+        if self.n_kv_heads == 0 || !self.n_heads.is_multiple_of(self.n_kv_heads) {
             bail!("{} heads cannot share {} KV heads", self.n_heads, self.n_kv_heads);
         }
-        if self.family == Family::GptNeox && (self.head_dim() / 4) % 2 != 0 {
+        if self.family == Family::GptNeox && !(self.head_dim() / 4).is_multiple_of(2) {
             bail!("gpt_neox rotary dim (head_dim/4 = {}) must be even", self.head_dim() / 4);
         }
         Ok(())

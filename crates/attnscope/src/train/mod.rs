@@ -340,7 +340,7 @@ pub fn run(args: &TrainOptions) -> Result<()> {
     )?;
     let mut log = std::io::BufWriter::new(std::fs::File::create(args.run.out.join("train.jsonl"))?);
     let ckpt_dir = args.run.out.join("checkpoints");
-    let save_due = |step: u64| args.save_at.contains(&step) || (args.save_every > 0 && step % args.save_every == 0) || step == last_step;
+    let save_due = |step: u64| args.save_at.contains(&step) || (args.save_every > 0 && step.is_multiple_of(args.save_every)) || step == last_step;
 
     let eval = |t: &mut Trainable| -> Result<f64> { Ok(loss_over(t.model(false)?, &val_windows)?.to_scalar::<f32>()? as f64) };
     let val0 = eval(&mut trainable)?;

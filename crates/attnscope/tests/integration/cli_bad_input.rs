@@ -122,9 +122,9 @@ fn llama2c_truncated_and_oversized_header() {
         expect_user_error(&o, &format!("cut at {cut}"), &format!("cut{cut}.bin"), &["truncated", "implies"]);
     }
     // vocab_size and n_layers far larger than the file.
-    for (field, val) in [(5usize, 1 << 24), (2, 1 << 20)] {
+    for (field, val) in [(5usize, 1i32 << 24), (2, 1 << 20)] {
         let mut b = good.clone();
-        b[4 * field..4 * field + 4].copy_from_slice(&(val as i32).to_le_bytes());
+        b[4 * field..4 * field + 4].copy_from_slice(&val.to_le_bytes());
         let p = dir.join(format!("hdr{field}.bin"));
         std::fs::write(&p, &b).unwrap();
         let o = analyze(&["--model", s(&p), "--tokenizer", s(&tok), "--text", s(&text), "--ctx", "8", "--out", s(&dir.join("out"))], &[]);

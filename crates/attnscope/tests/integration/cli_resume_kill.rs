@@ -77,7 +77,7 @@ fn sigkill_mid_sweep_then_resume_equals_uninterrupted() {
         let t0 = Instant::now();
         let mut finished = false;
         loop {
-            if run_files(&runs).len() >= 1 {
+            if !run_files(&runs).is_empty() {
                 break;
             }
             if child.try_wait().unwrap().is_some() {

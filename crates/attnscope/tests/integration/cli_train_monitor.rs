@@ -24,7 +24,7 @@ fn text(dir: &Path) -> PathBuf {
     while s.len() < 24_000 {
         x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         s.push_str(words[(x >> 33) as usize % words.len()]);
-        s.push(if (x >> 20) % 9 == 0 { '\n' } else { ' ' });
+        s.push(if (x >> 20).is_multiple_of(9) { '\n' } else { ' ' });
     }
     let p = dir.join("text.txt");
     std::fs::write(&p, s).unwrap();

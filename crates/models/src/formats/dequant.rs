@@ -55,11 +55,11 @@ const CHUNK_BLOCKS: usize = 4096;
 fn blocks<T: Pod>(raw: &[u8], out: &mut [f32]) -> bool {
     let size = std::mem::size_of::<T>();
     let per = T::BLCK_SIZE;
-    if out.len() % per != 0 || raw.len() != out.len() / per * size {
+    if !out.len().is_multiple_of(per) || raw.len() != out.len() / per * size {
         return false;
     }
     let n_blocks = raw.len() / size;
-    if (raw.as_ptr() as usize) % std::mem::align_of::<T>() == 0 {
+    if (raw.as_ptr() as usize).is_multiple_of(std::mem::align_of::<T>()) {
         // SAFETY: `raw` holds exactly n_blocks·size_of::<T>() bytes, is
         // aligned for T, lives as long as `xs`, and every bit pattern is a
         // valid T (`Pod`).

@@ -278,7 +278,7 @@ impl GgufFile {
         let n_rows = info.n_rows();
         // Sizes were checked in `parse`; these keep this function panic-free regardless.
         let row_bytes = cols / block * block_bytes;
-        if cols % block != 0 || row_bytes.checked_mul(n_rows) != Some(info.len) || rows.end > n_rows {
+        if !cols.is_multiple_of(block) || row_bytes.checked_mul(n_rows) != Some(info.len) || rows.end > n_rows {
             return Err(bad(format!("{} bytes do not hold {n_rows} rows of {cols} {dtype:?} values", info.len)));
         }
         let start = info.start + rows.start * row_bytes;

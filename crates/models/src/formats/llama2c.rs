@@ -99,7 +99,7 @@ fn parse_header(buf: &[u8], path: &Path) -> Result<Header> {
         seq_len: pos(seq, "seq_len")?,
         shared_classifier: vocab > 0,
     };
-    if h.dim % h.n_heads != 0 || h.n_heads % h.n_kv_heads != 0 || (h.dim / h.n_heads) % 2 != 0 {
+    if !h.dim.is_multiple_of(h.n_heads) || !h.n_heads.is_multiple_of(h.n_kv_heads) || !(h.dim / h.n_heads).is_multiple_of(2) {
         return Err(r.err(format!(
             "header dim {} / n_heads {} / n_kv_heads {} are inconsistent (need heads | dim, kv | heads, even head size)",
             h.dim, h.n_heads, h.n_kv_heads

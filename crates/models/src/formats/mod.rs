@@ -272,7 +272,7 @@ impl<'a> ByteReader<'a> {
 pub(crate) fn reverse_permute(w: &Tensor, n_head: usize) -> candle_core::Result<Tensor> {
     let dims = w.dims().to_vec();
     let rows = dims[0];
-    if n_head == 0 || rows % (2 * n_head) != 0 {
+    if n_head == 0 || !rows.is_multiple_of(2 * n_head) {
         candle_core::bail!("cannot un-permute {rows} rows into {n_head} heads of rotary pairs");
     }
     let dim = rows / n_head / 2;

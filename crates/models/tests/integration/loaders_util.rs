@@ -146,7 +146,7 @@ pub fn gguf(kvs: &[(&str, Kv)], tensors: &[T]) -> Vec<u8> {
         offs.push(off);
         off += (t.data.len() as u64).div_ceil(align) * align;
     }
-    while b.len() as u64 % align != 0 {
+    while !(b.len() as u64).is_multiple_of(align) {
         b.push(0);
     }
     let start = b.len();
