@@ -15,7 +15,7 @@ pub(crate) struct Leverage {
 }
 
 fn rank_of(s: &[f64], n: usize, cols: usize) -> usize {
-    let tol = s.first().copied().unwrap_or(0.0) * (n.max(cols) as f64) * f64::EPSILON;
+    let tol = crate::spectrum::rank_tolerance(s.first().copied().unwrap_or(0.0), n, cols);
     s.iter().filter(|&&x| x > tol).count()
 }
 

@@ -30,6 +30,7 @@ mod error;
 mod factored;
 mod features;
 mod input;
+mod keys;
 mod laps;
 mod leverage;
 mod linalg;
@@ -43,6 +44,8 @@ mod tile;
 
 pub use compare::compare;
 pub use error::{FieldError, Result};
+pub use keys::{gram, random_key_projector, KeyBasis};
+pub use spectrum::rank_tolerance;
 pub use input::{HeadInput, HeadWeights, LogitTransform, Support, Values};
 pub use output::{HeadField, TransformKind};
 pub use params::{Method, Params};

@@ -249,7 +249,7 @@ pub(crate) fn pinv(m: MatRef<'_, f64>) -> Result<Mat<f64>> {
         return Ok(Mat::zeros(c, r));
     }
     let (u, s, v) = thin_svd(m)?;
-    let tol = s.first().copied().unwrap_or(0.0) * (r.max(c) as f64) * f64::EPSILON;
+    let tol = crate::spectrum::rank_tolerance(s.first().copied().unwrap_or(0.0), r, c);
     let k = s.iter().take_while(|&&x| x > tol).count();
     // pinv = V_k · diag(1/σ_k) · U_kᵀ
     Ok(Mat::from_fn(c, r, |i, j| {

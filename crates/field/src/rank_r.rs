@@ -13,12 +13,12 @@ use crate::dense;
 use crate::error::{FieldError, Result};
 use crate::features::{build, conjugate, Fault};
 use crate::input::{HeadInput, LogitTransform, Values};
-use crate::linalg::{matmul, pinv, thin_qr, thin_r, thin_svd};
+use crate::keys::random_projector_mat;
+use crate::linalg::{matmul, pinv, thin_r, thin_svd};
 use crate::params::{Method, Params};
 use crate::rows::{blocks, check_rows, log_sum_exp};
 use crate::spectrum::rows_view;
 use faer::Mat;
-use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 /// Where the r directions come from.
@@ -38,20 +38,43 @@ pub enum Basis {
 
 /// A rank-r operator Π on the p-dimensional feature space, in canonical coordinates.
 #[derive(Clone, Debug, PartialEq)]
+///
+/// Built only by [`projector`]; read through the accessors.
 pub struct Projector {
-    /// The basis it came from.
-    pub basis: Basis,
-    /// The rank that was asked for.
-    pub r: usize,
-    /// Head dimension it applies to.
-    pub d: usize,
-    /// Whether the feature space has the ALiBi coordinate.
-    pub alibi: bool,
-    /// Π, p × p row-major (p = d + 1, + 1 with ALiBi), canonical coordinates.
-    pub pi: Vec<f64>,
+    basis: Basis,
+    r: usize,
+    d: usize,
+    alibi: bool,
+    pi: Vec<f64>,
 }
 
 impl Projector {
+    /// The basis it came from.
+    pub fn basis(&self) -> Basis {
+        self.basis
+    }
+    /// The rank that was asked for.
+    pub fn rank(&self) -> usize {
+        self.r
+    }
+    /// Head dimension d it applies to.
+    pub fn head_dim(&self) -> usize {
+        self.d
+    }
+    /// Whether the feature space has the ALiBi coordinate.
+    pub fn alibi(&self) -> bool {
+        self.alibi
+    }
+    /// Π, p × p row-major (p = [`Self::feature_dim`]), canonical coordinates.
+    pub fn pi(&self) -> &[f64] {
+        &self.pi
+    }
+    /// The head-space d × d block of Π (row-major): the operator applied to
+    /// keys and queries (for `Weights` and `Random`, Π = diag(this, 1, (1))).
+    pub fn head_block(&self) -> Vec<f64> {
+        let (d, p) = (self.d, self.feature_dim());
+        (0..d * d).map(|x| self.pi[(x / d) * p + x % d]).collect()
+    }
     /// Feature dimension p.
     pub fn feature_dim(&self) -> usize {
         self.d + 1 + usize::from(self.alibi)
@@ -147,23 +170,7 @@ pub fn projector(head: &HeadInput<'_>, basis: &Basis, r: usize) -> Result<Projec
             };
             block(&g, d, p)
         }
-        Basis::Random { seed } => {
-            let k = r.min(d);
-            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(*seed);
-            // Box–Muller Gaussian d × k, orthonormalised by thin QR
-            let gauss = Mat::from_fn(d, k, |_, _| {
-                let u1: f64 = 1.0 - rng.random::<f64>(); // (0, 1]
-                let u2: f64 = rng.random::<f64>();
-                (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-            });
-            let g = if k == 0 {
-                Mat::zeros(d, d)
-            } else {
-                let (w, _) = thin_qr(gauss.as_ref());
-                matmul(w.as_ref(), w.as_ref().transpose())
-            };
-            block(&g, d, p)
-        }
+        Basis::Random { seed } => block(&random_projector_mat(d, r, *seed), d, p),
     };
     Ok(Projector {
         basis: *basis,

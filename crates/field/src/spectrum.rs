@@ -63,10 +63,17 @@ pub(crate) fn stable_rank(sv: &[f64]) -> f64 {
     }
 }
 
-/// #σ > σ₁·max(n, d)·ε_f64.
+/// The numerical-rank tolerance of an r × c matrix with largest singular
+/// value `s1`: σ₁·max(r, c)·ε_f64. Singular values at or below it are rounding
+/// noise (numerical rank, pseudo-inverses, key-side projectors).
+pub fn rank_tolerance(s1: f64, rows: usize, cols: usize) -> f64 {
+    s1 * (rows.max(cols) as f64) * f64::EPSILON
+}
+
+/// #σ > [`rank_tolerance`]`(σ₁, n, d)`.
 pub(crate) fn numerical_rank(sv: &[f64], n: usize, d: usize) -> usize {
     let s1 = sv.first().copied().unwrap_or(0.0);
-    let tol = s1 * (n.max(d) as f64) * f64::EPSILON;
+    let tol = rank_tolerance(s1, n, d);
     sv.iter().filter(|&&s| s > tol && s > 0.0).count()
 }
 

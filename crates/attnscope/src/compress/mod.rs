@@ -14,7 +14,6 @@
 //!    next-token loss. See docs/compress.md.
 
 mod html;
-mod keys;
 mod observers;
 mod table;
 

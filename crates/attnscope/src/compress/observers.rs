@@ -5,13 +5,12 @@
 use std::collections::BTreeMap;
 
 use anyhow::{anyhow, Result};
-use field::{Basis, HeadInput, Params};
+use field::{gram, Basis, HeadInput, KeyBasis, Params};
 use indicatif::ProgressBar;
 use models::capture::Tensor;
 use models::{LayerCapture, LogitTransform, Observer, ObserverError};
 use rayon::prelude::*;
 
-use super::keys::{gram, KeyBasis};
 use super::{BasisKind, Record};
 use crate::observer::LayerQk;
 
@@ -134,16 +133,17 @@ impl EvalObserver<'_> {
         // Key-side projectors per KV head.
         let mut layer_t = LayerKeyT::new();
         let bases: Vec<(KeyBasis, KeyBasis)> = (0..hkv)
-            .map(|g| {
+            .map(|g| -> Result<(KeyBasis, KeyBasis)> {
                 let sum = |mats: Vec<Vec<f64>>| mats.into_iter().reduce(|a, b| a.iter().zip(&b).map(|(x, y)| x + y).collect()).unwrap_or_default();
                 let heads = g * group..(g + 1) * group;
                 let gq_data = sum(heads.clone().map(|hq| gram(&cal.q[hq * cn * d..(hq + 1) * cn * d], cn, d, false)).collect());
                 let gk_data = gram(&cal.k[g * cn * d..(g + 1) * cn * d], cn, d, true);
                 let gq_w = sum(heads.map(|hq| gram(&wq_heads[hq], d_model, d, false)).collect());
                 let gk_w = gram(&wk_heads[g], d_model, d, false);
-                (KeyBasis::new(&gk_data, &gq_data, d), KeyBasis::new(&gk_w, &gq_w, d))
+                let ctx = |e: field::FieldError| anyhow!("layer {l} kv head {g}: {e}");
+                Ok((KeyBasis::new(&gk_data, &gq_data, d).map_err(ctx)?, KeyBasis::new(&gk_w, &gq_w, d).map_err(ctx)?))
             })
-            .collect();
+            .collect::<Result<_>>()?;
         for &kr in self.key_ranks {
             for kind in BasisKind::ALL {
                 let mut tt = Vec::with_capacity(hkv * d * d);
@@ -151,14 +151,8 @@ impl EvalObserver<'_> {
                     let t: Vec<f64> = match kind {
                         BasisKind::Data => data.projector(kr),
                         BasisKind::Weights => weights.projector(kr),
-                        BasisKind::Random => {
-                            // The same seeded directions as field's random basis: Π's head block is W Wᵀ.
-                            let dummy = HeadInput::new(&k[g * n * d..(g + 1) * n * d], &k[g * n * d..(g + 1) * n * d], n, d, scale);
-                            let p = field::projector(&dummy, &Basis::Random { seed: kv_seed(seed, l, g) }, kr)
-                                .map_err(|e| anyhow!("layer {l} kv head {g}: {e}"))?;
-                            let pd = p.feature_dim();
-                            (0..d * d).map(|x| p.pi[(x / d) * pd + x % d]).collect()
-                        }
+                        // The same seeded directions as field's random basis.
+                        BasisKind::Random => field::random_key_projector(d, kr, kv_seed(seed, l, g)),
                     };
                     // store Tᵀ: K' (rows) = K·Tᵀ
                     tt.extend((0..d * d).map(|x| t[(x % d) * d + x / d] as f32));

@@ -191,8 +191,8 @@ fn projectors_transfer_between_texts_and_methods_agree() {
     let a = projector(&m1.head(), &Basis::Random { seed: 3 }, 4).unwrap();
     let b = projector(&m2.head(), &Basis::Random { seed: 3 }, 4).unwrap();
     let c = projector(&m1.head(), &Basis::Random { seed: 4 }, 4).unwrap();
-    assert_eq!(a.pi, b.pi);
-    assert_ne!(a.pi, c.pi);
+    assert_eq!(a.pi(), b.pi());
+    assert_ne!(a.pi(), c.pi());
 }
 
 /// Weights basis against a hand-built M_r = top-r SVD of W_Q W_Kᵀ in model space.
