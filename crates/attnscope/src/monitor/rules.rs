@@ -202,24 +202,12 @@ pub fn uniform_entropy(n: usize) -> f64 {
     (1..=n).map(|i| (i as f64).ln()).sum::<f64>() / n as f64
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    if n == 0 {
-        f64::NAN
-    } else if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        0.5 * (v[n / 2 - 1] + v[n / 2])
-    }
-}
 
 /// (robust z, median, scale) of `x` against `hist`.
 pub fn robust_z(x: f64, hist: &[f64], rel_floor: f64) -> (f64, f64, f64) {
-    let mut h = hist.to_vec();
-    let med = median(&mut h);
-    let mut dev: Vec<f64> = hist.iter().map(|v| (v - med).abs()).collect();
-    let mad = median(&mut dev);
+    let med = crate::stats::median(hist);
+    let dev: Vec<f64> = hist.iter().map(|v| (v - med).abs()).collect();
+    let mad = crate::stats::median(&dev);
     let scale = (1.4826 * mad).max(rel_floor * med.abs()).max(1e-12);
     ((x - med) / scale, med, scale)
 }
@@ -227,10 +215,9 @@ pub fn robust_z(x: f64, hist: &[f64], rel_floor: f64) -> (f64, f64, f64) {
 /// (robust z, median, scale) of `x` against `hist`, the scale floored at
 /// `floor` itself (for values on a log scale, where a relative floor is an absolute one).
 pub fn robust_z_abs(x: f64, hist: &[f64], floor: f64) -> (f64, f64, f64) {
-    let mut h = hist.to_vec();
-    let med = median(&mut h);
-    let mut dev: Vec<f64> = hist.iter().map(|v| (v - med).abs()).collect();
-    let mad = median(&mut dev);
+    let med = crate::stats::median(hist);
+    let dev: Vec<f64> = hist.iter().map(|v| (v - med).abs()).collect();
+    let mad = crate::stats::median(&dev);
     let scale = (1.4826 * mad).max(floor).max(1e-12);
     ((x - med) / scale, med, scale)
 }
@@ -327,8 +314,8 @@ impl RuleState {
             }
             let formed = self.formed.entry(key).or_insert(false);
             if !*formed && ent.len() >= rules.settle {
-                let mut e: Vec<f64> = ent.iter().copied().collect();
-                *formed = median(&mut e) <= rules.formed_frac * uniform_entropy(p.n);
+                let e: Vec<f64> = ent.iter().copied().collect();
+                *formed = crate::stats::median(&e) <= rules.formed_frac * uniform_entropy(p.n);
                 if *formed {
                     // The band starts from the formed head: its history before (uniform
                     // attention) is another regime.
@@ -375,8 +362,7 @@ impl RuleState {
                 if !t.settled && t.hist.len() >= rules.settle {
                     let last: Vec<f64> = t.hist.iter().rev().take(rules.settle).copied().collect();
                     let (lo, hi) = last.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
-                    let mut l = last.clone();
-                    let spread_ok = if rules.log_band { hi - lo <= rules.settle_tol } else { hi - lo <= rules.settle_tol * median(&mut l).abs() };
+                    let spread_ok = if rules.log_band { hi - lo <= rules.settle_tol } else { hi - lo <= rules.settle_tol * crate::stats::median(&last).abs() };
                     t.settled = spread_ok;
                 }
             }
