@@ -3,7 +3,7 @@
 //! profilers: `valgrind --tool=callgrind target/release/examples/head_profile 512 64 5`.
 //!
 //! ```text
-//! cargo run --release -p field --example head_profile -- [n] [d] [reps]
+//! cargo run --release -p attnscope-field --example head_profile -- [n] [d] [reps]
 //! ```
 
 use field::{analyze, HeadInput, Params};

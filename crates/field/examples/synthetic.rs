@@ -1,7 +1,7 @@
 //! Analyse one synthetic attention head and print a readable summary and the JSON.
 //!
 //! ```text
-//! cargo run --release -p field --example synthetic -- [n] [d] [--dense] [--window W] [--alibi SLOPE] [--json]
+//! cargo run --release -p attnscope-field --example synthetic -- [n] [d] [--dense] [--window W] [--alibi SLOPE] [--json]
 //! ```
 //! Defaults: n = 2048, d = 64. The head imitates a real one: keys share a large
 //! common offset (an "attention sink" direction), queries and keys have a

@@ -1,7 +1,7 @@
 //! Forward-pass benchmark: tokens/s of a model over `t` tokens, and the share
 //! of this machine's measured f32 GEMM throughput that it achieves.
 //!
-//!     cargo run --release -p models --example forward_bench -- [MODEL] [T] [REPS]
+//!     cargo run --release -p attnscope-models --example forward_bench -- [MODEL] [T] [REPS]
 //!
 //! MODEL defaults to SmolLM2-135M-Instruct Q4_1 in the attnscope cache, T to
 //! 1024, REPS to 3. Both the forward pass and the GEMM are timed REPS times

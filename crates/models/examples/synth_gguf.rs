@@ -2,9 +2,9 @@
 //! 259-token byte vocabulary ([`models::synth`]), tensor by tensor.
 //!
 //! ```text
-//! cargo run --release -p models --example synth_gguf -- 7b  /work/bigmodels/llama7b-shape.Q4_0.gguf
-//! cargo run --release -p models --example synth_gguf -- 70b /work/bigmodels/llama70b-shape.Q4_0.gguf
-//! cargo run --release -p models --example synth_gguf -- small out.gguf --layers 24
+//! cargo run --release -p attnscope-models --example synth_gguf -- 7b  /work/bigmodels/llama7b-shape.Q4_0.gguf
+//! cargo run --release -p attnscope-models --example synth_gguf -- 70b /work/bigmodels/llama70b-shape.Q4_0.gguf
+//! cargo run --release -p attnscope-models --example synth_gguf -- small out.gguf --layers 24
 //! ```
 //!
 //! Options: `--layers N` overrides the preset's depth; `--seed S` (default 0).
