@@ -26,7 +26,7 @@ use crate::error::{FieldError, Result};
 use crate::linalg::{matmul, thin_qr, thin_svd};
 use crate::spectrum::rank_tolerance;
 use faer::{Mat, MatRef};
-use rand::{Rng, SeedableRng};
+use crate::rng::Rng;
 
 /// XᵀX (d × d row-major, f64) of X, n × d row-major f32; with `centre`, of X
 /// minus its column means. Accumulated in f64.
@@ -125,21 +125,17 @@ impl KeyBasis {
     }
 }
 
-/// W, a seeded random orthonormal d × min(r, d): a Gaussian matrix (ChaCha8
-/// seeded by `seed`, Box–Muller) orthonormalised by thin QR. The basis of
-/// [`crate::Basis::Random`].
+/// W, a seeded random orthonormal d × min(r, d): a Gaussian matrix
+/// ([`Rng::normal`] seeded by `seed`, drawn row by row) orthonormalised by
+/// thin QR. The basis of [`crate::Basis::Random`].
 pub(crate) fn random_orthonormal(d: usize, r: usize, seed: u64) -> Mat<f64> {
     let k = r.min(d);
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    // Box–Muller Gaussian d × k, orthonormalised by thin QR
-    let gauss = Mat::from_fn(d, k, |_, _| {
-        let u1: f64 = 1.0 - rng.random::<f64>(); // (0, 1]
-        let u2: f64 = rng.random::<f64>();
-        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-    });
     if k == 0 {
         return Mat::zeros(d, 0);
     }
+    let mut rng = Rng::new(seed);
+    let draws: Vec<f64> = (0..d * k).map(|_| rng.normal()).collect();
+    let gauss = Mat::from_fn(d, k, |i, j| draws[i * k + j]);
     thin_qr(gauss.as_ref()).0
 }
 

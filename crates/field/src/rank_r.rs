@@ -31,7 +31,7 @@ pub enum Basis {
     Weights,
     /// r random orthonormal directions of head space (seeded).
     Random {
-        /// Seed of the ChaCha8 generator.
+        /// Seed of the generator ([`crate::Rng`], SplitMix64).
         seed: u64,
     },
 }

@@ -135,7 +135,10 @@ impl TensorPlan {
     }
 }
 
-/// SplitMix64: fast, seedable, good enough for random codes.
+/// SplitMix64: fast, seedable, good enough for random codes. The same
+/// algorithm as `field::Rng`, kept here because `models` (loaders and the
+/// decoder) does not depend on `field` (the math crate), and a synthetic test
+/// checkpoint is not worth that dependency.
 struct Rng(u64);
 impl Rng {
     fn next(&mut self) -> u64 {

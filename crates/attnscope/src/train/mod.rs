@@ -112,31 +112,8 @@ pub fn memory_peak(shape: &Shape, batch: usize, text_bytes: u64) -> crate::memor
         .add("text", sat(text_bytes as u128 * 9))
 }
 
-/// SplitMix64: small, seeded, reproducible.
-pub struct Rng(u64);
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed ^ 0x9E37_79B9_7F4A_7C15)
-    }
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in (0, 1).
-    pub fn uniform(&mut self) -> f64 {
-        ((self.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    }
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
-    }
-    pub fn normal(&mut self) -> f64 {
-        let (u, v) = (self.uniform(), self.uniform());
-        (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
-    }
-}
+/// The seeded generator of training (init, batches, faults): field's one RNG.
+pub use field::Rng;
 
 /// The trainable weights: HF name → Var, plus the model description and
 /// the decoder over them, built once.
@@ -516,15 +493,5 @@ mod tests {
         assert!((lr(60) - 0.55).abs() < 1e-12, "{}", lr(60));
         assert!((lr(110) - 0.1).abs() < 1e-12);
         assert!((2..=110).all(|s| lr(s) <= lr(s - 1) || s <= 10));
-    }
-
-
-    #[test]
-    fn rng_normal_has_unit_variance() {
-        let mut r = Rng::new(1);
-        let v: Vec<f64> = (0..20000).map(|_| r.normal()).collect();
-        let mean = v.iter().sum::<f64>() / v.len() as f64;
-        let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / v.len() as f64;
-        assert!(mean.abs() < 0.03 && (var - 1.0).abs() < 0.05, "{mean} {var}");
     }
 }
