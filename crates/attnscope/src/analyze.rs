@@ -10,10 +10,10 @@ use anyhow::{bail, Context, Result};
 use field::Params;
 
 use crate::observer::{FieldObserver, LayerSet, TileObserver};
+use crate::options::{ModelOptions, RunOptions};
 use crate::progress::Progress;
 use crate::report::{self, Finished, ModelInfo, RunRecord, RunSettings};
 use crate::session::{self, Loaded, MemoryPlan};
-use crate::options::{ModelOptions, RunOptions};
 use crate::{defaults, fingerprint, texts, CheckFailed, InvariantsFailed};
 
 /// What `analyze` runs: which model, texts, context lengths and layers.
@@ -148,11 +148,14 @@ pub fn run(args: &AnalyzeOptions) -> Result<()> {
             };
             let started = Instant::now();
             let mut tiles = TileObserver { inner: &mut observer, tokens: report::TILE_TOKENS, tiles: Vec::new() };
-            model
-                .forward_capture(&window, &mut tiles)
-                .with_context(|| format!("forward pass on {} at ctx {ctx}", path.display()))?;
+            model.forward_capture(&window, &mut tiles).with_context(|| format!("forward pass on {} at ctx {ctx}", path.display()))?;
             let tiles = tiles.tiles;
-            let drill = report::Drill::collect(&observer.records, tiles, report::token_labels(tokenizer, &window), report::TILE_TOKENS.min(window.len()));
+            let drill = report::Drill::collect(
+                &observer.records,
+                tiles,
+                report::token_labels(tokenizer, &window),
+                report::TILE_TOKENS.min(window.len()),
+            );
             bar.finish_and_clear();
             if !args.run.quiet {
                 // The forward pass runs every layer up to the last one analysed.
@@ -182,9 +185,8 @@ pub fn run(args: &AnalyzeOptions) -> Result<()> {
         eprintln!("attnscope: {} runs written to {}", runs.len(), crate::oneline::escape(&args.run.out.display().to_string()));
     }
     let failures = summary["checks"]["failures"].as_array().map_or(0, Vec::len);
-    let invariants = (failures > 0).then(|| {
-        format!("{failures} head runs fail the mechanism invariants (see report.json summary.checks.failures)")
-    });
+    let invariants =
+        (failures > 0).then(|| format!("{failures} head runs fail the mechanism invariants (see report.json summary.checks.failures)"));
     if mismatches > 0 {
         if let Some(w) = &invariants {
             eprintln!("attnscope: warning: {w}");

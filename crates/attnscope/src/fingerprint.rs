@@ -63,11 +63,7 @@ fn of_file(path: &Path) -> Result<String> {
     let ctx = || format!("cannot fingerprint {}", path.display());
     let meta = std::fs::metadata(path).with_context(ctx)?;
     let size = meta.len();
-    let mtime = meta
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_nanos());
+    let mtime = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
     let mut f = std::fs::File::open(path).with_context(ctx)?;
     let mut h = FNV_START;
     let mut buf = vec![0u8; HEAD_BYTES.min(size) as usize];

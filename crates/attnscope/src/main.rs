@@ -17,7 +17,9 @@ fn main() {
             // --help / --version print as clap prints them, to stdout, exit 0.
             ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => e.exit(),
             ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand | ErrorKind::MissingSubcommand => {
-                eprintln!("attnscope: error: no subcommand given: analyze, compress, train, monitor or monitor-eval (see attnscope --help)");
+                eprintln!(
+                    "attnscope: error: no subcommand given: analyze, compress, train, monitor or monitor-eval (see attnscope --help)"
+                );
                 std::process::exit(2);
             }
             _ => {

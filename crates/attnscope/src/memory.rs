@@ -128,9 +128,7 @@ pub fn estimate(spec: &ArchSpec, tensors: &TensorStore, t: usize, threads: usize
 
     // One layer: q, k flattened to f32 Vecs, W_Q/W_K as Vec<Vec<f32>> plus
     // the per-KV-head column copies.
-    let layer = f32s(
-        (h + hkv).saturating_mul(t).saturating_mul(d) + dm.saturating_mul((h + 2 * hkv) * d),
-    );
+    let layer = f32s((h + hkv).saturating_mul(t).saturating_mul(d) + dm.saturating_mul((h + 2 * hkv) * d));
     // Per head and worker: Q and K widened to f64, W^h columns, and the
     // factored algorithms' O(n·d) work arrays (≈ 8 more n×(d+1) f64 arrays
     // and their d×d / (d+1)×(d+1) Gram matrices); with --dense-check the
@@ -345,7 +343,16 @@ mod tests {
     #[test]
     fn limit_env_is_parsed_strictly() {
         // One test touches the variable (tests run in threads of one process).
-        for (v, ok) in [("1G", None), ("abc", None), ("-5", None), ("1.5e9", None), ("", None), ("0", None), ("99999999999999999999", None), (" 4096 ", Some(4096u64))] {
+        for (v, ok) in [
+            ("1G", None),
+            ("abc", None),
+            ("-5", None),
+            ("1.5e9", None),
+            ("", None),
+            ("0", None),
+            ("99999999999999999999", None),
+            (" 4096 ", Some(4096u64)),
+        ] {
             std::env::set_var(LIMIT_ENV, v);
             let r = limit_from_env();
             match ok {

@@ -144,8 +144,9 @@ impl FieldObserver<'_> {
             .into_par_iter()
             .map(|head| {
                 let kv_head = head / group;
-                let mut input = HeadInput::new(&q[head * n * d..(head + 1) * n * d], &k[kv_head * n * d..(kv_head + 1) * n * d], n, d, scale)
-                    .with_weights(&w_q_heads[head], &w_k_heads[kv_head], d_model);
+                let mut input =
+                    HeadInput::new(&q[head * n * d..(head + 1) * n * d], &k[kv_head * n * d..(kv_head + 1) * n * d], n, d, scale)
+                        .with_weights(&w_q_heads[head], &w_k_heads[kv_head], d_model);
                 if let Some(w) = window {
                     input = input.with_window(w);
                 }
@@ -155,18 +156,13 @@ impl FieldObserver<'_> {
                 if let LogitTransform::Softcap(c) = transform {
                     input = input.with_softcap(c);
                 }
-                let field = field::analyze(&input, params)
-                    .map_err(|e| anyhow::anyhow!("layer {layer} head {head}: {e}"))?;
+                let field = field::analyze(&input, params).map_err(|e| anyhow::anyhow!("layer {layer} head {head}: {e}"))?;
                 let mut mismatches = Vec::new();
                 if dense_check {
                     let dense_params = Params { method: Method::Dense, ..params.clone() };
-                    let dense = field::analyze(&input, &dense_params)
-                        .map_err(|e| anyhow::anyhow!("layer {layer} head {head} (dense): {e}"))?;
-                    mismatches.extend(
-                        field::compare(&field, &dense)
-                            .into_iter()
-                            .map(|detail| Mismatch { layer, head, detail }),
-                    );
+                    let dense =
+                        field::analyze(&input, &dense_params).map_err(|e| anyhow::anyhow!("layer {layer} head {head} (dense): {e}"))?;
+                    mismatches.extend(field::compare(&field, &dense).into_iter().map(|detail| Mismatch { layer, head, detail }));
                 }
                 Ok((HeadRecord { layer, head, kv_head, field }, mismatches))
             })

@@ -33,11 +33,7 @@ pub fn chain(parts: impl IntoIterator<Item = String>) -> String {
         }
         if !line.is_empty() {
             // The longest `X: ` prefix of `part` with `line` ending in X.
-            let cut = part
-                .match_indices(": ")
-                .map(|(i, _)| i)
-                .filter(|&i| i >= 3 && line.ends_with(&part[..i]))
-                .max();
+            let cut = part.match_indices(": ").map(|(i, _)| i).filter(|&i| i >= 3 && line.ends_with(&part[..i])).max();
             if let Some(i) = cut {
                 part = part[i + 2..].to_string();
             }
@@ -71,7 +67,10 @@ mod tests {
     #[test]
     fn chain_drops_repeats() {
         let j = |v: &[&str]| chain(v.iter().map(|s| s.to_string()));
-        assert_eq!(j(&["cannot load model m.gguf", "m.gguf: GGUF file is invalid: x"]), "cannot load model m.gguf: GGUF file is invalid: x");
+        assert_eq!(
+            j(&["cannot load model m.gguf", "m.gguf: GGUF file is invalid: x"]),
+            "cannot load model m.gguf: GGUF file is invalid: x"
+        );
         assert_eq!(j(&["cannot read a", "No such file"]), "cannot read a: No such file");
         assert_eq!(j(&["outer: inner", "inner"]), "outer: inner");
         assert_eq!(j(&["bad\nname", "x"]), "bad\\nname: x");

@@ -88,7 +88,8 @@ impl Loaded {
             if let Ok(spec) = models::ArchSpec::from_hf_config(&checkpoint.config) {
                 let peak = plan.peak(&spec, &checkpoint.tensors);
                 memory::guard(&peak, plan.force, plan.quiet)?;
-                working_set = Some(peak.0.iter().filter(|(n, _)| !matches!(*n, "base" | "weights")).fold(0u64, |a, (_, b)| a.saturating_add(*b)));
+                working_set =
+                    Some(peak.0.iter().filter(|(n, _)| !matches!(*n, "base" | "weights")).fold(0u64, |a, (_, b)| a.saturating_add(*b)));
             }
         }
         // Each tensor is probed before it is read (models::TensorStore::get);
@@ -104,11 +105,7 @@ impl Loaded {
     /// The model's tokenizer, refused when its vocabulary exceeds the model's.
     pub fn tokenizer(&self) -> Result<&TextTokenizer> {
         let source = &self.source;
-        let tokenizer = self
-            .checkpoint
-            .tokenizer
-            .as_ref()
-            .with_context(|| self.checkpoint.missing_tokenizer_reason())?;
+        let tokenizer = self.checkpoint.tokenizer.as_ref().with_context(|| self.checkpoint.missing_tokenizer_reason())?;
         let vocab = self.model.spec.vocab_size;
         if tokenizer.vocab_size() > vocab {
             bail!("tokenizer vocabulary ({}) does not match the model {source} (vocabulary {vocab})", tokenizer.vocab_size());

@@ -60,8 +60,22 @@ pub fn band_plot(w: f64, h: f64, points: &[(f64, f64, Option<[f64; 2]>)], marks:
     let (x1, y1) = (if x1 > x0 { x1 } else { x0 + 1.0 }, if y1 > y0 { y1 } else { y0 + 1.0 });
     let px = |x: f64| ml + (x - x0) / (x1 - x0) * (w - ml - mr);
     let py = |y: f64| mt + (1.0 - (y.clamp(y0, y1) - y0) / (y1 - y0)) * (h - mt - mb);
-    let mut s = format!(r##"<svg width="{w}" height="{h}" xmlns="http://www.w3.org/2000/svg" font-size="9"><rect x="{ml}" y="{mt}" width="{}" height="{}" fill="none" stroke="#999"/>"##, w - ml - mr, h - mt - mb);
-    let _ = write!(s, r#"<text x="{ml}" y="10">{}</text><text x="{}" y="{}" text-anchor="end">{}</text><text x="{}" y="{}" text-anchor="end">{}</text>"#, esc(label), ml - 3.0, mt + 7.0, fmt(y1), ml - 3.0, h - mb, fmt(y0));
+    let mut s = format!(
+        r##"<svg width="{w}" height="{h}" xmlns="http://www.w3.org/2000/svg" font-size="9"><rect x="{ml}" y="{mt}" width="{}" height="{}" fill="none" stroke="#999"/>"##,
+        w - ml - mr,
+        h - mt - mb
+    );
+    let _ = write!(
+        s,
+        r#"<text x="{ml}" y="10">{}</text><text x="{}" y="{}" text-anchor="end">{}</text><text x="{}" y="{}" text-anchor="end">{}</text>"#,
+        esc(label),
+        ml - 3.0,
+        mt + 7.0,
+        fmt(y1),
+        ml - 3.0,
+        h - mb,
+        fmt(y0)
+    );
     let _ = write!(s, r#"<text x="{ml}" y="{}">{x0}</text><text x="{}" y="{}" text-anchor="end">{x1}</text>"#, h - 5.0, w - mr, h - 5.0);
     // The band, in runs of consecutive points with one.
     let mut run: Vec<(f64, f64, f64)> = Vec::new();
@@ -69,7 +83,8 @@ pub fn band_plot(w: f64, h: f64, points: &[(f64, f64, Option<[f64; 2]>)], marks:
         if run.len() >= 2 {
             let top: Vec<String> = run.iter().map(|(x, _, hi)| format!("{:.1},{:.1}", px(*x), py(*hi))).collect();
             let bot: Vec<String> = run.iter().rev().map(|(x, lo, _)| format!("{:.1},{:.1}", px(*x), py(*lo))).collect();
-            let _ = write!(s, r##"<polygon points="{} {}" fill="#8ab4f8" fill-opacity="0.35" stroke="none"/>"##, top.join(" "), bot.join(" "));
+            let _ =
+                write!(s, r##"<polygon points="{} {}" fill="#8ab4f8" fill-opacity="0.35" stroke="none"/>"##, top.join(" "), bot.join(" "));
         }
         run.clear();
     };
@@ -133,18 +148,46 @@ impl<'a> LinePlot<'a> {
         let fold = |f: fn(f64, f64) -> f64, init: f64, sel: fn(&(f64, f64)) -> f64| pts.iter().map(sel).fold(init, f);
         let (xlo, xhi) = (fold(f64::min, f64::INFINITY, |p| p.0), fold(f64::max, f64::NEG_INFINITY, |p| p.0));
         let (ylo, yhi) = (fold(f64::min, f64::INFINITY, |p| p.1), fold(f64::max, f64::NEG_INFINITY, |p| p.1));
-        let (xlo, xhi) = if xhi > xlo { (xlo, xhi) } else if xlo.is_finite() { (xlo - 1.0, xlo + 1.0) } else { (0.0, 1.0) };
-        let (ylo, yhi) = if yhi > ylo { (ylo, yhi) } else if ylo.is_finite() { (ylo - 1.0, ylo + 1.0) } else { (0.0, 1.0) };
+        let (xlo, xhi) = if xhi > xlo {
+            (xlo, xhi)
+        } else if xlo.is_finite() {
+            (xlo - 1.0, xlo + 1.0)
+        } else {
+            (0.0, 1.0)
+        };
+        let (ylo, yhi) = if yhi > ylo {
+            (ylo, yhi)
+        } else if ylo.is_finite() {
+            (ylo - 1.0, ylo + 1.0)
+        } else {
+            (0.0, 1.0)
+        };
         let px = |x: f64| m + (pw - m - 10.0) * (x - xlo) / (xhi - xlo);
         let py = |y: f64| 10.0 + (h - m - 10.0) * (1.0 - (y - ylo) / (yhi - ylo));
-        let mut s = format!(r#"<figure><figcaption>{}</figcaption><svg width="{w}" height="{h}" xmlns="http://www.w3.org/2000/svg" font-size="10">"#, esc(self.title));
+        let mut s = format!(
+            r#"<figure><figcaption>{}</figcaption><svg width="{w}" height="{h}" xmlns="http://www.w3.org/2000/svg" font-size="10">"#,
+            esc(self.title)
+        );
         let _ = write!(s, r##"<rect x="{m}" y="10" width="{}" height="{}" fill="none" stroke="#999"/>"##, pw - m - 10.0, h - m - 10.0);
         for Series { label, colour: c, points } in self.series {
             let path: Vec<String> = points.iter().filter(ok).map(|q| format!("{:.1},{:.1}", px(tx(q.0)), py(ty(q.1)))).collect();
-            let _ = write!(s, r#"<polyline fill="none" stroke="{c}" stroke-width="1.5" points="{}"><title>{}</title></polyline>"#, path.join(" "), esc(label));
+            let _ = write!(
+                s,
+                r#"<polyline fill="none" stroke="{c}" stroke-width="1.5" points="{}"><title>{}</title></polyline>"#,
+                path.join(" "),
+                esc(label)
+            );
             if self.markers {
                 for q in points.iter().filter(ok) {
-                    let _ = write!(s, r#"<circle cx="{:.1}" cy="{:.1}" r="2" fill="{c}"><title>{}: {} → {}</title></circle>"#, px(tx(q.0)), py(ty(q.1)), esc(label), fmt(q.0), fmt(q.1));
+                    let _ = write!(
+                        s,
+                        r#"<circle cx="{:.1}" cy="{:.1}" r="2" fill="{c}"><title>{}: {} → {}</title></circle>"#,
+                        px(tx(q.0)),
+                        py(ty(q.1)),
+                        esc(label),
+                        fmt(q.0),
+                        fmt(q.1)
+                    );
                 }
             }
         }

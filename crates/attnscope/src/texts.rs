@@ -149,20 +149,14 @@ fn cut(s: &str, at: usize) -> usize {
 /// The first `ctx` tokens of the whole text's tokenization.
 pub fn first_tokens(ids: &[u32], ctx: usize, path: &Path) -> Result<Vec<u32>> {
     if ids.len() < ctx {
-        bail!(
-            "text {} has only {} tokens, fewer than the context length {ctx}",
-            path.display(),
-            ids.len()
-        );
+        bail!("text {} has only {} tokens, fewer than the context length {ctx}", path.display(), ids.len());
     }
     Ok(ids[..ctx].to_vec())
 }
 
 /// Tokenizes a whole text.
 pub fn tokenize(tokenizer: &TextTokenizer, text: &str, path: &Path) -> Result<Vec<u32>> {
-    tokenizer
-        .encode(text)
-        .with_context(|| format!("cannot tokenize {}", path.display()))
+    tokenizer.encode(text).with_context(|| format!("cannot tokenize {}", path.display()))
 }
 
 /// The memory guard's `texts` term for reading `paths` for `need` tokens,
@@ -230,7 +224,8 @@ mod tests {
         let mut texts: Vec<std::path::PathBuf> = crate::defaults::default_texts().into_iter().filter(|p| p.is_file()).collect();
         let odd = dir.join("odd.txt");
         // No line breaks, long words, CJK and emoji: cuts fall back to spaces and char boundaries.
-        std::fs::write(&odd, "東京は日本の首都です。🙂 supercalifragilistic ".repeat(400) + "naïve café\r\n\r\n".repeat(50).as_str()).unwrap();
+        std::fs::write(&odd, "東京は日本の首都です。🙂 supercalifragilistic ".repeat(400) + "naïve café\r\n\r\n".repeat(50).as_str())
+            .unwrap();
         texts.push(odd);
         for (name, tok) in &tokenizers {
             for path in &texts {

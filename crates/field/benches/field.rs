@@ -49,11 +49,7 @@ fn bench(c: &mut Criterion) {
     let d = 64;
     let d_model = 576;
     let (wq, wk) = synthetic_weights(d_model, d);
-    let every = Params {
-        keep_key_energy: true,
-        keep_leverage: true,
-        ..Params::default()
-    };
+    let every = Params { keep_key_energy: true, keep_leverage: true, ..Params::default() };
     let mut heads = Vec::new();
     for n in [512usize, 2048] {
         heads.push((n, head_data(n, d)));
@@ -63,36 +59,25 @@ fn bench(c: &mut Criterion) {
         breakdown(&head, &every, 50);
     }
     let mut g = c.benchmark_group("head_d64");
-    g.sample_size(10)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(4));
+    g.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(4));
     for n in [512usize, 2048, 8192, 32768] {
         let (q, k) = head_data(n, d);
         let head = HeadInput::new(&q, &k, n, d, 0.125);
-        g.bench_with_input(BenchmarkId::new("factored", n), &head, |b, h| {
-            b.iter(|| black_box(analyze(h, &Params::default()).unwrap()))
-        });
+        g.bench_with_input(BenchmarkId::new("factored", n), &head, |b, h| b.iter(|| black_box(analyze(h, &Params::default()).unwrap())));
     }
     for (n, (q, k)) in &heads {
         let head = HeadInput::new(q, k, *n, d, 0.125).with_weights(&wq, &wk, d_model);
-        g.bench_with_input(BenchmarkId::new("with_weights", n), &head, |b, h| {
-            b.iter(|| black_box(analyze(h, &every).unwrap()))
-        });
+        g.bench_with_input(BenchmarkId::new("with_weights", n), &head, |b, h| b.iter(|| black_box(analyze(h, &every).unwrap())));
     }
     g.sampling_mode(SamplingMode::Flat);
     for n in [512usize, 2048] {
         let (q, k) = head_data(n, d);
         let head = HeadInput::new(&q, &k, n, d, 0.125);
-        let p = Params {
-            method: Method::Dense,
-            ..Params::default()
-        };
+        let p = Params { method: Method::Dense, ..Params::default() };
         if n > 1000 {
             g.measurement_time(Duration::from_secs(20));
         }
-        g.bench_with_input(BenchmarkId::new("dense", n), &head, |b, h| {
-            b.iter(|| black_box(analyze(h, &p).unwrap()))
-        });
+        g.bench_with_input(BenchmarkId::new("dense", n), &head, |b, h| b.iter(|| black_box(analyze(h, &p).unwrap())));
     }
     g.finish();
 }

@@ -14,10 +14,15 @@ mod synthetic_head;
 use synthetic_head::{synthetic_head, synthetic_weights};
 
 fn main() {
-    let args: Vec<usize> = std::env::args().skip(1).map(|a| a.parse().unwrap_or_else(|_| {
-        eprintln!("usage: head_profile [n] [d] [reps]");
-        std::process::exit(2)
-    })).collect();
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .map(|a| {
+            a.parse().unwrap_or_else(|_| {
+                eprintln!("usage: head_profile [n] [d] [reps]");
+                std::process::exit(2)
+            })
+        })
+        .collect();
     let (n, d, reps) = (args.first().copied().unwrap_or(512), args.get(1).copied().unwrap_or(64), args.get(2).copied().unwrap_or(20));
     let (q, k) = synthetic_head(n, d);
     let d_model = 576;

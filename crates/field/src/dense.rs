@@ -69,11 +69,7 @@ pub(crate) fn analyze(head: &HeadInput<'_>, params: &Params) -> Result<Parts> {
     let (e, means) = field_and_mean(head);
     let sv = singular_values(e.as_ref())?;
     let c = key_energy(head, &e);
-    let bk = Mat::from_fn(
-        n,
-        d + 1,
-        |j, t| if t < d { head.k.get(j * d + t) } else { 1.0 },
-    );
+    let bk = Mat::from_fn(n, d + 1, |j, t| if t < d { head.k.get(j * d + t) } else { 1.0 });
     let lev = leverage::dense(bk.as_ref())?;
     let rows = check_rows(n, params.max_check_rows);
     let (checks, _) = row_checks(head, &rows, false, |brows, span, mut eb, rho| {
@@ -82,17 +78,8 @@ pub(crate) fn analyze(head: &HeadInput<'_>, params: &Params) -> Result<Parts> {
                 eb[(j - span.start, t)] = e[(i, j)];
             }
             // S_ij = E_ij + m_i: rounding of the row is relative to the logits
-            rho[t] = head
-                .support_range(i)
-                .fold(0.0f64, |a, j| a.max((e[(i, j)] + means[i]).abs()));
+            rho[t] = head.support_range(i).fold(0.0f64, |a, j| a.max((e[(i, j)] + means[i]).abs()));
         }
     });
-    Ok(Parts {
-        method: Method::Dense,
-        sv_all: sv,
-        checks,
-        check_rows: rows.len(),
-        key_energy: c,
-        leverage: lev,
-    })
+    Ok(Parts { method: Method::Dense, sv_all: sv, checks, check_rows: rows.len(), key_energy: c, leverage: lev })
 }

@@ -50,7 +50,9 @@ pub enum FieldError {
     #[error("this basis needs the head's W_Q and W_K weights, which were not given")]
     MissingWeights,
     /// A projector built for one head shape is applied to another.
-    #[error("projector mismatch: projector is for d = {projector_d} (ALiBi: {projector_alibi}), head has d = {head_d} (ALiBi: {head_alibi})")]
+    #[error(
+        "projector mismatch: projector is for d = {projector_d} (ALiBi: {projector_alibi}), head has d = {head_d} (ALiBi: {head_alibi})"
+    )]
     ProjectorMismatch {
         /// Head dimension of the projector.
         projector_d: usize,

@@ -81,9 +81,7 @@ pub(crate) fn key_energy(head: &HeadInput<'_>, f: &Features) -> Vec<f64> {
         let inside = matmul_seq(aj, bj.transpose()); // (i − j0, j − j0)
         for t in 0..m {
             let hi = (t + w).min(m);
-            c[j0 + t] += (t..hi)
-                .map(|u| inside[(u, t)] * inside[(u, t)])
-                .sum::<f64>();
+            c[j0 + t] += (t..hi).map(|u| inside[(u, t)] * inside[(u, t)]).sum::<f64>();
         }
         // windows: rows past the shared range, [max(j1, j0 + w), min(n, j1 − 1 + w))
         let (e0, e1) = ((j0 + w).max(j1), (j1 - 1 + w).min(n));
@@ -93,9 +91,7 @@ pub(crate) fn key_energy(head: &HeadInput<'_>, f: &Features) -> Vec<f64> {
             for t in 0..m {
                 let hi = (j0 + t + w).min(e1);
                 if hi > e0 {
-                    c[j0 + t] += (e0..hi)
-                        .map(|i| extra[(i - e0, t)] * extra[(i - e0, t)])
-                        .sum::<f64>();
+                    c[j0 + t] += (e0..hi).map(|i| extra[(i - e0, t)] * extra[(i - e0, t)]).sum::<f64>();
                 }
             }
         }
@@ -124,12 +120,7 @@ pub(crate) fn analyze(head: &HeadInput<'_>, params: &Params, fault: Fault) -> Re
 /// form every E_ij of the support anyway, so the key energies are summed there
 /// (Σ_i E_ij² over R_j, the same entries as the blocked sweep's in-block
 /// products) instead of by [`key_energy`].
-pub(crate) fn analyze_timed(
-    head: &HeadInput<'_>,
-    params: &Params,
-    fault: Fault,
-    laps: &mut Laps,
-) -> Result<Parts> {
+pub(crate) fn analyze_timed(head: &HeadInput<'_>, params: &Params, fault: Fault, laps: &mut Laps) -> Result<Parts> {
     let (n, d) = (head.n, head.d);
     let f = build(head, fault);
     let p = f.p;
@@ -140,11 +131,7 @@ pub(crate) fn analyze_timed(
     // spectrum: σ(E) = σ(R_A R_Bᵀ), R factors by blocked QR (no n × p copies);
     // without ALiBi B̃ = [K̃, 1] and its R came with the leverage
     let r_a = leverage::blocked_r(n, p, |i, t| f.a[i * p + t]);
-    let r_b = if head.alibi_slope.is_none() {
-        r_k
-    } else {
-        leverage::blocked_r(n, p, |j, t| f.b[j * p + t])
-    };
+    let r_b = if head.alibi_slope.is_none() { r_k } else { leverage::blocked_r(n, p, |j, t| f.b[j * p + t]) };
     laps.lap("QR of A");
     let core = crate::linalg::matmul(r_a.as_ref(), r_b.as_ref().transpose());
     let sv = singular_values(core.as_ref())?;
@@ -177,11 +164,7 @@ pub(crate) fn analyze_timed(
         matmul(e, Accum::Replace, bb, ab.transpose(), 1.0, Par::Seq);
         for (t, &i) in brows.iter().enumerate() {
             let sup = head.support_range(i);
-            let bmax = if sup.start == 0 {
-                b_prefix_max[i]
-            } else {
-                sup.fold(0.0f64, |a, j| a.max(b_norm[j]))
-            };
+            let bmax = if sup.start == 0 { b_prefix_max[i] } else { sup.fold(0.0f64, |a, j| a.max(b_norm[j])) };
             rho[t] = dot(f.a_row(i), f.a_row(i)).sqrt() * bmax;
         }
     });
@@ -196,23 +179,12 @@ pub(crate) fn analyze_timed(
         (None, None) => unreachable!("row_checks returns the sums when asked"),
     };
     laps.lap("row checks (zero-sum, shift, entropy; key energy when every row is checked)");
-    Ok(Parts {
-        method: Method::Factored,
-        sv_all: sv,
-        checks,
-        check_rows: rows.len(),
-        key_energy: c,
-        leverage: lev,
-    })
+    Ok(Parts { method: Method::Factored, sv_all: sv, checks, check_rows: rows.len(), key_energy: c, leverage: lev })
 }
 
 /// Convenience for tests: the factored field with a fault injected.
 #[doc(hidden)]
-pub fn analyze_with_fault(
-    head: &HeadInput<'_>,
-    params: &Params,
-    fault: Fault,
-) -> Result<HeadField> {
+pub fn analyze_with_fault(head: &HeadInput<'_>, params: &Params, fault: Fault) -> Result<HeadField> {
     head.validate()?;
     crate::finish(head, params, analyze(head, params, fault)?)
 }
@@ -226,12 +198,8 @@ mod tests {
     #[test]
     fn blocked_key_energy_equals_the_naive_sum() {
         let (n, d) = (1100, 5);
-        let q: Vec<f64> = (0..n * d)
-            .map(|x| ((x * 37 % 101) as f64 / 50.0 - 1.0) * 1.3)
-            .collect();
-        let k: Vec<f64> = (0..n * d)
-            .map(|x| ((x * 53 % 97) as f64 / 48.0 - 1.0) + 3.0)
-            .collect();
+        let q: Vec<f64> = (0..n * d).map(|x| ((x * 37 % 101) as f64 / 50.0 - 1.0) * 1.3).collect();
+        let k: Vec<f64> = (0..n * d).map(|x| ((x * 53 % 97) as f64 / 48.0 - 1.0) + 3.0).collect();
         for support in [
             Support::Causal,
             Support::Window(1),
@@ -247,16 +215,8 @@ mod tests {
             let c = key_energy(&head, &f);
             for (j, &cj) in c.iter().enumerate() {
                 let r = head.readers_range(j);
-                let want = r
-                    .clone()
-                    .map(|i| dot(f.a_row(i), f.b_row(j)).powi(2))
-                    .sum::<f64>()
-                    / r.len() as f64;
-                assert!(
-                    (cj - want).abs() <= 1e-11 * (1.0 + want),
-                    "{support:?} j={j}: {} vs {want}",
-                    c[j]
-                );
+                let want = r.clone().map(|i| dot(f.a_row(i), f.b_row(j)).powi(2)).sum::<f64>() / r.len() as f64;
+                assert!((cj - want).abs() <= 1e-11 * (1.0 + want), "{support:?} j={j}: {} vs {want}", c[j]);
             }
         }
     }

@@ -58,9 +58,7 @@ pub(crate) fn build(head: &HeadInput<'_>, fault: Fault) -> Features {
     let alibi = head.alibi_slope;
     let p = head.feature_dim();
     // mean key, compensated so that equal keys centre to (almost) exactly zero
-    let k_mean: Vec<f64> = (0..d)
-        .map(|t| compensated_sum((0..n).map(|j| head.k.get(j * d + t))) / n as f64)
-        .collect();
+    let k_mean: Vec<f64> = (0..d).map(|t| compensated_sum((0..n).map(|j| head.k.get(j * d + t))) / n as f64).collect();
     let j_mean = (n as f64 - 1.0) / 2.0;
     let mut b = vec![0.0; n * p];
     for j in 0..n {

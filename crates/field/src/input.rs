@@ -73,26 +73,14 @@ impl Values<'_> {
         }
     }
     fn check(&self, what: &'static str, rows: usize, cols: usize) -> Result<()> {
-        let expected = rows.checked_mul(cols).ok_or(FieldError::Length {
-            what,
-            expected: usize::MAX,
-            actual: self.len(),
-        })?;
+        let expected = rows.checked_mul(cols).ok_or(FieldError::Length { what, expected: usize::MAX, actual: self.len() })?;
         if self.len() != expected {
-            return Err(FieldError::Length {
-                what,
-                expected,
-                actual: self.len(),
-            });
+            return Err(FieldError::Length { what, expected, actual: self.len() });
         }
         // a branch-free pass first (it vectorises); the position only on failure
         let bad = match self {
-            Values::F32(v) if !v.iter().fold(true, |ok, x| ok & x.is_finite()) => {
-                v.iter().position(|x| !x.is_finite())
-            }
-            Values::F64(v) if !v.iter().fold(true, |ok, x| ok & x.is_finite()) => {
-                v.iter().position(|x| !x.is_finite())
-            }
+            Values::F32(v) if !v.iter().fold(true, |ok, x| ok & x.is_finite()) => v.iter().position(|x| !x.is_finite()),
+            Values::F64(v) if !v.iter().fold(true, |ok, x| ok & x.is_finite()) => v.iter().position(|x| !x.is_finite()),
             _ => None,
         };
         match bad {
@@ -159,13 +147,7 @@ pub struct HeadInput<'a> {
 
 impl<'a> HeadInput<'a> {
     /// A plain causal head without bias, transform or weights.
-    pub fn new(
-        q: impl Into<Values<'a>>,
-        k: impl Into<Values<'a>>,
-        n: usize,
-        d: usize,
-        scale: f64,
-    ) -> Self {
+    pub fn new(q: impl Into<Values<'a>>, k: impl Into<Values<'a>>, n: usize, d: usize, scale: f64) -> Self {
         HeadInput {
             q: q.into(),
             k: k.into(),
@@ -194,17 +176,8 @@ impl<'a> HeadInput<'a> {
         self
     }
     /// Attach W_Q^h and W_K^h (each d_model × d, row-major).
-    pub fn with_weights(
-        mut self,
-        w_q: impl Into<Values<'a>>,
-        w_k: impl Into<Values<'a>>,
-        d_model: usize,
-    ) -> Self {
-        self.weights = Some(HeadWeights {
-            w_q: w_q.into(),
-            w_k: w_k.into(),
-            d_model,
-        });
+    pub fn with_weights(mut self, w_q: impl Into<Values<'a>>, w_k: impl Into<Values<'a>>, d_model: usize) -> Self {
+        self.weights = Some(HeadWeights { w_q: w_q.into(), w_k: w_k.into(), d_model });
         self
     }
 
@@ -219,33 +192,22 @@ impl<'a> HeadInput<'a> {
         self.q.check("q", self.n, self.d)?;
         self.k.check("k", self.n, self.d)?;
         if !self.scale.is_finite() {
-            return Err(FieldError::NonFinite {
-                what: "scale",
-                index: 0,
-            });
+            return Err(FieldError::NonFinite { what: "scale", index: 0 });
         }
         if let Support::Window(0) = self.support {
             return Err(FieldError::InvalidWindow);
         }
         if let Some(m) = self.alibi_slope {
             if !m.is_finite() {
-                return Err(FieldError::NonFinite {
-                    what: "alibi_slope",
-                    index: 0,
-                });
+                return Err(FieldError::NonFinite { what: "alibi_slope", index: 0 });
             }
         }
         if let LogitTransform::Softcap(c) = self.transform {
             if !c.is_finite() {
-                return Err(FieldError::NonFinite {
-                    what: "softcap",
-                    index: 0,
-                });
+                return Err(FieldError::NonFinite { what: "softcap", index: 0 });
             }
             if c <= 0.0 {
-                return Err(FieldError::InvalidParam(format!(
-                    "softcap must be > 0, got {c}"
-                )));
+                return Err(FieldError::InvalidParam(format!("softcap must be > 0, got {c}")));
             }
         }
         if let Some(w) = &self.weights {

@@ -24,9 +24,9 @@
 
 use crate::error::{FieldError, Result};
 use crate::linalg::{matmul, thin_qr, thin_svd};
+use crate::rng::Rng;
 use crate::spectrum::rank_tolerance;
 use faer::{Mat, MatRef};
-use crate::rng::Rng;
 
 /// XᵀX (d × d row-major, f64) of X, n × d row-major f32; with `centre`, of X
 /// minus its column means. Accumulated in f64.
@@ -96,9 +96,7 @@ impl KeyBasis {
         let top = lam.first().copied().unwrap_or(0.0).max(0.0);
         let tol = rank_tolerance(top, d, d);
         let keep: Vec<usize> = (0..lam.len()).filter(|&k| lam[k] > tol && lam[k] > 0.0).collect();
-        let sandwich = |f: &dyn Fn(f64) -> f64| {
-            Mat::from_fn(d, d, |a, b| keep.iter().map(|&k| f(lam[k]) * v[(a, k)] * v[(b, k)]).sum())
-        };
+        let sandwich = |f: &dyn Fn(f64) -> f64| Mat::from_fn(d, d, |a, b| keep.iter().map(|&k| f(lam[k]) * v[(a, k)] * v[(b, k)]).sum());
         let s = sandwich(&|l| l.sqrt());
         let s_inv = sandwich(&|l| 1.0 / l.sqrt());
         let h = matmul(matmul(s.as_ref(), gq.as_ref()).as_ref(), s.as_ref());
@@ -255,8 +253,8 @@ mod tests {
         let p = crate::projector(&head, &crate::Basis::Random { seed }, r).unwrap();
         let t = random_key_projector(d, r, seed);
         let pd = p.feature_dim();
-        for x in 0..d * d {
-            assert_eq!(t[x], p.pi()[(x / d) * pd + x % d]);
+        for (x, &tx) in t.iter().enumerate() {
+            assert_eq!(tx, p.pi()[(x / d) * pd + x % d]);
         }
         let tt = mm(&t, &t, d, d, d);
         assert!(t.iter().zip(&tt).all(|(x, y)| (x - y).abs() < 1e-12), "orthogonal projector");

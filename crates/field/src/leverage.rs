@@ -29,24 +29,13 @@ pub(crate) fn blocked_r(n: usize, cols: usize, get: impl Fn(usize, usize) -> f64
     blocked_r_by(n, cols, QR_BLOCK, get)
 }
 
-fn blocked_r_by(
-    n: usize,
-    cols: usize,
-    block: usize,
-    get: impl Fn(usize, usize) -> f64,
-) -> Mat<f64> {
+fn blocked_r_by(n: usize, cols: usize, block: usize, get: impl Fn(usize, usize) -> f64) -> Mat<f64> {
     let mut r = Mat::<f64>::zeros(0, cols);
     let mut start = 0;
     while start < n {
         let end = (start + block).min(n);
         let k = r.nrows();
-        let stacked = Mat::from_fn(k + end - start, cols, |i, t| {
-            if i < k {
-                r[(i, t)]
-            } else {
-                get(start + i - k, t)
-            }
-        });
+        let stacked = Mat::from_fn(k + end - start, cols, |i, t| if i < k { r[(i, t)] } else { get(start + i - k, t) });
         r = householder_r(stacked.as_ref());
         start = end;
     }
@@ -57,20 +46,11 @@ fn blocked_r_by(
 /// B_i = Q_i R_i, one QR of the stacked [R_1; …] = Q_s R, SVD R = X Σ Yᵀ; the
 /// rows of U in block i are Q_i·(Q_s)_i·X_r (Q_i kept when there is one block,
 /// else recomputed in a second pass). Also returns R (B's thin-QR R factor).
-pub(crate) fn factored(
-    n: usize,
-    cols: usize,
-    get: impl Fn(usize, usize) -> f64,
-) -> Result<(Leverage, Mat<f64>)> {
+pub(crate) fn factored(n: usize, cols: usize, get: impl Fn(usize, usize) -> f64) -> Result<(Leverage, Mat<f64>)> {
     factored_by(n, cols, QR_BLOCK, get)
 }
 
-fn factored_by(
-    n: usize,
-    cols: usize,
-    bs: usize,
-    get: impl Fn(usize, usize) -> f64,
-) -> Result<(Leverage, Mat<f64>)> {
+fn factored_by(n: usize, cols: usize, bs: usize, get: impl Fn(usize, usize) -> f64) -> Result<(Leverage, Mat<f64>)> {
     let block = |start: usize| {
         let end = (start + bs).min(n);
         Mat::from_fn(end - start, cols, |i, t| get(start + i, t))
@@ -104,10 +84,7 @@ fn factored_by(
     let mut stacked = Mat::<f64>::zeros(total, cols);
     let mut off = 0;
     for r in &rs {
-        stacked
-            .as_mut()
-            .get_mut(off..off + r.nrows(), ..)
-            .copy_from(r.as_ref());
+        stacked.as_mut().get_mut(off..off + r.nrows(), ..).copy_from(r.as_ref());
         off += r.nrows();
     }
     let (q_s, r) = thin_qr(stacked.as_ref());
@@ -230,9 +207,7 @@ pub(crate) fn dense(b: MatRef<'_, f64>) -> Result<Leverage> {
     let n = b.nrows();
     let (u, s, _) = thin_svd(b)?;
     let r = rank_of(&s, n, b.ncols()).max(1);
-    let scores = (0..n)
-        .map(|j| (0..r).map(|k| u[(j, k)] * u[(j, k)]).sum())
-        .collect();
+    let scores = (0..n).map(|j| (0..r).map(|k| u[(j, k)] * u[(j, k)]).sum()).collect();
     Ok(Leverage { scores, rank: r })
 }
 

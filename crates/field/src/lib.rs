@@ -45,14 +45,14 @@ mod tile;
 
 pub use compare::compare;
 pub use error::{FieldError, Result};
-pub use keys::{gram, random_key_projector, KeyBasis};
-pub use rng::Rng;
-pub use spectrum::rank_tolerance;
 pub use input::{HeadInput, HeadWeights, LogitTransform, Support, Values};
+pub use keys::{gram, random_key_projector, KeyBasis};
 pub use output::{HeadField, TransformKind};
 pub use params::{Method, Params};
 pub use rank_r::{projector, rank_r_fidelity, Basis, Fidelity, Projector};
+pub use rng::Rng;
 pub use rows::check_rows;
+pub use spectrum::rank_tolerance;
 pub use tile::{energy_tile, tile_len};
 
 /// Test hooks: a deliberately wrong field, to show the checks catch it. Not API.
@@ -86,17 +86,12 @@ pub(crate) struct Parts {
 pub fn analyze(head: &HeadInput<'_>, params: &Params) -> Result<HeadField> {
     head.validate()?;
     if params.max_check_rows == 0 {
-        return Err(FieldError::InvalidParam(
-            "max_check_rows must be ≥ 1".into(),
-        ));
+        return Err(FieldError::InvalidParam("max_check_rows must be ≥ 1".into()));
     }
     let parts = match (head.transform, params.method) {
         (LT::Softcap(_), _) => {
             if head.n > params.max_dense_n {
-                return Err(FieldError::SoftcapTooLong {
-                    n: head.n,
-                    max: params.max_dense_n,
-                });
+                return Err(FieldError::SoftcapTooLong { n: head.n, max: params.max_dense_n });
             }
             dense::analyze(head, params)?
         }
@@ -112,12 +107,7 @@ pub(crate) fn finish(head: &HeadInput<'_>, params: &Params, parts: Parts) -> Res
 }
 
 /// [`finish`], closing a lap after the learned spectrum and after the summaries.
-pub(crate) fn finish_timed(
-    head: &HeadInput<'_>,
-    params: &Params,
-    parts: Parts,
-    laps: &mut laps::Laps,
-) -> Result<HeadField> {
+pub(crate) fn finish_timed(head: &HeadInput<'_>, params: &Params, parts: Parts, laps: &mut laps::Laps) -> Result<HeadField> {
     let (n, d) = (head.n, head.d);
     let rank_bound = head.feature_dim();
     let applicable = head.transform == LT::None;
@@ -138,14 +128,9 @@ pub(crate) fn finish_timed(
         c.iter_mut().for_each(|x| *x = 0.0);
     }
     let numerical_rank = spectrum::numerical_rank(&sv, n, d);
-    let stats_sv: &[f64] = if applicable {
-        &sv[..keep.min(sv.len())]
-    } else {
-        &sv
-    };
+    let stats_sv: &[f64] = if applicable { &sv[..keep.min(sv.len())] } else { &sv };
     let st = spectrum::stats(stats_sv, n, d);
-    let (k90_learned, effective_rank_learned, spectral_gap, spectrum_learned) = match &head.weights
-    {
+    let (k90_learned, effective_rank_learned, spectral_gap, spectrum_learned) = match &head.weights {
         None => (None, None, None, None),
         Some(w) => {
             let lsv = match params.method {
@@ -168,11 +153,7 @@ pub(crate) fn finish_timed(
         n,
         d,
         method: parts.method,
-        logit_transform: if applicable {
-            TransformKind::None
-        } else {
-            TransformKind::Softcap
-        },
+        logit_transform: if applicable { TransformKind::None } else { TransformKind::Softcap },
         softcap: match head.transform {
             LT::Softcap(c) => Some(c),
             LT::None => None,

@@ -12,12 +12,9 @@ use faer::{Mat, MatRef};
 fn qr_seq(m: MatRef<'_, f64>, want_q: bool) -> (Option<Mat<f64>>, Mat<f64>) {
     use faer::dyn_stack::{MemBuffer, MemStack};
     use faer::linalg::householder::{
-        apply_block_householder_sequence_on_the_left_in_place_scratch,
-        apply_block_householder_sequence_on_the_left_in_place_with_conj,
+        apply_block_householder_sequence_on_the_left_in_place_scratch, apply_block_householder_sequence_on_the_left_in_place_with_conj,
     };
-    use faer::linalg::qr::no_pivoting::factor::{
-        qr_in_place, qr_in_place_scratch, recommended_block_size,
-    };
+    use faer::linalg::qr::no_pivoting::factor::{qr_in_place, qr_in_place_scratch, recommended_block_size};
     let (r, c) = m.shape();
     let size = r.min(c);
     if size == 0 {
@@ -27,20 +24,8 @@ fn qr_seq(m: MatRef<'_, f64>, want_q: bool) -> (Option<Mat<f64>>, Mat<f64>) {
     let bs = recommended_block_size::<f64>(r, c);
     let mut coeff = Mat::<f64>::zeros(bs, size);
     let par = faer::Par::Seq;
-    let mut buf = MemBuffer::new(qr_in_place_scratch::<f64>(
-        r,
-        c,
-        bs,
-        par,
-        Default::default(),
-    ));
-    qr_in_place(
-        a.as_mut(),
-        coeff.as_mut(),
-        par,
-        MemStack::new(&mut buf),
-        Default::default(),
-    );
+    let mut buf = MemBuffer::new(qr_in_place_scratch::<f64>(r, c, bs, par, Default::default()));
+    qr_in_place(a.as_mut(), coeff.as_mut(), par, MemStack::new(&mut buf), Default::default());
     let rf = Mat::from_fn(size, c, |i, j| if j >= i { a[(i, j)] } else { 0.0 });
     let q = want_q.then(|| {
         // Householder basis: unit lower trapezoid of the factored matrix
@@ -50,9 +35,7 @@ fn qr_seq(m: MatRef<'_, f64>, want_q: bool) -> (Option<Mat<f64>>, Mat<f64>) {
             std::cmp::Ordering::Less => 0.0,
         });
         let mut q = Mat::<f64>::identity(r, size);
-        let mut buf = MemBuffer::new(
-            apply_block_householder_sequence_on_the_left_in_place_scratch::<f64>(r, bs, size),
-        );
+        let mut buf = MemBuffer::new(apply_block_householder_sequence_on_the_left_in_place_scratch::<f64>(r, bs, size));
         apply_block_householder_sequence_on_the_left_in_place_with_conj(
             basis.as_ref(),
             coeff.as_ref(),
@@ -197,29 +180,16 @@ fn svd_qr_iteration(m: MatRef<'_, f64>, vectors: bool) -> Result<(Mat<f64>, Vec<
         params.recursion_threshold = usize::MAX;
         faer::Spec::<SvdParams, f64>::new(params)
     };
-    let compute = if vectors {
-        ComputeSvdVectors::Thin
-    } else {
-        ComputeSvdVectors::No
-    };
+    let compute = if vectors { ComputeSvdVectors::Thin } else { ComputeSvdVectors::No };
     // Sequential: callers already run one head per thread, and faer's
     // parallel SVD takes a different code path per pool size, which made
     // the last bits of the leverage scores depend on --threads.
     let par = faer::Par::Seq;
     let mut s = faer::diag::Diag::<f64>::zeros(size);
-    let (mut u, mut v) = if vectors {
-        (Mat::zeros(r, size), Mat::zeros(c, size))
-    } else {
-        (Mat::zeros(0, 0), Mat::zeros(0, 0))
-    };
+    let (mut u, mut v) = if vectors { (Mat::zeros(r, size), Mat::zeros(c, size)) } else { (Mat::zeros(0, 0), Mat::zeros(0, 0)) };
     let mut buf = MemBuffer::new(svd_scratch::<f64>(r, c, compute, compute, par, spec()));
-    let (uo, vo) = if vectors {
-        (Some(u.as_mut()), Some(v.as_mut()))
-    } else {
-        (None, None)
-    };
-    svd(m, s.as_mut(), uo, vo, par, MemStack::new(&mut buf), spec())
-        .map_err(|_| FieldError::Svd)?;
+    let (uo, vo) = if vectors { (Some(u.as_mut()), Some(v.as_mut())) } else { (None, None) };
+    svd(m, s.as_mut(), uo, vo, par, MemStack::new(&mut buf), spec()).map_err(|_| FieldError::Svd)?;
     let s: Vec<f64> = s.column_vector().iter().copied().collect();
     Ok((u, s, v))
 }

@@ -10,11 +10,7 @@ pub(crate) fn key_stats(c: &[f64]) -> (f64, f64, usize) {
     let n = c.len();
     let sum: f64 = c.iter().sum();
     let sum2: f64 = c.iter().map(|x| x * x).sum();
-    let pr = if sum2 > 0.0 {
-        sum * sum / (n as f64 * sum2)
-    } else {
-        1.0
-    };
+    let pr = if sum2 > 0.0 { sum * sum / (n as f64 * sum2) } else { 1.0 };
     let k = (n / 100).max(1);
     let share = if sum > 0.0 {
         let mut sorted = c.to_vec();

@@ -49,22 +49,13 @@ pub struct Params {
 
 impl Default for Params {
     fn default() -> Self {
-        Params {
-            method: Method::Factored,
-            max_check_rows: 1024,
-            keep_key_energy: false,
-            keep_leverage: false,
-            max_dense_n: 4096,
-        }
+        Params { method: Method::Factored, max_check_rows: 1024, keep_key_energy: false, keep_leverage: false, max_dense_n: 4096 }
     }
 }
 
 impl Params {
     /// The default parameters with the dense reference method.
     pub fn dense() -> Self {
-        Params {
-            method: Method::Dense,
-            ..Params::default()
-        }
+        Params { method: Method::Dense, ..Params::default() }
     }
 }

@@ -123,10 +123,7 @@ fn truncated_sandwich(x: &Mat<f64>, core: &Mat<f64>, y: &Mat<f64>, r: usize) -> 
     let r = r.min(s.len());
     let us = Mat::from_fn(u.nrows(), r, |i, k| u[(i, k)] * s[k]);
     let mid = matmul(us.as_ref(), v.as_ref().get(.., ..r).transpose());
-    Ok(matmul(
-        matmul(x.as_ref(), mid.as_ref()).as_ref(),
-        y.as_ref().transpose(),
-    ))
+    Ok(matmul(matmul(x.as_ref(), mid.as_ref()).as_ref(), y.as_ref().transpose()))
 }
 
 /// Builds the rank-r operator of `basis` from `head` (the calibration head);
@@ -172,13 +169,7 @@ pub fn projector(head: &HeadInput<'_>, basis: &Basis, r: usize) -> Result<Projec
         }
         Basis::Random { seed } => block(&random_projector_mat(d, r, *seed), d, p),
     };
-    Ok(Projector {
-        basis: *basis,
-        r,
-        d,
-        alibi: head.alibi_slope.is_some(),
-        pi,
-    })
+    Ok(Projector { basis: *basis, r, d, alibi: head.alibi_slope.is_some(), pi })
 }
 
 /// Accumulates KL and top-1 over rows given E and E_r on the support.
@@ -216,11 +207,7 @@ impl Acc {
     }
     fn finish(self) -> Fidelity {
         let r = self.rows.max(1) as f64;
-        Fidelity {
-            kl: self.kl / r,
-            top1: self.agree as f64 / r,
-            check_rows: self.rows,
-        }
+        Fidelity { kl: self.kl / r, top1: self.agree as f64 / r, check_rows: self.rows }
     }
 }
 
@@ -230,20 +217,14 @@ impl Acc {
 /// Factored: blocks of check rows, E and E_r = Ã·Π̃·B̃ᵀ by one GEMM per block, O(n·p)
 /// memory. Dense: builds
 /// E and E_r = A Π Bᵀ (n×n). Soft-capped heads are an error (the field is not bilinear).
-pub fn rank_r_fidelity(
-    head: &HeadInput<'_>,
-    proj: &Projector,
-    params: &Params,
-) -> Result<Fidelity> {
+pub fn rank_r_fidelity(head: &HeadInput<'_>, proj: &Projector, params: &Params) -> Result<Fidelity> {
     head.validate()?;
     proj.check(head)?;
     if head.transform != LogitTransform::None {
         return Err(FieldError::SoftcapUnsupported);
     }
     if params.max_check_rows == 0 {
-        return Err(FieldError::InvalidParam(
-            "max_check_rows must be ≥ 1".into(),
-        ));
+        return Err(FieldError::InvalidParam("max_check_rows must be ≥ 1".into()));
     }
     let rows = check_rows(head.n, params.max_check_rows);
     let p = proj.feature_dim();
@@ -259,11 +240,7 @@ pub fn rank_r_fidelity(
                 // [Ã_rows; Ã_rows·Π̃] (2m × p), then one GEMM with B̃[span]: columns are E and E_r rows
                 let ab = Mat::from_fn(m, p, |t, c| f.a[brows[t] * p + c]);
                 let abp = matmul(ab.as_ref(), pim.as_ref());
-                let both = Mat::from_fn(
-                    2 * m,
-                    p,
-                    |t, c| if t < m { ab[(t, c)] } else { abp[(t - m, c)] },
-                );
+                let both = Mat::from_fn(2 * m, p, |t, c| if t < m { ab[(t, c)] } else { abp[(t - m, c)] });
                 let bb = rows_view(&f.b[span.start * p..span.end * p], span.len(), p);
                 let eb = matmul(bb, both.as_ref().transpose()); // span × 2m
                 for (t, &i) in brows.iter().enumerate() {
@@ -299,10 +276,7 @@ pub fn rank_r_fidelity(
                 }
             });
             let pim = Mat::from_fn(p, p, |r, c| proj.pi[r * p + c]);
-            let er = matmul(
-                matmul(a.as_ref(), pim.as_ref()).as_ref(),
-                b.as_ref().transpose(),
-            );
+            let er = matmul(matmul(a.as_ref(), pim.as_ref()).as_ref(), b.as_ref().transpose());
             for &i in &rows {
                 let range = head.support_range(i);
                 let ei: Vec<f64> = range.clone().map(|j| e[(i, j)]).collect();
@@ -317,11 +291,7 @@ pub fn rank_r_fidelity(
 /// Reference for the data basis on its own calibration head: E_r = the
 /// Eckart–Young truncation of the dense E (full SVD), then KL / top-1.
 #[doc(hidden)]
-pub fn dense_truncated_fidelity(
-    head: &HeadInput<'_>,
-    r: usize,
-    params: &Params,
-) -> Result<Fidelity> {
+pub fn dense_truncated_fidelity(head: &HeadInput<'_>, r: usize, params: &Params) -> Result<Fidelity> {
     head.validate()?;
     let n = head.n;
     let e = dense::field(head);

@@ -22,9 +22,7 @@ pub fn check_rows(n: usize, max: usize) -> Vec<usize> {
     if max == 1 {
         return vec![n - 1];
     }
-    (0..max)
-        .map(|t| ((t as f64) * ((n - 1) as f64) / ((max - 1) as f64)).round() as usize)
-        .collect()
+    (0..max).map(|t| ((t as f64) * ((n - 1) as f64) / ((max - 1) as f64)).round() as usize).collect()
 }
 
 /// Results of the row checks.
@@ -37,22 +35,8 @@ pub(crate) struct RowChecks {
 
 /// The model's logits, recomputed in the model's precision, a block of rows at a time.
 pub(crate) enum ModelLogits<'a> {
-    F32 {
-        q: Cow<'a, [f32]>,
-        k: Cow<'a, [f32]>,
-        d: usize,
-        scale: f32,
-        slope: Option<f32>,
-        cap: Option<f32>,
-    },
-    F64 {
-        q: Cow<'a, [f64]>,
-        k: Cow<'a, [f64]>,
-        d: usize,
-        scale: f64,
-        slope: Option<f64>,
-        cap: Option<f64>,
-    },
+    F32 { q: Cow<'a, [f32]>, k: Cow<'a, [f32]>, d: usize, scale: f32, slope: Option<f32>, cap: Option<f32> },
+    F64 { q: Cow<'a, [f64]>, k: Cow<'a, [f64]>, d: usize, scale: f64, slope: Option<f64>, cap: Option<f64> },
 }
 
 fn f32s<'a>(v: &Values<'a>) -> Cow<'a, [f32]> {
@@ -236,8 +220,7 @@ pub(crate) fn exp_nonpos_f32(x: f32) -> f32 {
     // saturating cast) made the compiler fall back to one scalar cvttss2si a lane
     let ni = (t.to_bits() as i32).wrapping_sub(ROUND.to_bits() as i32);
     let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
-    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 1.666_666_5e-1) * r
-        + 5e-1;
+    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 1.666_666_5e-1) * r + 5e-1;
     let y = p * r * r + r + 1.0;
     y * f32::from_bits(((ni + 127) as u32) << 23)
 }
@@ -259,14 +242,7 @@ impl<'a> ModelLogits<'a> {
                 cap: cap.map(|c| c as f32),
             }
         } else {
-            ModelLogits::F64 {
-                q: f64s(&head.q),
-                k: f64s(&head.k),
-                d: head.d,
-                scale: head.scale,
-                slope: head.alibi_slope,
-                cap,
-            }
+            ModelLogits::F64 { q: f64s(&head.q), k: f64s(&head.k), d: head.d, scale: head.scale, slope: head.alibi_slope, cap }
         }
     }
 
@@ -299,58 +275,31 @@ impl<'a> ModelLogits<'a> {
                     gathered = Mat::<$t>::from_fn(rows.len(), d, |t, c| $q[rows[t] * d + c]);
                     gathered.as_ref()
                 };
-                let kb =
-                    MatRef::from_row_major_slice(&$k[span.start * d..span.end * d], span.len(), d);
+                let kb = MatRef::from_row_major_slice(&$k[span.start * d..span.end * d], span.len(), d);
                 let l = $l;
                 grow(l, span.len(), rows.len());
-                matmul(
-                    l.as_mut().get_mut(..span.len(), ..rows.len()),
-                    Accum::Replace,
-                    kb,
-                    qb.transpose(),
-                    1.0,
-                    Par::Seq,
-                );
+                matmul(l.as_mut().get_mut(..span.len(), ..rows.len()), Accum::Replace, kb, qb.transpose(), 1.0, Par::Seq);
                 let mut x: Vec<$t> = Vec::new();
                 for (t, (&i, sup)) in rows.iter().zip(supports).enumerate() {
                     let (lo, hi) = (sup.start - span.start, sup.end - span.start);
                     x.clear();
-                    x.extend(
-                        l.col_as_slice(t)[lo..hi]
-                            .iter()
-                            .zip(sup.clone())
-                            .map(|(&v, j)| {
-                                let mut v = $scale * v;
-                                if let Some(m) = $slope {
-                                    v += m * (j as $t - i as $t);
-                                }
-                                if let Some(c) = $cap {
-                                    v = c * (v / c).tanh();
-                                }
-                                v
-                            }),
-                    );
+                    x.extend(l.col_as_slice(t)[lo..hi].iter().zip(sup.clone()).map(|(&v, j)| {
+                        let mut v = $scale * v;
+                        if let Some(m) = $slope {
+                            v += m * (j as $t - i as $t);
+                        }
+                        if let Some(c) = $cap {
+                            v = c * (v / c).tanh();
+                        }
+                        v
+                    }));
                     add(<$t as RowPrecision>::row_stat(&x, &eb.col_as_slice(t)[lo..hi], floors[t]));
                 }
             }};
         }
         match self {
-            ModelLogits::F32 {
-                q,
-                k,
-                d,
-                scale,
-                slope,
-                cap,
-            } => run!(q, k, *d, *scale, *slope, *cap, f32, &mut bufs.l32),
-            ModelLogits::F64 {
-                q,
-                k,
-                d,
-                scale,
-                slope,
-                cap,
-            } => run!(q, k, *d, *scale, *slope, *cap, f64, &mut bufs.l64),
+            ModelLogits::F32 { q, k, d, scale, slope, cap } => run!(q, k, *d, *scale, *slope, *cap, f32, &mut bufs.l32),
+            ModelLogits::F64 { q, k, d, scale, slope, cap } => run!(q, k, *d, *scale, *slope, *cap, f64, &mut bufs.l64),
         }
         acc
     }
@@ -377,11 +326,7 @@ pub(crate) struct Buffers {
 
 impl Buffers {
     fn new() -> Self {
-        Buffers {
-            e: Mat::zeros(0, 0),
-            l32: Mat::zeros(0, 0),
-            l64: Mat::zeros(0, 0),
-        }
+        Buffers { e: Mat::zeros(0, 0), l32: Mat::zeros(0, 0), l64: Mat::zeros(0, 0) }
     }
 }
 
@@ -444,22 +389,13 @@ pub(crate) fn row_checks(
         .map_init(Buffers::new, |bufs, (trange, span)| {
             let (trange, span) = (trange.clone(), span.clone());
             let brows = &rows[trange];
-            let supports: Vec<Range<usize>> =
-                brows.iter().map(|&i| head.support_range(i)).collect();
+            let supports: Vec<Range<usize>> = brows.iter().map(|&i| head.support_range(i)).collect();
             let mut eb = std::mem::replace(&mut bufs.e, Mat::zeros(0, 0));
             grow(&mut eb, span.len(), brows.len());
             let mut rho = vec![0.0; brows.len()];
-            e_block(
-                brows,
-                span.clone(),
-                eb.as_mut().get_mut(..span.len(), ..brows.len()),
-                &mut rho,
-            );
-            let floors: Vec<f64> = supports
-                .iter()
-                .zip(&rho)
-                .map(|(r, &rho)| 8.0 * ((r.len() + head.d) as f64) * f64::EPSILON * rho)
-                .collect();
+            e_block(brows, span.clone(), eb.as_mut().get_mut(..span.len(), ..brows.len()), &mut rho);
+            let floors: Vec<f64> =
+                supports.iter().zip(&rho).map(|(r, &rho)| 8.0 * ((r.len() + head.d) as f64) * f64::EPSILON * rho).collect();
             let stat = model.block_stats(brows, &supports, span.clone(), &eb, &floors, bufs);
             let mut sums = Vec::new();
             if key_sums {
@@ -490,11 +426,7 @@ pub(crate) fn row_checks(
     let checks = RowChecks {
         zero_sum_residual: zs,
         shift_consistency: sc,
-        attention_entropy: if rows.is_empty() {
-            0.0
-        } else {
-            ent / rows.len() as f64
-        },
+        attention_entropy: if rows.is_empty() { 0.0 } else { ent / rows.len() as f64 },
     };
     (checks, c)
 }

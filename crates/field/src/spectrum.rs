@@ -85,13 +85,7 @@ pub(crate) fn is_numerically_zero(s1: f64, n: usize, d: usize, logit_norm: f64) 
 }
 
 /// Bound on ‖S‖_F: ‖s·Q‖_F·‖K‖_F + |slope|·n² (the ALiBi term bounds ‖[m(j−i)]‖_F).
-pub(crate) fn logit_norm_bound(
-    q_norm: f64,
-    k_norm: f64,
-    scale: f64,
-    slope: Option<f64>,
-    n: usize,
-) -> f64 {
+pub(crate) fn logit_norm_bound(q_norm: f64, k_norm: f64, scale: f64, slope: Option<f64>, n: usize) -> f64 {
     scale.abs() * q_norm * k_norm + slope.map_or(0.0, |m| m.abs() * (n as f64) * (n as f64))
 }
 
@@ -136,11 +130,7 @@ pub(crate) fn learned_sv_dense(w: &HeadWeights<'_>, d: usize) -> Result<Vec<f64>
 pub(crate) fn learned_stats(sv: &[f64], effective_rank_field: f64) -> (usize, f64, Option<f64>) {
     let k = k_energy(sv, 0.90);
     let e = effective_rank(sv);
-    let gap = if effective_rank_field > 0.0 {
-        Some(e / effective_rank_field)
-    } else {
-        None
-    };
+    let gap = if effective_rank_field > 0.0 { Some(e / effective_rank_field) } else { None };
     (k, e, gap)
 }
 

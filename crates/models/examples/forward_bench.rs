@@ -43,10 +43,7 @@ fn peak_rss_mb() -> f64 {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     models::alloc::tune(); // as the attnscope binary does
     let args: Vec<String> = std::env::args().collect();
-    let default = format!(
-        "{}/.cache/attnscope/models/SmolLM2-135M-Instruct.Q4_1.gguf",
-        std::env::var("HOME").unwrap_or_default()
-    );
+    let default = format!("{}/.cache/attnscope/models/SmolLM2-135M-Instruct.Q4_1.gguf", std::env::var("HOME").unwrap_or_default());
     let path = args.get(1).cloned().unwrap_or(default);
     let t: usize = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(1024);
     let reps: usize = args.get(3).map(|s| s.parse()).transpose()?.unwrap_or(3).max(1);
@@ -81,11 +78,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("model            {path}");
     println!("tokens           {t}");
     println!("load             {load_s:.2} s (peak RSS after load {rss_loaded:.0} MB)");
-    println!(
-        "forward          {fwd_s:.2} s = {:.0} tokens/s (best of {reps}; median {:.2} s)",
-        t as f64 / fwd_s,
-        times[reps / 2]
-    );
+    println!("forward          {fwd_s:.2} s = {:.0} tokens/s (best of {reps}; median {:.2} s)", t as f64 / fwd_s, times[reps / 2]);
     println!("work             {gflop:.1} GFLOP ({:.1} GFLOP/s)", gflop / fwd_s);
     println!("f32 GEMM 2048³   {peak:.1} GFLOP/s (candle, this machine, best of {})", 5 * reps);
     println!("share of GEMM    {:.0} %", 100.0 * gflop / fwd_s / peak);

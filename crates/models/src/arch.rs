@@ -71,26 +71,14 @@ impl Family {
 
     /// The family of an HF `model_type`, or a clear error listing the supported ones.
     pub fn from_model_type(model_type: &str) -> Result<Family> {
-        Self::SUPPORTED
-            .iter()
-            .find(|(name, _)| *name == model_type)
-            .map(|(_, f)| *f)
-            .ok_or_else(|| Error::UnknownArchitecture {
-                found: model_type.to_string(),
-                supported: Self::SUPPORTED
-                    .iter()
-                    .map(|(n, _)| *n)
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            })
+        Self::SUPPORTED.iter().find(|(name, _)| *name == model_type).map(|(_, f)| *f).ok_or_else(|| Error::UnknownArchitecture {
+            found: model_type.to_string(),
+            supported: Self::SUPPORTED.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "),
+        })
     }
 
     pub fn name(self) -> &'static str {
-        Self::SUPPORTED
-            .iter()
-            .find(|(_, f)| *f == self)
-            .map(|(n, _)| *n)
-            .unwrap_or("?")
+        Self::SUPPORTED.iter().find(|(_, f)| *f == self).map(|(n, _)| *n).unwrap_or("?")
     }
 }
 
@@ -109,7 +97,9 @@ pub enum NormKind {
 pub enum RopeScaling {
     None,
     /// Positions divided by `factor`.
-    Linear { factor: f64 },
+    Linear {
+        factor: f64,
+    },
     /// Llama 3.1 frequency-dependent scaling.
     Llama3 {
         factor: f64,
@@ -140,7 +130,9 @@ pub enum PositionBias {
     /// Softmax is shift-invariant per row, so BLOOM's m_h·j and MPT's
     /// m_h·(j − t + 1) give the same attention; (j − i) keeps the f32
     /// values small at long contexts.
-    Alibi { slopes: Vec<f64> },
+    Alibi {
+        slopes: Vec<f64>,
+    },
 }
 
 impl PositionBias {
@@ -316,10 +308,7 @@ impl<'a> Cfg<'a> {
     }
     fn usize(&self, key: &str) -> Result<usize> {
         self.opt_usize(key).ok_or_else(|| {
-            self.1.borrow().first().map_or_else(
-                || Error::Config(format!("missing integer field `{key}`")),
-                |m| Error::Config(m.clone()),
-            )
+            self.1.borrow().first().map_or_else(|| Error::Config(format!("missing integer field `{key}`")), |m| Error::Config(m.clone()))
         })
     }
     /// A layer count, refused above [`MAX_LAYERS`] before anything is sized by it.
@@ -382,11 +371,7 @@ fn rope_scaling_of(rs: Option<&Value>) -> Result<RopeScaling> {
     let Some(rs) = rs.filter(|v| !v.is_null()) else {
         return Ok(RopeScaling::None);
     };
-    let kind = rs
-        .get("rope_type")
-        .or_else(|| rs.get("type"))
-        .and_then(Value::as_str)
-        .unwrap_or("default");
+    let kind = rs.get("rope_type").or_else(|| rs.get("type")).and_then(Value::as_str).unwrap_or("default");
     let f = |k: &str| rs.get(k).and_then(Value::as_f64);
     let need = |k: &str| f(k).ok_or_else(|| Error::Config(format!("rope_scaling: missing `{k}`")));
     match kind {
@@ -431,9 +416,7 @@ impl ArchSpec {
     /// [`DEFAULTS_USED_KEY`]; they are included.
     pub fn from_hf_config_with_defaults(config: &Value) -> Result<(ArchSpec, Vec<String>)> {
         let cfg = Cfg::new(config);
-        let model_type = cfg
-            .str("model_type")
-            .ok_or_else(|| Error::Config("config has no `model_type`".into()))?;
+        let model_type = cfg.str("model_type").ok_or_else(|| Error::Config("config has no `model_type`".into()))?;
         let family = Family::from_model_type(model_type)?;
         let gemma3_text;
         let cfg = if family == Family::Gemma3 {
@@ -467,10 +450,7 @@ impl ArchSpec {
         let head_dim = cfg.opt_usize("head_dim").unwrap_or(d_model / n_heads.max(1));
         let n_layers = cfg.layers(&["num_hidden_layers"])?;
         let eps = cfg.opt_f64("rms_norm_eps").unwrap_or(1e-6);
-        let act_name = cfg
-            .str("hidden_act")
-            .or_else(|| cfg.str("hidden_activation"))
-            .unwrap_or("silu");
+        let act_name = cfg.str("hidden_act").or_else(|| cfg.str("hidden_activation")).unwrap_or("silu");
         let mut act = activation(act_name)?;
         let theta = rope_theta(cfg, 10000.0);
         let mut spec = ArchSpec {
@@ -724,21 +704,13 @@ fn partial_rotary_factor(cfg: &Cfg) -> Option<f64> {
 }
 
 /// Per-layer windows from `layer_types` (transformers ≥ 4.5x) or a default rule.
-fn layer_windows(
-    cfg: &Cfg,
-    n_layers: usize,
-    window: Option<usize>,
-    default_sliding: impl Fn(usize) -> bool,
-) -> Result<Vec<Option<usize>>> {
+fn layer_windows(cfg: &Cfg, n_layers: usize, window: Option<usize>, default_sliding: impl Fn(usize) -> bool) -> Result<Vec<Option<usize>>> {
     let Some(w) = window else { return Ok(vec![None; n_layers]) };
     if let Some(types) = cfg.0.get("layer_types").and_then(Value::as_array) {
         if types.len() != n_layers {
             return Err(Error::Config(format!("layer_types has {} entries for {n_layers} layers", types.len())));
         }
-        return Ok(types
-            .iter()
-            .map(|t| (t.as_str() == Some("sliding_attention")).then_some(w))
-            .collect());
+        return Ok(types.iter().map(|t| (t.as_str() == Some("sliding_attention")).then_some(w)).collect());
     }
     Ok((0..n_layers).map(|l| default_sliding(l).then_some(w)).collect())
 }
@@ -785,19 +757,33 @@ mod tests {
     #[test]
     fn unsupported_variants_are_refused_by_name() {
         for (cfg, what) in [
-            (json!({"model_type": "stablelm", "hidden_size": 64, "num_attention_heads": 4, "num_hidden_layers": 1,
-                    "intermediate_size": 8, "vocab_size": 10, "qk_layernorm": true}), "qk_layernorm"),
-            (json!({"model_type": "mpt", "d_model": 64, "n_heads": 4, "n_layers": 1, "vocab_size": 10,
-                    "attn_config": {"qk_ln": true}}), "qk_ln"),
-            (json!({"model_type": "bloom", "hidden_size": 64, "n_head": 4, "n_layer": 1, "vocab_size": 10,
-                    "apply_residual_connection_post_layernorm": true}), "apply_residual_connection_post_layernorm"),
-            (json!({"model_type": "phi3", "hidden_size": 64, "num_attention_heads": 4, "num_hidden_layers": 1,
-                    "intermediate_size": 8, "vocab_size": 10, "rope_scaling": {"type": "longrope"}}), "longrope"),
+            (
+                json!({"model_type": "stablelm", "hidden_size": 64, "num_attention_heads": 4, "num_hidden_layers": 1,
+                    "intermediate_size": 8, "vocab_size": 10, "qk_layernorm": true}),
+                "qk_layernorm",
+            ),
+            (
+                json!({"model_type": "mpt", "d_model": 64, "n_heads": 4, "n_layers": 1, "vocab_size": 10,
+                    "attn_config": {"qk_ln": true}}),
+                "qk_ln",
+            ),
+            (
+                json!({"model_type": "bloom", "hidden_size": 64, "n_head": 4, "n_layer": 1, "vocab_size": 10,
+                    "apply_residual_connection_post_layernorm": true}),
+                "apply_residual_connection_post_layernorm",
+            ),
+            (
+                json!({"model_type": "phi3", "hidden_size": 64, "num_attention_heads": 4, "num_hidden_layers": 1,
+                    "intermediate_size": 8, "vocab_size": 10, "rope_scaling": {"type": "longrope"}}),
+                "longrope",
+            ),
         ] {
             let err = ArchSpec::from_hf_config(&cfg).unwrap_err().to_string();
             assert!(err.contains(what), "{err}");
         }
-        let bloom = ArchSpec::from_hf_config(&json!({"model_type": "bloom", "hidden_size": 64, "n_head": 4, "n_layer": 2, "vocab_size": 10})).unwrap();
+        let bloom =
+            ArchSpec::from_hf_config(&json!({"model_type": "bloom", "hidden_size": 64, "n_head": 4, "n_layer": 2, "vocab_size": 10}))
+                .unwrap();
         assert_eq!(bloom.position_bias.slopes().map(<[f64]>::len), Some(4));
         assert_eq!(bloom.positions, Positions::None);
     }

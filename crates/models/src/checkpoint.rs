@@ -56,20 +56,13 @@ impl TensorStore {
     /// ([`crate::Error::NonFinite`]).
     pub fn get(&self, name: &str) -> Result<Tensor> {
         let Some(shape) = self.source.shape(name) else {
-            return Err(crate::Error::MissingTensor {
-                name: name.to_string(),
-                source_desc: self.source.describe(),
-            });
+            return Err(crate::Error::MissingTensor { name: name.to_string(), source_desc: self.source.describe() });
         };
         let bytes = shape.iter().try_fold(4usize, |a, &d| a.checked_mul(d));
         let mut probe: Vec<u8> = Vec::new();
         if bytes.is_none_or(|b| probe.try_reserve_exact(b).is_err()) {
             let n: u128 = shape.iter().fold(4u128, |a, &d| a.saturating_mul(d as u128));
-            return Err(crate::Error::Alloc {
-                name: name.to_string(),
-                source_desc: self.source.describe(),
-                bytes: n,
-            });
+            return Err(crate::Error::Alloc { name: name.to_string(), source_desc: self.source.describe(), bytes: n });
         }
         drop(probe);
         let t = self.source.load(name)?;
@@ -81,10 +74,7 @@ impl TensorStore {
     /// the rows read.
     pub fn get_rows(&self, name: &str, rows: &[u32]) -> Result<Tensor> {
         let Some(shape) = self.source.shape(name) else {
-            return Err(crate::Error::MissingTensor {
-                name: name.to_string(),
-                source_desc: self.source.describe(),
-            });
+            return Err(crate::Error::MissingTensor { name: name.to_string(), source_desc: self.source.describe() });
         };
         let n = if shape.len() == 2 { shape[0] } else { 0 };
         if let Some(&bad) = rows.iter().find(|&&r| r as usize >= n) {
@@ -95,10 +85,7 @@ impl TensorStore {
     }
     fn finite(&self, name: &str, t: Tensor) -> Result<Tensor> {
         if !self.source.prechecked() && !crate::host::all_finite(&t)? {
-            return Err(crate::Error::NonFinite {
-                name: name.to_string(),
-                source_desc: self.source.describe(),
-            });
+            return Err(crate::Error::NonFinite { name: name.to_string(), source_desc: self.source.describe() });
         }
         Ok(t)
     }
@@ -165,10 +152,7 @@ impl Checkpoint {
         } else {
             return Err(crate::Error::Io {
                 path: given.to_path_buf(),
-                source: std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    "no such file, directory or hub id",
-                ),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file, directory or hub id"),
             });
         };
         // A FIFO, device or socket is refused by `stat` before anything opens it.
@@ -179,23 +163,12 @@ impl Checkpoint {
         // A config.json or *.safetensors inside an HF directory means that directory.
         let path = match path.file_name().and_then(|n| n.to_str()) {
             Some(n) if path.is_file() && (n == "config.json" || n.ends_with(".safetensors")) => {
-                path.parent()
-                    .filter(|p| p.join("config.json").is_file())
-                    .map(Path::to_path_buf)
-                    .unwrap_or(path)
+                path.parent().filter(|p| p.join("config.json").is_file()).map(Path::to_path_buf).unwrap_or(path)
             }
             _ => path,
         };
-        let is_gguf = path
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
-            || crate::formats::gguf::has_magic(&path);
-        let (format, config, tensors, tokenizer): (
-            Format,
-            serde_json::Value,
-            Box<dyn TensorSource>,
-            _,
-        ) = if path.is_dir() {
+        let is_gguf = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) || crate::formats::gguf::has_magic(&path);
+        let (format, config, tensors, tokenizer): (Format, serde_json::Value, Box<dyn TensorSource>, _) = if path.is_dir() {
             let (config, src, t) = open_hf_dir(&path, tok)?;
             (Format::HfDir, config, Box::new(src), t)
         } else if is_gguf {
@@ -209,14 +182,7 @@ impl Checkpoint {
             let (config, src, t) = open_llama2c(&path, tok)?;
             (Format::Llama2c, config, Box::new(src), t)
         };
-        Ok(Checkpoint {
-            source: source.to_string(),
-            path,
-            format,
-            config,
-            tensors: TensorStore::new(tensors),
-            tokenizer,
-        })
+        Ok(Checkpoint { source: source.to_string(), path, format, config, tensors: TensorStore::new(tensors), tokenizer })
     }
 }
 
@@ -262,7 +228,11 @@ impl Checkpoint {
             )
         } else {
             match self.format {
-                Format::HfDir => format!("no tokenizer found for {}: {} is missing; pass --tokenizer", self.source, self.path.join("tokenizer.json").display()),
+                Format::HfDir => format!(
+                    "no tokenizer found for {}: {} is missing; pass --tokenizer",
+                    self.source,
+                    self.path.join("tokenizer.json").display()
+                ),
                 _ => format!("no tokenizer found for {}; pass --tokenizer", self.source),
             }
         }
@@ -273,17 +243,10 @@ type Opened<S> = (serde_json::Value, S, Option<TextTokenizer>);
 
 /// HF directory: config.json + safetensors; tokenizer.json beside them
 /// unless `tok` overrides it.
-fn open_hf_dir(
-    path: &Path,
-    tok: Option<TextTokenizer>,
-) -> Result<Opened<crate::formats::hf_dir::SafetensorsSource>> {
+fn open_hf_dir(path: &Path, tok: Option<TextTokenizer>) -> Result<Opened<crate::formats::hf_dir::SafetensorsSource>> {
     use crate::formats::hf_dir;
     if !path.join("config.json").is_file() {
-        return Err(crate::Error::Format {
-            path: path.to_path_buf(),
-            format: "HF directory",
-            reason: "no config.json".into(),
-        });
+        return Err(crate::Error::Format { path: path.to_path_buf(), format: "HF directory", reason: "no config.json".into() });
     }
     let config = hf_dir::read_config(path)?;
     let files = hf_dir::shard_files(path)?;
@@ -292,9 +255,7 @@ fn open_hf_dir(
         Some(t) => Some(t),
         None => {
             let tj = path.join("tokenizer.json");
-            tj.is_file()
-                .then(|| TextTokenizer::from_tokenizer_json(&tj))
-                .transpose()?
+            tj.is_file().then(|| TextTokenizer::from_tokenizer_json(&tj)).transpose()?
         }
     };
     Ok((config, src, tok))
@@ -302,13 +263,8 @@ fn open_hf_dir(
 
 /// llama2.c checkpoint; tokenizer from `tok`, else `tokenizer.bin` /
 /// `tok*.bin` beside it. Its vocabulary size must match the header's.
-fn open_llama2c(
-    path: &Path,
-    tok: Option<TextTokenizer>,
-) -> Result<Opened<crate::formats::llama2c::Llama2cSource>> {
-    let is_bin = path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("bin"));
+fn open_llama2c(path: &Path, tok: Option<TextTokenizer>) -> Result<Opened<crate::formats::llama2c::Llama2cSource>> {
+    let is_bin = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("bin"));
     let (config, src) = crate::formats::llama2c::open(path).map_err(|e| match e {
         // Not a .bin either: say what we looked for.
         crate::Error::Format { path, reason, .. } if !is_bin => crate::Error::Format {
@@ -340,19 +296,13 @@ fn open_llama2c(
 /// llama2.c tokenizer next to `model`: `tokenizer.bin`, else `tok*.bin`
 /// (sorted) whose vocabulary size matches the model's.
 fn find_llama2c_tokenizer(model: &Path, vocab: usize) -> Result<Option<TextTokenizer>> {
-    let dir = model
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = model.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let named = dir.join("tokenizer.bin");
     if named.is_file() && named != model {
         return TextTokenizer::from_llama2c(&named).map(Some);
     }
     let mut cands: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| crate::Error::Io {
-            path: dir.to_path_buf(),
-            source: e,
-        })?
+        .map_err(|e| crate::Error::Io { path: dir.to_path_buf(), source: e })?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
             let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");

@@ -23,11 +23,7 @@ pub fn looks_like_repo_id(s: &str) -> bool {
         return false;
     };
     let ok = |p: &str| {
-        !p.is_empty()
-            && !p.starts_with('.')
-            && !p.starts_with('-')
-            && p.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        !p.is_empty() && !p.starts_with('.') && !p.starts_with('-') && p.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
     };
     ok(a) && ok(b)
 }
@@ -40,19 +36,12 @@ pub fn cache_dir() -> PathBuf {
     if let Some(p) = std::env::var_os("HF_HOME").filter(|p| !p.is_empty()) {
         return PathBuf::from(p).join("hub");
     }
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
     home.join(".cache").join("huggingface").join("hub")
 }
 
 fn offline() -> bool {
-    std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| {
-        matches!(
-            v.trim().to_ascii_lowercase().as_str(),
-            "1" | "true" | "yes" | "on"
-        )
-    })
+    std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
 }
 
 /// Resolves `repo_id` to a snapshot directory holding `config.json`,
@@ -64,20 +53,15 @@ pub fn resolve(repo_id: &str) -> Result<PathBuf> {
 /// [`resolve`] with an explicit cache directory and offline flag.
 pub fn resolve_in(repo_id: &str, cache: &Path, offline: bool) -> Result<PathBuf> {
     if !looks_like_repo_id(repo_id) {
-        return Err(Error::Hub(format!(
-            "`{repo_id}` is not a hub id of the form owner/name"
-        )));
+        return Err(Error::Hub(format!("`{repo_id}` is not a hub id of the form owner/name")));
     }
     if offline {
         return from_cache(repo_id, cache);
     }
     match download(repo_id, cache) {
         Ok(dir) => Ok(dir),
-        Err(online) => from_cache(repo_id, cache).map_err(|cached| {
-            Error::Hub(format!(
-                "{repo_id}: download failed ({online}); and from the cache: {cached}"
-            ))
-        }),
+        Err(online) => from_cache(repo_id, cache)
+            .map_err(|cached| Error::Hub(format!("{repo_id}: download failed ({online}); and from the cache: {cached}"))),
     }
 }
 
@@ -85,25 +69,15 @@ pub fn resolve_in(repo_id: &str, cache: &Path, offline: bool) -> Result<PathBuf>
 pub fn from_cache(repo_id: &str, cache: &Path) -> Result<PathBuf> {
     let repo_dir = cache.join(format!("models--{}", repo_id.replace('/', "--")));
     let refs = repo_dir.join("refs").join("main");
-    let commit = std::fs::read_to_string(&refs).map_err(|e| {
-        Error::Hub(format!(
-            "{repo_id} is not in the cache ({}: {e})",
-            refs.display()
-        ))
-    })?;
+    let commit =
+        std::fs::read_to_string(&refs).map_err(|e| Error::Hub(format!("{repo_id} is not in the cache ({}: {e})", refs.display())))?;
     let commit = commit.trim();
     if commit.is_empty() || !commit.chars().all(|c| c.is_ascii_alphanumeric()) {
-        return Err(Error::Hub(format!(
-            "{}: `{commit}` is not a commit hash",
-            refs.display()
-        )));
+        return Err(Error::Hub(format!("{}: `{commit}` is not a commit hash", refs.display())));
     }
     let snap = repo_dir.join("snapshots").join(commit);
     if !snap.join("config.json").is_file() {
-        return Err(Error::Hub(format!(
-            "{repo_id}: cached snapshot {} has no config.json",
-            snap.display()
-        )));
+        return Err(Error::Hub(format!("{repo_id}: cached snapshot {} has no config.json", snap.display())));
     }
     Ok(snap)
 }
@@ -112,8 +86,7 @@ fn download(repo_id: &str, cache: &Path) -> std::result::Result<PathBuf, String>
     use hf_hub::api::sync::ApiBuilder;
     // Token from the cache's `token` file (hf-hub default), or $HF_TOKEN;
     // endpoint from $HF_ENDPOINT (mirrors), as huggingface_hub.
-    let mut builder =
-        ApiBuilder::from_cache(hf_hub::Cache::new(cache.to_path_buf())).with_progress(false);
+    let mut builder = ApiBuilder::from_cache(hf_hub::Cache::new(cache.to_path_buf())).with_progress(false);
     if let Some(endpoint) = std::env::var("HF_ENDPOINT").ok().filter(|e| !e.is_empty()) {
         builder = builder.with_endpoint(endpoint);
     }
@@ -122,9 +95,7 @@ fn download(repo_id: &str, cache: &Path) -> std::result::Result<PathBuf, String>
     }
     let api = builder.build().map_err(|e| e.to_string())?;
     let repo = api.model(repo_id.to_string());
-    let config = repo
-        .get("config.json")
-        .map_err(|e| format!("config.json: {e}"))?;
+    let config = repo.get("config.json").map_err(|e| format!("config.json: {e}"))?;
     for optional in ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"] {
         let _ = repo.get(optional);
     }
@@ -132,10 +103,7 @@ fn download(repo_id: &str, cache: &Path) -> std::result::Result<PathBuf, String>
         Ok(index) => {
             let text = crate::formats::read_capped_string(&index, crate::formats::JSON_MAX_BYTES).map_err(|e| e.to_string())?;
             let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
-            let map = v
-                .get("weight_map")
-                .and_then(|m| m.as_object())
-                .ok_or("index without weight_map")?;
+            let map = v.get("weight_map").and_then(|m| m.as_object()).ok_or("index without weight_map")?;
             let mut shards: Vec<&str> = map.values().filter_map(|f| f.as_str()).collect();
             shards.sort_unstable();
             shards.dedup();
@@ -144,12 +112,8 @@ fn download(repo_id: &str, cache: &Path) -> std::result::Result<PathBuf, String>
             }
         }
         Err(_) => {
-            repo.get("model.safetensors")
-                .map_err(|e| format!("model.safetensors: {e}"))?;
+            repo.get("model.safetensors").map_err(|e| format!("model.safetensors: {e}"))?;
         }
     }
-    config
-        .parent()
-        .map(Path::to_path_buf)
-        .ok_or_else(|| "config.json has no parent directory".into())
+    config.parent().map(Path::to_path_buf).ok_or_else(|| "config.json has no parent directory".into())
 }

@@ -10,9 +10,7 @@ use crate::Result;
 /// Inverse frequencies for a rotary dim `dim` (dim/2 values), with scaling.
 pub fn inv_freq(theta: f64, dim: usize, scaling: RopeScaling) -> Vec<f32> {
     let base = theta as f32;
-    let mut inv: Vec<f32> = (0..dim / 2)
-        .map(|i| 1.0 / base.powf((2 * i) as f32 / dim as f32))
-        .collect();
+    let mut inv: Vec<f32> = (0..dim / 2).map(|i| 1.0 / base.powf((2 * i) as f32 / dim as f32)).collect();
     match scaling {
         RopeScaling::None => {}
         RopeScaling::Linear { factor } => {
@@ -57,10 +55,7 @@ pub fn tables(inv: &[f32], t: usize, device: &Device) -> Result<(Tensor, Tensor)
             }
         }
     }
-    Ok((
-        Tensor::from_vec(cos, (t, 2 * half), device)?,
-        Tensor::from_vec(sin, (t, 2 * half), device)?,
-    ))
+    Ok((Tensor::from_vec(cos, (t, 2 * half), device)?, Tensor::from_vec(sin, (t, 2 * half), device)?))
 }
 
 /// Applies rotate-half rotary to the first `cos.dim(1)` features of `x`

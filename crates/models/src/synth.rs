@@ -13,7 +13,7 @@
 //!
 //! Presets: [`SynthSpec::llama_7b`] (Llama-2-7B shape) and
 //! [`SynthSpec::llama_70b`] (Llama-2-70B shape), plus [`SynthSpec::small`]
-//! for tests. `cargo run --release -p models --example synth_gguf` writes
+//! for tests. `cargo run --release -p attnscope-models --example synth_gguf` writes
 //! them from the command line.
 
 use std::io::{self, BufWriter, Write};
@@ -254,10 +254,7 @@ pub fn write_gguf(path: &Path, spec: &SynthSpec, seed: u64) -> io::Result<u64> {
     tokens.extend((0..=255u8).map(|b| format!("<0x{b:02X}>")));
     let mut types = vec![2i32, 3, 3];
     types.extend(std::iter::repeat_n(6, 256));
-    let name = format!(
-        "synthetic llama {} layers d_model {} (random Q4_0, attnscope models::synth)",
-        spec.n_layers, spec.d_model
-    );
+    let name = format!("synthetic llama {} layers d_model {} (random Q4_0, attnscope models::synth)", spec.n_layers, spec.d_model);
     let kvs: Vec<(&str, Meta)> = vec![
         ("general.architecture", Meta::Str("llama")),
         ("general.name", Meta::Str(&name)),

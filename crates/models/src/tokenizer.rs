@@ -46,35 +46,11 @@ pub struct TextTokenizer {
 }
 
 impl TextTokenizer {
-    pub(crate) fn new(
-        backend: Backend,
-        bos: Option<u32>,
-        eos: Option<u32>,
-        prepend_bos: bool,
-        vocab_size: usize,
-    ) -> Self {
-        let mut t = Self {
-            backend,
-            bos,
-            eos,
-            prepend_bos,
-            adds_bos: prepend_bos,
-            append_eos: false,
-            vocab_size,
-        };
-        if let (
-            Backend::Hf {
-                add_special_tokens: true,
-                ..
-            },
-            Some(b),
-        ) = (&t.backend, t.bos)
-        {
+    pub(crate) fn new(backend: Backend, bos: Option<u32>, eos: Option<u32>, prepend_bos: bool, vocab_size: usize) -> Self {
+        let mut t = Self { backend, bos, eos, prepend_bos, adds_bos: prepend_bos, append_eos: false, vocab_size };
+        if let (Backend::Hf { add_special_tokens: true, .. }, Some(b)) = (&t.backend, t.bos) {
             // The post-processor decides: probe it.
-            t.adds_bos = t
-                .encode("a")
-                .map(|ids| ids.first() == Some(&b))
-                .unwrap_or(false);
+            t.adds_bos = t.encode("a").map(|ids| ids.first() == Some(&b)).unwrap_or(false);
         }
         t
     }
@@ -91,13 +67,7 @@ impl TextTokenizer {
     pub fn from_llama2c(path: &Path) -> Result<Self> {
         let t = llama2c::Llama2cTokenizer::open(path)?;
         let n = t.vocab_size();
-        Ok(Self::new(
-            Backend::Llama2c(Box::new(t)),
-            Some(llama2c::BOS),
-            Some(llama2c::EOS),
-            true,
-            n,
-        ))
+        Ok(Self::new(Backend::Llama2c(Box::new(t)), Some(llama2c::BOS), Some(llama2c::EOS), true, n))
     }
 
     /// Reads a tokenizer from `path` by its kind: `*.json` → tokenizer.json,
@@ -117,9 +87,7 @@ impl TextTokenizer {
             Self::from_tokenizer_json(path)
         } else if crate::formats::gguf::has_magic(path) {
             let f = crate::formats::gguf::GgufFile::open(path)?;
-            gguf::from_gguf(&f)?.ok_or_else(|| {
-                Error::Tokenizer(format!("{}: GGUF file has no tokenizer", path.display()))
-            })
+            gguf::from_gguf(&f)?.ok_or_else(|| Error::Tokenizer(format!("{}: GGUF file has no tokenizer", path.display())))
         } else {
             Self::from_llama2c(path)
         }
@@ -128,10 +96,7 @@ impl TextTokenizer {
     /// Ids of `text`, BOS prepended iff the model's settings say so.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
         let mut ids = match &self.backend {
-            Backend::Hf {
-                tok,
-                add_special_tokens,
-            } => tok
+            Backend::Hf { tok, add_special_tokens } => tok
                 .encode(text, *add_special_tokens)
                 .map_err(|source| Error::TokenizerCall { what: "encoding", source })?
                 .get_ids()
@@ -158,9 +123,7 @@ impl TextTokenizer {
 
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
         match &self.backend {
-            Backend::Hf { tok, .. } => tok
-                .decode(ids, false)
-                .map_err(|source| Error::TokenizerCall { what: "decoding", source }),
+            Backend::Hf { tok, .. } => tok.decode(ids, false).map_err(|source| Error::TokenizerCall { what: "decoding", source }),
             Backend::Spm(s) => Ok(s.decode(ids)),
             Backend::Llama2c(t) => Ok(t.decode(ids)),
         }

@@ -214,7 +214,11 @@ impl<'a> Reader<'a> {
     }
     /// An optional tensor: read if present (always listed when recording).
     fn opt(&self, name: &str, shape: &[usize]) -> Result<Option<Tensor>> {
-        if self.has(name, true) { self.get(name, shape).map(Some) } else { Ok(None) }
+        if self.has(name, true) {
+            self.get(name, shape).map(Some)
+        } else {
+            Ok(None)
+        }
     }
     /// Checks that `name` exists with `shape`, without reading it.
     fn check(&self, name: &str, shape: &[usize]) -> Result<()> {
@@ -335,7 +339,8 @@ impl ModelWeights {
         let resident = if resident || store.resident() {
             let embed = r.get(&g.embed_name, &[spec.vocab_size, spec.d_model])?;
             let layers = par_layers(spec.n_layers, |l| layer(&r, spec, l))?;
-            let lm_head = if g.head_name == g.embed_name { embed.t()? } else { r.get(&g.head_name, &[spec.vocab_size, spec.d_model])?.t()? };
+            let lm_head =
+                if g.head_name == g.embed_name { embed.t()? } else { r.get(&g.head_name, &[spec.vocab_size, spec.d_model])?.t()? };
             Some(Resident { embed, layers, lm_head })
         } else {
             let dry = Reader::dry(store);
@@ -537,14 +542,12 @@ fn llama_like_layer(r: &Reader, spec: &ArchSpec, l: usize) -> Result<LayerWeight
     };
     let (q_norm, k_norm) = match spec.qk_norm {
         QkNorm::None => (None, None),
-        QkNorm::PerHead => (
-            Some(r.norm(&format!("{p}.self_attn.q_norm"), d, spec)?),
-            Some(r.norm(&format!("{p}.self_attn.k_norm"), d, spec)?),
-        ),
-        QkNorm::Full => (
-            Some(r.norm(&format!("{p}.self_attn.q_norm"), h * d, spec)?),
-            Some(r.norm(&format!("{p}.self_attn.k_norm"), hkv * d, spec)?),
-        ),
+        QkNorm::PerHead => {
+            (Some(r.norm(&format!("{p}.self_attn.q_norm"), d, spec)?), Some(r.norm(&format!("{p}.self_attn.k_norm"), d, spec)?))
+        }
+        QkNorm::Full => {
+            (Some(r.norm(&format!("{p}.self_attn.q_norm"), h * d, spec)?), Some(r.norm(&format!("{p}.self_attn.k_norm"), hkv * d, spec)?))
+        }
     };
     let phi3 = spec.family == Family::Phi3;
     let (q, k, v) = if phi3 {
@@ -584,7 +587,11 @@ fn llama_like_layer(r: &Reader, spec: &ArchSpec, l: usize) -> Result<LayerWeight
 
 /// GPT2LMHeadModel saves under `transformer.`; bare GPT2Model checkpoints do not.
 fn gpt2_prefix(r: &Reader) -> &'static str {
-    if r.has("transformer.wte.weight", true) || r.has("transformer.ln_f.weight", true) { "transformer." } else { "" }
+    if r.has("transformer.wte.weight", true) || r.has("transformer.ln_f.weight", true) {
+        "transformer."
+    } else {
+        ""
+    }
 }
 
 fn load_gpt2(r: &Reader, spec: &ArchSpec) -> Result<Globals> {
@@ -722,13 +729,7 @@ fn bloom_layer(r: &Reader, spec: &ArchSpec, l: usize) -> Result<LayerWeights> {
 
 fn load_mpt(r: &Reader, spec: &ArchSpec) -> Result<Globals> {
     let (embed_name, head_name) = embed_and_head(r, "transformer.wte.weight", "lm_head.weight", spec)?;
-    Ok(Globals {
-        embed_name,
-        head_name,
-        embed_norm: None,
-        pos_embed: None,
-        final_norm: r.norm("transformer.norm_f", spec.d_model, spec)?,
-    })
+    Ok(Globals { embed_name, head_name, embed_norm: None, pos_embed: None, final_norm: r.norm("transformer.norm_f", spec.d_model, spec)? })
 }
 
 fn mpt_layer(r: &Reader, spec: &ArchSpec, l: usize) -> Result<LayerWeights> {

@@ -92,7 +92,10 @@ pub fn analyze_head(
         (Some(a), Some(b)) => {
             let (sa, sb) = (a.dims("w_q", 2, "(d_model, d)")?, b.dims("w_k", 2, "(d_model, d)")?);
             if sa != sb || sa[1] != qs[1] {
-                return Err(PyValueError::new_err(format!("w_q and w_k must both be (d_model, d) with d = {}, got {sa:?} and {sb:?}", qs[1])));
+                return Err(PyValueError::new_err(format!(
+                    "w_q and w_k must both be (d_model, d) with d = {}, got {sa:?} and {sb:?}",
+                    qs[1]
+                )));
             }
             Some((a.values("w_q")?, b.values("w_k")?, sa[0]))
         }
@@ -133,7 +136,9 @@ pub fn analyze_layer_parquet<'py>(
         return Err(PyValueError::new_err(format!("K must be (kv_heads, n, d) with n = {n}, d = {d}, got {ks:?}")));
     }
     if h == 0 || hkv == 0 || h % hkv != 0 {
-        return Err(PyValueError::new_err(format!("the number of query heads ({h}) must be a positive multiple of the number of KV heads ({hkv})")));
+        return Err(PyValueError::new_err(format!(
+            "the number of query heads ({h}) must be a positive multiple of the number of KV heads ({hkv})"
+        )));
     }
     if let Some(sl) = &alibi_slopes {
         if sl.len() != h {
@@ -166,7 +171,8 @@ pub fn analyze_layer_parquet<'py>(
             .into_par_iter()
             .map(|head| {
                 let kv_head = head / group;
-                let w = weights.map(|(wq, wk, dm)| (rows(wq, head * dm, (head + 1) * dm, d), rows(wk, kv_head * dm, (kv_head + 1) * dm, d), dm));
+                let w = weights
+                    .map(|(wq, wk, dm)| (rows(wq, head * dm, (head + 1) * dm, d), rows(wk, kv_head * dm, (kv_head + 1) * dm, d), dm));
                 let slope = alibi_slopes.as_ref().map(|sl| sl[head]);
                 let inp = input(rows(qv, head * n, (head + 1) * n, d), rows(kv, kv_head * n, (kv_head + 1) * n, d), n, d, &s, slope, w);
                 field::analyze(&inp, &s.params)

@@ -21,8 +21,18 @@ use pyo3::types::{PyDict, PyList};
 use pyo3::IntoPyObjectExt;
 use serde_json::Value;
 
-pyo3::create_exception!(_core, AttnscopeError, pyo3::exceptions::PyException, "A user-facing attnscope error (bad model, text, option); the message says what to fix.");
-pyo3::create_exception!(_core, CheckFailed, AttnscopeError, "analyze(dense_check=True) found a measure that differs between the factored and the dense path.");
+pyo3::create_exception!(
+    _core,
+    AttnscopeError,
+    pyo3::exceptions::PyException,
+    "A user-facing attnscope error (bad model, text, option); the message says what to fix."
+);
+pyo3::create_exception!(
+    _core,
+    CheckFailed,
+    AttnscopeError,
+    "analyze(dense_check=True) found a measure that differs between the factored and the dense path."
+);
 
 /// A JSON value as the equivalent Python object (dict, list, str, int, float, bool, None).
 pub(crate) fn json_to_py(py: Python<'_>, v: &Value) -> PyResult<Py<PyAny>> {

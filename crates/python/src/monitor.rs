@@ -107,7 +107,13 @@ impl Monitor {
     /// layer, head, kv_head, n, d, key_coherence, participation_ratio, k90,
     /// attention_entropy. Returns the new alerts as dicts.
     #[pyo3(signature = (step, heads, checkpoint=None))]
-    fn observe(&mut self, py: Python<'_>, step: u64, heads: Vec<Bound<'_, PyDict>>, checkpoint: Option<String>) -> PyResult<Vec<Py<PyAny>>> {
+    fn observe(
+        &mut self,
+        py: Python<'_>,
+        step: u64,
+        heads: Vec<Bound<'_, PyDict>>,
+        checkpoint: Option<String>,
+    ) -> PyResult<Vec<Py<PyAny>>> {
         let mut points = Vec::with_capacity(heads.len());
         for h in &heads {
             let get = |k: &str| -> PyResult<Bound<'_, PyAny>> {

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use attnscope::analyze::AnalyzeOptions;
-use attnscope::options::{ModelOptions, RunOptions};
 use attnscope::observer::LayerQk;
+use attnscope::options::{ModelOptions, RunOptions};
 use models::{Checkpoint, LayerCapture, LogitTransform, Model, Observer, ObserverError};
 use numpy::{PyArray1, PyArrayMethods};
 use pyo3::prelude::*;

@@ -24,9 +24,7 @@ pub fn require(path: PathBuf, what: &str, how: &str) -> PathBuf {
 /// The workplace's shared folder: `$ATTNSCOPE_SHARED`, else `../shared`
 /// beside the repository.
 pub fn shared_root() -> PathBuf {
-    std::env::var_os("ATTNSCOPE_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
+    std::env::var_os("ATTNSCOPE_SHARED").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
 }
 
 /// `shared/models/stories260K` (llama2.c checkpoint and tokenizer).

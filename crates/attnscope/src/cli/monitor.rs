@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::shared::RunArgs;
 use super::rules::RuleArgs;
+use super::shared::RunArgs;
 use crate::monitor::MonitorOptions;
 
 pub(super) const ABOUT: &str = "Run the per-head monitor over a series of checkpoints (any format analyze reads).

@@ -45,10 +45,6 @@ pub struct RunArgs {
 impl RunArgs {
     /// The options, with `default_out` when `--out` is not given.
     pub fn options(&self, default_out: &str) -> RunOptions {
-        RunOptions {
-            threads: self.threads,
-            quiet: self.quiet,
-            out: self.out.clone().unwrap_or_else(|| PathBuf::from(default_out)),
-        }
+        RunOptions { threads: self.threads, quiet: self.quiet, out: self.out.clone().unwrap_or_else(|| PathBuf::from(default_out)) }
     }
 }

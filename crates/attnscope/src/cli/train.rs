@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::shared::RunArgs;
 use super::rules::RuleArgs;
+use super::shared::RunArgs;
 use crate::train::TrainOptions;
 
 pub(super) const ABOUT: &str = "Train a small decoder (gpt2, gpt_neox or llama) on a text, byte-level, on CPU.

@@ -8,8 +8,8 @@ use std::path::Path;
 
 use super::table::{ByR, Table};
 use super::{BasisKind, Experiment, Record};
-use crate::svg::{esc, fmt, LinePlot, Series};
 use crate::report::ModelInfo;
+use crate::svg::{esc, fmt, LinePlot, Series};
 
 fn colour(k: BasisKind) -> &'static str {
     match k {
@@ -25,7 +25,8 @@ fn colour(k: BasisKind) -> &'static str {
 type Curve<'a> = (String, &'a str, Vec<(f64, f64)>);
 
 fn plot(title: &str, xlabel: &str, series: &[Curve], log_x: bool, log_y: bool) -> String {
-    let series: Vec<Series> = series.iter().map(|(l, c, p)| Series { label: l.clone(), colour: c.to_string(), points: p.clone() }).collect();
+    let series: Vec<Series> =
+        series.iter().map(|(l, c, p)| Series { label: l.clone(), colour: c.to_string(), points: p.clone() }).collect();
     LinePlot { log_x, log_y, y_floor: 1e-10, markers: true, ..LinePlot::new(title, xlabel, &series) }.render()
 }
 
@@ -69,17 +70,19 @@ impl Page<'_> {
             BasisKind::ALL
                 .iter()
                 .map(|&k| {
-                    let pts = t
-                        .by_r
-                        .iter()
-                        .map(|b| (if x_ratio { b.ratio } else { b.r as f64 }, y(b, k)))
-                        .collect();
+                    let pts = t.by_r.iter().map(|b| (if x_ratio { b.ratio } else { b.r as f64 }, y(b, k))).collect();
                     (k.name().to_string(), colour(k), pts)
                 })
                 .collect()
         };
         s.push_str("<h2>Attention pattern rebuilt from the rank-r field (mean over heads)</h2>");
-        s.push_str(&plot("mean row KL(P‖P_r), nats (log scales; values < 1e-10, exact rebuilds, omitted)", "r (log scale)", &curve(|b, k| *b.mean_kl.get(k), false), true, true));
+        s.push_str(&plot(
+            "mean row KL(P‖P_r), nats (log scales; values < 1e-10, exact rebuilds, omitted)",
+            "r (log scale)",
+            &curve(|b, k| *b.mean_kl.get(k), false),
+            true,
+            true,
+        ));
         s.push_str(&plot("top-1 agreement", "r (log scale)", &curve(|b, k| *b.mean_top1.get(k), false), true, false));
         s.push_str("<h2>Key cache: every layer's keys at rank r</h2>");
         let abs: Vec<Curve> =
@@ -95,10 +98,7 @@ impl Page<'_> {
             ranks.sort_unstable();
             ranks.dedup();
             for r in ranks {
-                let pts = per_layer(k)
-                    .filter(|x| x.r == r)
-                    .filter_map(|x| Some((x.layer? as f64, x.loss_delta?)))
-                    .collect();
+                let pts = per_layer(k).filter(|x| x.r == r).filter_map(|x| Some((x.layer? as f64, x.loss_delta?))).collect();
                 let c = dashes[series.len() % dashes.len()];
                 series.push((format!("{} r={r}", k.name()), c, pts));
             }

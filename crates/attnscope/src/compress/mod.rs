@@ -126,7 +126,8 @@ pub struct Record {
     pub ratio: Option<f64>,
 }
 
-pub const COLUMNS: [&str; 11] = ["experiment", "layer", "head", "basis", "r", "kl", "top1", "loss", "loss_delta", "loss_delta_abs", "ratio"];
+pub const COLUMNS: [&str; 11] =
+    ["experiment", "layer", "head", "basis", "r", "kl", "top1", "loss", "loss_delta", "loss_delta_abs", "ratio"];
 
 impl Record {
     pub fn pattern(layer: usize, head: usize, basis: BasisKind, r: usize, kl: f64, top1: f64) -> Record {
@@ -298,7 +299,8 @@ pub fn run(args: &CompressOptions) -> Result<()> {
 
     // 3. Key-cache experiment.
     let t0 = Instant::now();
-    let n_runs = 3 * key_ranks.iter().filter(|kr| r_list.iter().any(|&r| r.min(d) == **kr)).count() + layer_bases.len() * layer_r.len() * spec.n_layers;
+    let n_runs = 3 * key_ranks.iter().filter(|kr| r_list.iter().any(|&r| r.min(d) == **kr)).count()
+        + layer_bases.len() * layer_r.len() * spec.n_layers;
     let bar = progress.bar(n_runs as u64, "key cache");
     let run_keys = |pick: &dyn Fn(usize) -> Option<(BasisKind, usize)>| -> Result<f64> {
         let transforms = (0..spec.n_layers).map(|l| pick(l).and_then(|key| key_t[l].get(&key).map(Vec::as_slice))).collect();
@@ -364,7 +366,11 @@ pub fn run(args: &CompressOptions) -> Result<()> {
     report::write_atomic(&args.run.out.join("compress.html"), page.render().as_bytes())?;
     print!("{}", table.text());
     if !args.run.quiet {
-        eprintln!("attnscope: compress.json, compress.csv, compress.html written to {} ({:.0} s)", args.run.out.display(), started.elapsed().as_secs_f64());
+        eprintln!(
+            "attnscope: compress.json, compress.csv, compress.html written to {} ({:.0} s)",
+            args.run.out.display(),
+            started.elapsed().as_secs_f64()
+        );
     }
     Ok(())
 }

@@ -91,7 +91,17 @@ impl EvalObserver<'_> {
         let (scale, window) = (cap.scale, cap.window);
         let (r_list, seed, params) = (self.r_list, self.seed, &self.params);
         #[allow(clippy::too_many_arguments)]
-        fn make<'x>(qs: &'x [f32], ks: &'x [f32], nn: usize, d: usize, scale: f64, window: Option<usize>, wq: &'x [f32], wk: &'x [f32], d_model: usize) -> HeadInput<'x> {
+        fn make<'x>(
+            qs: &'x [f32],
+            ks: &'x [f32],
+            nn: usize,
+            d: usize,
+            scale: f64,
+            window: Option<usize>,
+            wq: &'x [f32],
+            wk: &'x [f32],
+            d_model: usize,
+        ) -> HeadInput<'x> {
             let mut x = HeadInput::new(qs, ks, nn, d, scale);
             if let Some(w) = window {
                 x = x.with_window(w);
@@ -104,8 +114,19 @@ impl EvalObserver<'_> {
             .map(|head| {
                 let kv = head / group;
                 let (wq, wk) = (&wq_heads[head][..], &wk_heads[kv][..]);
-                let eval = make(&q[head * n * d..(head + 1) * n * d], &k[kv * n * d..(kv + 1) * n * d], n, d, scale, window, wq, wk, d_model);
-                let calib = make(&cal.q[head * cn * d..(head + 1) * cn * d], &cal.k[kv * cn * d..(kv + 1) * cn * d], cn, d, scale, window, wq, wk, d_model);
+                let eval =
+                    make(&q[head * n * d..(head + 1) * n * d], &k[kv * n * d..(kv + 1) * n * d], n, d, scale, window, wq, wk, d_model);
+                let calib = make(
+                    &cal.q[head * cn * d..(head + 1) * cn * d],
+                    &cal.k[kv * cn * d..(kv + 1) * cn * d],
+                    cn,
+                    d,
+                    scale,
+                    window,
+                    wq,
+                    wk,
+                    d_model,
+                );
                 let ctx = |e: field::FieldError| anyhow!("layer {l} head {head}: {e}");
                 let f = field::analyze(&eval, &Params { keep_key_energy: false, ..params.clone() }).map_err(ctx)?;
                 let spectral = HeadSpectral { k90: f.k90, k90_learned: f.k90_learned, spectral_gap: f.spectral_gap };
@@ -134,7 +155,9 @@ impl EvalObserver<'_> {
         let mut layer_t = LayerKeyT::new();
         let bases: Vec<(KeyBasis, KeyBasis)> = (0..hkv)
             .map(|g| -> Result<(KeyBasis, KeyBasis)> {
-                let sum = |mats: Vec<Vec<f64>>| mats.into_iter().reduce(|a, b| a.iter().zip(&b).map(|(x, y)| x + y).collect()).unwrap_or_default();
+                let sum = |mats: Vec<Vec<f64>>| {
+                    mats.into_iter().reduce(|a, b| a.iter().zip(&b).map(|(x, y)| x + y).collect()).unwrap_or_default()
+                };
                 let heads = g * group..(g + 1) * group;
                 let gq_data = sum(heads.clone().map(|hq| gram(&cal.q[hq * cn * d..(hq + 1) * cn * d], cn, d, false)).collect());
                 let gk_data = gram(&cal.k[g * cn * d..(g + 1) * cn * d], cn, d, true);

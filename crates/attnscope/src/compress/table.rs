@@ -107,14 +107,19 @@ fn pattern_mean(records: &[Record], kind: BasisKind, r: usize, top1: bool) -> f6
 }
 
 fn model_loss_delta(records: &[Record], kind: BasisKind, r: usize) -> Option<f64> {
-    records
-        .iter()
-        .find(|x| x.experiment == Experiment::Keys && x.layer.is_none() && x.basis == kind && x.r == r)
-        .and_then(|x| x.loss_delta)
+    records.iter().find(|x| x.experiment == Experiment::Keys && x.layer.is_none() && x.basis == kind && x.r == r).and_then(|x| x.loss_delta)
 }
 
 impl Table {
-    pub fn build(source: &str, spec: &models::ArchSpec, ctx: usize, r_list: &[usize], records: &[Record], spectral: &[HeadSpectral], loss_full: f64) -> Table {
+    pub fn build(
+        source: &str,
+        spec: &models::ArchSpec,
+        ctx: usize,
+        r_list: &[usize],
+        records: &[Record],
+        spectral: &[HeadSpectral],
+        loss_full: f64,
+    ) -> Table {
         let d = spec.head_dim;
         // The smallest r of the list from which on every listed r meets the criterion.
         let from_on = |ok: &dyn Fn(usize) -> bool| -> Option<usize> {

@@ -28,7 +28,6 @@ use serde_json::{json, Value};
 use super::{Alert, HeadPoint, Monitor, Rules};
 use crate::train::faults::FaultKind;
 
-
 /// What `monitor-eval` runs (its flags, parsed).
 #[derive(Debug, Clone)]
 pub struct MonitorEvalOptions {
@@ -156,13 +155,17 @@ fn read_series(path: &Path) -> Result<Vec<Vec<HeadPoint>>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut by_step: BTreeMap<u64, Vec<HeadPoint>> = BTreeMap::new();
     for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let p: HeadPoint = serde_json::from_str(line).with_context(|| format!("{} line {}: not a monitor record", path.display(), i + 1))?;
+        let p: HeadPoint =
+            serde_json::from_str(line).with_context(|| format!("{} line {}: not a monitor record", path.display(), i + 1))?;
         by_step.entry(p.step).or_default().push(p);
     }
-    Ok(by_step.into_values().map(|mut v| {
-        v.sort_by_key(|p| (p.layer, p.head));
-        v
-    }).collect())
+    Ok(by_step
+        .into_values()
+        .map(|mut v| {
+            v.sort_by_key(|p| (p.layer, p.head));
+            v
+        })
+        .collect())
 }
 
 /// val_loss by step from train.jsonl.
@@ -233,9 +236,17 @@ fn last_at_or_before(m: &BTreeMap<u64, f64>, s: u64) -> Option<f64> {
     m.range(..=s).next_back().map(|(_, v)| *v)
 }
 
-fn score_fault(args: &MonitorEvalOptions, p: &Plan, dir: &Path, rules: &Rules, healthy_val: Option<&BTreeMap<u64, f64>>) -> Result<FaultRow> {
+fn score_fault(
+    args: &MonitorEvalOptions,
+    p: &Plan,
+    dir: &Path,
+    rules: &Rules,
+    healthy_val: Option<&BTreeMap<u64, f64>>,
+) -> Result<FaultRow> {
     let (alerts, _) = score_series(read_series(&dir.join("monitor/monitor.jsonl"))?, rules)?;
-    let rec: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("fault.json")).with_context(|| format!("{}: no fault.json", dir.display()))?)?;
+    let rec: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("fault.json")).with_context(|| format!("{}: no fault.json", dir.display()))?,
+    )?;
     let at = rec["step"].as_u64().context("fault.json: no step")?;
     let kind = p.fault.context("not a fault run")?;
     let hit: BTreeSet<(usize, usize)> = rec["hit_heads"]
@@ -296,11 +307,19 @@ fn markdown(args: &MonitorEvalOptions, rules: &Rules, healthy: &[HealthyRow], fa
             let al: usize = rows.iter().map(|r| r.alerts).sum();
             let heads: BTreeSet<String> = rows.iter().flat_map(|r| r.alerted_heads.iter().map(|h| format!("s{} {h}", r.seed))).collect();
             let per: Vec<String> = rows.iter().map(|r| r.alerts.to_string()).collect();
-            let _ = writeln!(s, "| {f} | {} | {} | {obs} | {:.2} | {} |", rows.len(), per.join(" / "), 1000.0 * al as f64 / obs.max(1) as f64, if heads.is_empty() { "–".into() } else { heads.into_iter().collect::<Vec<_>>().join(", ") });
+            let _ = writeln!(
+                s,
+                "| {f} | {} | {} | {obs} | {:.2} | {} |",
+                rows.len(),
+                per.join(" / "),
+                1000.0 * al as f64 / obs.max(1) as f64,
+                if heads.is_empty() { "–".into() } else { heads.into_iter().collect::<Vec<_>>().join(", ") }
+            );
         }
         let obs: usize = healthy.iter().map(|r| r.head_observations).sum();
         let al: usize = healthy.iter().map(|r| r.alerts).sum();
-        let _ = writeln!(s, "| **all** | {} | {al} in total | {obs} | **{:.2}** | |\n", healthy.len(), 1000.0 * al as f64 / obs.max(1) as f64);
+        let _ =
+            writeln!(s, "| **all** | {} | {al} in total | {obs} | **{:.2}** | |\n", healthy.len(), 1000.0 * al as f64 / obs.max(1) as f64);
     }
     if !faults.is_empty() {
         let _ = writeln!(s, "## Faults (window: {} steps from the fault)\n\n| fault | family | seed | heads hit | heads flagged | recall | precision | delay (steps) | val loss before | Δ val at detection | Δ vs healthy | Δ val end of window | alerts before fault |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|", args.window);
@@ -308,12 +327,18 @@ fn markdown(args: &MonitorEvalOptions, rules: &Rules, healthy: &[HealthyRow], fa
             let _ = writeln!(
                 s,
                 "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                r.fault, r.family, r.seed,
+                r.fault,
+                r.family,
+                r.seed,
                 if r.fault == "data" || r.fault == "lr-spike" { "(all)".into() } else { r.hit_heads.join(" ") },
                 if r.flagged_heads.is_empty() { "–".into() } else { r.flagged_heads.join(" ") },
-                opt(r.recall, 2), opt(r.precision, 2),
+                opt(r.recall, 2),
+                opt(r.precision, 2),
                 r.delay.map_or("not detected".into(), |d| d.to_string()),
-                opt(r.val_before, 3), opt(r.val_change_at_detection, 3), opt(r.val_change_vs_healthy, 3), opt(r.val_change_end_of_window, 3),
+                opt(r.val_before, 3),
+                opt(r.val_change_at_detection, 3),
+                opt(r.val_change_vs_healthy, 3),
+                opt(r.val_change_end_of_window, 3),
                 r.alerts_before_fault
             );
         }
@@ -386,7 +411,10 @@ pub fn run(args: &MonitorEvalOptions) -> Result<()> {
             continue;
         }
         // The healthy run of the same family and seed, for the loss comparison (trained if planned).
-        let hv = healthy_val.get(&(p.family.clone(), p.seed)).cloned().or_else(|| read_val(&runs.join(format!("{}-s{}-healthy", p.family, p.seed)).join("train.jsonl")).ok());
+        let hv = healthy_val
+            .get(&(p.family.clone(), p.seed))
+            .cloned()
+            .or_else(|| read_val(&runs.join(format!("{}-s{}-healthy", p.family, p.seed)).join("train.jsonl")).ok());
         fault_rows.push(score_fault(args, p, &dir, &rules, hv.as_ref())?);
     }
     let obs: usize = healthy.iter().map(|r| r.head_observations).sum();
@@ -402,15 +430,27 @@ pub fn run(args: &MonitorEvalOptions) -> Result<()> {
     std::fs::write(args.out.join("eval.json"), serde_json::to_string_pretty(&doc)? + "\n")?;
     let mut csv = String::from("run,family,seed,fault,head_observations,alerts,hit_heads,flagged_heads,recall,precision,delay,val_change_at_detection,val_change_vs_healthy,alerts_before_fault\n");
     for r in &healthy {
-        let _ = writeln!(csv, "{},{},{},,{},{},,{},,,,,,", r.run, r.family, r.seed, r.head_observations, r.alerts, r.alerted_heads.join(" "));
+        let _ =
+            writeln!(csv, "{},{},{},,{},{},,{},,,,,,", r.run, r.family, r.seed, r.head_observations, r.alerts, r.alerted_heads.join(" "));
     }
     for r in &fault_rows {
         let o = |v: Option<f64>| v.map_or(String::new(), |x| format!("{x}"));
         let _ = writeln!(
             csv,
             "{},{},{},{},,{},{},{},{},{},{},{},{},{}",
-            r.run, r.family, r.seed, r.fault, r.alerts_in_window, r.hit_heads.join(" "), r.flagged_heads.join(" "),
-            o(r.recall), o(r.precision), r.delay.map_or(String::new(), |d| d.to_string()), o(r.val_change_at_detection), o(r.val_change_vs_healthy), r.alerts_before_fault
+            r.run,
+            r.family,
+            r.seed,
+            r.fault,
+            r.alerts_in_window,
+            r.hit_heads.join(" "),
+            r.flagged_heads.join(" "),
+            o(r.recall),
+            o(r.precision),
+            r.delay.map_or(String::new(), |d| d.to_string()),
+            o(r.val_change_at_detection),
+            o(r.val_change_vs_healthy),
+            r.alerts_before_fault
         );
     }
     std::fs::write(args.out.join("runs.csv"), csv)?;
@@ -421,7 +461,12 @@ pub fn run(args: &MonitorEvalOptions) -> Result<()> {
     }
     std::fs::write(args.out.join("eval.md"), &md)?;
     println!("{md}");
-    eprintln!("attnscope monitor-eval: {} healthy runs ({al} alerts in {obs} head-observations), {} fault runs; wrote {}", healthy.len(), fault_rows.len(), args.out.display());
+    eprintln!(
+        "attnscope monitor-eval: {} healthy runs ({al} alerts in {obs} head-observations), {} fault runs; wrote {}",
+        healthy.len(),
+        fault_rows.len(),
+        args.out.display()
+    );
     Ok(())
 }
 

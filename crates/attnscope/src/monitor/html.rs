@@ -5,8 +5,8 @@
 use std::collections::BTreeSet;
 use std::fmt::Write;
 
-use crate::svg::{band_plot, esc, ramp};
 use super::{Alert, HeadPoint, Measure, RuleState};
+use crate::svg::{band_plot, esc, ramp};
 
 fn colour(i: usize, n: usize) -> String {
     format!("hsl({:.0},70%,42%)", 360.0 * i as f64 / n.max(1) as f64)
@@ -22,10 +22,20 @@ fn lines(measure: Measure, points: &[HeadPoint], alerts: &[Alert]) -> String {
     let (x1, y1) = (if x1 > x0 { x1 } else { x0 + 1.0 }, if y1 > y0 { y1 } else { y0 + 1.0 });
     let px = |x: f64| ml + (x - x0) / (x1 - x0) * (w - ml - mr);
     let py = |y: f64| mt + (1.0 - (y - y0) / (y1 - y0)) * (h - mt - mb);
-    let mut s = format!(r#"<figure><figcaption>{measure} per head over steps (red rings: alerts on this measure)</figcaption><svg width="{w}" height="{h}" xmlns="http://www.w3.org/2000/svg" font-size="10">"#);
+    let mut s = format!(
+        r#"<figure><figcaption>{measure} per head over steps (red rings: alerts on this measure)</figcaption><svg width="{w}" height="{h}" xmlns="http://www.w3.org/2000/svg" font-size="10">"#
+    );
     let _ = write!(s, r##"<rect x="{ml}" y="{mt}" width="{}" height="{}" fill="none" stroke="#999"/>"##, w - ml - mr, h - mt - mb);
-    let _ = write!(s, r#"<text x="{ml}" y="{}">{x0}</text><text x="{}" y="{}" text-anchor="end">step {x1}</text>"#, h - 12.0, w - mr, h - 12.0);
-    let _ = write!(s, r#"<text x="{}" y="{}" text-anchor="end">{y1:.3}</text><text x="{}" y="{}" text-anchor="end">{y0:.3}</text>"#, ml - 3.0, mt + 8.0, ml - 3.0, h - mb);
+    let _ =
+        write!(s, r#"<text x="{ml}" y="{}">{x0}</text><text x="{}" y="{}" text-anchor="end">step {x1}</text>"#, h - 12.0, w - mr, h - 12.0);
+    let _ = write!(
+        s,
+        r#"<text x="{}" y="{}" text-anchor="end">{y1:.3}</text><text x="{}" y="{}" text-anchor="end">{y0:.3}</text>"#,
+        ml - 3.0,
+        mt + 8.0,
+        ml - 3.0,
+        h - mb
+    );
     for (i, &(l, hd)) in heads.iter().enumerate() {
         let c = colour(i, heads.len());
         let pts: Vec<String> = points
@@ -33,7 +43,11 @@ fn lines(measure: Measure, points: &[HeadPoint], alerts: &[Alert]) -> String {
             .filter(|p| p.layer == l && p.head == hd && p.get(measure).is_finite())
             .map(|p| format!("{:.1},{:.1}", px(p.step as f64), py(p.get(measure))))
             .collect();
-        let _ = write!(s, r#"<polyline fill="none" stroke="{c}" stroke-width="1.2" points="{}"><title>layer {l} head {hd}</title></polyline>"#, pts.join(" "));
+        let _ = write!(
+            s,
+            r#"<polyline fill="none" stroke="{c}" stroke-width="1.2" points="{}"><title>layer {l} head {hd}</title></polyline>"#,
+            pts.join(" ")
+        );
         let _ = write!(s, r#"<text x="{}" y="{}" fill="{c}">L{l}H{hd}</text>"#, w - mr + 6.0, mt + 10.0 + 11.0 * i as f64);
     }
     for a in alerts.iter().filter(|a| a.measure == measure) {
@@ -54,7 +68,9 @@ fn heatmap(step: u64, points: &[&HeadPoint], lo: f64, hi: f64) -> String {
     let nl = points.iter().map(|p| p.layer).max().map_or(0, |m| m + 1);
     let nh = points.iter().map(|p| p.head).max().map_or(0, |m| m + 1);
     let (w, h) = (30.0 + nh as f64 * cell, 16.0 + nl as f64 * cell);
-    let mut s = format!(r#"<figure class="hm"><figcaption>step {step}</figcaption><svg width="{w}" height="{h}" xmlns="http://www.w3.org/2000/svg" font-size="9">"#);
+    let mut s = format!(
+        r#"<figure class="hm"><figcaption>step {step}</figcaption><svg width="{w}" height="{h}" xmlns="http://www.w3.org/2000/svg" font-size="9">"#
+    );
     for p in points {
         let t = if hi > lo { (p.key_coherence - lo) / (hi - lo) } else { 0.5 };
         let _ = write!(
@@ -107,7 +123,13 @@ pub fn render(title: &str, points: &[HeadPoint], alerts: &[Alert], state: &RuleS
         t = esc(title)
     );
     let steps: BTreeSet<u64> = points.iter().map(|p| p.step).collect();
-    let _ = write!(s, "<p>{} observations, {} heads, {} alerts.</p>", steps.len(), points.iter().map(|p| (p.layer, p.head)).collect::<BTreeSet<_>>().len(), alerts.len());
+    let _ = write!(
+        s,
+        "<p>{} observations, {} heads, {} alerts.</p>",
+        steps.len(),
+        points.iter().map(|p| (p.layer, p.head)).collect::<BTreeSet<_>>().len(),
+        alerts.len()
+    );
     s.push_str(&alerted_traces(alerts, state));
     for m in Measure::ALL {
         s.push_str(&lines(m, points, alerts));

@@ -40,8 +40,8 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::observer::{FieldObserver, LayerSet};
-pub use rules::{robust_z, Alert, Measure, Rule, RuleState, Rules, TracePoint};
 use crate::options::RunOptions;
+pub use rules::{robust_z, Alert, Measure, Rule, RuleState, Rules, TracePoint};
 
 /// One head at one step.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
@@ -114,7 +114,9 @@ impl Monitor {
             Some(dir) => {
                 std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
                 let f = |n: &str| -> Result<BufWriter<std::fs::File>> {
-                    Ok(BufWriter::new(std::fs::File::create(dir.join(n)).with_context(|| format!("cannot create {}", dir.join(n).display()))?))
+                    Ok(BufWriter::new(
+                        std::fs::File::create(dir.join(n)).with_context(|| format!("cannot create {}", dir.join(n).display()))?,
+                    ))
                 };
                 let mut csv = f("monitor.csv")?;
                 writeln!(csv, "checkpoint,step,layer,head,kv_head,n,d,{}", Measure::ALL.map(Measure::name).join(","))?;
@@ -165,8 +167,16 @@ impl Monitor {
                     w.csv,
                     "{},{},{},{},{},{},{},{},{},{},{}",
                     p.checkpoint.as_deref().unwrap_or(""),
-                    p.step, p.layer, p.head, p.kv_head, p.n, p.d,
-                    p.key_coherence, p.participation_ratio, p.k90, p.attention_entropy
+                    p.step,
+                    p.layer,
+                    p.head,
+                    p.kv_head,
+                    p.n,
+                    p.d,
+                    p.key_coherence,
+                    p.participation_ratio,
+                    p.k90,
+                    p.attention_entropy
                 )?;
             }
             for a in &new_alerts {
@@ -251,14 +261,7 @@ pub fn checkpoint_step(path: &Path) -> Option<u64> {
     }
     // A directory's whole name (`step-0.5`-like dots are not extensions); a file's stem.
     let name = if path.is_dir() { path.file_name()?.to_str()? } else { path.file_stem()?.to_str()? };
-    let digits: String = name
-        .chars()
-        .rev()
-        .take_while(char::is_ascii_digit)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
+    let digits: String = name.chars().rev().take_while(char::is_ascii_digit).collect::<Vec<_>>().into_iter().rev().collect();
     digits.parse().ok()
 }
 
@@ -281,12 +284,8 @@ pub fn run(args: &MonitorOptions) -> Result<()> {
     }
     let threads = crate::session::set_threads(args.run.threads, args.run.quiet)?;
     crate::texts::regular_file(&args.text, "text")?;
-    let mut cks: Vec<(u64, usize, &String)> = args
-        .checkpoints
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (checkpoint_step(Path::new(c)).unwrap_or(i as u64), i, c))
-        .collect();
+    let mut cks: Vec<(u64, usize, &String)> =
+        args.checkpoints.iter().enumerate().map(|(i, c)| (checkpoint_step(Path::new(c)).unwrap_or(i as u64), i, c)).collect();
     cks.sort();
     std::fs::create_dir_all(&args.run.out).with_context(|| format!("cannot create output directory {}", args.run.out.display()))?;
     crate::report::remove_leftover_temp_files(&args.run.out);
@@ -324,7 +323,11 @@ pub fn run(args: &MonitorOptions) -> Result<()> {
         let ids = crate::texts::first_tokens(&ids, args.ctx, &args.text)?;
         let alerts = mon.observe_ids(*step, Some(source), model, &ids)?;
         if !args.run.quiet {
-            eprintln!("attnscope monitor: step {step} {source}: {} heads, {} alerts", model.spec.n_layers * model.spec.n_heads, alerts.len());
+            eprintln!(
+                "attnscope monitor: step {step} {source}: {} heads, {} alerts",
+                model.spec.n_layers * model.spec.n_heads,
+                alerts.len()
+            );
         }
         for a in &alerts {
             eprintln!("attnscope: alert: {a}");

@@ -202,7 +202,6 @@ pub fn uniform_entropy(n: usize) -> f64 {
     (1..=n).map(|i| (i as f64).ln()).sum::<f64>() / n as f64
 }
 
-
 /// (robust z, median, scale) of `x` against `hist`.
 pub fn robust_z(x: f64, hist: &[f64], rel_floor: f64) -> (f64, f64, f64) {
     let med = crate::stats::median(hist);
@@ -338,7 +337,8 @@ impl RuleState {
                 let mut band = None;
                 if watched && formed && t.settled && t.hist.len() >= rules.min_history && p.step >= rules.band_after && x.is_finite() {
                     let h: Vec<f64> = t.hist.iter().copied().collect();
-                    let (z, med, scale) = if rules.log_band { robust_z_abs(x, &h, rules.rel_floor) } else { robust_z(x, &h, rules.rel_floor) };
+                    let (z, med, scale) =
+                        if rules.log_band { robust_z_abs(x, &h, rules.rel_floor) } else { robust_z(x, &h, rules.rel_floor) };
                     let (lo, hi) = (back(med - rules.z_max * scale), back(med + rules.z_max * scale));
                     band = Some([lo, hi]);
                     if z.abs() > rules.z_max {
@@ -362,7 +362,11 @@ impl RuleState {
                 if !t.settled && t.hist.len() >= rules.settle {
                     let last: Vec<f64> = t.hist.iter().rev().take(rules.settle).copied().collect();
                     let (lo, hi) = last.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
-                    let spread_ok = if rules.log_band { hi - lo <= rules.settle_tol } else { hi - lo <= rules.settle_tol * crate::stats::median(&last).abs() };
+                    let spread_ok = if rules.log_band {
+                        hi - lo <= rules.settle_tol
+                    } else {
+                        hi - lo <= rules.settle_tol * crate::stats::median(&last).abs()
+                    };
                     t.settled = spread_ok;
                 }
             }
@@ -434,7 +438,10 @@ impl RuleState {
                     Rule::Reverted,
                     [0.0, thr],
                     rules.z_max * p.attention_entropy / thr,
-                    format!("a formed head's attention is uniform again (entropy ≥ {:.2} × {u:.4}, the entropy of uniform causal attention)", rules.revert_frac),
+                    format!(
+                        "a formed head's attention is uniform again (entropy ≥ {:.2} × {u:.4}, the entropy of uniform causal attention)",
+                        rules.revert_frac
+                    ),
                 ));
             }
         }
@@ -444,11 +451,23 @@ impl RuleState {
             let k90_one = rules.collapse_k90 && p.k90 == 1;
             if enter(pr_low || k90_one, Rule::Collapse) {
                 let (m, v, band, sev) = if pr_low {
-                    (Measure::ParticipationRatio, p.participation_ratio, [floor, 1.0], rules.z_max * floor / p.participation_ratio.max(1e-12))
+                    (
+                        Measure::ParticipationRatio,
+                        p.participation_ratio,
+                        [floor, 1.0],
+                        rules.z_max * floor / p.participation_ratio.max(1e-12),
+                    )
                 } else {
                     (Measure::K90, 1.0, [2.0, p.d as f64], rules.z_max)
                 };
-                out.push(mk(m, v, Rule::Collapse, band, sev, format!("head collapsed (k90 = {}, participation_ratio {:.4} vs 2/n = {floor:.4})", p.k90, p.participation_ratio)));
+                out.push(mk(
+                    m,
+                    v,
+                    Rule::Collapse,
+                    band,
+                    sev,
+                    format!("head collapsed (k90 = {}, participation_ratio {:.4} vs 2/n = {floor:.4})", p.k90, p.participation_ratio),
+                ));
             }
         }
     }
@@ -459,7 +478,19 @@ mod tests {
     use super::*;
 
     pub(crate) fn point(step: u64, head: usize, entropy: f64, pr: f64, kc: f64) -> HeadPoint {
-        HeadPoint { checkpoint: None, step, layer: 1, head, kv_head: head / 2, n: 64, d: 16, key_coherence: kc, participation_ratio: pr, k90: 1, attention_entropy: entropy }
+        HeadPoint {
+            checkpoint: None,
+            step,
+            layer: 1,
+            head,
+            kv_head: head / 2,
+            n: 64,
+            d: 16,
+            key_coherence: kc,
+            participation_ratio: pr,
+            k90: 1,
+            attention_entropy: entropy,
+        }
     }
 
     #[test]

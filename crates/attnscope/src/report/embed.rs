@@ -167,9 +167,8 @@ pub fn plan(runs: &[(usize, usize, bool, usize)], cells: usize, fixed: usize, bu
     let n_texts = runs.iter().map(|r| r.0 + 1).max().unwrap_or(0);
     let cl = |n: usize| 2 * b64_len(4 * n * cells);
     // The shortest run with drill-down data of each text.
-    let first: Vec<Option<usize>> = (0..n_texts)
-        .map(|t| (0..runs.len()).filter(|&i| runs[i].0 == t && runs[i].2).min_by_key(|&i| runs[i].1))
-        .collect();
+    let first: Vec<Option<usize>> =
+        (0..n_texts).map(|t| (0..runs.len()).filter(|&i| runs[i].0 == t && runs[i].2).min_by_key(|&i| runs[i].1)).collect();
     let tile_cost = |side: usize| -> usize {
         first.iter().flatten().map(|&i| b64_len(field::tile_len(side.min(runs[i].3)) * cells) + b64_len(4 * cells)).sum()
     };
@@ -203,7 +202,10 @@ pub fn scalar_measures(runs: &[RunRecord]) -> Vec<String> {
     let skip = ["layer", "head", "kv_head", "n", "d", "check_rows"];
     let Some(h) = runs.iter().flat_map(|r| r.heads.first()).next() else { return Vec::new() };
     let Value::Object(o) = head_json(h) else { return Vec::new() };
-    o.iter().filter(|(k, v)| !skip.contains(&k.as_str()) && (v.is_number() || v.is_boolean() || v.is_null())).map(|(k, _)| k.clone()).collect()
+    o.iter()
+        .filter(|(k, v)| !skip.contains(&k.as_str()) && (v.is_number() || v.is_boolean() || v.is_null()))
+        .map(|(k, _)| k.clone())
+        .collect()
 }
 
 fn as_num(v: Option<&Value>) -> f64 {
@@ -284,9 +286,15 @@ pub fn page_data(info: &ModelInfo, runs: &[RunRecord]) -> Value {
         .enumerate()
         .map(|(t, name)| {
             // Labels from the longest run of the text (windows are prefixes of each other).
-            let tokens = runs.iter().filter(|r| text_of(r) == t).filter_map(|r| r.drill.as_ref()).max_by_key(|d| d.tokens.len()).map(|d| d.tokens.clone());
+            let tokens = runs
+                .iter()
+                .filter(|r| text_of(r) == t)
+                .filter_map(|r| r.drill.as_ref())
+                .max_by_key(|d| d.tokens.len())
+                .map(|d| d.tokens.clone());
             let tile_run = (0..runs.len()).filter(|&i| plan.drill[i] && shape[i].0 == t).min_by_key(|&i| runs[i].n_tokens);
-            let tile = tile_run.and_then(|i| runs[i].drill.as_ref()).filter(|_| plan.tile > 0).map(|d| tile_object(d, plan.tile, cells, nh));
+            let tile =
+                tile_run.and_then(|i| runs[i].drill.as_ref()).filter(|_| plan.tile > 0).map(|d| tile_object(d, plan.tile, cells, nh));
             json!({"text": name, "tokens": tokens, "tile": tile})
         })
         .collect();

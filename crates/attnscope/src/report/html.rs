@@ -10,9 +10,9 @@ use std::fmt::Write;
 
 use serde_json::Value;
 
-use crate::svg::{esc, fmt, ramp, LinePlot, Series};
 use super::summary::Measure;
 use super::{embed, paper, ModelInfo, RunRecord};
+use crate::svg::{esc, fmt, ramp, LinePlot, Series};
 
 const STYLE: &str = "body{font-family:sans-serif;margin:2em;max-width:1240px;color:#222}figure{display:inline-block;margin:0 1.5em 1.5em 0;vertical-align:top}\
 figcaption{font-size:13px;margin-bottom:4px;font-weight:bold}table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}\
@@ -36,7 +36,11 @@ fn script_json(v: &Value) -> String {
 fn line_plot(title: &str, xlabel: &str, series: &[(String, String, Vec<f64>)], log_y: bool) -> String {
     let series: Vec<Series> = series
         .iter()
-        .map(|(l, c, v)| Series { label: l.clone(), colour: c.clone(), points: v.iter().enumerate().map(|(i, &y)| (i as f64, y)).collect() })
+        .map(|(l, c, v)| Series {
+            label: l.clone(),
+            colour: c.clone(),
+            points: v.iter().enumerate().map(|(i, &y)| (i as f64, y)).collect(),
+        })
         .collect();
     LinePlot { log_y, ..LinePlot::new(title, xlabel, &series) }.render()
 }
@@ -68,7 +72,8 @@ fn layer_spectra(run: &RunRecord, learned: bool) -> Vec<(String, String, Vec<f64
 }
 
 pub fn render(info: &ModelInfo, runs: &[RunRecord], summary: &Value) -> String {
-    let mut s = format!("<!doctype html><html><head><meta charset=\"utf-8\"><title>attnscope report</title><style>{STYLE}</style></head><body>");
+    let mut s =
+        format!("<!doctype html><html><head><meta charset=\"utf-8\"><title>attnscope report</title><style>{STYLE}</style></head><body>");
     let _ = write!(
         s,
         "<h1>attnscope report</h1><p><b>{}</b> — family <code>{}</code>, {} layers × {} heads ({} KV heads), d_head {}, d_model {}, logit transform {}, window {}. {} runs. Definitions: docs/definitions.md.</p>",
@@ -93,7 +98,15 @@ pub fn render(info: &ModelInfo, runs: &[RunRecord], summary: &Value) -> String {
     if !failures.is_empty() {
         s.push_str("<ul>");
         for f in failures.iter().take(30) {
-            let _ = write!(s, "<li>{} @{} layer {} head {}: {}</li>", esc(f["text"].as_str().unwrap_or("")), f["ctx"], f["layer"], f["head"], esc(f["why"].as_str().unwrap_or("")));
+            let _ = write!(
+                s,
+                "<li>{} @{} layer {} head {}: {}</li>",
+                esc(f["text"].as_str().unwrap_or("")),
+                f["ctx"],
+                f["layer"],
+                f["head"],
+                esc(f["why"].as_str().unwrap_or(""))
+            );
         }
         s.push_str("</ul>");
     }

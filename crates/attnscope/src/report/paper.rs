@@ -6,16 +6,13 @@ use std::fmt::Write;
 
 use serde_json::Value;
 
-use crate::svg::{esc, fmt};
 use super::ModelInfo;
+use crate::svg::{esc, fmt};
 
 /// The companion paper's ranges across GPT-2 124M, LLaMA 1B and 3B, Qwen 3B
 /// and Mistral 7B: (measure, what it is, low, high).
-pub const PUBLISHED: [(&str, &str, f64, f64); 3] = [
-    ("k90", "k90 of E", 2.0, 11.0),
-    ("k90_learned", "k90 of W_Q W_Kᵀ", 38.0, 75.0),
-    ("k90_gap", "gap k90_learned / k90", 5.0, 25.0),
-];
+pub const PUBLISHED: [(&str, &str, f64, f64); 3] =
+    [("k90", "k90 of E", 2.0, 11.0), ("k90_learned", "k90 of W_Q W_Kᵀ", 38.0, 75.0), ("k90_gap", "gap k90_learned / k90", 5.0, 25.0)];
 
 /// Where [min, max] (with its median) lies against the published [lo, hi].
 pub fn placement(min: f64, median: f64, max: f64, lo: f64, hi: f64) -> String {
@@ -70,7 +67,8 @@ pub fn render(info: &ModelInfo, summary: &Value) -> String {
         );
         verdicts.push(format!("{what}: median {}{unit} against {}–{}{unit}, {place}", fmt(med), fmt(lo), fmt(hi)));
     }
-    let (gmin, gmed, gmax) = (stat(summary, "spectral_gap", "min"), stat(summary, "spectral_gap", "median"), stat(summary, "spectral_gap", "max"));
+    let (gmin, gmed, gmax) =
+        (stat(summary, "spectral_gap", "min"), stat(summary, "spectral_gap", "median"), stat(summary, "spectral_gap", "max"));
     let _ = write!(
         s,
         "<tr data-measure=\"spectral_gap\"><th>gap of effective ranks (<code>spectral_gap</code>)</th><td>{}×</td><td>{} – {}</td><td>{} – {}</td><td>—</td><td>a different ratio from the paper's \"5–25×\": see docs/definitions.md</td></tr>",

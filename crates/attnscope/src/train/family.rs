@@ -171,8 +171,18 @@ mod tests {
         let layer0: Vec<&str> = p.iter().map(|p| p.name.as_str()).filter(|n| n.starts_with("model.layers.0.")).collect();
         assert_eq!(
             layer0,
-            ["input_layernorm.weight", "self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight", "self_attn.o_proj.weight", "post_attention_layernorm.weight", "mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight"]
-                .map(|n| format!("model.layers.0.{n}"))
+            [
+                "input_layernorm.weight",
+                "self_attn.q_proj.weight",
+                "self_attn.k_proj.weight",
+                "self_attn.v_proj.weight",
+                "self_attn.o_proj.weight",
+                "post_attention_layernorm.weight",
+                "mlp.gate_proj.weight",
+                "mlp.up_proj.weight",
+                "mlp.down_proj.weight"
+            ]
+            .map(|n| format!("model.layers.0.{n}"))
         );
         assert_eq!(p.iter().find(|p| p.name.ends_with("k_proj.weight")).unwrap().shape, vec![16, 32]);
     }

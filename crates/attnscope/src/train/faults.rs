@@ -26,8 +26,8 @@ use candle_core::{Tensor, Var};
 use serde::Serialize;
 
 use super::family::Shape;
-use models::Family;
 use super::Rng;
+use models::Family;
 
 /// The kinds of fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -149,7 +149,9 @@ enum Part {
 fn head_elems(family: Family, lay: &Layout, layer: usize, part: Part, head: usize) -> Vec<(String, Vec<usize>)> {
     let (dm, dh, h) = (lay.dm, lay.dh, lay.h);
     let rows = |r0: usize, ncols: usize| -> Vec<usize> { (r0..r0 + dh).flat_map(|r| (0..ncols).map(move |c| r * ncols + c)).collect() };
-    let cols = |c0: usize, nrows: usize, ncols: usize| -> Vec<usize> { (0..nrows).flat_map(|r| (c0..c0 + dh).map(move |c| r * ncols + c)).collect() };
+    let cols = |c0: usize, nrows: usize, ncols: usize| -> Vec<usize> {
+        (0..nrows).flat_map(|r| (c0..c0 + dh).map(move |c| r * ncols + c)).collect()
+    };
     let range = |s: usize| -> Vec<usize> { (s..s + dh).collect() };
     match family {
         Family::Gpt2 => {
@@ -219,7 +221,8 @@ pub fn apply(spec: FaultSpec, steps: u64, shape: &Shape, vars: &[(String, Var)],
     let mut rng = Rng::new(seed ^ 0xFA17);
     let (nl, dh) = (shape.n_layers, lay.dh);
     let all_heads = || -> Vec<(usize, usize)> { (0..nl).flat_map(|l| (0..lay.h).map(move |h| (l, h))).collect() };
-    let mut rec = FaultRecord { kind: spec.kind, step: spec.at, steps, layer: None, kv_heads: vec![], hit_heads: vec![], description: String::new() };
+    let mut rec =
+        FaultRecord { kind: spec.kind, step: spec.at, steps, layer: None, kv_heads: vec![], hit_heads: vec![], description: String::new() };
     match spec.kind {
         FaultKind::LrSpike => {
             rec.hit_heads = all_heads();
@@ -251,7 +254,8 @@ pub fn apply(spec: FaultSpec, steps: u64, shape: &Shape, vars: &[(String, Var)],
             rec.layer = Some(layer);
             rec.kv_heads = kvs.clone();
             rec.hit_heads = hit.iter().map(|&h| (layer, h)).collect();
-            rec.description = format!("layer {layer}: W_Q (and q bias) of query heads {qs:?} × 10, W_K (and k bias) of KV heads {kvs:?} × 10");
+            rec.description =
+                format!("layer {layer}: W_Q (and q bias) of query heads {qs:?} × 10, W_K (and k bias) of KV heads {kvs:?} × 10");
         }
         FaultKind::Reset => {
             let layer = nl - 1;
@@ -280,7 +284,9 @@ pub fn apply(spec: FaultSpec, steps: u64, shape: &Shape, vars: &[(String, Var)],
             rec.layer = Some(layer);
             rec.kv_heads = kvs.clone();
             rec.hit_heads = hit.iter().map(|&h| (layer, h)).collect();
-            rec.description = format!("layer {layer}: Q and O of query heads {qs:?}, K and V of KV heads {kvs:?} re-drawn from normal(0, 0.02), their biases 0");
+            rec.description = format!(
+                "layer {layer}: Q and O of query heads {qs:?}, K and V of KV heads {kvs:?} re-drawn from normal(0, 0.02), their biases 0"
+            );
         }
         FaultKind::Key => {
             let (layer, kv) = (0, 0);
@@ -306,7 +312,8 @@ pub fn apply(spec: FaultSpec, steps: u64, shape: &Shape, vars: &[(String, Var)],
             rec.layer = Some(layer);
             rec.kv_heads = vec![kv];
             rec.hit_heads = lay.queries_of(kv).map(|h| (layer, h)).collect();
-            rec.description = format!("layer {layer}: rank-1 spike s·u·vᵀ added to W_K of KV head {kv}, ‖s·u·vᵀ‖_F = 10 × ‖W_K‖_F = {s:.3}");
+            rec.description =
+                format!("layer {layer}: rank-1 spike s·u·vᵀ added to W_K of KV head {kv}, ‖s·u·vᵀ‖_F = 10 × ‖W_K‖_F = {s:.3}");
         }
     }
     Ok(rec)
@@ -351,7 +358,12 @@ mod tests {
     fn parse_kinds() {
         assert_eq!(FaultSpec::parse("collapse@300").unwrap(), FaultSpec { kind: FaultKind::Collapse, at: 300 });
         assert_eq!(FaultSpec::parse("lr-spike@5").unwrap().kind, FaultKind::LrSpike);
-        assert!(FaultSpec::parse("nan@3").is_err() && FaultSpec::parse("key").is_err() && FaultSpec::parse("key@x").is_err() && FaultSpec::parse("key@0").is_err());
+        assert!(
+            FaultSpec::parse("nan@3").is_err()
+                && FaultSpec::parse("key").is_err()
+                && FaultSpec::parse("key@x").is_err()
+                && FaultSpec::parse("key@0").is_err()
+        );
     }
 
     #[test]
@@ -368,8 +380,15 @@ mod tests {
         assert_eq!(c[0].1.len(), 12 * 16);
         assert_eq!(*c[0].1.last().unwrap(), 12 * 16 - 1);
         assert_eq!(c[1].1.len(), 8 * 16);
-        let x = before[t.vars.iter().position(|(n, _)| n == "model.layers.0.self_attn.q_proj.weight").unwrap()].1.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let y = var(&t.vars, "model.layers.0.self_attn.q_proj.weight").unwrap().as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let x = before[t.vars.iter().position(|(n, _)| n == "model.layers.0.self_attn.q_proj.weight").unwrap()]
+            .1
+            .as_tensor()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let y =
+            var(&t.vars, "model.layers.0.self_attn.q_proj.weight").unwrap().as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
         assert!((y[5] - 10.0 * x[5]).abs() < 1e-6);
     }
 
@@ -406,7 +425,8 @@ mod tests {
         let rows: std::collections::BTreeSet<usize> = c[0].1.iter().map(|i| i / 32).collect();
         assert_eq!(rows, (8..16).collect());
         // The difference is rank 1: every 2 × 2 minor vanishes.
-        let x = before[t.vars.iter().position(|(n, _)| n == &c[0].0).unwrap()].1.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let x =
+            before[t.vars.iter().position(|(n, _)| n == &c[0].0).unwrap()].1.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
         let y = var(&t.vars, &c[0].0).unwrap().as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
         let d = |r: usize, k: usize| (y[r * 32 + k] - x[r * 32 + k]) as f64;
         let minor = d(8, 0) * d(9, 1) - d(8, 1) * d(9, 0);

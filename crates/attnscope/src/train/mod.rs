@@ -237,7 +237,6 @@ pub fn lr_at(step: u64, peak: f64, warmup: u64, total: u64, min_ratio: f64) -> f
     min + (peak - min) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
 }
 
-
 pub fn run(args: &TrainOptions) -> Result<()> {
     crate::session::set_threads(args.run.threads, args.run.quiet)?;
     let family = family::parse_family(&args.family)?;
@@ -297,27 +296,27 @@ pub fn run(args: &TrainOptions) -> Result<()> {
     // Fixed validation windows, evenly spaced.
     let n_win = args.eval_windows.max(1);
     let span = val_ids.len() - need;
-    let val_windows: Vec<&[u32]> = (0..n_win).map(|i| { let s = if n_win == 1 { 0 } else { i * span / (n_win - 1) }; &val_ids[s..s + need] }).collect();
+    let val_windows: Vec<&[u32]> = (0..n_win)
+        .map(|i| {
+            let s = if n_win == 1 { 0 } else { i * span / (n_win - 1) };
+            &val_ids[s..s + need]
+        })
+        .collect();
     let probe_ctx = args.probe_ctx.unwrap_or(args.ctx);
     if probe_ctx > val_ids.len() || probe_ctx > args.ctx {
         bail!("--probe-ctx {probe_ctx} exceeds the validation split or --ctx");
     }
     let probe = val_ids[..probe_ctx].to_vec();
 
-    let mut monitor = if args.monitor_every > 0 {
-        Some(Monitor::new(probe, args.rules.clone(), Some(&args.run.out.join("monitor")))?)
-    } else {
-        None
-    };
+    let mut monitor =
+        if args.monitor_every > 0 { Some(Monitor::new(probe, args.rules.clone(), Some(&args.run.out.join("monitor")))?) } else { None };
 
     let vars: Vec<Var> = trainable.vars.iter().map(|(_, v)| v.clone()).collect();
-    let mut opt = AdamW::new(
-        vars.clone(),
-        ParamsAdamW { lr: args.lr, weight_decay: args.weight_decay, ..ParamsAdamW::default() },
-    )?;
+    let mut opt = AdamW::new(vars.clone(), ParamsAdamW { lr: args.lr, weight_decay: args.weight_decay, ..ParamsAdamW::default() })?;
     let mut log = std::io::BufWriter::new(std::fs::File::create(args.run.out.join("train.jsonl"))?);
     let ckpt_dir = args.run.out.join("checkpoints");
-    let save_due = |step: u64| args.save_at.contains(&step) || (args.save_every > 0 && step.is_multiple_of(args.save_every)) || step == last_step;
+    let save_due =
+        |step: u64| args.save_at.contains(&step) || (args.save_every > 0 && step.is_multiple_of(args.save_every)) || step == last_step;
 
     let eval = |t: &mut Trainable| -> Result<f64> { Ok(loss_over(t.model(false)?, &val_windows)?.to_scalar::<f32>()? as f64) };
     let val0 = eval(&mut trainable)?;
@@ -352,7 +351,11 @@ pub fn run(args: &TrainOptions) -> Result<()> {
                 let rec = faults::apply(f, n, &trainable.shape, &trainable.vars, args.seed)?;
                 trainable.updated();
                 std::fs::write(args.run.out.join("fault.json"), serde_json::to_string_pretty(&rec)? + "\n")?;
-                eprintln!("attnscope train: fault at step {step}: {} (heads hit: {})", rec.description, rec.hit_heads.iter().map(|(l, h)| format!("L{l}H{h}")).collect::<Vec<_>>().join(" "));
+                eprintln!(
+                    "attnscope train: fault at step {step}: {} (heads hit: {})",
+                    rec.description,
+                    rec.hit_heads.iter().map(|(l, h)| format!("L{l}H{h}")).collect::<Vec<_>>().join(" ")
+                );
                 fault_record = Some(rec);
             }
         }
@@ -366,7 +369,11 @@ pub fn run(args: &TrainOptions) -> Result<()> {
         let windows: Vec<&[u32]> = (0..args.batch)
             .map(|_| {
                 let s = rng.below(train_ids.len() - need + 1);
-                if data_fault { &repeated[..] } else { &train_ids[s..s + need] }
+                if data_fault {
+                    &repeated[..]
+                } else {
+                    &train_ids[s..s + need]
+                }
             })
             .collect();
         let loss = loss_over(trainable.model(true)?, &windows)?;
@@ -394,7 +401,8 @@ pub fn run(args: &TrainOptions) -> Result<()> {
         if !train_loss.is_finite() {
             bail!("training diverged at step {step} (loss {train_loss})");
         }
-        let mut rec = json!({"step": step, "lr": lr, "train_loss": train_loss, "grad_norm": grad_norm, "elapsed_s": t_start.elapsed().as_secs_f64()});
+        let mut rec =
+            json!({"step": step, "lr": lr, "train_loss": train_loss, "grad_norm": grad_norm, "elapsed_s": t_start.elapsed().as_secs_f64()});
         if faulty {
             rec["fault"] = json!(true);
         }
@@ -429,9 +437,8 @@ pub fn run(args: &TrainOptions) -> Result<()> {
     // The saved last checkpoint must give the in-training model's logits.
     let last = saved.last().context("no checkpoint saved")?;
     let probe_ids = &val_ids[..args.ctx];
-    let logits_of = |m: &Model| -> Result<Vec<f32>> {
-        Ok(m.forward_logits(probe_ids, Logits::All, None)?.flatten_all()?.to_vec1::<f32>()?)
-    };
+    let logits_of =
+        |m: &Model| -> Result<Vec<f32>> { Ok(m.forward_logits(probe_ids, Logits::All, None)?.flatten_all()?.to_vec1::<f32>()?) };
     let live = logits_of(trainable.model(false)?)?;
     let live_tracked = logits_of(trainable.model(true)?)?;
     let ck = Checkpoint::open(last.to_str().context("non-UTF-8 path")?, None)?;
@@ -447,7 +454,10 @@ pub fn run(args: &TrainOptions) -> Result<()> {
 
     let monitor_time = monitor.as_ref().map_or(Duration::ZERO, |m| m.time_spent());
     let (alerts, monitor_summary) = match monitor.as_mut() {
-        Some(m) => (m.alerts().len(), Some(m.finish(&format!("attnscope train {} ({})", family.name(), args.fault.as_deref().unwrap_or("healthy")))?)),
+        Some(m) => (
+            m.alerts().len(),
+            Some(m.finish(&format!("attnscope train {} ({})", family.name(), args.fault.as_deref().unwrap_or("healthy")))?),
+        ),
         None => (0, None),
     };
     let summary = json!({

@@ -35,17 +35,31 @@ fn stories260k_end_to_end_contract_resume_and_dense_check() {
     let model = dir.join("stories260K.bin");
     let tok = dir.join("tok512.bin");
     let args = [
-        "analyze", "--model", model.to_str().unwrap(), "--tokenizer", tok.to_str().unwrap(),
-        "--text", shakespeare.to_str().unwrap(), "--text", text2.to_str().unwrap(),
-        "--ctx", "64,128", "--out", out.to_str().unwrap(), "--dense-check", "--quiet",
+        "analyze",
+        "--model",
+        model.to_str().unwrap(),
+        "--tokenizer",
+        tok.to_str().unwrap(),
+        "--text",
+        shakespeare.to_str().unwrap(),
+        "--text",
+        text2.to_str().unwrap(),
+        "--ctx",
+        "64,128",
+        "--out",
+        out.to_str().unwrap(),
+        "--dense-check",
+        "--quiet",
     ];
     let o = run(&args);
     assert!(o.status.success(), "exit {:?}: {}", o.status, stderr(&o));
 
     let report = read_json(&out.join("report.json"));
     let m = &report["model"];
-    assert_eq!((m["family"].as_str(), m["n_layers"].as_u64(), m["n_heads"].as_u64(), m["n_kv_heads"].as_u64(), m["head_dim"].as_u64()),
-        (Some("llama"), Some(5), Some(8), Some(4), Some(8)));
+    assert_eq!(
+        (m["family"].as_str(), m["n_layers"].as_u64(), m["n_heads"].as_u64(), m["n_kv_heads"].as_u64(), m["head_dim"].as_u64()),
+        (Some("llama"), Some(5), Some(8), Some(4), Some(8))
+    );
     assert_eq!(m["logit_transform"], "none");
     assert_eq!(m["position_bias"], "none");
     assert!(m["window"].is_null());
@@ -59,10 +73,29 @@ fn stories260k_end_to_end_contract_resume_and_dense_check() {
         let heads = r["heads"].as_array().unwrap();
         assert_eq!(heads.len(), 40);
         for h in heads {
-            for key in ["layer", "head", "kv_head", "zero_sum_residual", "shift_consistency", "rank_bound", "numerical_rank",
-                "rank_bound_holds", "spectrum", "k90", "k99", "effective_rank", "stable_rank", "k90_learned",
-                "effective_rank_learned", "spectral_gap", "participation_ratio", "top1pct_share", "argmax_key",
-                "key_coherence", "energy_leverage_spearman"] {
+            for key in [
+                "layer",
+                "head",
+                "kv_head",
+                "zero_sum_residual",
+                "shift_consistency",
+                "rank_bound",
+                "numerical_rank",
+                "rank_bound_holds",
+                "spectrum",
+                "k90",
+                "k99",
+                "effective_rank",
+                "stable_rank",
+                "k90_learned",
+                "effective_rank_learned",
+                "spectral_gap",
+                "participation_ratio",
+                "top1pct_share",
+                "argmax_key",
+                "key_coherence",
+                "energy_leverage_spearman",
+            ] {
                 assert!(h.get(key).is_some(), "head lacks `{key}`");
             }
             assert_eq!(h["numerical_rank"], 9, "stories260K: d_head + 1 = 9");
@@ -152,7 +185,18 @@ fn smollm2_gpl3_256_golden() {
     let gpl = testdata::license_text("GPL-3");
     let gpl = gpl.as_path();
     let out = tempdir("smollm2");
-    let o = run(&["analyze", "--model", model.to_str().unwrap(), "--text", gpl.to_str().unwrap(), "--ctx", "256", "--out", out.to_str().unwrap(), "--quiet"]);
+    let o = run(&[
+        "analyze",
+        "--model",
+        model.to_str().unwrap(),
+        "--text",
+        gpl.to_str().unwrap(),
+        "--ctx",
+        "256",
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let report = read_json(&out.join("report.json"));
     let heads = report["runs"][0]["heads"].as_array().unwrap();

@@ -77,7 +77,12 @@ fn gguf_truncated_wrong_magic_and_oversized_counts() {
         let p = dir.join(format!("cut{cut}.gguf"));
         std::fs::write(&p, &good[..cut]).unwrap();
         let o = analyze(&["--model", s(&p), "--text", s(&text), "--ctx", "8", "--out", s(&dir.join("out"))], &[]);
-        expect_user_error(&o, &format!("cut at {cut}"), &format!("cut{cut}.gguf"), &["truncated", "beyond", "needs", "GGUF file is invalid", "failed to fill whole buffer", "tokenizer"]);
+        expect_user_error(
+            &o,
+            &format!("cut at {cut}"),
+            &format!("cut{cut}.gguf"),
+            &["truncated", "beyond", "needs", "GGUF file is invalid", "failed to fill whole buffer", "tokenizer"],
+        );
     }
     let mut b = good.clone();
     b[..4].copy_from_slice(b"GGUX");
@@ -145,7 +150,12 @@ fn safetensors_truncated_oversized_header_nan_and_unknown_architecture() {
     let run = |out: &str| analyze(&["--model", s(&model), "--text", s(&text), "--ctx", "16", "--out", s(&dir.join(out))], &[]);
     for cut in [0, 5, 8, 100, 8 + header_len / 2, 8 + header_len + 10, n / 2, n - 1] {
         std::fs::write(&st, &good[..cut]).unwrap();
-        expect_user_error(&run("out"), &format!("cut at {cut}"), "model.safetensors", &["safetensors file is invalid", "truncated or corrupt"]);
+        expect_user_error(
+            &run("out"),
+            &format!("cut at {cut}"),
+            "model.safetensors",
+            &["safetensors file is invalid", "truncated or corrupt"],
+        );
     }
     // A header length of 2^40 bytes, and a tensor whose data_offsets reach past the file.
     let mut b = good.clone();
@@ -268,7 +278,21 @@ fn pickled_weights_sentencepiece_only_and_unknown_architecture_are_refused_clear
     let err = expect_user_error(&run(&spm), "tokenizer.model only", "tokenizer.model", &["no tokenizer.json"]);
     assert!(err.contains("--tokenizer"), "{err}");
     // ... also when passed explicitly with --tokenizer.
-    let o = analyze(&["--model", s(&spm), "--tokenizer", s(&spm.join("tokenizer.model")), "--text", s(&text), "--ctx", "16", "--out", s(&dir.join("out"))], &[]);
+    let o = analyze(
+        &[
+            "--model",
+            s(&spm),
+            "--tokenizer",
+            s(&spm.join("tokenizer.model")),
+            "--text",
+            s(&text),
+            "--ctx",
+            "16",
+            "--out",
+            s(&dir.join("out")),
+        ],
+        &[],
+    );
     expect_user_error(&o, "--tokenizer tokenizer.model", "tokenizer.model", &["SentencePiece .model files are not read"]);
     // ... and with neither, the missing tokenizer.json is named.
     std::fs::remove_file(spm.join("tokenizer.model")).unwrap();
@@ -386,15 +410,19 @@ fn one_memory_guard_for_every_subcommand() {
         // full logits, is refused by the guard or by the allocation probe.)
         for force in [&[][..], &["--force"][..]] {
             let o = bin().args(args).args(quiet).args(force).output().unwrap();
-            expect_user_error(&o, &format!("{} {force:?}", args[0]), "attnscope: error: ", &["cannot allocate", "estimated peak memory", "no tokenizer found"]);
+            expect_user_error(
+                &o,
+                &format!("{} {force:?}", args[0]),
+                "attnscope: error: ",
+                &["cannot allocate", "estimated peak memory", "no tokenizer found"],
+            );
         }
         // Every subcommand runs the guard: a limit below its estimate refuses.
         let o = bin().args(args).args(quiet).env("ATTNSCOPE_MEMORY_LIMIT_BYTES", "1000000").output().unwrap();
         expect_user_error(&o, args[0], "estimated peak memory", &["--force"]);
     }
-    let train = |extra: &[&str]| {
-        bin().args(["train", "--text", s(&text), "--steps", "1", "--quiet", "--out", &out]).args(extra).output().unwrap()
-    };
+    let train =
+        |extra: &[&str]| bin().args(["train", "--text", s(&text), "--steps", "1", "--quiet", "--out", &out]).args(extra).output().unwrap();
     for extra in [["--d-model", "1000000"], ["--layers", "100000000"], ["--batch", "1000000000"]] {
         expect_user_error(&train(&extra), extra[0], "estimated peak memory", &["--force"]);
     }
@@ -407,7 +435,11 @@ fn one_memory_guard_for_every_subcommand() {
         let o = bin().args(&cases[2]).env("ATTNSCOPE_MEMORY_LIMIT_BYTES", bad).output().unwrap();
         expect_user_error(&o, bad, "ATTNSCOPE_MEMORY_LIMIT_BYTES", &["not a whole number of bytes"]);
     }
-    let o = bin().args(["train", "--text", s(&text), "--steps", "1", "--quiet", "--out", &out]).env("ATTNSCOPE_MEMORY_LIMIT_BYTES", "1G").output().unwrap();
+    let o = bin()
+        .args(["train", "--text", s(&text), "--steps", "1", "--quiet", "--out", &out])
+        .env("ATTNSCOPE_MEMORY_LIMIT_BYTES", "1G")
+        .output()
+        .unwrap();
     expect_user_error(&o, "train 1G", "ATTNSCOPE_MEMORY_LIMIT_BYTES", &["not a whole number of bytes"]);
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -419,7 +451,19 @@ fn threads_are_capped_at_the_cores() {
     let text = long_text(&dir);
     let model = tiny_llama();
     let mut c = bin();
-    c.args(["analyze", "--model", s(&model), "--text", s(&text), "--ctx", "8", "--threads", "18446744073709551615", "--out", s(&dir.join("out"))]);
+    c.args([
+        "analyze",
+        "--model",
+        s(&model),
+        "--text",
+        s(&text),
+        "--ctx",
+        "8",
+        "--threads",
+        "18446744073709551615",
+        "--out",
+        s(&dir.join("out")),
+    ]);
     let o = run_bounded(c, 120);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");
@@ -436,7 +480,11 @@ fn resume_never_mixes_results() {
     let model = copy_tiny(&dir.join("tiny"));
     let out = dir.join("out");
     let run = |extra: &[&str]| {
-        let o = bin().args(["analyze", "--model", s(&model), "--text", s(&text), "--ctx", "16,16,8", "--out", s(&out)]).args(extra).output().unwrap();
+        let o = bin()
+            .args(["analyze", "--model", s(&model), "--text", s(&text), "--ctx", "16,16,8", "--out", s(&out)])
+            .args(extra)
+            .output()
+            .unwrap();
         (o.status.code(), String::from_utf8_lossy(&o.stderr).into_owned())
     };
     let (code, err) = run(&[]);
@@ -489,7 +537,21 @@ fn corrupt_values_are_errors_naming_the_key() {
     let stories = Some(testdata::stories_dir());
     if let Some(stories) = &stories {
         // The first checkpoint is observed (its progress lines), then the second refused.
-        let o = bin().args(["monitor", "--checkpoints", s(&tiny2), s(&stories.join("stories260K.gguf")), "--text", s(&text), "--ctx", "8", "--out", s(&out)]).output().unwrap();
+        let o = bin()
+            .args([
+                "monitor",
+                "--checkpoints",
+                s(&tiny2),
+                s(&stories.join("stories260K.gguf")),
+                "--text",
+                s(&text),
+                "--ctx",
+                "8",
+                "--out",
+                s(&out),
+            ])
+            .output()
+            .unwrap();
         let err = String::from_utf8_lossy(&o.stderr);
         let last = err.trim_end().lines().last().unwrap_or_default();
         assert_eq!(o.status.code(), Some(2), "{err}");
@@ -527,7 +589,12 @@ fn full_disk_leaves_no_temp_files() {
     let o = std::process::Command::new("sh").args(["-c", &cmd]).output().unwrap();
     expect_user_error(&o, "full disk", "cannot write", &["File too large", "os error 27"]);
     let leftovers = |d: &Path| -> Vec<String> {
-        std::fs::read_dir(d).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.contains(".tmp-")).collect()
+        std::fs::read_dir(d)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains(".tmp-"))
+            .collect()
     };
     assert!(leftovers(&out).is_empty() && leftovers(&out.join("runs")).is_empty(), "{:?}", leftovers(&out));
     // Stale temp files of a dead process are cleaned at the next start.
@@ -569,7 +636,8 @@ fn one_line_always() {
     std::fs::create_dir_all(&scaled).unwrap();
     std::fs::write(scaled.join("stories260K.bin"), b).unwrap();
     std::fs::copy(stories.join("tok512.bin"), scaled.join("tok512.bin")).unwrap();
-    let o = analyze(&["--model", s(&scaled.join("stories260K.bin")), "--text", s(&text), "--ctx", "32", "--out", s(&dir.join("out3"))], &[]);
+    let o =
+        analyze(&["--model", s(&scaled.join("stories260K.bin")), "--text", s(&text), "--ctx", "32", "--out", s(&dir.join("out3"))], &[]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(3), "{err}");
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");

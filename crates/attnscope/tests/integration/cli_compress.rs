@@ -29,13 +29,30 @@ fn stories260k_compress_contract_and_full_rank_is_exact() {
     let calib = testdata::shared_root().join("texts/tinyshakespeare.txt");
     let (model, tok) = (dir.join("stories260K.bin"), dir.join("tok512.bin"));
     let o = run(&[
-        "compress", "--model", model.to_str().unwrap(), "--tokenizer", tok.to_str().unwrap(),
-        "--calib", calib.to_str().unwrap(), "--eval", eval.to_str().unwrap(), "--ctx", "64",
-        "--r", "all", "--layer-bases", "data,weights,random", "--out", out.to_str().unwrap(), "--quiet",
+        "compress",
+        "--model",
+        model.to_str().unwrap(),
+        "--tokenizer",
+        tok.to_str().unwrap(),
+        "--calib",
+        calib.to_str().unwrap(),
+        "--eval",
+        eval.to_str().unwrap(),
+        "--ctx",
+        "64",
+        "--r",
+        "all",
+        "--layer-bases",
+        "data,weights,random",
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
     ]);
     assert!(o.status.success(), "exit {:?}: {}", o.status, String::from_utf8_lossy(&o.stderr));
     let stdout = String::from_utf8_lossy(&o.stdout);
-    for line in ["k90 of E", "k90 of M", "spectral gap", "r for mean KL ≤ 0.01", "r for |loss change| ≤ 1 %", "data beats weights at equal r"] {
+    for line in
+        ["k90 of E", "k90 of M", "spectral gap", "r for mean KL ≤ 0.01", "r for |loss change| ≤ 1 %", "data beats weights at equal r"]
+    {
         assert!(stdout.contains(line), "stdout lacks `{line}`:\n{stdout}");
     }
 
@@ -126,7 +143,20 @@ fn compress_user_errors_exit_2() {
     let out = tempdir("errors");
     let eval = story(&dir, &out);
     let (model, tok) = (dir.join("stories260K.bin"), dir.join("tok512.bin"));
-    let base = ["compress", "--model", model.to_str().unwrap(), "--tokenizer", tok.to_str().unwrap(), "--calib", eval.to_str().unwrap(), "--eval", eval.to_str().unwrap(), "--out", out.to_str().unwrap(), "--quiet"];
+    let base = [
+        "compress",
+        "--model",
+        model.to_str().unwrap(),
+        "--tokenizer",
+        tok.to_str().unwrap(),
+        "--calib",
+        eval.to_str().unwrap(),
+        "--eval",
+        eval.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ];
     for (extra, want) in [
         (vec!["--ctx", "32", "--r", "10"], "above d + 1"),
         (vec!["--ctx", "32", "--layer-r", "9"], "--layer-r"),

@@ -28,9 +28,17 @@ fn without_timings(p: &Path) -> String {
 
 fn analyze(model: &[&str], text: &Path, ctx: &str, threads: &str, candle_threads: Option<&str>, out: &Path) {
     let mut c = bin();
-    c.arg("analyze")
-        .args(model)
-        .args(["--text", text.to_str().unwrap(), "--ctx", ctx, "--threads", threads, "--quiet", "--out", out.to_str().unwrap()]);
+    c.arg("analyze").args(model).args([
+        "--text",
+        text.to_str().unwrap(),
+        "--ctx",
+        ctx,
+        "--threads",
+        threads,
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     if let Some(n) = candle_threads {
         c.env("RAYON_NUM_THREADS", n);
     }
@@ -44,11 +52,7 @@ fn assert_same(a: &Path, b: &Path, what: &str) {
     let (ra, rb) = (without_timings(&a.join("report.json")), without_timings(&b.join("report.json")));
     if ra != rb {
         let line = ra.lines().zip(rb.lines()).position(|(x, y)| x != y).unwrap_or(0);
-        panic!(
-            "{what}: report.json differs at line {line}: {:?} vs {:?}",
-            ra.lines().nth(line),
-            rb.lines().nth(line)
-        );
+        panic!("{what}: report.json differs at line {line}: {:?} vs {:?}", ra.lines().nth(line), rb.lines().nth(line));
     }
     for f in ["heads.csv", "report.html"] {
         assert!(std::fs::read(a.join(f)).unwrap() == std::fs::read(b.join(f)).unwrap(), "{what}: {f} differs");

@@ -35,7 +35,19 @@ fn analyze(family: &str, ctx: usize, dir: &Path) -> Value {
     let model = tiny(family);
     let text = text(dir);
     let ctx = ctx.to_string();
-    let o = run(&["analyze", "--model", model.to_str().unwrap(), "--text", text.to_str().unwrap(), "--ctx", &ctx, "--out", out.to_str().unwrap(), "--dense-check", "--quiet"]);
+    let o = run(&[
+        "analyze",
+        "--model",
+        model.to_str().unwrap(),
+        "--text",
+        text.to_str().unwrap(),
+        "--ctx",
+        &ctx,
+        "--out",
+        out.to_str().unwrap(),
+        "--dense-check",
+        "--quiet",
+    ]);
     assert!(o.status.success(), "{family}: {}", String::from_utf8_lossy(&o.stderr));
     serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap()
 }

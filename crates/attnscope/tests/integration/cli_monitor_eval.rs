@@ -27,8 +27,25 @@ fn text(dir: &Path) -> std::path::PathBuf {
 
 fn eval(out: &Path, t: &Path, extra: &[&str]) -> Value {
     let mut args = vec![
-        "monitor-eval", "--text", t.to_str().unwrap(), "--out", out.to_str().unwrap(), "--families", "llama", "--seeds", "1",
-        "--faults", "collapse", "--steps", "90", "--fault-at", "60", "--window", "20", "--monitor-every", "5",
+        "monitor-eval",
+        "--text",
+        t.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--families",
+        "llama",
+        "--seeds",
+        "1",
+        "--faults",
+        "collapse",
+        "--steps",
+        "90",
+        "--fault-at",
+        "60",
+        "--window",
+        "20",
+        "--monitor-every",
+        "5",
     ];
     for a in ["--d-model", "32", "--ctx", "32", "--batch", "4", "--eval-windows", "4", "--lr", "1e-2", "--warmup", "5"] {
         args.push("--train-arg");

@@ -24,9 +24,7 @@ fn stable(p: &Path) -> Value {
 }
 
 fn run_files(runs: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(runs)
-        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
+    let mut v: Vec<PathBuf> = std::fs::read_dir(runs).map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect()).unwrap_or_default();
     v.retain(|p| p.extension().is_some_and(|e| e == "json"));
     v.sort();
     v
@@ -114,7 +112,8 @@ fn sigkill_mid_sweep_then_resume_equals_uninterrupted() {
     let first_name = kept[0].0.file_name().unwrap().to_str().unwrap().to_string();
     let leftover = runs.join(first_name.replace(".json", ".tmp-999999"));
     std::fs::write(&leftover, b"{\"text\": \"half").unwrap();
-    let ref_names: Vec<String> = run_files(&reference.join("runs")).iter().map(|p| p.file_name().unwrap().to_str().unwrap().to_string()).collect();
+    let ref_names: Vec<String> =
+        run_files(&reference.join("runs")).iter().map(|p| p.file_name().unwrap().to_str().unwrap().to_string()).collect();
     let missing = ref_names.iter().find(|n| !runs.join(n).exists()).unwrap().clone();
     std::fs::write(runs.join(&missing), b"{\"text\": \"trunc").unwrap();
 

@@ -36,7 +36,22 @@ fn rss_anon(pid: u32) -> Option<u64> {
 /// for both depths: what is compared is what the weights cost.
 fn peak_anon_of_analyze(model: &Path, text: &Path, out: &Path, last_layer: usize) -> u64 {
     let last = last_layer.to_string();
-    let args = ["analyze", "--model", model.to_str().unwrap(), "--text", text.to_str().unwrap(), "--ctx", "128", "--layers", &last, "--threads", "2", "--out", out.to_str().unwrap(), "--quiet"];
+    let args = [
+        "analyze",
+        "--model",
+        model.to_str().unwrap(),
+        "--text",
+        text.to_str().unwrap(),
+        "--ctx",
+        "128",
+        "--layers",
+        &last,
+        "--threads",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ];
     let mut child = bin().args(args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     let mut peak = 0;
     loop {
@@ -86,7 +101,18 @@ fn gguf_cut_after_a_valid_header_is_refused_before_any_tensor_is_read() {
         let p = dir.join(format!("cut{cut}.gguf"));
         std::fs::write(&p, &bytes[..cut]).unwrap();
         let o = bin()
-            .args(["analyze", "--model", p.to_str().unwrap(), "--text", text.to_str().unwrap(), "--ctx", "16", "--out", dir.join("out").to_str().unwrap(), "--quiet"])
+            .args([
+                "analyze",
+                "--model",
+                p.to_str().unwrap(),
+                "--text",
+                text.to_str().unwrap(),
+                "--ctx",
+                "16",
+                "--out",
+                dir.join("out").to_str().unwrap(),
+                "--quiet",
+            ])
             .output()
             .unwrap();
         let err = String::from_utf8_lossy(&o.stderr);

@@ -41,9 +41,38 @@ fn lines(p: &Path) -> Vec<Value> {
 
 fn train(out: &Path, text: &Path, family: &str, monitor_every: &str, extra: &[&str]) -> Value {
     let mut args = vec![
-        "train", "--family", family, "--text", text.to_str().unwrap(), "--d-model", "32", "--layers", "2", "--heads", "4",
-        "--ctx", "32", "--batch", "4", "--steps", "40", "--warmup", "5", "--lr", "1e-2", "--eval-every", "20",
-        "--eval-windows", "4", "--save-at", "0,20", "--monitor-every", monitor_every, "--quiet", "--out", out.to_str().unwrap(),
+        "train",
+        "--family",
+        family,
+        "--text",
+        text.to_str().unwrap(),
+        "--d-model",
+        "32",
+        "--layers",
+        "2",
+        "--heads",
+        "4",
+        "--ctx",
+        "32",
+        "--batch",
+        "4",
+        "--steps",
+        "40",
+        "--warmup",
+        "5",
+        "--lr",
+        "1e-2",
+        "--eval-every",
+        "20",
+        "--eval-windows",
+        "4",
+        "--save-at",
+        "0,20",
+        "--monitor-every",
+        monitor_every,
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
     ok(&run(&args));
@@ -95,8 +124,17 @@ fn train_each_family_loss_falls_checkpoints_reload_and_monitor_logs() {
     let mdir = dir.join("mon");
     let (a, b, c) = (ck.join("step-000040"), ck.join("step-000000"), ck.join("step-000020"));
     let out = run(&[
-        "monitor", "--checkpoints", a.to_str().unwrap(), b.to_str().unwrap(), c.to_str().unwrap(),
-        "--text", t.to_str().unwrap(), "--ctx", "32", "--out", mdir.to_str().unwrap(),
+        "monitor",
+        "--checkpoints",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        c.to_str().unwrap(),
+        "--text",
+        t.to_str().unwrap(),
+        "--ctx",
+        "32",
+        "--out",
+        mdir.to_str().unwrap(),
     ]);
     ok(&out);
     let recs = lines(&mdir.join("monitor.jsonl"));
@@ -190,7 +228,13 @@ fn trained_checkpoints_match_hf_transformers() {
                 max_err = max_err.max((*x as f64 - y.as_f64().unwrap()).abs());
             }
         }
-        println!("{family} ({}): max |logit(attnscope) − logit(transformers {})| = {max_err:.3e} over {} × {}", dir.display(), reference["transformers"].as_str().unwrap_or("?"), ours.len(), ours[0].len());
+        println!(
+            "{family} ({}): max |logit(attnscope) − logit(transformers {})| = {max_err:.3e} over {} × {}",
+            dir.display(),
+            reference["transformers"].as_str().unwrap_or("?"),
+            ours.len(),
+            ours[0].len()
+        );
         assert!(max_err <= 1e-4, "{family}: max error {max_err}");
     }
 }

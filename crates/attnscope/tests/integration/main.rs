@@ -2,7 +2,6 @@
 //! the dependency stack instead of one per file). Each file is a module;
 //! run one with `cargo test --release -p <package> --test integration <module>`.
 
-mod common;
 mod cli_analyze;
 mod cli_bad_input;
 mod cli_compress;
@@ -12,6 +11,7 @@ mod cli_monitor_eval;
 mod cli_resume_kill;
 mod cli_streaming;
 mod cli_train_monitor;
+mod common;
 mod measures_reference;
 mod monitor_lib;
 mod report_browser;

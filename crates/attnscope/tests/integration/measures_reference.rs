@@ -59,8 +59,15 @@ fn check(report: &Value, reference: &Value, label: &str) {
         // Entropy of a nearly one-hot row is ~1e-5 nats: compare it absolutely.
         let (a, b) = (o["attention_entropy"].as_f64().unwrap(), r["attention_entropy"].as_f64().unwrap());
         assert!((a - b).abs() <= REL_TOL * b.abs() + 1e-6, "{at}: attention_entropy {a} vs {b}");
-        for key in ["effective_rank", "stable_rank", "effective_rank_learned", "spectral_gap", "participation_ratio",
-            "top1pct_share", "key_coherence"] {
+        for key in [
+            "effective_rank",
+            "stable_rank",
+            "effective_rank_learned",
+            "spectral_gap",
+            "participation_ratio",
+            "top1pct_share",
+            "key_coherence",
+        ] {
             let (a, b) = (o[key].as_f64().unwrap(), r[key].as_f64().unwrap());
             let e = rel(a, b);
             assert!(e <= REL_TOL, "{at}: {key} {a} vs {b} (relative {e:.1e})");

@@ -85,15 +85,27 @@ struct Browser {
 impl Browser {
     fn start(chromium: &Path, chromedriver: &Path, profile: PathBuf) -> Browser {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let driver = Command::new(chromedriver).arg(format!("--port={port}")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("starts chromedriver");
+        let driver = Command::new(chromedriver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starts chromedriver");
         let t0 = Instant::now();
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(t0.elapsed() < Duration::from_secs(30), "chromedriver did not listen on {port}");
             std::thread::sleep(Duration::from_millis(100));
         }
         let args = [
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--window-size=1400,1000",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--window-size=1400,1000",
         ];
         let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         args.push(format!("--user-data-dir={}", profile.display()));
@@ -156,7 +168,12 @@ fn check_panel(state: &Value, report: &Value, layer: u64, head: u64) {
     assert_eq!(state["title"].as_str(), Some(&*format!("Head L{layer}H{head}")));
     assert!(state["plots"].as_u64().unwrap() >= 3, "at least 3 plots: {state}");
     let run: usize = state["run"].as_str().unwrap().parse().unwrap();
-    let rec = report["runs"][run]["heads"].as_array().unwrap().iter().find(|h| h["layer"] == layer && h["head"] == head).expect("the head in report.json");
+    let rec = report["runs"][run]["heads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["layer"] == layer && h["head"] == head)
+        .expect("the head in report.json");
     assert_eq!(state["k90"].as_str().unwrap(), rec["k90"].to_string(), "{state}");
     let pr: f64 = state["pr"].as_str().unwrap().parse().unwrap();
     let want = rec["participation_ratio"].as_f64().unwrap();
@@ -170,7 +187,10 @@ fn report_opens_head_from_fragment_and_follows_clicks_in_chromium() {
     let dir = testdata::stories_dir();
     let (chromium, driver) = (which(&["chromium", "chromium-browser"]), which(&["chromedriver"]));
     let (Some(chromium), Some(driver)) = (chromium, driver) else {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true: chromium and chromedriver are required (apt-get install chromium chromium-driver)");
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true: chromium and chromedriver are required (apt-get install chromium chromium-driver)"
+        );
         eprintln!("skipping the browser test: chromium / chromedriver not found (apt-get install chromium chromium-driver)");
         return;
     };
@@ -178,8 +198,18 @@ fn report_opens_head_from_fragment_and_follows_clicks_in_chromium() {
     let text = testdata::shared_root().join("texts/tinyshakespeare.txt");
     let (model, tok) = (dir.join("stories260K.bin"), dir.join("tok512.bin"));
     let o = run(&[
-        "analyze", "--model", model.to_str().unwrap(), "--tokenizer", tok.to_str().unwrap(), "--text", text.to_str().unwrap(),
-        "--ctx", "64,128", "--out", out.to_str().unwrap(), "--quiet",
+        "analyze",
+        "--model",
+        model.to_str().unwrap(),
+        "--tokenizer",
+        tok.to_str().unwrap(),
+        "--text",
+        text.to_str().unwrap(),
+        "--ctx",
+        "64,128",
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let report: Value = serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
@@ -192,7 +222,8 @@ fn report_opens_head_from_fragment_and_follows_clicks_in_chromium() {
     check_panel(&state, &report, 3, 2);
     assert_eq!(state["selected"], 3, "every heat map marks the head: {state}");
     // Every heat map has its colour scale and both selectors.
-    let maps = browser.js("return ['svg.heatmap rect.legend', 'select.hm-measure', 'select.hm-run'].map((s) => document.querySelectorAll(s).length);");
+    let maps = browser
+        .js("return ['svg.heatmap rect.legend', 'select.hm-measure', 'select.hm-run'].map((s) => document.querySelectorAll(s).length);");
     assert_eq!(maps, json!([3, 3, 3]));
     // The panel's plots: spectra, E tile, key energy, scatter.
     let kinds = browser.js("return Array.from(document.querySelectorAll('#head-panel figcaption')).map((f) => f.textContent);");

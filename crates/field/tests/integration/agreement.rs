@@ -8,12 +8,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 fn params(method: Method) -> Params {
-    Params {
-        method,
-        keep_key_energy: true,
-        keep_leverage: true,
-        ..Params::default()
-    }
+    Params { method, keep_key_energy: true, keep_leverage: true, ..Params::default() }
 }
 
 /// κ = max|logit| / RMS(E): how far the field sits below the logits it came from.
@@ -37,78 +32,27 @@ fn check(c: &Case) {
     let well_conditioned_keys = !matches!(c.keys, Keys::RankDeficient(_));
     let lev_tol = if well_conditioned_keys { 1e-10 } else { 1e-6 };
     assert_eq!(f.check_rows, g.check_rows, "{ctx}");
-    assert_eq!(
-        f.rank_bound,
-        c.d + 1 + usize::from(c.alibi.is_some()),
-        "{ctx}"
-    );
+    assert_eq!(f.rank_bound, c.d + 1 + usize::from(c.alibi.is_some()), "{ctx}");
     assert_eq!(f.spectrum.len(), c.n.min(f.rank_bound), "{ctx}");
     assert_eq!(g.spectrum.len(), f.spectrum.len(), "{ctx}");
-    assert!(
-        dv.spectrum <= 1e-11 * k,
-        "{ctx}: spectrum {:e} (κ {k:e})",
-        dv.spectrum
-    );
-    assert!(
-        dv.effective_rank <= 1e-10 * k,
-        "{ctx}: effective_rank {:e}",
-        dv.effective_rank
-    );
-    assert!(
-        dv.stable_rank <= 1e-10 * k,
-        "{ctx}: stable_rank {:e}",
-        dv.stable_rank
-    );
-    assert!(
-        dv.key_energy <= 1e-10 * k,
-        "{ctx}: key_energy {:e}",
-        dv.key_energy
-    );
-    assert!(
-        dv.participation_ratio <= 1e-10 * k,
-        "{ctx}: participation {:e}",
-        dv.participation_ratio
-    );
-    assert!(
-        dv.top1pct_share <= 1e-10 * k,
-        "{ctx}: top1pct {:e}",
-        dv.top1pct_share
-    );
+    assert!(dv.spectrum <= 1e-11 * k, "{ctx}: spectrum {:e} (κ {k:e})", dv.spectrum);
+    assert!(dv.effective_rank <= 1e-10 * k, "{ctx}: effective_rank {:e}", dv.effective_rank);
+    assert!(dv.stable_rank <= 1e-10 * k, "{ctx}: stable_rank {:e}", dv.stable_rank);
+    assert!(dv.key_energy <= 1e-10 * k, "{ctx}: key_energy {:e}", dv.key_energy);
+    assert!(dv.participation_ratio <= 1e-10 * k, "{ctx}: participation {:e}", dv.participation_ratio);
+    assert!(dv.top1pct_share <= 1e-10 * k, "{ctx}: top1pct {:e}", dv.top1pct_share);
     assert!(dv.leverage <= lev_tol, "{ctx}: leverage {:e}", dv.leverage);
-    assert!(
-        dv.key_coherence <= lev_tol,
-        "{ctx}: key_coherence {:e}",
-        dv.key_coherence
-    );
+    assert!(dv.key_coherence <= lev_tol, "{ctx}: key_coherence {:e}", dv.key_coherence);
     assert!(dv.spearman <= 1e-6, "{ctx}: spearman {:e}", dv.spearman);
-    assert!(
-        dv.entropy <= 1e-12 * (1.0 + (c.n as f64).ln()),
-        "{ctx}: entropy {:e}",
-        dv.entropy
-    );
+    assert!(dv.entropy <= 1e-12 * (1.0 + (c.n as f64).ln()), "{ctx}: entropy {:e}", dv.entropy);
     // shift consistency: f32 models agree to f32 rounding of the logits, f64 ones to f64 rounding
     let l = 1.0 + c.max_logit();
     let sc_tol = if c.f32 { 2e-6 * l } else { 1e-12 * l };
     for r in [&f, &g] {
-        assert!(
-            r.shift_consistency <= sc_tol,
-            "{ctx}: shift_consistency {:e} > {sc_tol:e}",
-            r.shift_consistency
-        );
-        assert!(
-            r.numerical_rank <= r.rank_bound && r.rank_bound_holds && r.rank_bound_applicable,
-            "{ctx}"
-        );
-        assert!(
-            r.participation_ratio >= 1.0 / c.n as f64 - 1e-12
-                && r.participation_ratio <= 1.0 + 1e-12,
-            "{ctx}"
-        );
-        assert!(
-            r.key_coherence >= 1.0 - 1e-9,
-            "{ctx}: coherence {}",
-            r.key_coherence
-        );
+        assert!(r.shift_consistency <= sc_tol, "{ctx}: shift_consistency {:e} > {sc_tol:e}", r.shift_consistency);
+        assert!(r.numerical_rank <= r.rank_bound && r.rank_bound_holds && r.rank_bound_applicable, "{ctx}");
+        assert!(r.participation_ratio >= 1.0 / c.n as f64 - 1e-12 && r.participation_ratio <= 1.0 + 1e-12, "{ctx}");
+        assert!(r.key_coherence >= 1.0 - 1e-9, "{ctx}: coherence {}", r.key_coherence);
     }
     if k <= 1e3 {
         // the field is not buried under its logits' rounding: counts agree exactly
@@ -122,12 +66,7 @@ fn check(c: &Case) {
         assert_eq!((f.k90, f.k99), (g.k90, g.k99), "{ctx}");
         let cf = f.key_energy.as_ref().unwrap();
         // argmax may differ only between near-tied keys
-        assert!(
-            rel(cf[f.argmax_key], cf[g.argmax_key]) <= 1e-9,
-            "{ctx}: argmax {} vs {}",
-            f.argmax_key,
-            g.argmax_key
-        );
+        assert!(rel(cf[f.argmax_key], cf[g.argmax_key]) <= 1e-9, "{ctx}: argmax {} vs {}", f.argmax_key, g.argmax_key);
         // and `analyze --dense-check` (field::compare) finds nothing on such heads
         let diff = field::compare(&f, &g);
         assert!(diff.is_empty(), "{ctx}: compare reports {diff:?}");
@@ -136,18 +75,13 @@ fn check(c: &Case) {
     }
     // generic inputs: the bound is attained
     let p = f.rank_bound;
-    let generic =
-        matches!(c.keys, Keys::Random | Keys::Offset | Keys::Dominant) && c.n > p && k <= 1e3;
+    let generic = matches!(c.keys, Keys::Random | Keys::Offset | Keys::Dominant) && c.n > p && k <= 1e3;
     if generic && c.window != Some(1) {
         assert_eq!(f.numerical_rank, p, "{ctx}");
     }
     if let (Keys::RankDeficient(r), false) = (c.keys, c.f32) {
         if c.n > p && r + 1 < c.d && k <= 1e3 {
-            assert_eq!(
-                f.numerical_rank,
-                r + 1 + usize::from(c.alibi.is_some()),
-                "{ctx}"
-            );
+            assert_eq!(f.numerical_rank, r + 1 + usize::from(c.alibi.is_some()), "{ctx}");
         }
     }
 }
@@ -155,17 +89,9 @@ fn check(c: &Case) {
 #[test]
 fn factored_equals_dense_on_a_seeded_sweep() {
     let mut rng = ChaCha8Rng::seed_from_u64(20_261_129);
-    let ns = [
-        1usize, 2, 3, 5, 9, 17, 33, 64, 65, 66, 100, 129, 200, 300, 600,
-    ];
+    let ns = [1usize, 2, 3, 5, 9, 17, 33, 64, 65, 66, 100, 129, 200, 300, 600];
     let ds = [1usize, 2, 3, 8, 16, 33, 64, 128];
-    let kinds = [
-        Keys::Random,
-        Keys::RankDeficient(2),
-        Keys::Duplicated,
-        Keys::Dominant,
-        Keys::Offset,
-    ];
+    let kinds = [Keys::Random, Keys::RankDeficient(2), Keys::Duplicated, Keys::Dominant, Keys::Offset];
     let scales = [1.0, 1e3, 1e-6, 30.0];
     let mut dense_work = 0.0;
     for t in 0..240u64 {
@@ -180,11 +106,7 @@ fn factored_equals_dense_on_a_seeded_sweep() {
             3 => Some(n + 5),
             _ => None,
         };
-        let alibi = if rng.random_bool(0.3) {
-            Some(0.05)
-        } else {
-            None
-        };
+        let alibi = if rng.random_bool(0.3) { Some(0.05) } else { None };
         let f32 = rng.random_bool(0.4);
         dense_work += (n as f64).powi(3);
         check(&Case::new(1000 + t, n, d, keys, scale, window, alibi, f32));
@@ -213,19 +135,9 @@ fn factored_equals_dense_at_the_corners() {
 #[test]
 fn subsampled_check_rows_are_shared_by_both_methods() {
     let c = Case::new(5, 300, 8, Keys::Random, 1.0, Some(40), None, false);
-    let p = Params {
-        max_check_rows: 50,
-        ..params(Method::Factored)
-    };
+    let p = Params { max_check_rows: 50, ..params(Method::Factored) };
     let f = analyze(&c.head(), &p).unwrap();
-    let g = analyze(
-        &c.head(),
-        &Params {
-            method: Method::Dense,
-            ..p
-        },
-    )
-    .unwrap();
+    let g = analyze(&c.head(), &Params { method: Method::Dense, ..p }).unwrap();
     assert_eq!((f.check_rows, g.check_rows), (50, 50));
     assert!((f.attention_entropy - g.attention_entropy).abs() < 1e-12);
     assert!(f.zero_sum_residual <= 1e-10);
@@ -239,14 +151,7 @@ fn subsampled_check_rows_are_shared_by_both_methods() {
 fn long_factored_head_keeps_the_invariants() {
     // no dense reference at this size; the invariants still must hold
     let c = Case::new(9, 6000, 16, Keys::Offset, 1.0, Some(1000), Some(0.01), true);
-    let f = analyze(
-        &c.head(),
-        &Params {
-            max_check_rows: 64,
-            ..Params::default()
-        },
-    )
-    .unwrap();
+    let f = analyze(&c.head(), &Params { max_check_rows: 64, ..Params::default() }).unwrap();
     assert_eq!(f.numerical_rank, 18);
     assert_eq!(f.check_rows, 64);
     assert!(f.zero_sum_residual <= 1e-10);

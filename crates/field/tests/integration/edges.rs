@@ -5,20 +5,9 @@ use common::*;
 use field::{analyze, HeadField, HeadInput, Method, Params};
 
 fn both(h: &HeadInput<'_>) -> (HeadField, HeadField) {
-    let p = Params {
-        keep_key_energy: true,
-        keep_leverage: true,
-        ..Params::default()
-    };
+    let p = Params { keep_key_energy: true, keep_leverage: true, ..Params::default() };
     let f = analyze(h, &p).unwrap();
-    let g = analyze(
-        h,
-        &Params {
-            method: Method::Dense,
-            ..p
-        },
-    )
-    .unwrap();
+    let g = analyze(h, &Params { method: Method::Dense, ..p }).unwrap();
     (f, g)
 }
 
@@ -30,10 +19,7 @@ fn single_token_has_a_zero_field() {
         assert_eq!(f.spectrum, vec![0.0]);
         assert_eq!((f.numerical_rank, f.k90, f.k99), (0, 0, 0));
         assert_eq!((f.effective_rank, f.stable_rank), (0.0, 0.0));
-        assert_eq!(
-            (f.participation_ratio, f.top1pct_share, f.argmax_key),
-            (1.0, 1.0, 0)
-        );
+        assert_eq!((f.participation_ratio, f.top1pct_share, f.argmax_key), (1.0, 1.0, 0));
         assert_eq!(f.key_coherence, 1.0);
         assert_eq!(f.energy_leverage_spearman, None);
         assert_eq!((f.zero_sum_residual, f.attention_entropy), (0.0, 0.0));
@@ -50,12 +36,7 @@ fn all_keys_equal_is_reported_as_an_exactly_zero_field() {
         let c = Case::new(3, n, d, Keys::AllEqual, 1.0, None, None, f32);
         let (f, g) = both(&c.head());
         for r in [&f, &g] {
-            assert!(
-                r.spectrum.iter().all(|&s| s == 0.0),
-                "{}: {:?}",
-                c.label,
-                &r.spectrum[..2]
-            );
+            assert!(r.spectrum.iter().all(|&s| s == 0.0), "{}: {:?}", c.label, &r.spectrum[..2]);
             assert_eq!((r.numerical_rank, r.k90, r.k99), (0, 0, 0), "{}", c.label);
             assert_eq!(r.effective_rank, 0.0);
             assert_eq!(r.participation_ratio, 1.0);
@@ -65,12 +46,7 @@ fn all_keys_equal_is_reported_as_an_exactly_zero_field() {
             let want = (1..=n).map(|m| (m as f64).ln()).sum::<f64>() / n as f64;
             // (the entropy comes from the model's softmax: f32 rounding for f32 heads)
             let tol = if f32 { 1e-5 } else { 1e-9 };
-            assert!(
-                (r.attention_entropy - want).abs() < tol,
-                "{} {}",
-                r.attention_entropy,
-                want
-            );
+            assert!((r.attention_entropy - want).abs() < tol, "{} {}", r.attention_entropy, want);
             // B = [K, 1] has rank 1: every leverage is 1/n, μ = 1
             assert!((r.key_coherence - 1.0).abs() < 1e-9, "{}", r.key_coherence);
         }
@@ -96,10 +72,7 @@ fn fewer_tokens_than_dimensions() {
 fn head_dimension_one() {
     let c = Case::new(12, 120, 1, Keys::Random, 1.0, None, None, false);
     let (f, g) = both(&c.head());
-    assert_eq!(
-        (f.rank_bound, f.numerical_rank, g.numerical_rank),
-        (2, 2, 2)
-    );
+    assert_eq!((f.rank_bound, f.numerical_rank, g.numerical_rank), (2, 2, 2));
     assert!(f.zero_sum_residual <= 1e-10);
 }
 
@@ -108,10 +81,7 @@ fn window_longer_than_n_is_plain_causal() {
     let c = Case::new(13, 90, 8, Keys::Random, 1.0, Some(1000), None, false);
     let mut plain = c.clone();
     plain.window = None;
-    let p = Params {
-        keep_key_energy: true,
-        ..Params::default()
-    };
+    let p = Params { keep_key_energy: true, ..Params::default() };
     let a = analyze(&c.head(), &p).unwrap();
     let b = analyze(&plain.head(), &p).unwrap();
     assert_eq!(a, b);
@@ -136,10 +106,7 @@ fn wider_window_sees_more_keys() {
     // windowed and causal differ, and the window's key energies use R_j = {j ≤ i < j + w}
     let c = Case::new(15, 60, 4, Keys::Random, 1.0, Some(5), None, false);
     let (f, g) = both(&c.head());
-    let causal = Case {
-        window: None,
-        ..c.clone()
-    };
+    let causal = Case { window: None, ..c.clone() };
     let (h, _) = both(&causal.head());
     assert!((f.attention_entropy - h.attention_entropy).abs() > 1e-3);
     let (cf, cg) = (f.key_energy.unwrap(), g.key_energy.unwrap());
@@ -152,21 +119,13 @@ fn wider_window_sees_more_keys() {
 fn f32_and_f64_inputs_give_the_same_field() {
     // same numbers, different declared precision: only shift_consistency differs
     let c32 = Case::new(16, 200, 16, Keys::Offset, 1.0, None, None, true);
-    let c64 = Case {
-        f32: false,
-        ..c32.clone()
-    };
+    let c64 = Case { f32: false, ..c32.clone() };
     let a = analyze(&c32.head(), &Params::default()).unwrap();
     let b = analyze(&c64.head(), &Params::default()).unwrap();
     assert_eq!(a.spectrum, b.spectrum);
     assert_eq!(a.participation_ratio, b.participation_ratio);
     let l = 1.0 + c32.max_logit();
-    assert!(
-        a.shift_consistency > 10.0 * b.shift_consistency,
-        "{} vs {}",
-        a.shift_consistency,
-        b.shift_consistency
-    );
+    assert!(a.shift_consistency > 10.0 * b.shift_consistency, "{} vs {}", a.shift_consistency, b.shift_consistency);
     assert!(a.shift_consistency <= 2e-6 * l && a.shift_consistency >= 1e-9 * l);
     assert!(b.shift_consistency <= 1e-12 * l);
 }
@@ -175,15 +134,9 @@ fn f32_and_f64_inputs_give_the_same_field() {
 fn alibi_adds_one_to_the_rank() {
     let c = Case::new(17, 100, 8, Keys::Random, 1.0, None, Some(0.1), false);
     let (f, g) = both(&c.head());
-    assert_eq!(
-        (f.rank_bound, f.numerical_rank, g.numerical_rank),
-        (10, 10, 10)
-    );
+    assert_eq!((f.rank_bound, f.numerical_rank, g.numerical_rank), (10, 10, 10));
     // leverage is of [K, 1] only, with or without ALiBi
-    let plain = Case {
-        alibi: None,
-        ..c.clone()
-    };
+    let plain = Case { alibi: None, ..c.clone() };
     let (h, _) = both(&plain.head());
     assert_eq!(f.leverage, h.leverage);
 }

@@ -2,8 +2,8 @@
 //! the dependency stack instead of one per file). Each file is a module;
 //! run one with `cargo test --release -p <package> --test integration <module>`.
 
-mod common;
 mod agreement;
+mod common;
 mod edges;
 mod errors;
 mod faults;

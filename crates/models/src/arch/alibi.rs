@@ -112,11 +112,7 @@ pub fn mpt_alibi_slopes(n_heads: usize, bias_max: f64) -> Vec<f64> {
     let n2 = n_heads.max(1).next_power_of_two();
     let step = (bias_max / n2 as f64) as f32;
     let all: Vec<f32> = (1..=n2).map(|k| 1.0 / 2f32.powf(k as f32 * step)).collect();
-    let ordered: Vec<f32> = if n2 == n_heads {
-        all
-    } else {
-        all.iter().skip(1).step_by(2).chain(all.iter().step_by(2)).copied().collect()
-    };
+    let ordered: Vec<f32> = if n2 == n_heads { all } else { all.iter().skip(1).step_by(2).chain(all.iter().step_by(2)).copied().collect() };
     ordered.into_iter().take(n_heads).map(f64::from).collect()
 }
 

@@ -57,9 +57,7 @@ pub(super) fn gemma3_rope(cfg: &Cfg) -> Result<(f64, RopeScaling, f64)> {
     let part = |kind: &str| rp.and_then(|r| r.get(kind)).filter(|v| v.is_object());
     let theta_of = |v: Option<&Value>| v.and_then(|v| v.get("rope_theta")).and_then(Value::as_f64);
     let global = theta_of(part("full_attention")).or_else(|| cfg.opt_f64("rope_theta")).unwrap_or(1_000_000.0);
-    let local = theta_of(part("sliding_attention"))
-        .or_else(|| cfg.opt_f64("rope_local_base_freq"))
-        .unwrap_or(10_000.0);
+    let local = theta_of(part("sliding_attention")).or_else(|| cfg.opt_f64("rope_local_base_freq")).unwrap_or(10_000.0);
     let scaling = match part("full_attention") {
         Some(p) => rope_scaling_of(Some(p))?,
         None => rope_scaling(cfg)?,

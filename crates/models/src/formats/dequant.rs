@@ -7,9 +7,7 @@
 //! in every GGUF: tensor data is 32-byte aligned), else through a small
 //! aligned copy per chunk — never a copy of the whole tensor.
 
-use candle_core::quantized::k_quants::{
-    BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ6K, BlockQ8_0, GgmlType,
-};
+use candle_core::quantized::k_quants::{BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ6K, BlockQ8_0, GgmlType};
 use candle_core::quantized::GgmlDType;
 use half::{bf16, f16};
 
@@ -95,7 +93,17 @@ mod tests {
         let dev = Device::Cpu;
         let n = 3 * 256 * 5; // whole blocks of every type, several chunks of small ones
         let x = Tensor::randn(0f32, 1.0, (3, n / 3), &dev).unwrap();
-        for dt in [GgmlDType::F32, GgmlDType::F16, GgmlDType::BF16, GgmlDType::Q4_0, GgmlDType::Q4_1, GgmlDType::Q8_0, GgmlDType::Q4K, GgmlDType::Q5K, GgmlDType::Q6K] {
+        for dt in [
+            GgmlDType::F32,
+            GgmlDType::F16,
+            GgmlDType::BF16,
+            GgmlDType::Q4_0,
+            GgmlDType::Q4_1,
+            GgmlDType::Q8_0,
+            GgmlDType::Q4K,
+            GgmlDType::Q5K,
+            GgmlDType::Q6K,
+        ] {
             let q = QTensor::quantize(&x, dt).unwrap();
             let bytes = q.data().unwrap().to_vec();
             let want = qtensor_from_ggml(dt, &bytes, vec![3, n / 3], &dev).unwrap().dequantize(&dev).unwrap();

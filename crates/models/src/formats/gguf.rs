@@ -159,9 +159,7 @@ pub fn ggml_type_supported(id: u32) -> bool {
 
 /// Human name of a ggml type id (e.g. "Q4_1", or "type 23").
 pub fn ggml_type_name(id: u32) -> String {
-    ggml_type(id)
-        .map(|t| t.0.to_string())
-        .unwrap_or_else(|| format!("ggml type {id}"))
+    ggml_type(id).map(|t| t.0.to_string()).unwrap_or_else(|| format!("ggml type {id}"))
 }
 
 /// True if the first bytes of `path` are the GGUF magic.
@@ -172,10 +170,7 @@ pub fn has_magic(path: &Path) -> bool {
         return false;
     }
     let mut m = [0u8; 4];
-    std::fs::File::open(path)
-        .and_then(|mut f| f.read_exact(&mut m))
-        .is_ok()
-        && m == GGUF_MAGIC
+    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut m)).is_ok() && m == GGUF_MAGIC
 }
 
 impl GgufFile {
@@ -184,13 +179,7 @@ impl GgufFile {
     pub fn open(path: &Path) -> Result<GgufFile> {
         let mmap = mmap_file(path)?;
         let (version, metadata, tensors) = parse(&mmap, path)?;
-        Ok(GgufFile {
-            path: path.to_path_buf(),
-            version,
-            metadata,
-            tensors,
-            mmap,
-        })
+        Ok(GgufFile { path: path.to_path_buf(), version, metadata, tensors, mmap })
     }
 
     pub fn get(&self, key: &str) -> Option<&Value> {
@@ -265,11 +254,7 @@ impl GgufFile {
         let unsupported = || Error::Unsupported {
             path: self.path.clone(),
             what: "GGUF tensor type",
-            detail: format!(
-                "tensor `{}` has type {} (supported: {SUPPORTED_TYPES})",
-                info.name,
-                ggml_type_name(info.ggml_type)
-            ),
+            detail: format!("tensor `{}` has type {} (supported: {SUPPORTED_TYPES})", info.name, ggml_type_name(info.ggml_type)),
         };
         let (_, dtype, block, block_bytes) = ggml_type(info.ggml_type).ok_or_else(unsupported)?;
         let dtype = dtype.ok_or_else(unsupported)?;
@@ -283,10 +268,7 @@ impl GgufFile {
         }
         let start = info.start + rows.start * row_bytes;
         let len = rows.len() * row_bytes;
-        let raw = self
-            .mmap
-            .get(start..start + len)
-            .ok_or_else(|| bad("data range lies outside the file".into()))?;
+        let raw = self.mmap.get(start..start + len).ok_or_else(|| bad("data range lies outside the file".into()))?;
         let mut out = vec![0f32; rows.len() * cols];
         if !super::dequant::to_f32(dtype, raw, &mut out) {
             return Err(unsupported());
@@ -329,9 +311,7 @@ fn parse(buf: &[u8], path: &Path) -> Result<Parsed> {
         return Err(r.err("big-endian GGUF files are not supported"));
     }
     if version != 2 && version != 3 {
-        return Err(r.err(format!(
-            "unsupported GGUF version {version} (supported: 2, 3)"
-        )));
+        return Err(r.err(format!("unsupported GGUF version {version} (supported: 2, 3)")));
     }
     let n_tensors = r.u64("tensor count")?;
     let n_kv = r.u64("metadata count")?;
@@ -352,17 +332,12 @@ fn parse(buf: &[u8], path: &Path) -> Result<Parsed> {
         let name = read_string(&mut r, &format!("tensor name #{i}"))?;
         let n_dims = r.u32(&format!("n_dims of `{name}`"))?;
         if n_dims == 0 || n_dims > MAX_DIMS {
-            return Err(r.err(format!(
-                "tensor `{name}` has {n_dims} dims (1..={MAX_DIMS})"
-            )));
+            return Err(r.err(format!("tensor `{name}` has {n_dims} dims (1..={MAX_DIMS})")));
         }
         let mut ne = Vec::with_capacity(n_dims as usize);
         for _ in 0..n_dims {
             let d = r.u64(&format!("dims of `{name}`"))?;
-            ne.push(
-                usize::try_from(d)
-                    .map_err(|_| r.err(format!("tensor `{name}` dim {d} too large")))?,
-            );
+            ne.push(usize::try_from(d).map_err(|_| r.err(format!("tensor `{name}` dim {d} too large")))?);
         }
         let ty = r.u32(&format!("type of `{name}`"))?;
         let off = r.u64(&format!("offset of `{name}`"))?;
@@ -378,10 +353,7 @@ fn parse(buf: &[u8], path: &Path) -> Result<Parsed> {
     };
     let data_start = r.pos.div_ceil(alignment) * alignment;
     if data_start > buf.len() {
-        return Err(r.err(format!(
-            "truncated: data section starts at {data_start} but the file is {} bytes",
-            buf.len()
-        )));
+        return Err(r.err(format!("truncated: data section starts at {data_start} but the file is {} bytes", buf.len())));
     }
     let data_len = buf.len() - data_start;
 
@@ -397,10 +369,9 @@ fn parse(buf: &[u8], path: &Path) -> Result<Parsed> {
             Some((tname, _, block, bytes)) => {
                 // ggml quantizes along rows: ne[0] must be whole blocks (as gguf.c checks).
                 if ne[0] % block != 0 {
-                    return Err(r.err(format!(
-                        "tensor `{name}` ({tname}) has rows of {} values, not a multiple of its block size {block}",
-                        ne[0]
-                    )));
+                    return Err(
+                        r.err(format!("tensor `{name}` ({tname}) has rows of {} values, not a multiple of its block size {block}", ne[0]))
+                    );
                 }
                 n_elems / block as u128 * bytes as u128
             }
@@ -408,9 +379,7 @@ fn parse(buf: &[u8], path: &Path) -> Result<Parsed> {
             None => 0,
         };
         if off % alignment as u64 != 0 {
-            return Err(r.err(format!(
-                "tensor `{name}` offset {off} is not aligned to {alignment}"
-            )));
+            return Err(r.err(format!("tensor `{name}` offset {off} is not aligned to {alignment}")));
         }
         if off as u128 + len > data_len as u128 {
             return Err(r.err(format!(
@@ -418,13 +387,7 @@ fn parse(buf: &[u8], path: &Path) -> Result<Parsed> {
                 off as u128 + len
             )));
         }
-        let info = TensorInfo {
-            name: name.clone(),
-            ne,
-            ggml_type: ty,
-            start: data_start + off as usize,
-            len: len as usize,
-        };
+        let info = TensorInfo { name: name.clone(), ne, ggml_type: ty, start: data_start + off as usize, len: len as usize };
         if tensors.insert(name.clone(), info).is_some() {
             return Err(r.err(format!("duplicate tensor `{name}`")));
         }

@@ -100,14 +100,7 @@ pub fn open(path: &Path) -> Result<(Json, GgufSource)> {
     let gemma = arch == "gemma3";
     let mut add = |hf: String, gguf: &str, unpermute: Option<usize>| {
         let minus_one = gemma && hf.ends_with("norm.weight");
-        map.insert(
-            hf,
-            Entry {
-                gguf_name: gguf.to_string(),
-                unpermute,
-                minus_one,
-            },
-        );
+        map.insert(hf, Entry { gguf_name: gguf.to_string(), unpermute, minus_one });
     };
     let block_names = if gemma { GEMMA3_BLOCK_NAMES } else { BLOCK_NAMES };
     for name in file.tensors.keys() {
@@ -127,12 +120,7 @@ pub fn open(path: &Path) -> Result<(Json, GgufSource)> {
                     continue;
                 };
                 if layer >= n_layers {
-                    return Err(file_err(
-                        &file,
-                        format!(
-                            "tensor `{name}` is for layer {layer} but block_count is {n_layers}"
-                        ),
-                    ));
+                    return Err(file_err(&file, format!("tensor `{name}` is for layer {layer} but block_count is {n_layers}")));
                 }
                 let Some((_, hf)) = block_names.iter().find(|(g, _)| *g == suffix) else {
                     continue;
@@ -163,10 +151,7 @@ pub fn open(path: &Path) -> Result<(Json, GgufSource)> {
         }
     }
     if !source.map.contains_key("model.embed_tokens.weight") {
-        return Err(file_err(
-            &source.file,
-            "no `token_embd.weight` tensor".into(),
-        ));
+        return Err(file_err(&source.file, "no `token_embd.weight` tensor".into()));
     }
     Ok((config, source))
 }
@@ -187,11 +172,7 @@ fn positive(file: &GgufFile, key: &str, v: Option<f64>) -> Result<Option<f64>> {
 }
 
 fn file_err(file: &GgufFile, reason: String) -> Error {
-    Error::Format {
-        path: file.path.clone(),
-        format: "GGUF",
-        reason,
-    }
+    Error::Format { path: file.path.clone(), format: "GGUF", reason }
 }
 
 /// HF config from `<arch>.*` metadata, following transformers'
@@ -200,9 +181,7 @@ fn build_config(file: &GgufFile, arch: &str) -> Result<Json> {
     let key = |k: &str| format!("{arch}.{k}");
     let req_u64 = |k: &str| -> Result<u64> {
         let full = key(k);
-        file.get(&full)
-            .and_then(|v| v.as_u64())
-            .ok_or_else(|| file.meta_err(&full, "an integer"))
+        file.get(&full).and_then(|v| v.as_u64()).ok_or_else(|| file.meta_err(&full, "an integer"))
     };
     // Absent → None (a default applies); present but invalid → an error
     // naming the key (a NaN rope.freq_base once became 10000 silently).
@@ -217,11 +196,7 @@ fn build_config(file: &GgufFile, arch: &str) -> Result<Json> {
     }
     let emb = file.tensors.get("token_embd.weight");
     let vocab = opt_u64("vocab_size")?
-        .or_else(|| {
-            file.get("tokenizer.ggml.tokens")
-                .and_then(|v| v.as_array())
-                .map(|a| a.len() as u64)
-        })
+        .or_else(|| file.get("tokenizer.ggml.tokens").and_then(|v| v.as_array()).map(|a| a.len() as u64))
         .or_else(|| emb.and_then(|t: &TensorInfo| t.ne.get(1).map(|&d| d as u64)))
         .ok_or_else(|| file.meta_err(&key("vocab_size"), "present (nor a tokenizer/embedding)"))?;
     let mut c = Map::new();
@@ -236,10 +211,7 @@ fn build_config(file: &GgufFile, arch: &str) -> Result<Json> {
         }]),
     );
     c.insert("hidden_size".into(), json!(hidden));
-    c.insert(
-        "intermediate_size".into(),
-        json!(req_u64("feed_forward_length")?),
-    );
+    c.insert("intermediate_size".into(), json!(req_u64("feed_forward_length")?));
     let n_layers = req_u64("block_count")?;
     // Every block holds tensors: more blocks than tensors is corrupt, and
     // per-layer tables are sized from this number (fuzz: a block_count of
@@ -248,11 +220,7 @@ fn build_config(file: &GgufFile, arch: &str) -> Result<Json> {
         return Err(Error::Format {
             path: file.path.clone(),
             format: "GGUF",
-            reason: format!(
-                "`{}` is {n_layers} but the file holds only {} tensors",
-                key("block_count"),
-                file.tensors.len()
-            ),
+            reason: format!("`{}` is {n_layers} but the file holds only {} tensors", key("block_count"), file.tensors.len()),
         });
     }
     c.insert("num_hidden_layers".into(), json!(n_layers));
@@ -275,9 +243,7 @@ fn build_config(file: &GgufFile, arch: &str) -> Result<Json> {
     // head_dim: `attention.key_length` if stated; for llama, transformers maps
     // `rope.dimension_count` to head_dim; else hidden / heads.
     let rope_dims = if arch == "llama" { opt_u64("rope.dimension_count")? } else { None };
-    let head_dim = opt_u64("attention.key_length")?
-        .or(rope_dims)
-        .or_else(|| (hidden % n_head == 0).then(|| hidden / n_head));
+    let head_dim = opt_u64("attention.key_length")?.or(rope_dims).or_else(|| (hidden % n_head == 0).then(|| hidden / n_head));
     if let Some(d) = head_dim {
         c.insert("head_dim".into(), json!(d));
     }
@@ -301,10 +267,7 @@ fn build_config(file: &GgufFile, arch: &str) -> Result<Json> {
             c.insert("rope_scaling".into(), Json::Object(rs));
         }
     }
-    c.insert(
-        "tie_word_embeddings".into(),
-        json!(!file.tensors.contains_key("output.weight")),
-    );
+    c.insert("tie_word_embeddings".into(), json!(!file.tensors.contains_key("output.weight")));
     if arch == "gemma3" {
         // No query_pre_attn_scalar, layer pattern or local rope base in the
         // metadata: transformers' defaults apply (256, every 6th layer

@@ -43,17 +43,10 @@ pub struct SafetensorsSource {
 pub fn read_config(dir: &Path) -> Result<Json> {
     let path = dir.join("config.json");
     let text = super::read_capped_string(&path, super::JSON_MAX_BYTES)?;
-    let config: Json = serde_json::from_str(&text).map_err(|e| Error::Format {
-        path: path.clone(),
-        format: "config.json",
-        reason: e.to_string(),
-    })?;
+    let config: Json =
+        serde_json::from_str(&text).map_err(|e| Error::Format { path: path.clone(), format: "config.json", reason: e.to_string() })?;
     if !matches!(config.get("model_type"), Some(Json::String(_))) {
-        return Err(Error::Format {
-            path,
-            format: "config.json",
-            reason: "no string `model_type` field".into(),
-        });
+        return Err(Error::Format { path, format: "config.json", reason: "no string `model_type` field".into() });
     }
     // Per-layer tables are sized from the layer count before any weight is
     // read (fuzz: 2^32 layers aborted on a 68 GB allocation in ArchSpec).
@@ -84,21 +77,12 @@ pub fn shard_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let index = dir.join("model.safetensors.index.json");
     if index.exists() {
         let text = super::read_capped_string(&index, super::JSON_MAX_BYTES)?;
-        let bad = |reason: String| Error::Format {
-            path: index.clone(),
-            format: "safetensors index",
-            reason,
-        };
+        let bad = |reason: String| Error::Format { path: index.clone(), format: "safetensors index", reason };
         let v: Json = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
-        let map = v
-            .get("weight_map")
-            .and_then(|m| m.as_object())
-            .ok_or_else(|| bad("no `weight_map` object".into()))?;
+        let map = v.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| bad("no `weight_map` object".into()))?;
         let mut files = BTreeSet::new();
         for (name, f) in map {
-            let f = f
-                .as_str()
-                .ok_or_else(|| bad(format!("`{name}` maps to a non-string")))?;
+            let f = f.as_str().ok_or_else(|| bad(format!("`{name}` maps to a non-string")))?;
             if f.contains('/') || f.contains('\\') || f.starts_with('.') {
                 return Err(bad(format!("shard name `{f}` is not a plain file name")));
             }
@@ -157,13 +141,7 @@ impl SafetensorsSource {
             let data_start = 8 + n;
             for (name, info) in meta.tensors() {
                 let (s, e) = info.data_offsets;
-                let entry = Entry {
-                    shard: i,
-                    dtype: info.dtype,
-                    shape: info.shape.clone(),
-                    start: data_start + s,
-                    end: data_start + e,
-                };
+                let entry = Entry { shard: i, dtype: info.dtype, shape: info.shape.clone(), start: data_start + s, end: data_start + e };
                 if map.insert(name.clone(), entry).is_some() {
                     return Err(Error::Format {
                         path: path.clone(),
@@ -172,17 +150,9 @@ impl SafetensorsSource {
                     });
                 }
             }
-            shards.push(Shard {
-                path: path.clone(),
-                mmap,
-                data_start,
-            });
+            shards.push(Shard { path: path.clone(), mmap, data_start });
         }
-        Ok(Self {
-            dir: dir.to_path_buf(),
-            shards,
-            map,
-        })
+        Ok(Self { dir: dir.to_path_buf(), shards, map })
     }
 }
 
@@ -192,11 +162,7 @@ impl SafetensorsSource {
     /// tensor is one row.
     fn read_rows(&self, name: &str, e: &Entry, shape: &[usize], rows: impl Iterator<Item = u32>) -> Result<Tensor> {
         let shard = &self.shards[e.shard];
-        let err = |reason: String| Error::Tensor {
-            path: shard.path.clone(),
-            name: name.to_string(),
-            reason,
-        };
+        let err = |reason: String| Error::Tensor { path: shard.path.clone(), name: name.to_string(), reason };
         let dtype = match e.dtype {
             Dtype::F32 => DType::F32,
             Dtype::F16 => DType::F16,
@@ -210,17 +176,10 @@ impl SafetensorsSource {
             }
         };
         debug_assert!(e.start >= shard.data_start);
-        let raw = shard
-            .mmap
-            .get(e.start..e.end)
-            .ok_or_else(|| err("data range outside the file".into()))?;
+        let raw = shard.mmap.get(e.start..e.end).ok_or_else(|| err("data range outside the file".into()))?;
         let n: usize = e.shape.iter().product();
         if raw.len() != n * dtype.size_in_bytes() {
-            return Err(err(format!(
-                "{} bytes for shape {:?} of {dtype:?}",
-                raw.len(),
-                e.shape
-            )));
+            return Err(err(format!("{} bytes for shape {:?} of {dtype:?}", raw.len(), e.shape)));
         }
         let n_rows = e.shape.first().copied().unwrap_or(1).max(1);
         let row = raw.len() / n_rows;
@@ -269,11 +228,7 @@ impl TensorSource for SafetensorsSource {
         if self.shards.len() == 1 {
             self.shards[0].path.display().to_string()
         } else {
-            format!(
-                "{} ({} safetensors shards)",
-                self.dir.display(),
-                self.shards.len()
-            )
+            format!("{} ({} safetensors shards)", self.dir.display(), self.shards.len())
         }
     }
 }

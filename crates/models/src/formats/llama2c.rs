@@ -65,26 +65,13 @@ pub struct Llama2cSource {
 fn parse_header(buf: &[u8], path: &Path) -> Result<Header> {
     let mut r = ByteReader::new(buf, path, FORMAT);
     let mut v = [0i32; 7];
-    for (i, name) in [
-        "dim",
-        "hidden_dim",
-        "n_layers",
-        "n_heads",
-        "n_kv_heads",
-        "vocab_size",
-        "seq_len",
-    ]
-    .iter()
-    .enumerate()
-    {
+    for (i, name) in ["dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size", "seq_len"].iter().enumerate() {
         v[i] = r.i32(&format!("header field {name}"))?;
     }
     let [dim, hidden, layers, heads, kv, vocab, seq] = v;
     let pos = |x: i32, what: &str| -> Result<usize> {
         if x <= 0 || x > 1 << 24 {
-            Err(r.err(format!(
-                "header {what} = {x} is not a plausible positive size"
-            )))
+            Err(r.err(format!("header {what} = {x} is not a plausible positive size")))
         } else {
             Ok(x as usize)
         }
@@ -112,12 +99,7 @@ fn parse_header(buf: &[u8], path: &Path) -> Result<Header> {
 pub fn open(path: &Path) -> Result<(Json, Llama2cSource)> {
     let mmap = mmap_file(path)?;
     let h = parse_header(&mmap, path)?;
-    let (d, hd, l, v) = (
-        h.dim as u128,
-        h.hidden_dim as u128,
-        h.n_layers as u128,
-        h.vocab_size as u128,
-    );
+    let (d, hd, l, v) = (h.dim as u128, h.hidden_dim as u128, h.n_layers as u128, h.vocab_size as u128);
     let head = d / h.n_heads as u128;
     let kv_dim = head * h.n_kv_heads as u128;
     // Element counts in file order (u128: no overflow for any i32 header).
@@ -175,27 +157,10 @@ pub fn open(path: &Path) -> Result<(Json, Llama2cSource)> {
     let (dim, hid, kvd) = (h.dim, h.hidden_dim, kv_dim as usize);
     let mut map = BTreeMap::new();
     let mut put = |name: String, start: usize, shape: Vec<usize>, unpermute: Option<usize>| {
-        map.insert(
-            name,
-            Entry {
-                start,
-                shape,
-                unpermute,
-            },
-        );
+        map.insert(name, Entry { start, shape, unpermute });
     };
-    put(
-        "model.embed_tokens.weight".into(),
-        offs["token_embedding"],
-        vec![h.vocab_size, dim],
-        None,
-    );
-    put(
-        "model.norm.weight".into(),
-        offs["rms_final"],
-        vec![dim],
-        None,
-    );
+    put("model.embed_tokens.weight".into(), offs["token_embedding"], vec![h.vocab_size, dim], None);
+    put("model.norm.weight".into(), offs["rms_final"], vec![dim], None);
     if let Some(s) = wcls {
         put("lm_head.weight".into(), s, vec![h.vocab_size, dim], None);
     }
@@ -203,60 +168,15 @@ pub fn open(path: &Path) -> Result<(Json, Llama2cSource)> {
         let p = |s: &str| format!("model.layers.{i}.{s}");
         // Per-layer slice of a stacked (L, rows, cols) array.
         let at = |name: &str, rows: usize, cols: usize| offs[name] + 4 * i * rows * cols;
-        put(
-            p("input_layernorm.weight"),
-            at("rms_att", 1, dim),
-            vec![dim],
-            None,
-        );
-        put(
-            p("self_attn.q_proj.weight"),
-            at("wq", dim, dim),
-            vec![dim, dim],
-            Some(h.n_heads),
-        );
-        put(
-            p("self_attn.k_proj.weight"),
-            at("wk", kvd, dim),
-            vec![kvd, dim],
-            Some(h.n_kv_heads),
-        );
-        put(
-            p("self_attn.v_proj.weight"),
-            at("wv", kvd, dim),
-            vec![kvd, dim],
-            None,
-        );
-        put(
-            p("self_attn.o_proj.weight"),
-            at("wo", dim, dim),
-            vec![dim, dim],
-            None,
-        );
-        put(
-            p("post_attention_layernorm.weight"),
-            at("rms_ffn", 1, dim),
-            vec![dim],
-            None,
-        );
-        put(
-            p("mlp.gate_proj.weight"),
-            at("w1", hid, dim),
-            vec![hid, dim],
-            None,
-        );
-        put(
-            p("mlp.down_proj.weight"),
-            at("w2", dim, hid),
-            vec![dim, hid],
-            None,
-        );
-        put(
-            p("mlp.up_proj.weight"),
-            at("w3", hid, dim),
-            vec![hid, dim],
-            None,
-        );
+        put(p("input_layernorm.weight"), at("rms_att", 1, dim), vec![dim], None);
+        put(p("self_attn.q_proj.weight"), at("wq", dim, dim), vec![dim, dim], Some(h.n_heads));
+        put(p("self_attn.k_proj.weight"), at("wk", kvd, dim), vec![kvd, dim], Some(h.n_kv_heads));
+        put(p("self_attn.v_proj.weight"), at("wv", kvd, dim), vec![kvd, dim], None);
+        put(p("self_attn.o_proj.weight"), at("wo", dim, dim), vec![dim, dim], None);
+        put(p("post_attention_layernorm.weight"), at("rms_ffn", 1, dim), vec![dim], None);
+        put(p("mlp.gate_proj.weight"), at("w1", hid, dim), vec![hid, dim], None);
+        put(p("mlp.down_proj.weight"), at("w2", dim, hid), vec![dim, hid], None);
+        put(p("mlp.up_proj.weight"), at("w3", hid, dim), vec![hid, dim], None);
     }
     let config = json!({
         "model_type": "llama",
@@ -276,15 +196,7 @@ pub fn open(path: &Path) -> Result<(Json, Llama2cSource)> {
         "bos_token_id": 1,
         "eos_token_id": 2,
     });
-    Ok((
-        config,
-        Llama2cSource {
-            path: path.to_path_buf(),
-            mmap,
-            map,
-            header: h,
-        },
-    ))
+    Ok((config, Llama2cSource { path: path.to_path_buf(), mmap, map, header: h }))
 }
 
 impl TensorSource for Llama2cSource {
@@ -297,20 +209,12 @@ impl TensorSource for Llama2cSource {
     fn load(&self, name: &str) -> Result<Tensor> {
         let e = crate::formats::entry(&self.map, name, self)?;
         let n: usize = e.shape.iter().product();
-        let tensor_err = |reason: String| Error::Tensor {
-            path: self.path.clone(),
-            name: name.to_string(),
-            reason,
-        };
-        let raw = self
-            .mmap
-            .get(e.start..e.start + 4 * n)
-            .ok_or_else(|| tensor_err("data range lies outside the file".into()))?;
+        let tensor_err = |reason: String| Error::Tensor { path: self.path.clone(), name: name.to_string(), reason };
+        let raw = self.mmap.get(e.start..e.start + 4 * n).ok_or_else(|| tensor_err("data range lies outside the file".into()))?;
         let t = Tensor::from_raw_buffer(raw, DType::F32, &e.shape, &Device::Cpu)?;
         super::release(&self.mmap, e.start, 4 * n);
         match e.unpermute {
-            Some(heads) => reverse_permute(&t, heads)
-                .map_err(|err| tensor_err(format!("Q/K un-permute: {err}"))),
+            Some(heads) => reverse_permute(&t, heads).map_err(|err| tensor_err(format!("Q/K un-permute: {err}"))),
             None => Ok(t),
         }
     }

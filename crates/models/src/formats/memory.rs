@@ -44,10 +44,7 @@ impl TensorSource for MemorySource {
         self.tensors.get(name).map(|t| t.dims().to_vec())
     }
     fn load(&self, name: &str) -> Result<Tensor> {
-        self.tensors.get(name).cloned().ok_or_else(|| Error::MissingTensor {
-            name: name.to_string(),
-            source_desc: self.desc.clone(),
-        })
+        self.tensors.get(name).cloned().ok_or_else(|| Error::MissingTensor { name: name.to_string(), source_desc: self.desc.clone() })
     }
     fn describe(&self) -> String {
         self.desc.clone()

@@ -83,10 +83,7 @@ pub fn regular_file_len(path: &Path) -> Result<u64> {
         return Ok(meta.len());
     }
     let kind = file_kind(&meta);
-    Err(io_err(
-        path,
-        std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("not a regular file ({kind})")),
-    ))
+    Err(io_err(path, std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("not a regular file ({kind})"))))
 }
 
 /// What a file that is not a regular one is, for an error message:
@@ -114,10 +111,7 @@ pub fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>> {
     let too_big = |n: u64| {
         io_err(
             path,
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("{n} bytes is more than the {cap} bytes this file may have"),
-            ),
+            std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{n} bytes is more than the {cap} bytes this file may have")),
         )
     };
     let len = regular_file_len(path)?;
@@ -125,9 +119,7 @@ pub fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>> {
         return Err(too_big(len));
     }
     let mut buf = Vec::with_capacity(len as usize);
-    std::fs::File::open(path)
-        .and_then(|f| f.take(cap + 1).read_to_end(&mut buf))
-        .map_err(|e| io_err(path, e))?;
+    std::fs::File::open(path).and_then(|f| f.take(cap + 1).read_to_end(&mut buf)).map_err(|e| io_err(path, e))?;
     if buf.len() as u64 > cap {
         return Err(too_big(buf.len() as u64));
     }
@@ -174,10 +166,7 @@ pub(crate) fn release(mmap: &memmap2::Mmap, start: usize, len: usize) {
 }
 
 pub(crate) fn io_err(path: &Path, source: std::io::Error) -> Error {
-    Error::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    Error::Io { path: path.to_path_buf(), source }
 }
 
 /// A cursor over a byte slice; every read is bounds-checked and reports the
@@ -191,19 +180,10 @@ pub(crate) struct ByteReader<'a> {
 
 impl<'a> ByteReader<'a> {
     pub fn new(buf: &'a [u8], path: &Path, format: &'static str) -> Self {
-        Self {
-            buf,
-            pos: 0,
-            path: path.to_path_buf(),
-            format,
-        }
+        Self { buf, pos: 0, path: path.to_path_buf(), format }
     }
     pub fn err(&self, reason: impl Into<String>) -> Error {
-        Error::Format {
-            path: self.path.clone(),
-            format: self.format,
-            reason: reason.into(),
-        }
+        Error::Format { path: self.path.clone(), format: self.format, reason: reason.into() }
     }
     pub fn remaining(&self) -> usize {
         self.buf.len() - self.pos
@@ -279,10 +259,7 @@ pub(crate) fn reverse_permute(w: &Tensor, n_head: usize) -> candle_core::Result<
     let mut split = vec![n_head, dim, 2];
     split.extend_from_slice(&dims[1..]);
     // (n_head, dim, 2, in) → (n_head, 2, dim, in) → (rows, in)
-    w.reshape(split)?
-        .transpose(1, 2)?
-        .contiguous()?
-        .reshape(dims)
+    w.reshape(split)?.transpose(1, 2)?.contiguous()?.reshape(dims)
 }
 
 #[cfg(test)]
@@ -293,16 +270,8 @@ mod tests {
     #[test]
     fn reverse_permute_matches_numpy_reference() {
         // 2 heads, d_head 4 → dim 2; rows r = h*4 + j*2 + p  ↦  h*4 + p*2 + j.
-        let w = Tensor::arange(0f32, 8., &Device::Cpu)
-            .unwrap()
-            .reshape((8, 1))
-            .unwrap();
-        let u = reverse_permute(&w, 2)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap();
+        let w = Tensor::arange(0f32, 8., &Device::Cpu).unwrap().reshape((8, 1)).unwrap();
+        let u = reverse_permute(&w, 2).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
         assert_eq!(u, vec![0., 2., 1., 3., 4., 6., 5., 7.]);
     }
 

@@ -40,8 +40,7 @@ fn sibling_json(path: &Path, name: &str) -> Result<Json> {
         return Ok(Json::Null);
     }
     let t = crate::formats::read_capped(&p, crate::formats::JSON_MAX_BYTES)?;
-    serde_json::from_slice(&t)
-        .map_err(|e| Error::Tokenizer(format!("{}: cannot parse: {e}", p.display())))
+    serde_json::from_slice(&t).map_err(|e| Error::Tokenizer(format!("{}: cannot parse: {e}", p.display())))
 }
 
 pub fn from_tokenizer_json(path: &Path) -> Result<TextTokenizer> {
@@ -51,45 +50,31 @@ pub fn from_tokenizer_json(path: &Path) -> Result<TextTokenizer> {
     // files (fuzz, tokenizers 0.23.2; see `check_before_tokenizers`).
     let raw: Json = serde_json::from_slice(&text).map_err(|e| err(format!("cannot parse: {e}")))?;
     check_before_tokenizers(&raw).map_err(err)?;
-    let mut tok =
-        tokenizers::Tokenizer::from_bytes(&text).map_err(|e| err(format!("cannot parse: {e}")))?;
+    let mut tok = tokenizers::Tokenizer::from_bytes(&text).map_err(|e| err(format!("cannot parse: {e}")))?;
     // transformers calls `no_truncation()` / `no_padding()` unless asked:
     // a max_length or padding stored in tokenizer.json does not apply.
-    tok.with_truncation(None)
-        .map_err(|e| err(format!("disabling truncation: {e}")))?;
+    tok.with_truncation(None).map_err(|e| err(format!("disabling truncation: {e}")))?;
     tok.with_padding(None);
     let has_post = raw.get("post_processor").is_some_and(|p| !p.is_null());
 
     let cfg = sibling_json(path, "tokenizer_config.json")?;
     let map = sibling_json(path, "special_tokens_map.json")?;
-    let lookup = |key: &str| {
-        token_text(cfg.get(key))
-            .or_else(|| token_text(map.get(key)))
-            .and_then(|t| tok.token_to_id(&t))
-    };
+    let lookup = |key: &str| token_text(cfg.get(key)).or_else(|| token_text(map.get(key))).and_then(|t| tok.token_to_id(&t));
     let mut bos = lookup("bos_token");
     let eos = lookup("eos_token");
-    let class = cfg
-        .get("tokenizer_class")
-        .and_then(Json::as_str)
-        .unwrap_or("");
+    let class = cfg.get("tokenizer_class").and_then(Json::as_str).unwrap_or("");
     let neox = class.starts_with("GPTNeoXTokenizer");
     let use_post = has_post && !neox;
     if use_post && bos.is_none() {
         // Nothing names BOS: take the special token the post-processor puts first, if any.
         let with = tok.encode("a", true).map_err(|e| err(e.to_string()))?;
         let without = tok.encode("a", false).map_err(|e| err(e.to_string()))?;
-        if with.get_ids().len() > without.get_ids().len()
-            && with.get_special_tokens_mask().first() == Some(&1)
-        {
+        if with.get_ids().len() > without.get_ids().len() && with.get_special_tokens_mask().first() == Some(&1) {
             bos = with.get_ids().first().copied();
         }
     }
     let vocab_size = tok.get_vocab_size(true);
-    let backend = Backend::Hf {
-        tok: Box::new(tok),
-        add_special_tokens: use_post,
-    };
+    let backend = Backend::Hf { tok: Box::new(tok), add_special_tokens: use_post };
     Ok(TextTokenizer::new(backend, bos, eos, false, vocab_size))
 }
 
@@ -107,14 +92,8 @@ pub fn from_tokenizer_json(path: &Path) -> Result<TextTokenizer> {
 ///   checks this; deserialization does not).
 fn check_before_tokenizers(raw: &Json) -> std::result::Result<(), String> {
     let model = raw.get("model").unwrap_or(&Json::Null);
-    if let (Some(vocab), Some(merges)) = (
-        model.get("vocab").and_then(Json::as_object),
-        model.get("merges").and_then(Json::as_array),
-    ) {
-        let prefix = model
-            .get("continuing_subword_prefix")
-            .and_then(Json::as_str)
-            .unwrap_or("");
+    if let (Some(vocab), Some(merges)) = (model.get("vocab").and_then(Json::as_object), model.get("merges").and_then(Json::as_array)) {
+        let prefix = model.get("continuing_subword_prefix").and_then(Json::as_str).unwrap_or("");
         let max_len = vocab.keys().map(String::len).max().unwrap_or(0);
         for m in merges {
             let (a, b) = match m {
@@ -152,17 +131,11 @@ fn check_templates(pp: &Json) -> std::result::Result<(), String> {
     let known = pp.get("special_tokens").and_then(Json::as_object);
     for key in ["single", "pair"] {
         for piece in pp.get(key).and_then(Json::as_array).into_iter().flatten() {
-            let Some(id) = piece
-                .get("SpecialToken")
-                .and_then(|t| t.get("id"))
-                .and_then(Json::as_str)
-            else {
+            let Some(id) = piece.get("SpecialToken").and_then(|t| t.get("id")).and_then(Json::as_str) else {
                 continue;
             };
             if !known.is_some_and(|k| k.contains_key(id)) {
-                return Err(format!(
-                    "post_processor template uses special token `{id}`, which its special_tokens do not define"
-                ));
+                return Err(format!("post_processor template uses special token `{id}`, which its special_tokens do not define"));
             }
         }
     }

@@ -49,21 +49,13 @@ impl Llama2cTokenizer {
             }
             let len = r.i32(&format!("length of token {i}"))?;
             if len < 0 || len > max_len {
-                return Err(r.err(format!(
-                    "token {i} has length {len} (max_token_length {max_len})"
-                )));
+                return Err(r.err(format!("token {i} has length {len} (max_token_length {max_len})")));
             }
-            vocab.push(
-                r.bytes(len as usize, &format!("bytes of token {i}"))?
-                    .to_vec(),
-            );
+            vocab.push(r.bytes(len as usize, &format!("bytes of token {i}"))?.to_vec());
             scores.push(score);
         }
         if vocab.len() < 3 + 256 {
-            return Err(r.err(format!(
-                "only {} tokens; need BOS/EOS and 256 byte tokens",
-                vocab.len()
-            )));
+            return Err(r.err(format!("only {} tokens; need BOS/EOS and 256 byte tokens", vocab.len())));
         }
         // run.c's byte fallback encodes byte b as token b + 3: tokens 3..259
         // must be <0x00>..<0xFF>, or unknown characters become other tokens.
@@ -81,12 +73,7 @@ impl Llama2cTokenizer {
         for (i, t) in vocab.iter().enumerate() {
             index.entry(t.clone()).or_insert(i as u32);
         }
-        Ok(Self {
-            path: path.to_path_buf(),
-            vocab,
-            scores,
-            index,
-        })
+        Ok(Self { path: path.to_path_buf(), vocab, scores, index })
     }
 
     pub fn vocab_size(&self) -> usize {
@@ -216,10 +203,7 @@ impl Llama2cTokenizer {
             if prev == Some(BOS) && piece.first() == Some(&b' ') {
                 piece = &piece[1..];
             }
-            match std::str::from_utf8(piece)
-                .ok()
-                .and_then(super::spm::parse_byte_token)
-            {
+            match std::str::from_utf8(piece).ok().and_then(super::spm::parse_byte_token) {
                 Some(b) => out.push(b),
                 None => out.extend_from_slice(piece),
             }
@@ -251,15 +235,10 @@ mod tests {
     /// A toy vocabulary: BOS/EOS/unk, 256 byte tokens, single letters and
     /// some merges with deliberately tied scores.
     fn toy() -> Llama2cTokenizer {
-        let mut vocab: Vec<Vec<u8>> =
-            vec![b"<unk>".to_vec(), b"\n<s>\n".to_vec(), b"\n</s>\n".to_vec()];
+        let mut vocab: Vec<Vec<u8>> = vec![b"<unk>".to_vec(), b"\n<s>\n".to_vec(), b"\n</s>\n".to_vec()];
         vocab.extend((0..=255u8).map(|b| format!("<0x{b:02X}>").into_bytes()));
-        let pieces = [
-            " ", "a", "b", "c", "ab", "bc", "ca", "abc", " a", "aa", "aaa", " ab", "cab",
-        ];
-        let scores_p = [
-            -1.0, -2.0, -2.0, -2.0, -0.5, -0.5, -0.5, -0.2, -0.7, -0.5, -0.3, -0.1, -0.5,
-        ];
+        let pieces = [" ", "a", "b", "c", "ab", "bc", "ca", "abc", " a", "aa", "aaa", " ab", "cab"];
+        let scores_p = [-1.0, -2.0, -2.0, -2.0, -0.5, -0.5, -0.5, -0.2, -0.7, -0.5, -0.3, -0.1, -0.5];
         let mut scores = vec![0.0; vocab.len()];
         for (p, s) in pieces.iter().zip(scores_p) {
             vocab.push(p.as_bytes().to_vec());
@@ -269,12 +248,7 @@ mod tests {
         for (i, t) in vocab.iter().enumerate() {
             index.entry(t.clone()).or_insert(i as u32);
         }
-        Llama2cTokenizer {
-            path: PathBuf::from("toy"),
-            vocab,
-            scores,
-            index,
-        }
+        Llama2cTokenizer { path: PathBuf::from("toy"), vocab, scores, index }
     }
 
     #[test]
@@ -317,16 +291,10 @@ mod tests {
             .map(PathBuf::from)
             .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
         let dir = shared.join("models/stories260K");
-        let (Ok(t), Ok(text)) = (
-            Llama2cTokenizer::open(&dir.join("tok512.bin")),
-            std::fs::read_to_string(dir.join("stories260K.md")),
-        ) else {
+        let (Ok(t), Ok(text)) = (Llama2cTokenizer::open(&dir.join("tok512.bin")), std::fs::read_to_string(dir.join("stories260K.md")))
+        else {
             // Same rule as tests/common: under CI a missing model is a failure.
-            assert!(
-                !std::env::var("CI").is_ok_and(|v| v == "true" || v == "1"),
-                "stories260K not found under {} (CI=true)",
-                dir.display()
-            );
+            assert!(!std::env::var("CI").is_ok_and(|v| v == "true" || v == "1"), "stories260K not found under {} (CI=true)", dir.display());
             eprintln!("SKIP: stories260K not found under {}", dir.display());
             return;
         };

@@ -39,9 +39,7 @@ impl Ord for Bigram {
     // Max-heap: higher score first; equal scores → smaller `left` first
     // (llama.cpp: `l.score < r.score || (l.score == r.score && l.left > r.left)`).
     fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        self.score
-            .total_cmp(&o.score)
-            .then_with(|| o.left.cmp(&self.left))
+        self.score.total_cmp(&o.score).then_with(|| o.left.cmp(&self.left))
     }
 }
 impl PartialOrd for Bigram {
@@ -60,25 +58,12 @@ struct Sym {
 impl Spm {
     /// `tokens`, `scores`, `types` are parallel arrays (scores/types may be
     /// empty: scores 0, type normal).
-    pub fn new(
-        tokens: Vec<String>,
-        scores: Vec<f32>,
-        types: Vec<i32>,
-        add_space_prefix: bool,
-        unk: Option<u32>,
-    ) -> Self {
+    pub fn new(tokens: Vec<String>, scores: Vec<f32>, types: Vec<i32>, add_space_prefix: bool, unk: Option<u32>) -> Self {
         let mut index = HashMap::with_capacity(tokens.len());
         for (i, t) in tokens.iter().enumerate() {
             index.entry(t.clone()).or_insert(i as u32);
         }
-        Self {
-            tokens,
-            scores,
-            types,
-            index,
-            add_space_prefix,
-            unk,
-        }
+        Self { tokens, scores, types, index, add_space_prefix, unk }
     }
 
     fn score(&self, id: u32) -> f32 {
@@ -86,11 +71,7 @@ impl Spm {
     }
 
     fn byte_token(&self, b: u8) -> Option<u32> {
-        self.index
-            .get(&format!("<0x{b:02X}>"))
-            .or_else(|| self.index.get(&(b as char).to_string()))
-            .copied()
-            .or(self.unk)
+        self.index.get(&format!("<0x{b:02X}>")).or_else(|| self.index.get(&(b as char).to_string())).copied().or(self.unk)
     }
 
     /// Ids of `text`, without BOS.
@@ -107,31 +88,20 @@ impl Spm {
 
         let mut syms: Vec<Sym> = Vec::new();
         for (i, (start, ch)) in s.char_indices().enumerate() {
-            syms.push(Sym {
-                start,
-                n: ch.len_utf8(),
-                prev: i.checked_sub(1),
-                next: None,
-            });
+            syms.push(Sym { start, n: ch.len_utf8(), prev: i.checked_sub(1), next: None });
             if i > 0 {
                 syms[i - 1].next = Some(i);
             }
         }
         let mut heap = BinaryHeap::new();
-        let try_add =
-            |heap: &mut BinaryHeap<Bigram>, syms: &[Sym], l: Option<usize>, r: Option<usize>| {
-                let (Some(l), Some(r)) = (l, r) else { return };
-                let (a, b) = (&syms[l], &syms[r]);
-                let text = &s[a.start..a.start + a.n + b.n];
-                if let Some(&id) = self.index.get(text) {
-                    heap.push(Bigram {
-                        score: self.score(id),
-                        left: l,
-                        right: r,
-                        size: text.len(),
-                    });
-                }
-            };
+        let try_add = |heap: &mut BinaryHeap<Bigram>, syms: &[Sym], l: Option<usize>, r: Option<usize>| {
+            let (Some(l), Some(r)) = (l, r) else { return };
+            let (a, b) = (&syms[l], &syms[r]);
+            let text = &s[a.start..a.start + a.n + b.n];
+            if let Some(&id) = self.index.get(text) {
+                heap.push(Bigram { score: self.score(id), left: l, right: r, size: text.len() });
+            }
+        };
         for i in 1..syms.len() {
             try_add(&mut heap, &syms, Some(i - 1), Some(i));
         }
@@ -205,26 +175,10 @@ mod tests {
     use super::*;
 
     fn toy() -> Spm {
-        let toks = [
-            "<unk>",
-            "<s>",
-            "</s>",
-            "\u{2581}",
-            "a",
-            "b",
-            "ab",
-            "\u{2581}ab",
-            "<0x63>",
-        ];
+        let toks = ["<unk>", "<s>", "</s>", "\u{2581}", "a", "b", "ab", "\u{2581}ab", "<0x63>"];
         let scores = [0., 0., 0., -1., -2., -2., -0.5, -0.1, 0.];
         let types = [2, 3, 3, 1, 1, 1, 1, 1, 6];
-        Spm::new(
-            toks.iter().map(|s| s.to_string()).collect(),
-            scores.to_vec(),
-            types.to_vec(),
-            true,
-            Some(0),
-        )
+        Spm::new(toks.iter().map(|s| s.to_string()).collect(), scores.to_vec(), types.to_vec(), true, Some(0))
     }
 
     #[test]

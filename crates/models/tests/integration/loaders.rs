@@ -18,16 +18,11 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
     assert_eq!(a.dims(), b.dims());
     let a = a.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     let b = b.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    a.iter()
-        .zip(&b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
+    a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
 fn cfg_u64(c: &Checkpoint, key: &str) -> u64 {
-    c.config[key]
-        .as_u64()
-        .unwrap_or_else(|| panic!("config has no integer `{key}`: {}", c.config))
+    c.config[key].as_u64().unwrap_or_else(|| panic!("config has no integer `{key}`: {}", c.config))
 }
 
 #[test]
@@ -49,24 +44,12 @@ fn stories260k_bin_opens_with_hf_config_and_names() {
         assert_eq!(cfg_u64(&c, k), v, "{k}");
     }
     assert_eq!(c.config["tie_word_embeddings"], true);
-    assert_eq!(
-        c.tensors.shape("model.layers.4.self_attn.k_proj.weight"),
-        Some(vec![32, 64])
-    );
-    assert_eq!(
-        c.tensors.shape("model.layers.0.mlp.gate_proj.weight"),
-        Some(vec![172, 64])
-    );
-    assert_eq!(
-        c.tensors.shape("model.layers.0.mlp.down_proj.weight"),
-        Some(vec![64, 172])
-    );
+    assert_eq!(c.tensors.shape("model.layers.4.self_attn.k_proj.weight"), Some(vec![32, 64]));
+    assert_eq!(c.tensors.shape("model.layers.0.mlp.gate_proj.weight"), Some(vec![172, 64]));
+    assert_eq!(c.tensors.shape("model.layers.0.mlp.down_proj.weight"), Some(vec![64, 172]));
     assert!(!c.tensors.contains("lm_head.weight"));
     assert_eq!(c.tensors.names().len(), 2 + 5 * 9);
-    let tok = c
-        .tokenizer
-        .as_ref()
-        .expect("tok512.bin found next to the model");
+    let tok = c.tokenizer.as_ref().expect("tok512.bin found next to the model");
     assert_eq!(tok.vocab_size(), 512);
     assert!(tok.adds_bos());
     assert_eq!(tok.bos_id(), Some(1));
@@ -87,15 +70,9 @@ fn stories260k_bin_and_gguf_tensors_agree() {
     let emb = bin.tensors.get("model.embed_tokens.weight").unwrap();
     let head = gguf.tensors.get("lm_head.weight").unwrap();
     assert_eq!(max_abs_diff(&emb, &head), 0.0);
-    for k in [
-        "hidden_size",
-        "intermediate_size",
-        "num_hidden_layers",
-        "num_attention_heads",
-        "num_key_value_heads",
-        "vocab_size",
-        "head_dim",
-    ] {
+    for k in
+        ["hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "vocab_size", "head_dim"]
+    {
         assert_eq!(bin.config[k], gguf.config[k], "{k}");
     }
     assert_eq!(gguf.config["rms_norm_eps"].as_f64(), Some(1e-5));
@@ -110,10 +87,7 @@ fn stories260k_unpermute_is_not_identity() {
     let f = models::formats::gguf::GgufFile::open(&path).unwrap();
     let raw = f.load_f32(&f.tensors["blk.0.attn_q.weight"]).unwrap();
     let c = Checkpoint::open(path.to_str().unwrap(), None).unwrap();
-    let hf = c
-        .tensors
-        .get("model.layers.0.self_attn.q_proj.weight")
-        .unwrap();
+    let hf = c.tensors.get("model.layers.0.self_attn.q_proj.weight").unwrap();
     assert!(max_abs_diff(&raw, &hf) > 0.0);
     // Row 1 of HF head 0 is raw row 2 (pairs (0,1),(2,3),… → halves).
     let hf_row = hf.get(1).unwrap();
@@ -144,23 +118,10 @@ fn smollm2_gguf_config_and_tensors() {
     assert_eq!(c.config["tie_word_embeddings"], true);
     assert!(!c.tensors.contains("lm_head.weight"));
     assert_eq!(c.tensors.names().len(), 2 + 30 * 9);
-    assert_eq!(
-        c.tensors.shape("model.embed_tokens.weight"),
-        Some(vec![49152, 576])
-    );
-    assert_eq!(
-        c.tensors.shape("model.layers.0.self_attn.k_proj.weight"),
-        Some(vec![192, 576])
-    );
-    assert_eq!(
-        c.tensors.shape("model.layers.29.mlp.down_proj.weight"),
-        Some(vec![576, 1536])
-    );
-    for name in [
-        "model.embed_tokens.weight",
-        "model.layers.0.self_attn.q_proj.weight",
-        "model.layers.0.input_layernorm.weight",
-    ] {
+    assert_eq!(c.tensors.shape("model.embed_tokens.weight"), Some(vec![49152, 576]));
+    assert_eq!(c.tensors.shape("model.layers.0.self_attn.k_proj.weight"), Some(vec![192, 576]));
+    assert_eq!(c.tensors.shape("model.layers.29.mlp.down_proj.weight"), Some(vec![576, 1536]));
+    for name in ["model.embed_tokens.weight", "model.layers.0.self_attn.q_proj.weight", "model.layers.0.input_layernorm.weight"] {
         let t = c.tensors.get(name).unwrap();
         assert_eq!(t.dims().to_vec(), c.tensors.shape(name).unwrap());
     }
@@ -181,24 +142,13 @@ fn tiny_hf_dirs_open_with_tokenizer_matching_transformers() {
         n += 1;
         let c = Checkpoint::open(dir.to_str().unwrap(), None).unwrap();
         assert_eq!(c.format, Format::HfDir);
-        let reference: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(dir.join("reference.json")).unwrap()).unwrap();
-        assert_eq!(
-            c.config["model_type"],
-            reference["model_type"],
-            "{}",
-            dir.display()
-        );
+        let reference: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("reference.json")).unwrap()).unwrap();
+        assert_eq!(c.config["model_type"], reference["model_type"], "{}", dir.display());
         let tok = c.tokenizer.as_ref().unwrap();
         let text = reference["text"].as_str().unwrap();
         let want: Vec<u32> = serde_json::from_value(reference["token_ids"].clone()).unwrap();
         assert_eq!(tok.encode(text).unwrap(), want, "{}", dir.display());
-        assert_eq!(
-            tok.adds_bos(),
-            reference["add_bos"].as_bool().unwrap(),
-            "{}",
-            dir.display()
-        );
+        assert_eq!(tok.adds_bos(), reference["add_bos"].as_bool().unwrap(), "{}", dir.display());
         for name in c.tensors.names() {
             let t = c.tensors.get(&name).unwrap();
             assert_eq!(t.dims().to_vec(), c.tensors.shape(&name).unwrap(), "{name}");
@@ -211,11 +161,7 @@ fn tiny_hf_dirs_open_with_tokenizer_matching_transformers() {
 fn hf_dir_tokenizer_override_is_used() {
     let tiny = fixtures().join("tiny");
     let dir = tiny.join("gpt2");
-    let c = Checkpoint::open(
-        dir.to_str().unwrap(),
-        Some(&tiny.join("llama/tokenizer.json")),
-    )
-    .unwrap();
+    let c = Checkpoint::open(dir.to_str().unwrap(), Some(&tiny.join("llama/tokenizer.json"))).unwrap();
     let ids = c.tokenizer.unwrap().encode("Before").unwrap();
     assert_eq!(ids[0], 1, "llama's tokenizer (with its BOS) was used");
 }
@@ -237,12 +183,8 @@ fn sharded_hf_dir_equals_single_file() {
     let mut weight_map = serde_json::Map::new();
     for shard in 0..2 {
         let file = format!("model-0000{}-of-00002.safetensors", shard + 1);
-        let views: Vec<(String, TensorView)> = names
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| i % 2 == shard)
-            .map(|(_, n)| (n.clone(), st.tensor(n).unwrap()))
-            .collect();
+        let views: Vec<(String, TensorView)> =
+            names.iter().enumerate().filter(|(i, _)| i % 2 == shard).map(|(_, n)| (n.clone(), st.tensor(n).unwrap())).collect();
         for (n, _) in &views {
             weight_map.insert(n.clone(), serde_json::json!(file));
         }
@@ -277,20 +219,8 @@ fn hf_dir_f16_and_bf16_become_f32() {
     std::fs::write(dir.join("model.safetensors"), b).unwrap();
     let c = Checkpoint::open(dir.to_str().unwrap(), None).unwrap();
     assert!(c.tokenizer.is_none());
-    assert_eq!(
-        c.tensors.get("a").unwrap().to_vec1::<f32>().unwrap(),
-        vec![1.5, -2.0]
-    );
-    assert_eq!(
-        c.tensors
-            .get("b")
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap(),
-        vec![1.5, -2.0]
-    );
+    assert_eq!(c.tensors.get("a").unwrap().to_vec1::<f32>().unwrap(), vec![1.5, -2.0]);
+    assert_eq!(c.tensors.get("b").unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(), vec![1.5, -2.0]);
     let e = c.tensors.get("c").unwrap_err().to_string();
     assert!(e.contains("model.safetensors") && e.contains("I32"), "{e}");
     let _ = std::fs::remove_dir_all(dir);

@@ -13,29 +13,7 @@ fn gguf_truncated_anywhere_is_an_error() {
     let dir = tmpdir("gguf-trunc");
     let good = tiny_model("llama", vec![], vec![]);
     let n = good.len();
-    for cut in [
-        0,
-        2,
-        4,
-        6,
-        8,
-        12,
-        16,
-        20,
-        24,
-        30,
-        40,
-        60,
-        100,
-        200,
-        300,
-        400,
-        500,
-        700,
-        n / 2,
-        n - 33,
-        n - 1,
-    ] {
+    for cut in [0, 2, 4, 6, 8, 12, 16, 20, 24, 30, 40, 60, 100, 200, 300, 400, 500, 700, n / 2, n - 33, n - 1] {
         let p = write(&dir, &format!("cut{cut}.gguf"), &good[..cut.min(n - 1)]);
         expect_err(&p, None);
     }
@@ -72,43 +50,16 @@ fn gguf_declared_sizes_larger_than_file() {
     b[24..32].copy_from_slice(&(1u64 << 60).to_le_bytes());
     expect_err(&write(&dir, "keylen.gguf", &b), None);
     // a string array claiming 2^40 elements
-    let huge = gguf(
-        &[
-            ("general.architecture", Kv::Str("llama")),
-            ("tokenizer.ggml.tokens", Kv::Strs(vec!["a".into()])),
-        ],
-        &[],
-    );
+    let huge = gguf(&[("general.architecture", Kv::Str("llama")), ("tokenizer.ggml.tokens", Kv::Strs(vec!["a".into()]))], &[]);
     let mut b = huge.clone();
-    let pos = b
-        .windows(21)
-        .position(|w| w == b"tokenizer.ggml.tokens")
-        .unwrap()
-        + 21
-        + 8;
+    let pos = b.windows(21).position(|w| w == b"tokenizer.ggml.tokens").unwrap() + 21 + 8;
     b[pos..pos + 8].copy_from_slice(&(1u64 << 40).to_le_bytes());
     expect_err(&write(&dir, "arr.gguf", &b), None);
     // a tensor whose dims overflow / exceed the data section
-    let big = T {
-        name: "blk.0.ffn_up.weight".into(),
-        ne: vec![1 << 31, 1 << 31],
-        ty: 0,
-        data: vec![],
-    };
-    expect_err(
-        &write(&dir, "dims.gguf", &tiny_model("llama", vec![], vec![big])),
-        None,
-    );
-    let big = T {
-        name: "blk.0.ffn_up.weight".into(),
-        ne: vec![u64::MAX, 3],
-        ty: 0,
-        data: vec![],
-    };
-    expect_err(
-        &write(&dir, "dims2.gguf", &tiny_model("llama", vec![], vec![big])),
-        None,
-    );
+    let big = T { name: "blk.0.ffn_up.weight".into(), ne: vec![1 << 31, 1 << 31], ty: 0, data: vec![] };
+    expect_err(&write(&dir, "dims.gguf", &tiny_model("llama", vec![], vec![big])), None);
+    let big = T { name: "blk.0.ffn_up.weight".into(), ne: vec![u64::MAX, 3], ty: 0, data: vec![] };
+    expect_err(&write(&dir, "dims2.gguf", &tiny_model("llama", vec![], vec![big])), None);
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -118,61 +69,32 @@ fn gguf_unknown_architecture_lists_supported() {
     let p = write(&dir, "arch.gguf", &tiny_model("gpt7", vec![], vec![]));
     let e = expect_err(&p, None);
     assert!(matches!(e, Error::UnknownArchitecture { .. }));
-    assert!(
-        e.to_string().contains("llama") && e.to_string().contains("qwen2"),
-        "{e}"
-    );
+    assert!(e.to_string().contains("llama") && e.to_string().contains("qwen2"), "{e}");
 }
 
 #[test]
 fn gguf_unsupported_tensor_type_names_tensor_and_type() {
     let dir = tmpdir("gguf-type");
     // Q5_0 (type 6): 32 values per 22-byte block; ne [32, 4] = 4 blocks.
-    let t = T {
-        name: "blk.0.ffn_up.weight".into(),
-        ne: vec![32, 4],
-        ty: 6,
-        data: vec![0; 88],
-    };
+    let t = T { name: "blk.0.ffn_up.weight".into(), ne: vec![32, 4], ty: 6, data: vec![0; 88] };
     let p = write(&dir, "q5.gguf", &tiny_model("llama", vec![], vec![t]));
     let e = expect_err(&p, None);
     assert!(matches!(e, Error::Unsupported { .. }));
     let m = e.to_string();
-    assert!(
-        m.contains("blk.0.ffn_up.weight") && m.contains("Q5_0"),
-        "{m}"
-    );
+    assert!(m.contains("blk.0.ffn_up.weight") && m.contains("Q5_0"), "{m}");
     // An unknown type id (e.g. an IQ type) too.
-    let t = T {
-        name: "blk.0.ffn_up.weight".into(),
-        ne: vec![32, 4],
-        ty: 23,
-        data: vec![0; 64],
-    };
-    let m = expect_err(
-        &write(&dir, "iq.gguf", &tiny_model("llama", vec![], vec![t])),
-        None,
-    )
-    .to_string();
+    let t = T { name: "blk.0.ffn_up.weight".into(), ne: vec![32, 4], ty: 23, data: vec![0; 64] };
+    let m = expect_err(&write(&dir, "iq.gguf", &tiny_model("llama", vec![], vec![t])), None).to_string();
     assert!(m.contains("blk.0.ffn_up.weight") && m.contains("23"), "{m}");
 }
 
 #[test]
 fn gguf_nan_weights_are_reported_on_get() {
     let dir = tmpdir("gguf-nan");
-    let t = f32_tensor("blk.0.ffn_up.weight", &[D, 16], |i| {
-        if i == 5 {
-            f32::NAN
-        } else {
-            0.0
-        }
-    });
+    let t = f32_tensor("blk.0.ffn_up.weight", &[D, 16], |i| if i == 5 { f32::NAN } else { 0.0 });
     let p = write(&dir, "nan.gguf", &tiny_model("llama", vec![], vec![t]));
     let c = Checkpoint::open(p.to_str().unwrap(), None).unwrap();
-    let e = c
-        .tensors
-        .get("model.layers.0.mlp.up_proj.weight")
-        .unwrap_err();
+    let e = c.tensors.get("model.layers.0.mlp.up_proj.weight").unwrap_err();
     assert!(matches!(e, Error::NonFinite { .. }));
     assert!(e.to_string().contains("nan.gguf"), "{e}");
 }
@@ -199,11 +121,7 @@ fn gguf_unknown_pre_tokenizer_is_an_error() {
 fn llama2c_synthetic_opens_both_layouts() {
     let dir = tmpdir("l2c-ok");
     for (vocab, freq) in [(300, true), (300, false), (-300, true), (-300, false)] {
-        let p = write(
-            &dir,
-            &format!("m{vocab}{freq}.bin"),
-            &tiny_llama2c(vocab, 4, freq),
-        );
+        let p = write(&dir, &format!("m{vocab}{freq}.bin"), &tiny_llama2c(vocab, 4, freq));
         let c = Checkpoint::open(p.to_str().unwrap(), None).unwrap();
         assert_eq!(c.tensors.contains("lm_head.weight"), vocab < 0);
         assert_eq!(c.config["tie_word_embeddings"], vocab > 0);
@@ -257,11 +175,7 @@ fn missing_or_corrupt_tokenizer_is_an_error() {
     let model = write(&dir, "m.bin", &tiny_llama2c(300, 4, true));
     let missing = dir.join("no-such-tokenizer.bin");
     expect_err(&model, Some(&missing));
-    let bad = write(
-        &dir,
-        "tok-bad.bin",
-        &[16, 0, 0, 0, 0, 0, 0, 0, 255, 255, 255, 127],
-    );
+    let bad = write(&dir, "tok-bad.bin", &[16, 0, 0, 0, 0, 0, 0, 0, 255, 255, 255, 127]);
     expect_err(&model, Some(&bad));
     let bad_json = write(&dir, "tokenizer.json", b"{not json");
     expect_err(&model, Some(&bad_json));
@@ -271,10 +185,7 @@ fn missing_or_corrupt_tokenizer_is_an_error() {
 // ---------- HF directories / safetensors ----------
 
 fn safetensors_bytes(n: usize) -> Vec<u8> {
-    let header = format!(
-        r#"{{"model.embed_tokens.weight":{{"dtype":"F32","shape":[{n}],"data_offsets":[0,{}]}}}}"#,
-        4 * n
-    );
+    let header = format!(r#"{{"model.embed_tokens.weight":{{"dtype":"F32","shape":[{n}],"data_offsets":[0,{}]}}}}"#, 4 * n);
     let mut b = (header.len() as u64).to_le_bytes().to_vec();
     b.extend(header.as_bytes());
     b.extend((0..n).flat_map(|i| (i as f32).to_le_bytes()));
@@ -288,15 +199,10 @@ fn hf_dir_good_then_truncated_safetensors() {
     let good = safetensors_bytes(16);
     write(&dir, "model.safetensors", &good);
     let c = Checkpoint::open(dir.to_str().unwrap(), None).unwrap();
-    assert_eq!(
-        c.tensors.get("model.embed_tokens.weight").unwrap().dims(),
-        &[16]
-    );
+    assert_eq!(c.tensors.get("model.embed_tokens.weight").unwrap().dims(), &[16]);
     for cut in [0, 4, 8, 20, good.len() - 64, good.len() - 1] {
         write(&dir, "model.safetensors", &good[..cut]);
-        let e = Checkpoint::open(dir.to_str().unwrap(), None)
-            .err()
-            .expect("truncated safetensors must fail");
+        let e = Checkpoint::open(dir.to_str().unwrap(), None).err().expect("truncated safetensors must fail");
         assert!(e.to_string().contains("model.safetensors"), "{e}");
     }
     // header length larger than the file
@@ -318,18 +224,10 @@ fn hf_dir_bad_config_and_index() {
     let e = Checkpoint::open(dir.to_str().unwrap(), None).err().unwrap();
     assert!(e.to_string().contains("model_type"), "{e}");
     write(&dir, "config.json", br#"{"model_type": "llama"}"#);
-    write(
-        &dir,
-        "model.safetensors.index.json",
-        br#"{"weight_map": {"a": "../../etc/passwd"}}"#,
-    );
+    write(&dir, "model.safetensors.index.json", br#"{"weight_map": {"a": "../../etc/passwd"}}"#);
     let e = Checkpoint::open(dir.to_str().unwrap(), None).err().unwrap();
     assert!(e.to_string().contains("index"), "{e}");
-    write(
-        &dir,
-        "model.safetensors.index.json",
-        br#"{"weight_map": {"a": "model-00002.safetensors"}}"#,
-    );
+    write(&dir, "model.safetensors.index.json", br#"{"weight_map": {"a": "model-00002.safetensors"}}"#);
     let e = Checkpoint::open(dir.to_str().unwrap(), None).err().unwrap();
     assert!(e.to_string().contains("model-00002.safetensors"), "{e}");
     let _ = std::fs::remove_dir_all(dir);
@@ -377,51 +275,24 @@ fn tiny_model_with_tokenizer(spm: bool) -> Vec<u8> {
     let toks: Vec<String> = if spm {
         let mut v: Vec<String> = vec!["<unk>".into(), "<s>".into(), "</s>".into()];
         v.extend((0..=255u8).map(|b| format!("<0x{b:02X}>")));
-        v.extend(
-            ["\u{2581}", "H", "e", "l", "o", "He", "ll", "\u{2581}w"]
-                .iter()
-                .map(|s| s.to_string()),
-        );
+        v.extend(["\u{2581}", "H", "e", "l", "o", "He", "ll", "\u{2581}w"].iter().map(|s| s.to_string()));
         v
     } else {
-        [
-            "<|endoftext|>",
-            "H",
-            "e",
-            "l",
-            "o",
-            "He",
-            "ll",
-            "Hell",
-            "Ġ",
-            "w",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+        ["<|endoftext|>", "H", "e", "l", "o", "He", "ll", "Hell", "Ġ", "w"].iter().map(|s| s.to_string()).collect()
     };
     let n = toks.len();
     let mut extra = vec![
         ("tokenizer.ggml.tokens", Kv::Strs(toks)),
-        (
-            "tokenizer.ggml.token_type",
-            Kv::I32s((0..n).map(|i| if i < 3 { 3 } else { 1 }).collect()),
-        ),
+        ("tokenizer.ggml.token_type", Kv::I32s((0..n).map(|i| if i < 3 { 3 } else { 1 }).collect())),
         ("tokenizer.ggml.bos_token_id", Kv::U32(1)),
     ];
     if spm {
         extra.push(("tokenizer.ggml.model", Kv::Str("llama")));
-        extra.push((
-            "tokenizer.ggml.scores",
-            Kv::F32s((0..n).map(|i| -(i as f32)).collect()),
-        ));
+        extra.push(("tokenizer.ggml.scores", Kv::F32s((0..n).map(|i| -(i as f32)).collect())));
     } else {
         extra.push(("tokenizer.ggml.model", Kv::Str("gpt2")));
         extra.push(("tokenizer.ggml.pre", Kv::Str("smollm")));
-        extra.push((
-            "tokenizer.ggml.merges",
-            Kv::Strs(vec!["H e".into(), "l l".into(), "He ll".into()]),
-        ));
+        extra.push(("tokenizer.ggml.merges", Kv::Strs(vec!["H e".into(), "l l".into(), "He ll".into()])));
     }
     tiny_model("llama", extra, vec![])
 }
@@ -447,11 +318,7 @@ fn random_corruption_never_panics() {
         for round in 0..150 {
             let mut b = good.clone();
             // Mostly hit the header/metadata region, where lengths live.
-            let span = if round % 3 == 0 {
-                b.len()
-            } else {
-                b.len().min(4096)
-            };
+            let span = if round % 3 == 0 { b.len() } else { b.len().min(4096) };
             for _ in 0..1 + rng.next() % 4 {
                 let i = (rng.next() as usize) % span;
                 b[i] = match rng.next() % 4 {
@@ -474,11 +341,7 @@ fn random_corruption_never_panics() {
 #[test]
 fn unrecognised_file_says_what_was_expected() {
     let dir = tmpdir("unrec");
-    let p = write(
-        &dir,
-        "weights.pt",
-        b"PK\x03\x04 not a model at all, just some bytes....",
-    );
+    let p = write(&dir, "weights.pt", b"PK\x03\x04 not a model at all, just some bytes....");
     let m = expect_err(&p, None).to_string();
     assert!(m.contains("not recognised") && m.contains("GGUF"), "{m}");
     let _ = std::fs::remove_dir_all(dir);
@@ -504,7 +367,9 @@ fn hf_config_huge_layer_count_is_an_error_not_an_abort() {
     let dir = tmpdir("cfg-layers");
     write(&dir, "model.safetensors", &safetensors_bytes(4));
     for key in ["num_hidden_layers", "n_layer"] {
-        let cfg = format!(r#"{{"model_type": "llama", "{key}": 4294967296, "hidden_size": 8, "num_attention_heads": 2, "intermediate_size": 8, "vocab_size": 4}}"#);
+        let cfg = format!(
+            r#"{{"model_type": "llama", "{key}": 4294967296, "hidden_size": 8, "num_attention_heads": 2, "intermediate_size": 8, "vocab_size": 4}}"#
+        );
         write(&dir, "config.json", cfg.as_bytes());
         let e = Checkpoint::open(dir.to_str().unwrap(), None).err().unwrap();
         assert!(e.to_string().contains("config.json") && e.to_string().contains(key), "{e}");

@@ -24,23 +24,11 @@ fn filled_cache(tag: &str) -> PathBuf {
     std::fs::create_dir_all(repo.join("blobs")).unwrap();
     std::fs::create_dir_all(repo.join("refs")).unwrap();
     std::fs::write(repo.join("refs/main"), format!("{REV}\n")).unwrap();
-    for (i, f) in [
-        "config.json",
-        "model.safetensors",
-        "tokenizer.json",
-        "tokenizer_config.json",
-    ]
-    .iter()
-    .enumerate()
-    {
+    for (i, f) in ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"].iter().enumerate() {
         let blob = repo.join("blobs").join(format!("blob{i}"));
         std::fs::copy(fixture().join(f), &blob).unwrap();
         #[cfg(unix)]
-        std::os::unix::fs::symlink(
-            Path::new("../../blobs").join(format!("blob{i}")),
-            snap.join(f),
-        )
-        .unwrap();
+        std::os::unix::fs::symlink(Path::new("../../blobs").join(format!("blob{i}")), snap.join(f)).unwrap();
         #[cfg(not(unix))]
         std::fs::copy(&blob, snap.join(f)).unwrap();
     }
@@ -74,12 +62,7 @@ fn hub_id_through_checkpoint_open_with_env() {
     if std::env::var_os(HUB_ENV_CHILD).is_none() {
         let cache = filled_cache("env");
         let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "loaders_hub::hub_id_through_checkpoint_open_with_env",
-                "--include-ignored",
-                "--test-threads=1",
-            ])
+            .args(["--exact", "loaders_hub::hub_id_through_checkpoint_open_with_env", "--include-ignored", "--test-threads=1"])
             .env(HUB_ENV_CHILD, "1")
             .env("HF_HUB_CACHE", &cache)
             .env("HF_HUB_OFFLINE", "1")
@@ -100,9 +83,7 @@ fn hub_id_through_checkpoint_open_with_env() {
     assert_eq!(c.format, Format::HfDir);
     assert_eq!(c.source, REPO);
     assert!(c.path.ends_with(REV));
-    let e = Checkpoint::open("attnscope-test/not-cached", None)
-        .err()
-        .unwrap();
+    let e = Checkpoint::open("attnscope-test/not-cached", None).err().unwrap();
     assert!(e.to_string().contains("attnscope-test/not-cached"), "{e}");
 }
 

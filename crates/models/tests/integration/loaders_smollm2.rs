@@ -22,34 +22,18 @@ fn smollm2_gguf_matches_transformers_dequant_and_unpermute() {
     for (name, g) in golden.as_object().unwrap() {
         let t = c.tensors.get(name).unwrap();
         // 1-D weights are compared as one row.
-        let t = if t.rank() == 1 {
-            t.unsqueeze(0).unwrap()
-        } else {
-            t
-        };
+        let t = if t.rank() == 1 { t.unsqueeze(0).unwrap() } else { t };
         let rows: Vec<usize> = serde_json::from_value(g["rows"].clone()).unwrap();
         let cols = g["cols"].as_u64().unwrap() as usize;
         let want: Vec<Vec<f32>> = serde_json::from_value(g["values"].clone()).unwrap();
         for (r, w) in rows.iter().zip(&want) {
-            let got = t
-                .get(*r)
-                .unwrap()
-                .narrow(0, 0, cols)
-                .unwrap()
-                .to_vec1::<f32>()
-                .unwrap();
+            let got = t.get(*r).unwrap().narrow(0, 0, cols).unwrap().to_vec1::<f32>().unwrap();
             for (a, b) in got.iter().zip(w) {
-                assert!(
-                    (a - b).abs() <= 1e-6 * b.abs().max(1.0),
-                    "{name} row {r}: {a} vs {b}"
-                );
+                assert!((a - b).abs() <= 1e-6 * b.abs().max(1.0), "{name} row {r}: {a} vs {b}");
             }
         }
         let sum = t.sum_all().unwrap().to_scalar::<f32>().unwrap() as f64;
         let want_sum = g["sum"].as_f64().unwrap();
-        assert!(
-            (sum - want_sum).abs() <= 1e-3 * want_sum.abs().max(1.0),
-            "{name} sum {sum} vs {want_sum}"
-        );
+        assert!((sum - want_sum).abs() <= 1e-3 * want_sum.abs().max(1.0), "{name} sum {sum} vs {want_sum}");
     }
 }

@@ -17,18 +17,12 @@ fn synthetic_llama_gguf_opens_and_unpermutes_k_by_kv_heads() {
     assert_eq!(c.config["head_dim"], 4);
     assert!(c.tokenizer.is_none());
     // k_proj: (kv_dim 4, in 8); one KV head → rows [0,2,1,3] of the raw (4, 8).
-    let k = c
-        .tensors
-        .get("model.layers.0.self_attn.k_proj.weight")
-        .unwrap();
+    let k = c.tensors.get("model.layers.0.self_attn.k_proj.weight").unwrap();
     assert_eq!(k.dims(), &[4, 8]);
     let row1 = k.get(1).unwrap().to_vec1::<f32>().unwrap();
     assert!((row1[0] - 2.0 * 8.0 * 0.001).abs() < 1e-7, "{row1:?}");
     // q_proj: 2 heads of 4 rows: row 1 ← raw row 2, row 5 ← raw row 6.
-    let q = c
-        .tensors
-        .get("model.layers.0.self_attn.q_proj.weight")
-        .unwrap();
+    let q = c.tensors.get("model.layers.0.self_attn.q_proj.weight").unwrap();
     let row5 = q.get(5).unwrap().to_vec1::<f32>().unwrap();
     assert!((row5[0] - 6.0 * 8.0 * 0.001).abs() < 1e-7, "{row5:?}");
     let _ = std::fs::remove_dir_all(dir);
@@ -38,29 +32,12 @@ fn synthetic_llama_gguf_opens_and_unpermutes_k_by_kv_heads() {
 fn synthetic_qwen2_gguf_keeps_rows_and_maps_biases() {
     let dir = tmpdir("qwen2");
     let bias = f32_tensor("blk.0.attn_q.bias", &[D], |i| i as f32);
-    let p = write(
-        &dir,
-        "q.gguf",
-        &tiny_model(
-            "qwen2",
-            vec![("qwen2.rope.freq_base", Kv::F32(1e6))],
-            vec![bias],
-        ),
-    );
+    let p = write(&dir, "q.gguf", &tiny_model("qwen2", vec![("qwen2.rope.freq_base", Kv::F32(1e6))], vec![bias]));
     let c = Checkpoint::open(p.to_str().unwrap(), None).unwrap();
     assert_eq!(c.config["model_type"], "qwen2");
     assert_eq!(c.config["rope_theta"].as_f64(), Some(1e6));
-    let b = c
-        .tensors
-        .get("model.layers.0.self_attn.q_proj.bias")
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap();
-    assert_eq!(
-        b,
-        (0..8).map(|i| i as f32).collect::<Vec<_>>(),
-        "qwen2 is not un-permuted"
-    );
+    let b = c.tensors.get("model.layers.0.self_attn.q_proj.bias").unwrap().to_vec1::<f32>().unwrap();
+    assert_eq!(b, (0..8).map(|i| i as f32).collect::<Vec<_>>(), "qwen2 is not un-permuted");
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -87,28 +64,11 @@ fn quantized_and_f16_tensors_dequantize() {
         q4.extend(f16_bits(0.25));
         q4.extend((0..16u8).map(|j| j | ((15 - j) << 4)));
     }
-    let norm16: Vec<u8> = (0..8)
-        .flat_map(|i| f16_bits(if i == 0 { 1.0 } else { 0.5 }))
-        .collect();
+    let norm16: Vec<u8> = (0..8).flat_map(|i| f16_bits(if i == 0 { 1.0 } else { 0.5 })).collect();
     let ts = vec![
-        T {
-            name: "blk.0.ffn_up.weight".into(),
-            ne: vec![32, 4],
-            ty: 8,
-            data: q8,
-        },
-        T {
-            name: "blk.0.ffn_gate.weight".into(),
-            ne: vec![32, 4],
-            ty: 2,
-            data: q4,
-        },
-        T {
-            name: "output_norm.weight".into(),
-            ne: vec![8],
-            ty: 1,
-            data: norm16,
-        },
+        T { name: "blk.0.ffn_up.weight".into(), ne: vec![32, 4], ty: 8, data: q8 },
+        T { name: "blk.0.ffn_gate.weight".into(), ne: vec![32, 4], ty: 2, data: q4 },
+        T { name: "output_norm.weight".into(), ne: vec![8], ty: 1, data: norm16 },
     ];
     let p = write(&dir, "quant.gguf", &tiny_model("llama", vec![], ts));
     let c = Checkpoint::open(p.to_str().unwrap(), None).unwrap();
@@ -118,43 +78,19 @@ fn quantized_and_f16_tensors_dequantize() {
     for (i, v) in e.iter().enumerate() {
         assert_eq!(*v, 0.5 * (i as f32 - 64.0), "Q8_0 value {i}");
     }
-    let g = c
-        .tensors
-        .get("model.layers.0.mlp.gate_proj.weight")
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap();
+    let g = c.tensors.get("model.layers.0.mlp.gate_proj.weight").unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
     // Q4_0 block: values 0..16 are low nibbles, 16..32 high nibbles, minus 8.
     for j in 0..16 {
         assert_eq!(g[j], 0.25 * (j as f32 - 8.0));
         assert_eq!(g[16 + j], 0.25 * ((15 - j) as f32 - 8.0));
     }
-    let n = c
-        .tensors
-        .get("model.norm.weight")
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap();
+    let n = c.tensors.get("model.norm.weight").unwrap().to_vec1::<f32>().unwrap();
     assert_eq!(n[0], 1.0);
     assert_eq!(n[7], 0.5);
     // Rows that are not whole blocks are rejected with the tensor's name.
-    let t = T {
-        name: "blk.0.ffn_up.weight".into(),
-        ne: vec![8, 16],
-        ty: 8,
-        data: vec![0; 136],
-    };
-    let m = expect_err(
-        &write(&dir, "rows.gguf", &tiny_model("llama", vec![], vec![t])),
-        None,
-    )
-    .to_string();
-    assert!(
-        m.contains("blk.0.ffn_up.weight") && m.contains("block size"),
-        "{m}"
-    );
+    let t = T { name: "blk.0.ffn_up.weight".into(), ne: vec![8, 16], ty: 8, data: vec![0; 136] };
+    let m = expect_err(&write(&dir, "rows.gguf", &tiny_model("llama", vec![], vec![t])), None).to_string();
+    assert!(m.contains("blk.0.ffn_up.weight") && m.contains("block size"), "{m}");
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -163,11 +99,7 @@ fn gguf_spm_tokenizer_flags_bos_eos_and_space_prefix() {
     let dir = tmpdir("spmflags");
     let mut toks: Vec<String> = vec!["<unk>".into(), "<s>".into(), "</s>".into()];
     toks.extend((0..=255u8).map(|b| format!("<0x{b:02X}>")));
-    toks.extend(
-        ["\u{2581}", "h", "i", "hi", "\u{2581}hi"]
-            .iter()
-            .map(|s| s.to_string()),
-    );
+    toks.extend(["\u{2581}", "h", "i", "hi", "\u{2581}hi"].iter().map(|s| s.to_string()));
     let n = toks.len();
     let hi = (n - 2) as u32; // "hi"
     let space_hi = (n - 1) as u32; // "▁hi"
@@ -175,10 +107,7 @@ fn gguf_spm_tokenizer_flags_bos_eos_and_space_prefix() {
         let extra = vec![
             ("tokenizer.ggml.model", Kv::Str("llama")),
             ("tokenizer.ggml.tokens", Kv::Strs(toks.clone())),
-            (
-                "tokenizer.ggml.scores",
-                Kv::F32s((0..n).map(|i| i as f32).collect()),
-            ),
+            ("tokenizer.ggml.scores", Kv::F32s((0..n).map(|i| i as f32).collect())),
             // unknown, control ×2, byte ×256, normal
             (
                 "tokenizer.ggml.token_type",
@@ -202,10 +131,7 @@ fn gguf_spm_tokenizer_flags_bos_eos_and_space_prefix() {
     };
     let open = |name: &str, bytes: Vec<u8>| {
         let p = write(&dir, name, &bytes);
-        Checkpoint::open(p.to_str().unwrap(), None)
-            .unwrap()
-            .tokenizer
-            .unwrap()
+        Checkpoint::open(p.to_str().unwrap(), None).unwrap().tokenizer.unwrap()
     };
     // add_bos_token absent: SentencePiece vocabularies add BOS.
     let t = open("a.gguf", make(true, true));
@@ -220,17 +146,8 @@ fn gguf_spm_tokenizer_flags_bos_eos_and_space_prefix() {
 #[test]
 fn gguf_v2_and_custom_alignment_open() {
     let dir = tmpdir("align");
-    let reference = Checkpoint::open(
-        write(&dir, "ref.gguf", &tiny_model("llama", vec![], vec![]))
-            .to_str()
-            .unwrap(),
-        None,
-    )
-    .unwrap();
-    let want = reference
-        .tensors
-        .get("model.layers.0.mlp.up_proj.weight")
-        .unwrap();
+    let reference = Checkpoint::open(write(&dir, "ref.gguf", &tiny_model("llama", vec![], vec![])).to_str().unwrap(), None).unwrap();
+    let want = reference.tensors.get("model.layers.0.mlp.up_proj.weight").unwrap();
     let mut v2 = tiny_model("llama", vec![], vec![]);
     v2[4] = 2;
     let aligned = tiny_model("llama", vec![("general.alignment", Kv::U32(128))], vec![]);
@@ -242,9 +159,7 @@ fn gguf_v2_and_custom_alignment_open() {
     }
     // A non-power-of-two alignment is rejected.
     let bad = tiny_model("llama", vec![("general.alignment", Kv::U32(48))], vec![]);
-    let e = Checkpoint::open(write(&dir, "a48.gguf", &bad).to_str().unwrap(), None)
-        .err()
-        .unwrap();
+    let e = Checkpoint::open(write(&dir, "a48.gguf", &bad).to_str().unwrap(), None).err().unwrap();
     assert!(e.to_string().contains("alignment"), "{e}");
     let _ = std::fs::remove_dir_all(dir);
 }

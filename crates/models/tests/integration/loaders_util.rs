@@ -11,11 +11,7 @@ use models::{Checkpoint, Error};
 pub fn tmpdir(tag: &str) -> PathBuf {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static N: AtomicUsize = AtomicUsize::new(0);
-    let d = std::env::temp_dir().join(format!(
-        "attnscope-bad-{tag}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
+    let d = std::env::temp_dir().join(format!("attnscope-bad-{tag}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
@@ -31,19 +27,11 @@ pub fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
 pub fn expect_err(path: &Path, tok: Option<&Path>) -> Error {
     let res = std::panic::catch_unwind(|| Checkpoint::open(path.to_str().unwrap(), tok));
     let res = res.unwrap_or_else(|_| panic!("panicked on {}", path.display()));
-    let Err(e) = res else {
-        panic!("{} opened although corrupt", path.display())
-    };
+    let Err(e) = res else { panic!("{} opened although corrupt", path.display()) };
     let msg = e.to_string();
     let name = path.file_name().unwrap().to_str().unwrap();
-    let tok_name = tok
-        .and_then(|t| t.file_name())
-        .and_then(|n| n.to_str())
-        .unwrap_or("\u{0}");
-    assert!(
-        msg.contains(name) || msg.contains(tok_name),
-        "error does not name the file: {msg}"
-    );
+    let tok_name = tok.and_then(|t| t.file_name()).and_then(|n| n.to_str()).unwrap_or("\u{0}");
+    assert!(msg.contains(name) || msg.contains(tok_name), "error does not name the file: {msg}");
     e
 }
 
@@ -74,12 +62,7 @@ pub struct T {
 pub fn f32_tensor(name: &str, ne: &[u64], f: impl Fn(usize) -> f32) -> T {
     let n: u64 = ne.iter().product();
     let data = (0..n as usize).flat_map(|i| f(i).to_le_bytes()).collect();
-    T {
-        name: name.into(),
-        ne: ne.to_vec(),
-        ty: 0,
-        data,
-    }
+    T { name: name.into(), ne: ne.to_vec(), ty: 0, data }
 }
 
 /// GGUF v3 bytes; tensor data aligned to `general.alignment` if given, else 32.
@@ -162,11 +145,7 @@ pub const H: u32 = 2; // heads (d_head 4)
 pub const HKV: u32 = 1;
 
 /// A valid 1-layer model of `arch` with F32 weights (values i·0.001).
-pub fn tiny_model(
-    arch: &'static str,
-    extra: Vec<(&'static str, Kv)>,
-    mut tensors: Vec<T>,
-) -> Vec<u8> {
+pub fn tiny_model(arch: &'static str, extra: Vec<(&'static str, Kv)>, mut tensors: Vec<T>) -> Vec<u8> {
     let mut kvs: Vec<(&str, Kv)> = vec![("general.architecture", Kv::Str(arch))];
     let k = |s: &str| -> &'static str { Box::leak(format!("{arch}.{s}").into_boxed_str()) };
     kvs.push((k("embedding_length"), Kv::U32(D as u32)));
@@ -209,14 +188,7 @@ pub fn tiny_llama2c(vocab: i32, seq: i32, with_freq: bool) -> Vec<u8> {
         b.extend(x.to_le_bytes());
     }
     let v = vocab.unsigned_abs() as usize;
-    let mut n = v * dim
-        + l * dim
-        + l * dim * dim
-        + 2 * l * kv_dim * dim
-        + l * dim * dim
-        + l * dim
-        + 3 * l * hid * dim
-        + dim;
+    let mut n = v * dim + l * dim + l * dim * dim + 2 * l * kv_dim * dim + l * dim * dim + l * dim + 3 * l * hid * dim + dim;
     if with_freq {
         n += 2 * seq as usize * 2;
     }

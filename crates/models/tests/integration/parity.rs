@@ -142,8 +142,21 @@ fn tiny_models_of_every_family_match_transformers() {
     assert_eq!(
         checked,
         [
-            "bloom", "gemma2", "gemma3", "gemma3_multimodal", "gpt2", "gpt_neox", "llama", "llama3_scaled", "mistral", "mpt", "olmo2", "phi3",
-            "qwen2", "qwen3", "stablelm"
+            "bloom",
+            "gemma2",
+            "gemma3",
+            "gemma3_multimodal",
+            "gpt2",
+            "gpt_neox",
+            "llama",
+            "llama3_scaled",
+            "mistral",
+            "mpt",
+            "olmo2",
+            "phi3",
+            "qwen2",
+            "qwen3",
+            "stablelm"
         ],
         "every family fixture must be checked"
     );
@@ -343,7 +356,10 @@ fn smollm2_long_context_matches_transformers() {
     let e = rel_err(&ours, &r.tensors["logits_rows_vocab_prefix"].1);
     assert!(e <= REL_TOL, "logits: relative error {e:.2e} > {REL_TOL:e}");
     worst = worst.max(e);
-    eprintln!("smollm2 over {} tokens: k.29, q.29 head 0 and logits rows {rows:?} match transformers (worst relative error {worst:.1e})", ids.len());
+    eprintln!(
+        "smollm2 over {} tokens: k.29, q.29 head 0 and logits rows {rows:?} match transformers (worst relative error {worst:.1e})",
+        ids.len()
+    );
 }
 
 /// The decoder's query chunking is an implementation detail: every chunk

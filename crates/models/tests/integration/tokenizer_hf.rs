@@ -13,8 +13,7 @@ const TEXT: &str = "Before we";
 const PLAIN: [u32; 5] = [35, 70, 71, 360, 325];
 
 fn tiny(family: &str) -> Value {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join(format!("tests/fixtures/tiny/{family}/tokenizer.json"));
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/tiny/{family}/tokenizer.json"));
     serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
 }
 
@@ -22,17 +21,9 @@ fn setup(tag: &str, tokenizer: &Value, config: Option<Value>) -> PathBuf {
     let d = std::env::temp_dir().join(format!("attnscope-tokhf-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
-    std::fs::write(
-        d.join("tokenizer.json"),
-        serde_json::to_vec(tokenizer).unwrap(),
-    )
-    .unwrap();
+    std::fs::write(d.join("tokenizer.json"), serde_json::to_vec(tokenizer).unwrap()).unwrap();
     if let Some(c) = config {
-        std::fs::write(
-            d.join("tokenizer_config.json"),
-            serde_json::to_vec(&c).unwrap(),
-        )
-        .unwrap();
+        std::fs::write(d.join("tokenizer_config.json"), serde_json::to_vec(&c).unwrap()).unwrap();
     }
     d.join("tokenizer.json")
 }
@@ -40,11 +31,7 @@ fn setup(tag: &str, tokenizer: &Value, config: Option<Value>) -> PathBuf {
 fn ids(path: &Path) -> (Vec<u32>, bool) {
     let t = TextTokenizer::from_tokenizer_json(path).unwrap();
     let ids = t.encode(TEXT).unwrap();
-    assert_eq!(
-        t.adds_bos(),
-        ids.first() == Some(&1),
-        "adds_bos() agrees with encode()"
-    );
+    assert_eq!(t.adds_bos(), ids.first() == Some(&1), "adds_bos() agrees with encode()");
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
     (ids, t.adds_bos())
 }
@@ -69,37 +56,17 @@ fn post_processor_is_authoritative_over_add_bos_token() {
         }
         Some(c)
     };
-    assert_eq!(
-        ids(&setup("a", &llama, cfg(Some(false), None))).0,
-        with_bos()
-    );
+    assert_eq!(ids(&setup("a", &llama, cfg(Some(false), None))).0, with_bos());
     assert_eq!(ids(&setup("b", &llama, None)).0, with_bos());
     let mut eos_cfg = cfg(Some(true), None).unwrap();
     eos_cfg["add_eos_token"] = json!(true);
     assert_eq!(ids(&setup("c", &llama, Some(eos_cfg))).0, with_bos());
-    assert_eq!(
-        ids(&setup(
-            "d",
-            &llama,
-            cfg(Some(true), Some("GPTNeoXTokenizer"))
-        ))
-        .0,
-        PLAIN.to_vec()
-    );
-    assert_eq!(
-        ids(&setup("e", &gpt2, cfg(Some(true), None))).0,
-        PLAIN.to_vec()
-    );
+    assert_eq!(ids(&setup("d", &llama, cfg(Some(true), Some("GPTNeoXTokenizer")))).0, PLAIN.to_vec());
+    assert_eq!(ids(&setup("e", &gpt2, cfg(Some(true), None))).0, PLAIN.to_vec());
     let mut null_pp = gpt2.clone();
     null_pp["post_processor"] = Value::Null;
-    assert_eq!(
-        ids(&setup("f", &null_pp, cfg(Some(true), None))).0,
-        PLAIN.to_vec()
-    );
-    assert_eq!(
-        ids(&setup("g", &null_pp, cfg(None, None))).0,
-        PLAIN.to_vec()
-    );
+    assert_eq!(ids(&setup("f", &null_pp, cfg(Some(true), None))).0, PLAIN.to_vec());
+    assert_eq!(ids(&setup("g", &null_pp, cfg(None, None))).0, PLAIN.to_vec());
 }
 
 #[test]
@@ -126,8 +93,7 @@ fn corrupt_tokenizer_json_names_the_file() {
 fn stored_truncation_and_padding_do_not_apply() {
     // transformers: tokenizer(text) neither truncates nor pads by default.
     let mut t = tiny("gpt2");
-    t["truncation"] =
-        json!({"direction": "Right", "max_length": 2, "strategy": "LongestFirst", "stride": 0});
+    t["truncation"] = json!({"direction": "Right", "max_length": 2, "strategy": "LongestFirst", "stride": 0});
     t["padding"] = json!({"strategy": {"Fixed": 16}, "direction": "Right", "pad_to_multiple_of": null, "pad_id": 0, "pad_type_id": 0, "pad_token": "<|endoftext|>"});
     assert_eq!(ids(&setup("trunc", &t, None)).0, PLAIN.to_vec());
 }

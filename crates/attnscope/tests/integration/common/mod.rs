@@ -11,11 +11,8 @@ use std::process::{Command, Output};
 /// may use the same `name` at the same time.
 #[track_caller]
 pub fn tempdir(name: &str) -> PathBuf {
-    let file = std::path::Path::new(std::panic::Location::caller().file())
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("test")
-        .to_owned();
+    let file =
+        std::path::Path::new(std::panic::Location::caller().file()).file_stem().and_then(|s| s.to_str()).unwrap_or("test").to_owned();
     let d = std::env::temp_dir().join(format!("attnscope-{file}-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();

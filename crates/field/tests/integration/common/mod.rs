@@ -51,16 +51,7 @@ pub fn gauss_vec(rng: &mut ChaCha8Rng, len: usize) -> Vec<f64> {
 
 impl Case {
     #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        seed: u64,
-        n: usize,
-        d: usize,
-        keys: Keys,
-        scale_mult: f64,
-        window: Option<usize>,
-        alibi: Option<f64>,
-        f32: bool,
-    ) -> Case {
+    pub fn new(seed: u64, n: usize, d: usize, keys: Keys, scale_mult: f64, window: Option<usize>, alibi: Option<f64>, f32: bool) -> Case {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let q = gauss_vec(&mut rng, n * d);
         let mut k = match keys {
@@ -68,15 +59,11 @@ impl Case {
             Keys::RankDeficient(r) => {
                 let z = gauss_vec(&mut rng, n * r);
                 let w = gauss_vec(&mut rng, r * d);
-                (0..n * d)
-                    .map(|x| (0..r).map(|t| z[(x / d) * r + t] * w[t * d + x % d]).sum())
-                    .collect()
+                (0..n * d).map(|x| (0..r).map(|t| z[(x / d) * r + t] * w[t * d + x % d]).sum()).collect()
             }
             Keys::Duplicated => {
                 let base = gauss_vec(&mut rng, 3 * d);
-                (0..n * d)
-                    .map(|x| base[((x / d) % 3) * d + x % d])
-                    .collect()
+                (0..n * d).map(|x| base[((x / d) % 3) * d + x % d]).collect()
             }
             Keys::AllEqual => {
                 let base = gauss_vec(&mut rng, d);
@@ -104,23 +91,8 @@ impl Case {
         let q32 = q.iter().map(|&x| x as f32).collect();
         let k32 = k.iter().map(|&x| x as f32).collect();
         let scale = scale_mult / (d as f64).sqrt();
-        let label = format!(
-            "seed={seed} n={n} d={d} keys={keys:?} scale={scale:e} window={window:?} alibi={alibi:?} f32={f32}"
-        );
-        Case {
-            label,
-            n,
-            d,
-            q,
-            k,
-            q32,
-            k32,
-            scale,
-            window,
-            alibi,
-            f32,
-            keys,
-        }
+        let label = format!("seed={seed} n={n} d={d} keys={keys:?} scale={scale:e} window={window:?} alibi={alibi:?} f32={f32}");
+        Case { label, n, d, q, k, q32, k32, scale, window, alibi, f32, keys }
     }
 
     pub fn head(&self) -> HeadInput<'_> {
@@ -144,10 +116,7 @@ impl Case {
         let mut big = 0.0f64;
         for i in 0..self.n {
             for j in h.support_range(i) {
-                let mut x = self.scale
-                    * (0..self.d)
-                        .map(|t| self.q[i * self.d + t] * self.k[j * self.d + t])
-                        .sum::<f64>();
+                let mut x = self.scale * (0..self.d).map(|t| self.q[i * self.d + t] * self.k[j * self.d + t]).sum::<f64>();
                 if let Some(m) = self.alibi {
                     x += m * (j as f64 - i as f64);
                 }
@@ -178,41 +147,14 @@ pub fn rel(a: f64, b: f64) -> f64 {
 }
 
 pub fn deviation(f: &HeadField, g: &HeadField) -> Dev {
-    let s1 = f
-        .spectrum
-        .first()
-        .copied()
-        .unwrap_or(0.0)
-        .max(g.spectrum.first().copied().unwrap_or(0.0));
-    let spectrum = f
-        .spectrum
-        .iter()
-        .zip(&g.spectrum)
-        .map(|(a, b)| {
-            if s1 > 0.0 {
-                (a - b).abs() / s1
-            } else {
-                (a - b).abs()
-            }
-        })
-        .fold(0.0, f64::max);
-    let (cf, cg) = (
-        f.key_energy.as_ref().unwrap(),
-        g.key_energy.as_ref().unwrap(),
-    );
+    let s1 = f.spectrum.first().copied().unwrap_or(0.0).max(g.spectrum.first().copied().unwrap_or(0.0));
+    let spectrum =
+        f.spectrum.iter().zip(&g.spectrum).map(|(a, b)| if s1 > 0.0 { (a - b).abs() / s1 } else { (a - b).abs() }).fold(0.0, f64::max);
+    let (cf, cg) = (f.key_energy.as_ref().unwrap(), g.key_energy.as_ref().unwrap());
     let cmax = cf.iter().chain(cg).fold(0.0f64, |a, &x| a.max(x));
-    let key_energy = cf
-        .iter()
-        .zip(cg)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0, f64::max)
-        / cmax.max(f64::MIN_POSITIVE);
+    let key_energy = cf.iter().zip(cg).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max) / cmax.max(f64::MIN_POSITIVE);
     let (lf, lg) = (f.leverage.as_ref().unwrap(), g.leverage.as_ref().unwrap());
-    let leverage = lf
-        .iter()
-        .zip(lg)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0, f64::max);
+    let leverage = lf.iter().zip(lg).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
     let spearman = match (f.energy_leverage_spearman, g.energy_leverage_spearman) {
         (Some(a), Some(b)) => (a - b).abs(),
         (None, None) => 0.0,
