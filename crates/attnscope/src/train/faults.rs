@@ -133,6 +133,16 @@ impl Layout {
         let g = self.h / self.hkv;
         kv * g..(kv + 1) * g
     }
+    /// The (layer, query head) pairs a fault on query heads `qs` and KV
+    /// heads `kvs` of `layer` reaches: those heads plus every query head
+    /// that reads one of the KV heads; sorted, without repeats.
+    fn hit_heads(&self, layer: usize, qs: &[usize], kvs: &[usize]) -> Vec<(usize, usize)> {
+        let mut hit: Vec<usize> = qs.to_vec();
+        hit.extend(kvs.iter().flat_map(|&kv| self.queries_of(kv)));
+        hit.sort_unstable();
+        hit.dedup();
+        hit.into_iter().map(|h| (layer, h)).collect()
+    }
 }
 
 /// One of q, k, v, or the output projection.
@@ -247,13 +257,9 @@ pub fn apply(spec: FaultSpec, steps: u64, shape: &Shape, vars: &[(String, Var)],
                     edit(vars, &name, &idx, |_, x| 10.0 * x)?;
                 }
             }
-            let mut hit: Vec<usize> = qs.clone();
-            hit.extend(kvs.iter().flat_map(|&kv| lay.queries_of(kv)));
-            hit.sort_unstable();
-            hit.dedup();
             rec.layer = Some(layer);
             rec.kv_heads = kvs.clone();
-            rec.hit_heads = hit.iter().map(|&h| (layer, h)).collect();
+            rec.hit_heads = lay.hit_heads(layer, &qs, &kvs);
             rec.description =
                 format!("layer {layer}: W_Q (and q bias) of query heads {qs:?} × 10, W_K (and k bias) of KV heads {kvs:?} × 10");
         }
@@ -277,13 +283,9 @@ pub fn apply(spec: FaultSpec, steps: u64, shape: &Shape, vars: &[(String, Var)],
                 redraw(Part::K, kv, &mut rng)?;
                 redraw(Part::V, kv, &mut rng)?;
             }
-            let mut hit: Vec<usize> = qs.clone();
-            hit.extend(kvs.iter().flat_map(|&kv| lay.queries_of(kv)));
-            hit.sort_unstable();
-            hit.dedup();
             rec.layer = Some(layer);
             rec.kv_heads = kvs.clone();
-            rec.hit_heads = hit.iter().map(|&h| (layer, h)).collect();
+            rec.hit_heads = lay.hit_heads(layer, &qs, &kvs);
             rec.description = format!(
                 "layer {layer}: Q and O of query heads {qs:?}, K and V of KV heads {kvs:?} re-drawn from normal(0, 0.02), their biases 0"
             );

@@ -10,21 +10,6 @@ use std::path::Path;
 use common::{run, tempdir};
 use serde_json::Value;
 
-/// A deterministic, learnable text of about 24 KB.
-fn text(dir: &Path) -> std::path::PathBuf {
-    let words = ["the", "king", "and", "queen", "of", "a", "castle", "said", "to", "her", "his", "good", "lord", "night", "day"];
-    let mut s = String::new();
-    let mut x: u64 = 7;
-    while s.len() < 24_000 {
-        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        s.push_str(words[(x >> 33) as usize % words.len()]);
-        s.push(if (x >> 20).is_multiple_of(9) { '\n' } else { ' ' });
-    }
-    let p = dir.join("text.txt");
-    std::fs::write(&p, s).unwrap();
-    p
-}
-
 fn eval(out: &Path, t: &Path, extra: &[&str]) -> Value {
     let mut args = vec![
         "monitor-eval",
@@ -60,7 +45,7 @@ fn eval(out: &Path, t: &Path, extra: &[&str]) -> Value {
 #[test]
 fn tiny_study_scores_a_healthy_run_and_a_head_collapse() {
     let dir = tempdir("eval");
-    let t = text(&dir);
+    let t = common::learnable_text(&dir);
     let out = dir.join("study");
     let doc = eval(&out, &t, &[]);
     // Healthy: 19 observations (steps 0, 5, …, 90) × 2 layers × 4 heads, no alert.
@@ -95,7 +80,7 @@ fn tiny_study_scores_a_healthy_run_and_a_head_collapse() {
 #[test]
 fn bad_arguments_exit_2_with_one_line() {
     let dir = tempdir("bad");
-    let t = text(&dir);
+    let t = common::learnable_text(&dir);
     for (extra, want) in [
         (vec!["--faults", "meteor"], "meteor"),
         (vec!["--families", "bert"], "bert"),

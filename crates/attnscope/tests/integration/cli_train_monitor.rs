@@ -16,21 +16,6 @@ fn ok(out: &Output) {
     assert!(out.status.success(), "exit {:?}\nstderr:\n{}", out.status.code(), String::from_utf8_lossy(&out.stderr));
 }
 
-/// A deterministic, learnable text of about 24 KB.
-fn text(dir: &Path) -> PathBuf {
-    let words = ["the", "king", "and", "queen", "of", "a", "castle", "said", "to", "her", "his", "good", "lord", "night", "day"];
-    let mut s = String::new();
-    let mut x: u64 = 7;
-    while s.len() < 24_000 {
-        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        s.push_str(words[(x >> 33) as usize % words.len()]);
-        s.push(if (x >> 20).is_multiple_of(9) { '\n' } else { ' ' });
-    }
-    let p = dir.join("text.txt");
-    std::fs::write(&p, s).unwrap();
-    p
-}
-
 fn json(p: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).unwrap()
 }
@@ -82,7 +67,7 @@ fn train(out: &Path, text: &Path, family: &str, monitor_every: &str, extra: &[&s
 #[test]
 fn train_each_family_loss_falls_checkpoints_reload_and_monitor_logs() {
     let dir = tempdir("families");
-    let t = text(&dir);
+    let t = common::learnable_text(&dir);
     for family in ["gpt2", "gpt_neox", "llama"] {
         let out = dir.join(family);
         let s = train(&out, &t, family, "10", &[]);
@@ -154,7 +139,7 @@ fn train_each_family_loss_falls_checkpoints_reload_and_monitor_logs() {
 #[test]
 fn lr_spike_raises_an_alert() {
     let dir = tempdir("fault");
-    let t = text(&dir);
+    let t = common::learnable_text(&dir);
     let out = dir.join("fault");
     // This 32-wide model's heads form at about step 55 (entropy below 0.9 × uniform), after
     // the spike: the warm-up is shortened (every head counts as formed, 2 observations to settle).
@@ -178,7 +163,7 @@ fn lr_spike_raises_an_alert() {
 #[test]
 fn bad_arguments_exit_2_with_one_line() {
     let dir = tempdir("bad");
-    let t = text(&dir);
+    let t = common::learnable_text(&dir);
     for args in [
         vec!["train", "--family", "bert", "--text", t.to_str().unwrap(), "--out", dir.to_str().unwrap()],
         vec!["train", "--family", "llama", "--text", t.to_str().unwrap(), "--fault", "nan@3", "--out", dir.to_str().unwrap()],

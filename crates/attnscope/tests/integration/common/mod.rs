@@ -28,3 +28,20 @@ pub fn bin() -> Command {
 pub fn run(args: &[&str]) -> Output {
     bin().args(args).output().expect("runs the binary")
 }
+
+/// A deterministic, learnable text of about 24 KB (words of a small
+/// vocabulary drawn by an LCG), written to `dir/text.txt`: training input
+/// for the train / monitor tests.
+pub fn learnable_text(dir: &std::path::Path) -> PathBuf {
+    let words = ["the", "king", "and", "queen", "of", "a", "castle", "said", "to", "her", "his", "good", "lord", "night", "day"];
+    let mut s = String::new();
+    let mut x: u64 = 7;
+    while s.len() < 24_000 {
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        s.push_str(words[(x >> 33) as usize % words.len()]);
+        s.push(if (x >> 20).is_multiple_of(9) { '\n' } else { ' ' });
+    }
+    let p = dir.join("text.txt");
+    std::fs::write(&p, s).unwrap();
+    p
+}
