@@ -17,7 +17,6 @@ fn gguf_truncated_anywhere_is_an_error() {
         let p = write(&dir, &format!("cut{cut}.gguf"), &good[..cut.min(n - 1)]);
         expect_err(&p, None);
     }
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -31,7 +30,6 @@ fn gguf_wrong_magic_and_version() {
     b[4] = 1; // version 1 (u32 counts) is not supported
     let p = write(&dir, "v1.gguf", &b);
     assert!(expect_err(&p, None).to_string().contains("version"));
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -60,7 +58,6 @@ fn gguf_declared_sizes_larger_than_file() {
     expect_err(&write(&dir, "dims.gguf", &tiny_model("llama", vec![], vec![big])), None);
     let big = T { name: "blk.0.ffn_up.weight".into(), ne: vec![u64::MAX, 3], ty: 0, data: vec![] };
     expect_err(&write(&dir, "dims2.gguf", &tiny_model("llama", vec![], vec![big])), None);
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -127,7 +124,6 @@ fn llama2c_synthetic_opens_both_layouts() {
         assert_eq!(c.config["tie_word_embeddings"], vocab > 0);
         assert!(c.tokenizer.is_none(), "no tokenizer beside it");
     }
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -143,7 +139,6 @@ fn llama2c_truncated_or_padded_is_an_error() {
     padded.extend([0u8; 8]);
     let m = expect_err(&write(&dir, "padded.bin", &padded), None).to_string();
     assert!(m.contains("implies"), "{m}");
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -166,7 +161,6 @@ fn llama2c_hostile_headers_are_errors() {
         }
         expect_err(&write(&dir, &format!("h{i}.bin"), &b), None);
     }
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -179,7 +173,6 @@ fn missing_or_corrupt_tokenizer_is_an_error() {
     expect_err(&model, Some(&bad));
     let bad_json = write(&dir, "tokenizer.json", b"{not json");
     expect_err(&model, Some(&bad_json));
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 // ---------- HF directories / safetensors ----------
@@ -211,7 +204,6 @@ fn hf_dir_good_then_truncated_safetensors() {
     write(&dir, "model.safetensors", &b);
     let e = Checkpoint::open(dir.to_str().unwrap(), None).err().unwrap();
     assert!(e.to_string().contains("model.safetensors"), "{e}");
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -230,7 +222,6 @@ fn hf_dir_bad_config_and_index() {
     write(&dir, "model.safetensors.index.json", br#"{"weight_map": {"a": "model-00002.safetensors"}}"#);
     let e = Checkpoint::open(dir.to_str().unwrap(), None).err().unwrap();
     assert!(e.to_string().contains("model-00002.safetensors"), "{e}");
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -335,7 +326,6 @@ fn random_corruption_never_panics() {
             exercise(&dir, name, &b);
         }
     }
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -344,7 +334,6 @@ fn unrecognised_file_says_what_was_expected() {
     let p = write(&dir, "weights.pt", b"PK\x03\x04 not a model at all, just some bytes....");
     let m = expect_err(&p, None).to_string();
     assert!(m.contains("not recognised") && m.contains("GGUF"), "{m}");
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 // ---------- regressions from fuzzing (fuzz/, docs/hardening.md) ----------
@@ -358,7 +347,6 @@ fn gguf_huge_block_count_is_an_error_not_an_abort() {
     let p = write(&dir, "blocks.gguf", &b);
     let m = expect_err(&p, None).to_string();
     assert!(m.contains("block_count") && m.contains("tensors"), "{m}");
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// fuzz config: `num_hidden_layers` of 2^32 in config.json, same abort.
@@ -374,7 +362,6 @@ fn hf_config_huge_layer_count_is_an_error_not_an_abort() {
         let e = Checkpoint::open(dir.to_str().unwrap(), None).err().unwrap();
         assert!(e.to_string().contains("config.json") && e.to_string().contains(key), "{e}");
     }
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// fuzz tokenizer: three tokenizer.json files on which `tokenizers` 0.23.2
@@ -411,7 +398,6 @@ fn tokenizer_json_that_panics_tokenizers_is_an_error() {
         let m = e.to_string();
         assert!(m.contains(name) && m.contains(want), "{name}: {m}");
     }
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 // ---------- Hardening: corrupt values are errors, not defaults ----------

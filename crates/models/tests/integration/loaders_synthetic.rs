@@ -25,7 +25,6 @@ fn synthetic_llama_gguf_opens_and_unpermutes_k_by_kv_heads() {
     let q = c.tensors.get("model.layers.0.self_attn.q_proj.weight").unwrap();
     let row5 = q.get(5).unwrap().to_vec1::<f32>().unwrap();
     assert!((row5[0] - 6.0 * 8.0 * 0.001).abs() < 1e-7, "{row5:?}");
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -38,7 +37,6 @@ fn synthetic_qwen2_gguf_keeps_rows_and_maps_biases() {
     assert_eq!(c.config["rope_theta"].as_f64(), Some(1e6));
     let b = c.tensors.get("model.layers.0.self_attn.q_proj.bias").unwrap().to_vec1::<f32>().unwrap();
     assert_eq!(b, (0..8).map(|i| i as f32).collect::<Vec<_>>(), "qwen2 is not un-permuted");
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 fn f16_bits(x: f32) -> [u8; 2] {
@@ -91,7 +89,6 @@ fn quantized_and_f16_tensors_dequantize() {
     let t = T { name: "blk.0.ffn_up.weight".into(), ne: vec![8, 16], ty: 8, data: vec![0; 136] };
     let m = expect_err(&write(&dir, "rows.gguf", &tiny_model("llama", vec![], vec![t])), None).to_string();
     assert!(m.contains("blk.0.ffn_up.weight") && m.contains("block size"), "{m}");
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -140,7 +137,6 @@ fn gguf_spm_tokenizer_flags_bos_eos_and_space_prefix() {
     let t = open("b.gguf", make(false, false));
     assert_eq!(t.encode("hi").unwrap(), vec![1, hi]);
     assert_eq!(t.decode(&[1, hi]).unwrap(), "hi");
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -161,5 +157,4 @@ fn gguf_v2_and_custom_alignment_open() {
     let bad = tiny_model("llama", vec![("general.alignment", Kv::U32(48))], vec![]);
     let e = Checkpoint::open(write(&dir, "a48.gguf", &bad).to_str().unwrap(), None).err().unwrap();
     assert!(e.to_string().contains("alignment"), "{e}");
-    let _ = std::fs::remove_dir_all(dir);
 }

@@ -7,14 +7,36 @@ use std::path::{Path, PathBuf};
 
 use models::{Checkpoint, Error};
 
-/// A fresh directory under the system temp dir.
-pub fn tmpdir(tag: &str) -> PathBuf {
+/// A fresh directory under the system temp dir, removed (with its files) when
+/// the guard drops, also when the test panics.
+pub struct TmpDir(PathBuf);
+
+impl std::ops::Deref for TmpDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for TmpDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TmpDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn tmpdir(tag: &str) -> TmpDir {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static N: AtomicUsize = AtomicUsize::new(0);
     let d = std::env::temp_dir().join(format!("attnscope-bad-{tag}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
-    d
+    TmpDir(d)
 }
 
 pub fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
