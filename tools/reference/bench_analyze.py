@@ -15,6 +15,11 @@ At large ctx the dense route is slow (one 2048 x 2048 SVD per head, 270 heads):
 `--dense-layers 0,14,29` computes only those layers densely and extrapolates
 its measure time linearly to all layers; the report says so.
 
+`--dense-repeat N` runs the dense route N times, alternating with the
+attnscope runs (attnscope, dense, attnscope, dense, ...), and reports the
+median of each: both then see the same load. The 1-minute load average is
+recorded before and after each ctx.
+
 `--baseline-exe PATH` also times another attnscope binary (e.g. a build of
 main), alternating with this one run by run, and reports the ratio of the two
 medians: on a shared machine that ratio is steadier than either time.
@@ -138,29 +143,38 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5,
                     help="attnscope runs per ctx (each from a cold process start); the median is reported. "
                          "On a shared 2-core machine one run varies by ±15 %%; the dense route (minutes) runs once")
+    ap.add_argument("--dense-repeat", type=int, default=1,
+                    help="dense-route runs per ctx, alternating with the attnscope runs; the median is reported")
     ap.add_argument("--baseline-exe", type=Path, default=None,
                     help="another attnscope binary to time in the same run, alternating with this one")
     args = ap.parse_args()
     results = []
     for ctx in args.ctx:
-        walls, base_walls = [], []
-        for _ in range(max(1, args.repeat)):
-            with tempfile.TemporaryDirectory() as tmp:
-                w, report = run_attnscope(args.text, ctx, Path(tmp))
-            walls.append(w)
-            if args.baseline_exe is not None:
-                with tempfile.TemporaryDirectory() as tmp:
-                    base_walls.append(run_attnscope(args.text, ctx, Path(tmp), args.baseline_exe)[0])
-        wall = float(np.median(walls))
-        ours = report["runs"][0]["heads"]
         if args.dense_layers == "all" or (args.dense_layers is None and ctx <= 1024):
             layers = None
         else:
             layers = [int(x) for x in (args.dense_layers or "0,14,29").split(",")]
-        timing, dense = run_dense(args.text, ctx, layers, report["runs"][0]["token_ids_head"])
+        load_before = os.getloadavg()[0]
+        walls, base_walls, dense_runs = [], [], []
+        for i in range(max(1, args.repeat, args.dense_repeat)):
+            if i < max(1, args.repeat):
+                with tempfile.TemporaryDirectory() as tmp:
+                    w, report = run_attnscope(args.text, ctx, Path(tmp))
+                walls.append(w)
+                if args.baseline_exe is not None:
+                    with tempfile.TemporaryDirectory() as tmp:
+                        base_walls.append(run_attnscope(args.text, ctx, Path(tmp), args.baseline_exe)[0])
+            if i < max(1, args.dense_repeat):
+                dense_runs.append(run_dense(args.text, ctx, layers, report["runs"][0]["token_ids_head"]))
+        wall = float(np.median(walls))
+        ours = report["runs"][0]["heads"]
+        dense_totals = [t["total_s"] for t, _ in dense_runs]
+        # the run whose total is the median (the lower middle for an even count)
+        timing, dense = sorted(dense_runs, key=lambda r: r[0]["total_s"])[(len(dense_runs) - 1) // 2]
         cmp = compare(ours, dense)
         row = {"ctx": ctx, "attnscope_s": wall, "attnscope_runs_s": walls, "dense": timing,
-               "speedup": timing["total_s"] / wall, "compare": cmp}
+               "dense_runs_s": dense_totals, "speedup": timing["total_s"] / wall, "compare": cmp,
+               "load_avg_1min": [load_before, os.getloadavg()[0]]}
         if base_walls:
             base = float(np.median(base_walls))
             row.update(baseline_s=base, baseline_runs_s=base_walls, baseline_over_attnscope=base / wall,
@@ -173,7 +187,8 @@ def main() -> None:
               f"(load {timing['load_s']:.1f}, forward {timing['forward_s']:.1f}, measures "
               f"{timing['measures_s_all_layers']:.1f}{' extrapolated from ' + str(timing['layers_measured']) + ' layers' if timing['extrapolated'] else ''}) "
               f"| speedup {row['speedup']:.1f}x | {cmp['heads_compared']} heads compared, "
-              f"{cmp['n_mismatches']} mismatches", flush=True)
+              f"{cmp['n_mismatches']} mismatches | dense runs {', '.join(f'{x:.1f}' for x in dense_totals)} s "
+              f"| load average {row['load_avg_1min'][0]:.1f} -> {row['load_avg_1min'][1]:.1f}", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1))
     print(f"written {args.out}")

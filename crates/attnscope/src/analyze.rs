@@ -107,6 +107,8 @@ pub fn run(args: &AnalyzeOptions) -> Result<()> {
 
     let mut runs = Vec::new();
     let mut mismatches = 0usize;
+    // one model, so one set of learned spectra for every run
+    let mut learned = crate::observer::LearnedSpectra::new();
     for (path, ids) in &tokenized {
         for &ctx in &ctxs {
             let run_file = runs_dir.join(report::run_file_name(path, ctx));
@@ -147,7 +149,7 @@ pub fn run(args: &AnalyzeOptions) -> Result<()> {
                 bar: &bar,
             };
             let started = Instant::now();
-            let mut tiles = TileObserver { inner: &mut observer, tokens: report::TILE_TOKENS, tiles: Vec::new() };
+            let mut tiles = TileObserver { inner: &mut observer, tokens: report::TILE_TOKENS, tiles: Vec::new(), learned: &mut learned };
             model.forward_capture(&window, &mut tiles).with_context(|| format!("forward pass on {} at ctx {ctx}", path.display()))?;
             let tiles = tiles.tiles;
             let drill = report::Drill::collect(

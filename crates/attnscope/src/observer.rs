@@ -3,11 +3,12 @@
 //! then lets the tensors go. Memory: O(h·n·d) for one layer plus results.
 
 use anyhow::Result;
-use field::{HeadField, HeadInput, Method, Params};
+use field::{HeadField, HeadInput, HeadWeights, KeyFactor, Method, Params};
 use indicatif::ProgressBar;
 use models::{LayerCapture, LogitTransform, Observer, ObserverError};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 
 /// One head's measures on one run, in report order.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -131,8 +132,18 @@ pub struct FieldObserver<'a> {
     pub bar: &'a ProgressBar,
 }
 
+/// σ(W_Q W_Kᵀ) of every (layer, head) analysed so far, for one model's
+/// weights: `analyze` keeps it across its runs (texts × contexts), since the
+/// learned spectrum depends on the weights only. Never valid across a weight
+/// update (the monitor does not use it).
+pub type LearnedSpectra = HashMap<(usize, usize), Vec<f64>>;
+
 impl FieldObserver<'_> {
-    fn analyse_layer(&mut self, cap: &LayerCapture<'_>) -> Result<()> {
+    /// Analyses every head of the captured layer. Work shared between heads is
+    /// done once: the key side (QR of [K, 1], leverage) per KV head, and, with
+    /// `learned`, the learned spectrum per (layer, head) across calls. Results
+    /// are bit-identical to analysing each head alone (field's tests).
+    fn analyse_layer(&mut self, cap: &LayerCapture<'_>, mut learned: Option<&mut LearnedSpectra>) -> Result<()> {
         let LayerQk { h, hkv, n, d, d_model, q, k, w_q_heads, w_k_heads } = LayerQk::from_capture(cap)?;
         let group = h / hkv;
         let layer = cap.layer;
@@ -140,6 +151,30 @@ impl FieldObserver<'_> {
         let slopes = cap.alibi_slopes.map(<[f64]>::to_vec);
         let params = &self.params;
         let dense_check = self.dense_check;
+        let factored = params.method == Method::Factored && transform == LogitTransform::None;
+        // A KV head whose keys fail to factor gets none: its query heads then
+        // report the error themselves, with their layer and head.
+        let key_factors: Vec<Option<KeyFactor>> = if factored && group > 1 {
+            (0..hkv).into_par_iter().map(|g| KeyFactor::new(&k[g * n * d..(g + 1) * n * d], n, d).ok()).collect()
+        } else {
+            Vec::new()
+        };
+        if let Some(cache) = learned.as_deref_mut().filter(|_| factored) {
+            let missing: Vec<usize> = (0..h).filter(|&head| !cache.contains_key(&(layer, head))).collect();
+            let computed: Vec<(usize, Option<Vec<f64>>)> = missing
+                .into_par_iter()
+                .map(|head| {
+                    let w = HeadWeights { w_q: (&w_q_heads[head]).into(), w_k: (&w_k_heads[head / group]).into(), d_model };
+                    (head, field::learned_spectrum(&w, d).ok())
+                })
+                .collect();
+            for (head, sv) in computed {
+                if let Some(sv) = sv {
+                    cache.insert((layer, head), sv);
+                }
+            }
+        }
+        let learned = learned.as_deref();
         let results: Vec<Result<(HeadRecord, Vec<Mismatch>)>> = (0..h)
             .into_par_iter()
             .map(|head| {
@@ -147,6 +182,12 @@ impl FieldObserver<'_> {
                 let mut input =
                     HeadInput::new(&q[head * n * d..(head + 1) * n * d], &k[kv_head * n * d..(kv_head + 1) * n * d], n, d, scale)
                         .with_weights(&w_q_heads[head], &w_k_heads[kv_head], d_model);
+                if let Some(Some(kf)) = key_factors.get(kv_head) {
+                    input = input.with_key_factor(kf);
+                }
+                if let Some(sv) = learned.and_then(|c| c.get(&(layer, head))) {
+                    input = input.with_learned_spectrum(sv);
+                }
                 if let Some(w) = window {
                     input = input.with_window(w);
                 }
@@ -182,7 +223,7 @@ impl Observer for FieldObserver<'_> {
         if !self.layers.contains(cap.layer) {
             return Ok(());
         }
-        self.analyse_layer(cap).map_err(|e| e.to_string().into())
+        self.analyse_layer(cap, None).map_err(|e| e.to_string().into())
     }
 
     fn last_layer(&self) -> Option<usize> {
@@ -194,11 +235,16 @@ impl Observer for FieldObserver<'_> {
 /// energy field of the first `tokens` tokens (packed lower triangle, see
 /// [`field::energy_tile`]) for the report's drill-down panel. Costs
 /// O(h·t²·d) per layer; t = 128 is ~1 ms a head.
+///
+/// `analyze`'s observer: it also reuses `learned` (the learned spectra of the
+/// model's heads) across runs, and fills it on the first.
 pub struct TileObserver<'o, 'b> {
     pub inner: &'o mut FieldObserver<'b>,
     pub tokens: usize,
     /// (layer, head, tile) in the order computed.
     pub tiles: Vec<(usize, usize, Vec<f64>)>,
+    /// Learned spectra kept across the runs of one model (see [`LearnedSpectra`]).
+    pub learned: &'o mut LearnedSpectra,
 }
 
 impl TileObserver<'_, '_> {
@@ -241,7 +287,10 @@ impl Observer for TileObserver<'_, '_> {
         if self.tokens > 0 && self.inner.layers.contains(cap.layer) {
             self.tiles_of(cap).map_err(|e| -> ObserverError { e.to_string().into() })?;
         }
-        self.inner.on_layer(cap)
+        if !self.inner.layers.contains(cap.layer) {
+            return Ok(());
+        }
+        self.inner.analyse_layer(cap, Some(self.learned)).map_err(|e| e.to_string().into())
     }
 
     fn last_layer(&self) -> Option<usize> {

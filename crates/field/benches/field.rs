@@ -1,13 +1,16 @@
 //! One head, d = 64: factored at n = 512 … 32768, dense at n = 512 and 2048,
 //! and the factored analysis with W_Q/W_K (d_model = 576, SmolLM2-135M's
 //! width: every measure) at n = 512 and 2048, whose breakdown by measure
-//! (mean CPU time of each stage over 50 runs) is printed first.
+//! (mean CPU time of each stage over 50 runs) is printed first: for the head
+//! alone, and with the work that `analyze` shares between heads handed in
+//! (the key factor, per KV head; the learned spectrum, per head and model),
+//! whose own cost is printed between the two.
 //!
 //! `cargo bench -p field` (a few minutes; dense 2048 is an n×n SVD per sample);
 //! `cargo bench -p field -- with_weights` for the per-head bar alone.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode};
-use field::{analyze, HeadInput, Method, Params};
+use field::{analyze, HeadInput, KeyFactor, Method, Params};
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -56,7 +59,26 @@ fn bench(c: &mut Criterion) {
     }
     for (n, (q, k)) in &heads {
         let head = HeadInput::new(q, k, *n, d, 0.125).with_weights(&wq, &wk, d_model);
+        println!("one head alone:");
         breakdown(&head, &every, 50);
+        // what analyze pays per query head when the work shared between heads
+        // is handed in, and the shared work itself
+        let reps = 50;
+        let t0 = cpu_seconds();
+        for _ in 0..reps {
+            black_box(KeyFactor::new(k, *n, d).unwrap());
+        }
+        let kf_ms = (cpu_seconds() - t0) / reps as f64 * 1e3;
+        let t0 = cpu_seconds();
+        for _ in 0..reps {
+            black_box(field::learned_spectrum(head.weights.as_ref().unwrap(), d).unwrap());
+        }
+        let learned_ms = (cpu_seconds() - t0) / reps as f64 * 1e3;
+        let kf = KeyFactor::new(k, *n, d).unwrap();
+        let sv = field::learned_spectrum(head.weights.as_ref().unwrap(), d).unwrap();
+        println!("shared work: KeyFactor::new {kf_ms:.3} ms (once per KV head and text), learned_spectrum {learned_ms:.3} ms (once per head and model)");
+        println!("with both handed in (HeadInput::with_key_factor, with_learned_spectrum):");
+        breakdown(&head.with_key_factor(&kf).with_learned_spectrum(&sv), &every, 50);
     }
     let mut g = c.benchmark_group("head_d64");
     g.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(4));

@@ -3,10 +3,14 @@
 //! profilers: `valgrind --tool=callgrind target/release/examples/head_profile 512 64 5`.
 //!
 //! ```text
-//! cargo run --release -p attnscope-field --example head_profile -- [n] [d] [reps]
+//! cargo run --release -p attnscope-field --example head_profile -- [n] [d] [reps] [shared]
 //! ```
+//!
+//! With `shared`, the key factor and the learned spectrum are built once before
+//! the loop and handed in, as `analyze` shares them between heads. Both are
+//! built in either mode, so `reps = 0` counts the same setup.
 
-use field::{analyze, HeadInput, Params};
+use field::{analyze, learned_spectrum, HeadInput, KeyFactor, Params};
 use std::hint::black_box;
 use std::time::Instant;
 #[path = "common/synthetic_head.rs"]
@@ -14,11 +18,18 @@ mod synthetic_head;
 use synthetic_head::{synthetic_head, synthetic_weights};
 
 fn main() {
-    let args: Vec<usize> = std::env::args()
-        .skip(1)
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    // "shared": hand in the key factor and the learned spectrum, computed once
+    // before the loop (what analyze pays per query head when they are shared)
+    let shared = args.last().is_some_and(|a| a == "shared");
+    if shared {
+        args.pop();
+    }
+    let args: Vec<usize> = args
+        .iter()
         .map(|a| {
             a.parse().unwrap_or_else(|_| {
-                eprintln!("usage: head_profile [n] [d] [reps]");
+                eprintln!("usage: head_profile [n] [d] [reps] [shared]");
                 std::process::exit(2)
             })
         })
@@ -27,12 +38,18 @@ fn main() {
     let (q, k) = synthetic_head(n, d);
     let d_model = 576;
     let (wq, wk) = synthetic_weights(d_model, d);
-    let head = HeadInput::new(&q, &k, n, d, 1.0 / (d as f64).sqrt()).with_weights(&wq, &wk, d_model);
+    let mut head = HeadInput::new(&q, &k, n, d, 1.0 / (d as f64).sqrt()).with_weights(&wq, &wk, d_model);
+    let kf = KeyFactor::new(&k, n, d).unwrap();
+    let sv = learned_spectrum(head.weights.as_ref().unwrap(), d).unwrap();
+    if shared {
+        head = head.with_key_factor(&kf).with_learned_spectrum(&sv);
+    }
     let params = Params { keep_key_energy: true, keep_leverage: true, ..Params::default() };
     let t0 = Instant::now();
     for _ in 0..reps {
         black_box(analyze(black_box(&head), &params).unwrap());
     }
     let per = t0.elapsed().as_secs_f64() / reps as f64;
-    println!("n={n} d={d}: {:.3} ms per head (mean of {reps}; wall clock, shared machine)", per * 1e3);
+    let what = if shared { "shared work handed in" } else { "alone" };
+    println!("n={n} d={d} ({what}): {:.3} ms per head (mean of {reps}; wall clock, shared machine)", per * 1e3);
 }

@@ -125,8 +125,12 @@ pub(crate) fn analyze_timed(head: &HeadInput<'_>, params: &Params, fault: Fault,
     let f = build(head, fault);
     let p = f.p;
     laps.lap("features (centred A, B)");
-    // leverage of [K − 1k̄ᵀ, 1] (never the ALiBi column): same span as [K, 1]
-    let (lev, r_k) = leverage::factored(n, d + 1, |j, t| if t < d { f.b[j * p + t] } else { 1.0 })?;
+    // leverage of [K − 1k̄ᵀ, 1] (never the ALiBi column): same span as [K, 1];
+    // shared by the query heads of a KV head when the caller built it once
+    let (lev, r_k) = match head.key_factor {
+        Some(kf) => (kf.leverage.clone(), kf.r.clone()),
+        None => crate::shared::factor(&head.k, n, d, &f.shift[..d])?,
+    };
     laps.lap("leverage (QR of B)");
     // spectrum: σ(E) = σ(R_A R_Bᵀ), R factors by blocked QR (no n × p copies);
     // without ALiBi B̃ = [K̃, 1] and its R came with the leverage

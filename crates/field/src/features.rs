@@ -51,14 +51,21 @@ impl Features {
     }
 }
 
+/// The mean key k̄ (length d) of the n × d row-major `k`, compensated so that
+/// equal keys centre to (almost) exactly zero. Every user of the centred keys
+/// (the features here, [`crate::KeyFactor`]) takes k̄ from this one function,
+/// so they see bit-identical b̃.
+pub(crate) fn key_mean(k: &crate::input::Values<'_>, n: usize, d: usize) -> Vec<f64> {
+    (0..d).map(|t| compensated_sum((0..n).map(|j| k.get(j * d + t))) / n as f64).collect()
+}
+
 /// Builds ã, b̃ in O(n·d) time and memory (window means by running sums,
 /// re-summed from scratch every w rows so subtraction error cannot drift).
 pub(crate) fn build(head: &HeadInput<'_>, fault: Fault) -> Features {
     let (n, d) = (head.n, head.d);
     let alibi = head.alibi_slope;
     let p = head.feature_dim();
-    // mean key, compensated so that equal keys centre to (almost) exactly zero
-    let k_mean: Vec<f64> = (0..d).map(|t| compensated_sum((0..n).map(|j| head.k.get(j * d + t))) / n as f64).collect();
+    let k_mean = key_mean(&head.k, n, d);
     let j_mean = (n as f64 - 1.0) / 2.0;
     let mut b = vec![0.0; n * p];
     for j in 0..n {

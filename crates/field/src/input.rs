@@ -72,7 +72,8 @@ impl Values<'_> {
             Values::F64(v) => v.iter().map(|&x| x as f32).collect(),
         }
     }
-    fn check(&self, what: &'static str, rows: usize, cols: usize) -> Result<()> {
+    /// Ok when there are rows × cols values, all finite.
+    pub(crate) fn check(&self, what: &'static str, rows: usize, cols: usize) -> Result<()> {
         let expected = rows.checked_mul(cols).ok_or(FieldError::Length { what, expected: usize::MAX, actual: self.len() })?;
         if self.len() != expected {
             return Err(FieldError::Length { what, expected, actual: self.len() });
@@ -143,6 +144,12 @@ pub struct HeadInput<'a> {
     pub transform: LogitTransform,
     /// Optional W_Q^h, W_K^h for the learned-interaction measures.
     pub weights: Option<HeadWeights<'a>>,
+    /// Optional σ(W_Q W_Kᵀ) computed beforehand by [`crate::learned_spectrum`]
+    /// from these weights (the factored method then skips that work).
+    pub learned_spectrum: Option<&'a [f64]>,
+    /// Optional key side built beforehand from this K by [`crate::KeyFactor::new`]
+    /// (the factored method then skips the QR of B and the leverage).
+    pub key_factor: Option<&'a crate::KeyFactor>,
 }
 
 impl<'a> HeadInput<'a> {
@@ -158,6 +165,8 @@ impl<'a> HeadInput<'a> {
             alibi_slope: None,
             transform: LogitTransform::None,
             weights: None,
+            learned_spectrum: None,
+            key_factor: None,
         }
     }
     /// Use a sliding window of width `w`.
@@ -178,6 +187,19 @@ impl<'a> HeadInput<'a> {
     /// Attach W_Q^h and W_K^h (each d_model × d, row-major).
     pub fn with_weights(mut self, w_q: impl Into<Values<'a>>, w_k: impl Into<Values<'a>>, d_model: usize) -> Self {
         self.weights = Some(HeadWeights { w_q: w_q.into(), w_k: w_k.into(), d_model });
+        self
+    }
+
+    /// Use σ(W_Q W_Kᵀ) from [`crate::learned_spectrum`] of this head's weights
+    /// (which must be attached too: the dense method still reads them).
+    pub fn with_learned_spectrum(mut self, sv: &'a [f64]) -> Self {
+        self.learned_spectrum = Some(sv);
+        self
+    }
+    /// Use the key side `kf`, built by [`crate::KeyFactor::new`] from this very K
+    /// slice (a factor of other keys is an error, never a wrong result).
+    pub fn with_key_factor(mut self, kf: &'a crate::KeyFactor) -> Self {
+        self.key_factor = Some(kf);
         self
     }
 
@@ -216,6 +238,19 @@ impl<'a> HeadInput<'a> {
             }
             w.w_q.check("w_q", w.d_model, self.d)?;
             w.w_k.check("w_k", w.d_model, self.d)?;
+        }
+        if let Some(sv) = self.learned_spectrum {
+            let w = self.weights.as_ref().ok_or(FieldError::MissingWeights)?;
+            let want = w.d_model.min(self.d);
+            if sv.len() != want || sv.iter().any(|x| !x.is_finite() || *x < 0.0) {
+                return Err(FieldError::InvalidParam(format!(
+                    "learned spectrum: expected {want} finite non-negative singular values, got {}",
+                    sv.len()
+                )));
+            }
+        }
+        if let Some(kf) = self.key_factor {
+            kf.check(&self.k, self.n, self.d)?;
         }
         Ok(())
     }

@@ -9,6 +9,7 @@ use crate::linalg::{householder_r, matmul, singular_values, thin_qr, thin_r, thi
 use faer::{Mat, MatRef};
 
 /// Leverage scores and the numerical rank r of B (n × (d+1)).
+#[derive(Clone, Debug)]
 pub(crate) struct Leverage {
     pub scores: Vec<f64>,
     pub rank: usize,

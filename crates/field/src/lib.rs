@@ -40,6 +40,7 @@ mod params;
 mod rank_r;
 pub mod rng;
 mod rows;
+mod shared;
 mod spectrum;
 mod tile;
 
@@ -52,6 +53,7 @@ pub use params::{Method, Params};
 pub use rank_r::{projector, rank_r_fidelity, Basis, Fidelity, Projector};
 pub use rng::Rng;
 pub use rows::check_rows;
+pub use shared::{learned_spectrum, KeyFactor};
 pub use spectrum::rank_tolerance;
 pub use tile::{energy_tile, tile_len};
 
@@ -134,7 +136,10 @@ pub(crate) fn finish_timed(head: &HeadInput<'_>, params: &Params, parts: Parts, 
         None => (None, None, None, None),
         Some(w) => {
             let lsv = match params.method {
-                Method::Factored => spectrum::learned_sv_factored(w, d)?,
+                Method::Factored => match head.learned_spectrum {
+                    Some(sv) => sv.to_vec(),
+                    None => spectrum::learned_sv_factored(w, d)?,
+                },
                 Method::Dense => spectrum::learned_sv_dense(w, d)?,
             };
             let (k, e, g) = spectrum::learned_stats(&lsv, st.effective_rank);

@@ -231,10 +231,21 @@ pub(crate) fn pinv(m: MatRef<'_, f64>) -> Result<Mat<f64>> {
     }))
 }
 
-/// Dense product a·b (faer GEMM).
+/// Dense product a·b (faer GEMM). Small products (≤ [`SEQ_MATMUL_FLOPS`]
+/// multiply-adds, e.g. the (d+1)² cores of every head) run sequentially:
+/// faer's global parallelism would wake its thread pool (spindle) for each,
+/// while the callers already run heads or row blocks in parallel. Larger
+/// ones (the dense reference's n × n products) keep faer's global setting.
 pub(crate) fn matmul(a: MatRef<'_, f64>, b: MatRef<'_, f64>) -> Mat<f64> {
-    a * b
+    let work = a.nrows().saturating_mul(a.ncols()).saturating_mul(b.ncols());
+    let par = if work <= SEQ_MATMUL_FLOPS { faer::Par::Seq } else { faer::get_global_parallelism() };
+    let mut out = Mat::zeros(a.nrows(), b.ncols());
+    faer::linalg::matmul::matmul(out.as_mut(), faer::Accum::Replace, a, b, 1.0, par);
+    out
 }
+
+/// Multiply-adds below which [`matmul`] stays on the calling thread (128³).
+const SEQ_MATMUL_FLOPS: usize = 1 << 21;
 
 /// Dot product of two f64 slices with 4 independent accumulators (vectorises).
 #[inline]
