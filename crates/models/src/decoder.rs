@@ -20,6 +20,7 @@ use crate::arch::{Activation, ArchSpec, BlockKind, LogitTransform, Mlp, Position
 use crate::capture::{LayerCapture, Observer};
 use std::ops::ControlFlow;
 
+use crate::profile::{time, Phase};
 use crate::weights::{LayerWeights, ModelWeights};
 use crate::{rope, Checkpoint, Error, Result};
 
@@ -192,10 +193,13 @@ impl Model {
                 return Ok(ControlFlow::Break(()));
             }
             let attn = |h: &Tensor, obs: Option<&mut dyn Observer>| self.attention(l, lw, h, rope_tables, obs);
+            let nr = |f: &dyn Fn() -> Result<Tensor>| time(Phase::NormsResidual, f);
             x = match spec.block {
                 BlockKind::PreNorm => {
-                    let x1 = (&x + attn(&lw.attn_norm.forward(&x)?, obs)?)?;
-                    (&x1 + self.mlp(lw, &lw.mlp_norm.forward(&x1)?)?)?
+                    let a = attn(&nr(&|| lw.attn_norm.forward(&x))?, obs)?;
+                    let x1 = nr(&|| Ok((&x + &a)?))?;
+                    let m = self.mlp(lw, &nr(&|| lw.mlp_norm.forward(&x1))?)?;
+                    nr(&|| Ok((&x1 + &m)?))?
                 }
                 BlockKind::Parallel => {
                     let a = attn(&lw.attn_norm.forward(&x)?, obs)?;
@@ -222,7 +226,7 @@ impl Model {
             Some(Logits::All) => x,
         };
         let h = self.weights.final_norm.forward(&rows)?;
-        let mut out = h.matmul(&lm_head)?;
+        let mut out = time(Phase::LmHead, || h.matmul(&lm_head))?;
         if let LogitTransform::Softcap(c) = spec.final_logit_transform {
             out = ((out / c)?.tanh()? * c)?;
         }
@@ -241,11 +245,11 @@ impl Model {
         let spec = &self.spec;
         let (t, _) = x.dims2()?;
         let (h, d) = (spec.n_heads, spec.head_dim);
-        let v = heads(lw.v.forward(x)?, spec.n_kv_heads, d)?; // (h_kv, t, d)
+        let v = time(Phase::Projections, || heads(lw.v.forward(x)?, spec.n_kv_heads, d))?; // (h_kv, t, d)
         let (q, k) = self.queries_keys(l, lw, x, rope_tables, observer)?;
         let out = self.chunked_attention(&q, &k, &v, spec.windows[l])?; // (h, t, d)
-        let out = out.transpose(0, 1)?.contiguous()?.reshape((t, h * d))?;
-        lw.o.forward(&out)
+        let out = time(Phase::AttnPv, || out.transpose(0, 1)?.contiguous()?.reshape((t, h * d)))?;
+        time(Phase::Projections, || lw.o.forward(&out))
     }
 
     /// Layer `l`'s queries (h, t, d) and keys (h_kv, t, d) exactly as its dot
@@ -261,22 +265,24 @@ impl Model {
     ) -> Result<(Tensor, Tensor)> {
         let spec = &self.spec;
         let (h, hkv, d) = (spec.n_heads, spec.n_kv_heads, spec.head_dim);
-        let mut q = lw.q.forward(x)?; // (t, h·d)
-        let mut k = lw.k.forward(x)?; // (t, h_kv·d)
-        if spec.qk_norm == QkNorm::Full {
-            q = norm_of(&lw.q_norm)?.forward(&q)?;
-            k = norm_of(&lw.k_norm)?.forward(&k)?;
-        }
-        let mut q = heads(q, h, d)?; // (h, t, d)
-        let mut k = heads(k, hkv, d)?; // (h_kv, t, d)
-        if spec.qk_norm == QkNorm::PerHead {
-            q = norm_of(&lw.q_norm)?.forward(&q)?;
-            k = norm_of(&lw.k_norm)?.forward(&k)?;
-        }
-        if let Some((cos, sin)) = rope_tables {
-            q = rope::apply(&q, cos, sin)?;
-            k = rope::apply(&k, cos, sin)?;
-        }
+        let (mut q, mut k) = time(Phase::Projections, || Ok::<_, Error>((lw.q.forward(x)?, lw.k.forward(x)?)))?; // (t, h·d), (t, h_kv·d)
+        let (q, mut k) = time(Phase::Rope, || {
+            if spec.qk_norm == QkNorm::Full {
+                q = norm_of(&lw.q_norm)?.forward(&q)?;
+                k = norm_of(&lw.k_norm)?.forward(&k)?;
+            }
+            let mut q = heads(q, h, d)?; // (h, t, d)
+            let mut k = heads(k, hkv, d)?; // (h_kv, t, d)
+            if spec.qk_norm == QkNorm::PerHead {
+                q = norm_of(&lw.q_norm)?.forward(&q)?;
+                k = norm_of(&lw.k_norm)?.forward(&k)?;
+            }
+            if let Some((cos, sin)) = rope_tables {
+                q = rope::apply(&q, cos, sin)?;
+                k = rope::apply(&k, cos, sin)?;
+            }
+            Ok::<_, Error>((q, k))
+        })?;
         let window = spec.windows[l];
         if let Some(obs) = observer {
             let cap = LayerCapture {
@@ -318,12 +324,16 @@ impl Model {
             // Keys any query of this chunk can see: [lo, c1).
             let lo = window.map_or(0, |w| (c0 + 1).saturating_sub(w));
             let nk = c1 - lo;
-            let qc = qg.narrow(2, c0, len)?.contiguous()?.reshape((hkv, g * len, d))?;
-            let kc = kt.narrow(2, lo, nk)?.contiguous()?; // (h_kv, d, nk)
-            let qk = qc.matmul(&kc)?; // (h_kv, g·len, nk)
+            let qk = time(Phase::AttnQk, || {
+                let qc = qg.narrow(2, c0, len)?.contiguous()?.reshape((hkv, g * len, d))?;
+                let kc = kt.narrow(2, lo, nk)?.contiguous()?; // (h_kv, d, nk)
+                qc.matmul(&kc) // (h_kv, g·len, nk)
+            })?;
             let support = Support { c0, len, lo, window, slopes: slopes.as_deref() };
             let fused = match spec.attn_logit_transform {
-                LogitTransform::None if !qk.track_op() => masked_softmax(&qk, spec.attn_scale as f32, support)?,
+                LogitTransform::None if !qk.track_op() => {
+                    time(Phase::AttnSoftmax, || masked_softmax(&qk, spec.attn_scale as f32, support))?
+                }
                 _ => None,
             };
             let p = match fused {
@@ -348,15 +358,21 @@ impl Model {
                     p.reshape((hkv, g * len, nk))?
                 }
             };
-            let vc = v.narrow(1, lo, nk)?.contiguous()?; // (h_kv, nk, d)
-            let o = p.matmul(&vc)?.reshape((h, len, d))?;
+            let o = time(Phase::AttnPv, || {
+                let vc = v.narrow(1, lo, nk)?.contiguous()?; // (h_kv, nk, d)
+                p.matmul(&vc)?.reshape((h, len, d))
+            })?;
             outs.push(o);
         }
-        Ok(Tensor::cat(&outs, 1)?)
+        Ok(time(Phase::AttnPv, || Tensor::cat(&outs, 1))?)
     }
 
     /// Feed-forward block on normalised input (t, D) → (t, D).
     fn mlp(&self, lw: &LayerWeights, x: &Tensor) -> Result<Tensor> {
+        time(Phase::Mlp, || self.mlp_untimed(lw, x))
+    }
+
+    fn mlp_untimed(&self, lw: &LayerWeights, x: &Tensor) -> Result<Tensor> {
         let hidden = match self.spec.mlp {
             Mlp::Gated(act) => {
                 let gate = lw.gate.as_ref().ok_or_else(|| Error::Internal("gated MLP without gate weight"))?;

@@ -18,6 +18,7 @@ pub mod formats;
 pub mod host;
 pub mod hub;
 pub mod paths;
+pub mod profile;
 pub mod rope;
 pub mod synth;
 pub mod tokenizer;
