@@ -315,7 +315,11 @@ impl Model {
         let g = spec.group_size();
         let chunk = chunk_queries(h, t, self.query_chunk);
         let qg = q.reshape((hkv, g, t, d))?;
-        let kt = k.transpose(1, 2)?.contiguous()?; // (h_kv, d, t)
+        // Inference reads each chunk's keys and values in place (row-major
+        // GEMM operands with a row stride of t, no per-chunk copy); the
+        // tracked path keeps contiguous copies.
+        let tracked = q.track_op() || k.track_op() || v.track_op();
+        let kt = time(Phase::AttnQk, || k.transpose(1, 2)?.contiguous())?; // (h_kv, d, t)
         let slopes: Option<Vec<f32>> = spec.position_bias.slopes().map(|s| s.iter().map(|&m| m as f32).collect());
         let mut outs = Vec::with_capacity(t.div_ceil(chunk));
         for c0 in (0..t).step_by(chunk) {
@@ -326,40 +330,41 @@ impl Model {
             let nk = c1 - lo;
             let qk = time(Phase::AttnQk, || {
                 let qc = qg.narrow(2, c0, len)?.contiguous()?.reshape((hkv, g * len, d))?;
-                let kc = kt.narrow(2, lo, nk)?.contiguous()?; // (h_kv, d, nk)
+                let kc = kt.narrow(2, lo, nk)?; // (h_kv, d, nk)
+                let kc = if tracked { kc.contiguous()? } else { kc };
                 qc.matmul(&kc) // (h_kv, g·len, nk)
             })?;
             let support = Support { c0, len, lo, window, slopes: slopes.as_deref() };
             let fused = match spec.attn_logit_transform {
                 LogitTransform::None if !qk.track_op() => {
-                    time(Phase::AttnSoftmax, || masked_softmax(&qk, spec.attn_scale as f32, support))?
+                    time(Phase::AttnSoftmax, || masked_softmax_in_place(&qk, spec.attn_scale as f32, support))?
                 }
-                _ => None,
+                _ => false,
             };
-            let p = match fused {
-                Some(p) => p,
-                None => {
-                    let mut s = (qk * spec.attn_scale)?;
-                    if let LogitTransform::Softcap(c) = spec.attn_logit_transform {
-                        s = ((s / c)?.tanh()? * c)?;
-                    }
-                    let s = s.reshape((hkv, g, len, nk))?;
-                    let s = match support.slopes {
-                        None => s.broadcast_add(&causal_mask(support, nk, &self.device)?)?, // (len, nk)
-                        Some(_) => (s + alibi_mask(support, nk, &self.device)?.reshape((hkv, g, len, nk))?)?,
-                    };
-                    let p = if s.track_op() {
-                        // Training (gradients tracked): the fused softmax has no backward.
-                        let e = s.broadcast_sub(&s.max_keepdim(D::Minus1)?.detach())?.exp()?;
-                        e.broadcast_div(&e.sum_keepdim(D::Minus1)?)?
-                    } else {
-                        candle_nn::ops::softmax_last_dim(&s)?
-                    };
-                    p.reshape((hkv, g * len, nk))?
+            let p = if fused {
+                qk
+            } else {
+                let mut s = (qk * spec.attn_scale)?;
+                if let LogitTransform::Softcap(c) = spec.attn_logit_transform {
+                    s = ((s / c)?.tanh()? * c)?;
                 }
+                let s = s.reshape((hkv, g, len, nk))?;
+                let s = match support.slopes {
+                    None => s.broadcast_add(&causal_mask(support, nk, &self.device)?)?, // (len, nk)
+                    Some(_) => (s + alibi_mask(support, nk, &self.device)?.reshape((hkv, g, len, nk))?)?,
+                };
+                let p = if s.track_op() {
+                    // Training (gradients tracked): the fused softmax has no backward.
+                    let e = s.broadcast_sub(&s.max_keepdim(D::Minus1)?.detach())?.exp()?;
+                    e.broadcast_div(&e.sum_keepdim(D::Minus1)?)?
+                } else {
+                    candle_nn::ops::softmax_last_dim(&s)?
+                };
+                p.reshape((hkv, g * len, nk))?
             };
             let o = time(Phase::AttnPv, || {
-                let vc = v.narrow(1, lo, nk)?.contiguous()?; // (h_kv, nk, d)
+                let vc = v.narrow(1, lo, nk)?; // (h_kv, nk, d)
+                let vc = if tracked { vc.contiguous()? } else { vc };
                 p.matmul(&vc)?.reshape((h, len, d))
             })?;
             outs.push(o);
@@ -479,47 +484,77 @@ impl Support<'_> {
     }
 }
 
-/// softmax(s·QKᵀ + bias + mask) over the last dim of `qk` (.., rows, nk), rows
-/// cycling over the chunk's `len` queries, in one parallel pass. Bit-identical
-/// to `qk * s`, `+ causal_mask`, `softmax_last_dim` (the same f32 product,
-/// −∞ off the support, and candle's own max/sum reductions and exp). `None`
-/// unless `qk` is a contiguous f32 CPU tensor.
-fn masked_softmax(qk: &Tensor, scale: f32, support: Support) -> Result<Option<Tensor>> {
-    use candle_core::cpu::kernels::VecOps;
-    use rayon::prelude::*;
+/// softmax(s·QKᵀ + bias + mask) over the last dim of `qk` (.., rows, nk), in
+/// place, rows cycling over the chunk's `len` queries, in one parallel pass.
+/// Bit-identical to `qk * s`, `+ causal_mask`, `softmax_last_dim` (the same
+/// f32 product, −∞ off the support, candle's own max/sum reductions, and
+/// exp with the bits of `f32::exp`, [`crate::expf`]). Returns false, leaving
+/// `qk` alone, unless it is a contiguous f32 CPU tensor; it must not share
+/// its storage with another live tensor (a fresh matmul output).
+fn masked_softmax_in_place(qk: &Tensor, scale: f32, support: Support) -> Result<bool> {
+    if !qk.device().is_cpu() || qk.dtype() != DType::F32 || !qk.is_contiguous() {
+        return Ok(false);
+    }
     let nk = qk.dim(D::Minus1)?;
-    let out = crate::host::with_f32_slice(qk, |src| {
-        let mut dst = vec![0f32; src.len()];
-        dst.par_chunks_mut(nk).zip(src.par_chunks(nk)).enumerate().for_each(|(row, (d, s))| {
-            // Rows are (h_kv, g, len) flattened: query head row / len.
-            let (head, r) = (row / support.len, row % support.len);
-            if support.slopes.is_some() {
-                for (c, (d, &v)) in d.iter_mut().zip(s).enumerate() {
-                    *d = if support.visible(r, c) { v * scale + support.bias(head, r, c) } else { f32::NEG_INFINITY };
-                }
-            } else {
-                for (c, (d, &v)) in d.iter_mut().zip(s).enumerate() {
-                    *d = if support.visible(r, c) { v * scale } else { f32::NEG_INFINITY };
-                }
-            }
-            let mut max = f32::NEG_INFINITY;
-            // SAFETY: `d` holds nk initialised f32s.
-            unsafe { f32::vec_reduce_max(d.as_ptr(), &mut max, nk) };
-            for x in d.iter_mut() {
-                *x = (*x - max).exp();
-            }
-            let mut sum = 0f32;
-            // SAFETY: as above.
-            unsafe { f32::vec_reduce_sum(d.as_ptr(), &mut sum, nk) };
-            for x in d.iter_mut() {
-                *x /= sum;
-            }
-        });
-        dst
-    });
-    match out {
-        Some(v) => Ok(Some(Tensor::from_vec(v, qk.dims(), qk.device())?)),
-        None => Ok(None),
+    qk.inplace_op1(&MaskedSoftmax { nk, scale, support })?;
+    Ok(true)
+}
+
+/// [`masked_softmax_in_place`]'s in-place op.
+struct MaskedSoftmax<'a> {
+    nk: usize,
+    scale: f32,
+    support: Support<'a>,
+}
+
+impl candle_core::InplaceOp1 for MaskedSoftmax<'_> {
+    fn name(&self) -> &'static str {
+        "masked-softmax"
+    }
+
+    fn cpu_fwd(&self, storage: &mut candle_core::CpuStorage, layout: &candle_core::Layout) -> candle_core::Result<()> {
+        use rayon::prelude::*;
+        let (candle_core::CpuStorage::F32(data), Some((o1, o2))) = (storage, layout.contiguous_offsets()) else {
+            candle_core::bail!("masked softmax: not a contiguous f32 tensor")
+        };
+        data[o1..o2].par_chunks_mut(self.nk).enumerate().for_each(|(row, d)| softmax_row(d, row, self.scale, self.support));
+        Ok(())
+    }
+}
+
+/// One row of [`masked_softmax_in_place`]: row `row` of the (h_kv, g, len)
+/// flattened rows, i.e. query head row / len, query c0 + row % len.
+fn softmax_row(d: &mut [f32], row: usize, scale: f32, support: Support) {
+    use candle_core::cpu::kernels::VecOps;
+    let nk = d.len();
+    let (head, r) = (row / support.len, row % support.len);
+    if support.slopes.is_some() {
+        for (c, v) in d.iter_mut().enumerate() {
+            *v = if support.visible(r, c) { *v * scale + support.bias(head, r, c) } else { f32::NEG_INFINITY };
+        }
+    } else {
+        // Visible keys are one range: lo + c ≤ i, and i < lo + c + w in a window.
+        let i = support.c0 + r;
+        let end = (i + 1 - support.lo).min(nk);
+        let start = support.window.map_or(0, |w| (i + 1).saturating_sub(w).saturating_sub(support.lo)).min(end);
+        d[..start].fill(f32::NEG_INFINITY);
+        for v in &mut d[start..end] {
+            *v *= scale;
+        }
+        d[end..].fill(f32::NEG_INFINITY);
+    }
+    let mut max = f32::NEG_INFINITY;
+    // SAFETY: `d` holds nk initialised f32s.
+    unsafe { f32::vec_reduce_max(d.as_ptr(), &mut max, nk) };
+    for v in d.iter_mut() {
+        *v -= max;
+    }
+    crate::expf::exp_in_place(d);
+    let mut sum = 0f32;
+    // SAFETY: as above.
+    unsafe { f32::vec_reduce_sum(d.as_ptr(), &mut sum, nk) };
+    for v in d.iter_mut() {
+        *v /= sum;
     }
 }
 
@@ -571,7 +606,8 @@ mod tests {
             let qk = Tensor::randn(0f32, 6.0, (hkv, g * len, nk), &dev).unwrap();
             let scale = 0.3f32;
             let support = Support { c0, len, lo, window, slopes };
-            let fused = masked_softmax(&qk, scale, support).unwrap().unwrap();
+            let fused = qk.copy().unwrap();
+            assert!(masked_softmax_in_place(&fused, scale, support).unwrap());
             let s = (&qk * scale as f64).unwrap().reshape((hkv, g, len, nk)).unwrap();
             let s = match slopes {
                 None => s.broadcast_add(&causal_mask(support, nk, &dev).unwrap()).unwrap(),
@@ -580,6 +616,11 @@ mod tests {
             let ops = candle_nn::ops::softmax_last_dim(&s).unwrap().reshape((hkv, g * len, nk)).unwrap();
             let (a, b) = (fused.flatten_all().unwrap().to_vec1::<f32>().unwrap(), ops.flatten_all().unwrap().to_vec1::<f32>().unwrap());
             assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()), "window {window:?}, ALiBi {}", slopes.is_some());
+            // a strided tensor is left alone (the op path handles it)
+            let strided = qk.transpose(1, 2).unwrap();
+            let before = strided.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            assert!(!masked_softmax_in_place(&strided, scale, support).unwrap());
+            assert_eq!(before, strided.flatten_all().unwrap().to_vec1::<f32>().unwrap());
         }
     }
 

@@ -14,6 +14,7 @@ pub mod capture;
 pub mod checkpoint;
 pub mod decoder;
 pub mod error;
+pub mod expf;
 pub mod formats;
 pub mod host;
 pub mod hub;
