@@ -1,35 +1,102 @@
-//! Forward-pass benchmark: tokens/s of a model over `t` tokens, and the share
-//! of this machine's measured f32 GEMM throughput that it achieves.
+//! Forward-pass benchmark: tokens/s of a model over `t` tokens, the share of
+//! this machine's measured f32 GEMM throughput that it achieves, and where
+//! the time goes.
 //!
 //!     cargo run --release -p attnscope-models --example forward_bench -- [MODEL] [T] [REPS]
 //!
 //! MODEL defaults to SmolLM2-135M-Instruct Q4_1 in the attnscope cache, T to
-//! 1024, REPS to 3. Both the forward pass and the GEMM are timed REPS times
-//! and the best time of each is used (a shared machine only ever slows a run
-//! down; the same rule for both keeps the ratio fair). FLOPs counted: 2·(non-embedding linear params)·t for the
-//! projections, MLP and LM head of the last position, plus 4·h·d·(keys seen)
-//! per query for attention as computed (causal chunks). Peak RSS from
-//! /proc/self/status (VmHWM).
+//! 1024 (a comma list such as `512,4096` runs each), REPS to 3. Everything
+//! is measured in one run, so ratios are fair on a shared machine; each
+//! figure is the best of REPS (a shared machine only ever slows a run down).
+//!
+//! Two GEMM references, both candle's own f32 matmul:
+//! - **2048³**: one square GEMM, the machine's GEMM peak as candle reaches it;
+//!   "share of GEMM" = the forward's GFLOP/s over it (FLOPs counted:
+//!   2·(non-embedding linear params)·t for the projections and MLP, the LM
+//!   head of the last position, and 4·h·d·(keys seen) per query for
+//!   attention, causal).
+//! - **same shapes**: the time candle takes for exactly the GEMMs the forward
+//!   pass runs (every projection, MLP matrix and per-chunk attention batch at
+//!   its real shape, weights as the same transposed views), with nothing
+//!   else; "GEMM-only / forward" is the share of the forward's wall time a
+//!   pure-GEMM pass would need.
+//!
+//! The breakdown comes from `models::profile` (wall time of the main thread
+//! per phase, summed over the REPS timed passes and divided by REPS). Peak
+//! RSS from /proc/self/status (VmHWM).
 
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
-use models::{Checkpoint, Logits, Model};
+use models::arch::{ArchSpec, Mlp};
+use models::{profile, Checkpoint, Logits, Model};
+
+fn best_of(reps: usize, mut f: impl FnMut()) -> f64 {
+    f(); // warm-up
+    (0..reps)
+        .map(|_| {
+            let t0 = Instant::now();
+            f();
+            t0.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min)
+}
 
 fn gemm_gflops(reps: usize) -> f64 {
     let n = 2048;
     let dev = Device::Cpu;
     let a = Tensor::randn(0f32, 1.0, (n, n), &dev).unwrap();
     let b = Tensor::randn(0f32, 1.0, (n, n), &dev).unwrap();
-    let _ = a.matmul(&b).unwrap(); // warm-up
-    let best = (0..reps)
-        .map(|_| {
-            let t0 = Instant::now();
-            let _ = a.matmul(&b).unwrap();
-            t0.elapsed().as_secs_f64()
-        })
-        .fold(f64::INFINITY, f64::min);
+    let best = best_of(reps, || drop(a.matmul(&b).unwrap()));
     2.0 * (n * n * n) as f64 / best / 1e9
+}
+
+/// Seconds candle's matmul takes for every GEMM of one forward pass over `t`
+/// tokens at its real shapes (one layer's GEMMs timed, times the depth, plus
+/// the LM head row).
+fn same_shape_gemm_s(s: &ArchSpec, t: usize, reps: usize) -> f64 {
+    let dev = Device::Cpu;
+    let (dm, h, hkv, d, ff, g) = (s.d_model, s.n_heads, s.n_kv_heads, s.head_dim, s.d_ff, s.group_size());
+    let r = |a: usize, b: usize| Tensor::randn(0f32, 1.0, (a, b), &dev).unwrap();
+    let x = r(t, dm);
+    let xf = r(t, ff);
+    let xa = r(t, h * d);
+    // nn.Linear weights are (out, in); the decoder multiplies by the transposed view.
+    let (wq, wk, wo) = (r(h * d, dm), r(hkv * d, dm), r(dm, h * d));
+    let (wup, wdown) = (r(ff, dm), r(dm, ff));
+    let n_mlp_in = if matches!(s.mlp, Mlp::Gated(_)) { 2 } else { 1 };
+    let linear = best_of(reps, || {
+        drop(x.matmul(&wq.t().unwrap()).unwrap());
+        for _ in 0..2 {
+            drop(x.matmul(&wk.t().unwrap()).unwrap()); // k and v
+        }
+        drop(xa.matmul(&wo.t().unwrap()).unwrap());
+        for _ in 0..n_mlp_in {
+            drop(x.matmul(&wup.t().unwrap()).unwrap());
+        }
+        drop(xf.matmul(&wdown.t().unwrap()).unwrap());
+    });
+    // Attention as the decoder chunks it: per chunk of `len` queries over keys 0..c1.
+    let chunk = (models::decoder::attention_scores_per_chunk(h, t) / (h * t) as u64) as usize;
+    let q = Tensor::randn(0f32, 1.0, (hkv, g * chunk, d), &dev).unwrap();
+    let kt = Tensor::randn(0f32, 1.0, (hkv, d, t), &dev).unwrap();
+    let p = Tensor::randn(0f32, 1.0, (hkv, g * chunk, t), &dev).unwrap();
+    let v = Tensor::randn(0f32, 1.0, (hkv, t, d), &dev).unwrap();
+    let attn = best_of(reps, || {
+        for c0 in (0..t).step_by(chunk) {
+            let len = chunk.min(t - c0);
+            let nk = c0 + len;
+            let qc = q.narrow(1, 0, g * len).unwrap();
+            let kc = kt.narrow(2, 0, nk).unwrap().contiguous().unwrap();
+            drop(qc.matmul(&kc).unwrap());
+            let pc = p.narrow(1, 0, g * len).unwrap().narrow(2, 0, nk).unwrap().contiguous().unwrap();
+            let vc = v.narrow(1, 0, nk).unwrap().contiguous().unwrap();
+            drop(pc.matmul(&vc).unwrap());
+        }
+    });
+    let (row, head) = (r(1, dm), r(s.vocab_size, dm));
+    let lm = best_of(reps, || drop(row.matmul(&head.t().unwrap()).unwrap()));
+    (linear + attn) * s.n_layers as f64 + lm
 }
 
 fn peak_rss_mb() -> f64 {
@@ -40,12 +107,22 @@ fn peak_rss_mb() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
+fn gflop(s: &ArchSpec, t: usize) -> f64 {
+    let (dm, h, hkv, d, ff) = (s.d_model, s.n_heads, s.n_kv_heads, s.head_dim, s.d_ff);
+    let mlp_mats = if matches!(s.mlp, Mlp::Gated(_)) { 3 } else { 2 };
+    let per_layer = dm * h * d * 2 + dm * hkv * d * 2 + mlp_mats * dm * ff;
+    let linear = 2.0 * (per_layer * s.n_layers) as f64 * t as f64 + 2.0 * (dm * s.vocab_size) as f64;
+    let keys_seen: f64 = (0..t).map(|i| (i + 1) as f64).sum();
+    let attn = 4.0 * (h * d) as f64 * keys_seen * s.n_layers as f64;
+    (linear + attn) / 1e9
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     models::alloc::tune(); // as the attnscope binary does
     let args: Vec<String> = std::env::args().collect();
     let default = format!("{}/.cache/attnscope/models/SmolLM2-135M-Instruct.Q4_1.gguf", std::env::var("HOME").unwrap_or_default());
     let path = args.get(1).cloned().unwrap_or(default);
-    let t: usize = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(1024);
+    let ts: Vec<usize> = args.get(2).map_or(Ok(vec![1024]), |s| s.split(',').map(str::parse).collect())?;
     let reps: usize = args.get(3).map(|s| s.parse()).transpose()?.unwrap_or(3).max(1);
 
     let t0 = Instant::now();
@@ -54,34 +131,43 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let load_s = t0.elapsed().as_secs_f64();
     let rss_loaded = peak_rss_mb();
     let s = &model.spec;
-    let ids: Vec<u32> = (0..t).map(|i| (i * 7919 % (s.vocab_size - 1)) as u32 + 1).collect();
-
-    let _ = model.forward_logits(&ids[..t.min(64)], Logits::Last, None)?; // warm-up
-    let mut times = Vec::with_capacity(reps);
-    for _ in 0..reps {
-        let t1 = Instant::now();
-        let _ = model.forward_logits(&ids, Logits::Last, None)?;
-        times.push(t1.elapsed().as_secs_f64());
-    }
-    times.sort_by(f64::total_cmp);
-    let fwd_s = times[0];
-
-    let (dm, h, hkv, d, ff) = (s.d_model, s.n_heads, s.n_kv_heads, s.head_dim, s.d_ff);
-    let mlp_mats = if matches!(s.mlp, models::arch::Mlp::Gated(_)) { 3 } else { 2 };
-    let per_layer = dm * h * d * 2 + dm * hkv * d * 2 + mlp_mats * dm * ff;
-    let linear = 2.0 * (per_layer * s.n_layers) as f64 * t as f64 + 2.0 * (dm * s.vocab_size) as f64;
-    // Attention as computed: each query chunk sees keys up to its chunk end.
-    let keys_seen: f64 = (0..t).map(|i| (i + 1) as f64).sum();
-    let attn = 4.0 * (h * d) as f64 * keys_seen * s.n_layers as f64;
-    let gflop = (linear + attn) / 1e9;
-    let peak = gemm_gflops(5 * reps);
     println!("model            {path}");
-    println!("tokens           {t}");
     println!("load             {load_s:.2} s (peak RSS after load {rss_loaded:.0} MB)");
-    println!("forward          {fwd_s:.2} s = {:.0} tokens/s (best of {reps}; median {:.2} s)", t as f64 / fwd_s, times[reps / 2]);
-    println!("work             {gflop:.1} GFLOP ({:.1} GFLOP/s)", gflop / fwd_s);
+    let peak = gemm_gflops(5 * reps);
     println!("f32 GEMM 2048³   {peak:.1} GFLOP/s (candle, this machine, best of {})", 5 * reps);
-    println!("share of GEMM    {:.0} %", 100.0 * gflop / fwd_s / peak);
+    for &t in &ts {
+        let ids: Vec<u32> = (0..t).map(|i| (i * 7919 % (s.vocab_size - 1)) as u32 + 1).collect();
+        let _ = model.forward_logits(&ids[..t.min(64)], Logits::Last, None)?; // warm-up
+        profile::reset();
+        profile::enable(true);
+        let mut times = Vec::with_capacity(reps);
+        for _ in 0..reps {
+            let t1 = Instant::now();
+            let _ = model.forward_logits(&ids, Logits::Last, None)?;
+            times.push(t1.elapsed().as_secs_f64());
+        }
+        profile::enable(false);
+        let phases = profile::snapshot();
+        times.sort_by(f64::total_cmp);
+        let fwd_s = times[0];
+        let work = gflop(s, t);
+        let gemm_s = same_shape_gemm_s(s, t, reps);
+        println!();
+        println!("tokens           {t}");
+        println!("forward          {fwd_s:.3} s = {:.0} tokens/s (best of {reps}; median {:.3} s)", t as f64 / fwd_s, times[reps / 2]);
+        println!("work             {work:.1} GFLOP ({:.1} GFLOP/s)", work / fwd_s);
+        println!("share of GEMM    {:.0} % of the 2048³ GEMM", 100.0 * work / fwd_s / peak);
+        println!("same-shape GEMM  {gemm_s:.3} s ({:.1} GFLOP/s): GEMM-only / forward = {:.0} %", work / gemm_s, 100.0 * gemm_s / fwd_s);
+        let mean: f64 = times.iter().sum::<f64>() / reps as f64;
+        let accounted: f64 = phases.iter().map(|p| p.1).sum::<f64>() / reps as f64;
+        println!("breakdown        (mean of the {reps} passes, {mean:.3} s each)");
+        for (p, secs) in phases {
+            let secs = secs / reps as f64;
+            println!("  {:<22} {:>8.3} s {:>5.1} %", p.name(), secs, 100.0 * secs / mean);
+        }
+        println!("  {:<22} {:>8.3} s {:>5.1} %", "other", mean - accounted, 100.0 * (mean - accounted) / mean);
+    }
+    println!();
     println!("peak RSS         {:.0} MB", peak_rss_mb());
     Ok(())
 }

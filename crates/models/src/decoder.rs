@@ -20,6 +20,7 @@ use crate::arch::{Activation, ArchSpec, BlockKind, LogitTransform, Mlp, Position
 use crate::capture::{LayerCapture, Observer};
 use std::ops::ControlFlow;
 
+use crate::profile::{time, Phase};
 use crate::weights::{LayerWeights, ModelWeights};
 use crate::{rope, Checkpoint, Error, Result};
 
@@ -192,10 +193,13 @@ impl Model {
                 return Ok(ControlFlow::Break(()));
             }
             let attn = |h: &Tensor, obs: Option<&mut dyn Observer>| self.attention(l, lw, h, rope_tables, obs);
+            let nr = |f: &dyn Fn() -> Result<Tensor>| time(Phase::NormsResidual, f);
             x = match spec.block {
                 BlockKind::PreNorm => {
-                    let x1 = (&x + attn(&lw.attn_norm.forward(&x)?, obs)?)?;
-                    (&x1 + self.mlp(lw, &lw.mlp_norm.forward(&x1)?)?)?
+                    let a = attn(&nr(&|| lw.attn_norm.forward(&x))?, obs)?;
+                    let x1 = nr(&|| Ok((&x + &a)?))?;
+                    let m = self.mlp(lw, &nr(&|| lw.mlp_norm.forward(&x1))?)?;
+                    nr(&|| Ok((&x1 + &m)?))?
                 }
                 BlockKind::Parallel => {
                     let a = attn(&lw.attn_norm.forward(&x)?, obs)?;
@@ -222,7 +226,7 @@ impl Model {
             Some(Logits::All) => x,
         };
         let h = self.weights.final_norm.forward(&rows)?;
-        let mut out = h.matmul(&lm_head)?;
+        let mut out = time(Phase::LmHead, || h.matmul(&lm_head))?;
         if let LogitTransform::Softcap(c) = spec.final_logit_transform {
             out = ((out / c)?.tanh()? * c)?;
         }
@@ -241,11 +245,11 @@ impl Model {
         let spec = &self.spec;
         let (t, _) = x.dims2()?;
         let (h, d) = (spec.n_heads, spec.head_dim);
-        let v = heads(lw.v.forward(x)?, spec.n_kv_heads, d)?; // (h_kv, t, d)
+        let v = time(Phase::Projections, || heads(lw.v.forward(x)?, spec.n_kv_heads, d))?; // (h_kv, t, d)
         let (q, k) = self.queries_keys(l, lw, x, rope_tables, observer)?;
         let out = self.chunked_attention(&q, &k, &v, spec.windows[l])?; // (h, t, d)
-        let out = out.transpose(0, 1)?.contiguous()?.reshape((t, h * d))?;
-        lw.o.forward(&out)
+        let out = time(Phase::AttnPv, || out.transpose(0, 1)?.contiguous()?.reshape((t, h * d)))?;
+        time(Phase::Projections, || lw.o.forward(&out))
     }
 
     /// Layer `l`'s queries (h, t, d) and keys (h_kv, t, d) exactly as its dot
@@ -261,22 +265,24 @@ impl Model {
     ) -> Result<(Tensor, Tensor)> {
         let spec = &self.spec;
         let (h, hkv, d) = (spec.n_heads, spec.n_kv_heads, spec.head_dim);
-        let mut q = lw.q.forward(x)?; // (t, h·d)
-        let mut k = lw.k.forward(x)?; // (t, h_kv·d)
-        if spec.qk_norm == QkNorm::Full {
-            q = norm_of(&lw.q_norm)?.forward(&q)?;
-            k = norm_of(&lw.k_norm)?.forward(&k)?;
-        }
-        let mut q = heads(q, h, d)?; // (h, t, d)
-        let mut k = heads(k, hkv, d)?; // (h_kv, t, d)
-        if spec.qk_norm == QkNorm::PerHead {
-            q = norm_of(&lw.q_norm)?.forward(&q)?;
-            k = norm_of(&lw.k_norm)?.forward(&k)?;
-        }
-        if let Some((cos, sin)) = rope_tables {
-            q = rope::apply(&q, cos, sin)?;
-            k = rope::apply(&k, cos, sin)?;
-        }
+        let (mut q, mut k) = time(Phase::Projections, || Ok::<_, Error>((lw.q.forward(x)?, lw.k.forward(x)?)))?; // (t, h·d), (t, h_kv·d)
+        let (q, mut k) = time(Phase::Rope, || {
+            if spec.qk_norm == QkNorm::Full {
+                q = norm_of(&lw.q_norm)?.forward(&q)?;
+                k = norm_of(&lw.k_norm)?.forward(&k)?;
+            }
+            let mut q = heads(q, h, d)?; // (h, t, d)
+            let mut k = heads(k, hkv, d)?; // (h_kv, t, d)
+            if spec.qk_norm == QkNorm::PerHead {
+                q = norm_of(&lw.q_norm)?.forward(&q)?;
+                k = norm_of(&lw.k_norm)?.forward(&k)?;
+            }
+            if let Some((cos, sin)) = rope_tables {
+                q = rope::apply(&q, cos, sin)?;
+                k = rope::apply(&k, cos, sin)?;
+            }
+            Ok::<_, Error>((q, k))
+        })?;
         let window = spec.windows[l];
         if let Some(obs) = observer {
             let cap = LayerCapture {
@@ -309,7 +315,11 @@ impl Model {
         let g = spec.group_size();
         let chunk = chunk_queries(h, t, self.query_chunk);
         let qg = q.reshape((hkv, g, t, d))?;
-        let kt = k.transpose(1, 2)?.contiguous()?; // (h_kv, d, t)
+        // Inference reads each chunk's keys and values in place (row-major
+        // GEMM operands with a row stride of t, no per-chunk copy); the
+        // tracked path keeps contiguous copies.
+        let tracked = q.track_op() || k.track_op() || v.track_op();
+        let kt = time(Phase::AttnQk, || k.transpose(1, 2)?.contiguous())?; // (h_kv, d, t)
         let slopes: Option<Vec<f32>> = spec.position_bias.slopes().map(|s| s.iter().map(|&m| m as f32).collect());
         let mut outs = Vec::with_capacity(t.div_ceil(chunk));
         for c0 in (0..t).step_by(chunk) {
@@ -318,45 +328,56 @@ impl Model {
             // Keys any query of this chunk can see: [lo, c1).
             let lo = window.map_or(0, |w| (c0 + 1).saturating_sub(w));
             let nk = c1 - lo;
-            let qc = qg.narrow(2, c0, len)?.contiguous()?.reshape((hkv, g * len, d))?;
-            let kc = kt.narrow(2, lo, nk)?.contiguous()?; // (h_kv, d, nk)
-            let qk = qc.matmul(&kc)?; // (h_kv, g·len, nk)
+            let qk = time(Phase::AttnQk, || {
+                let qc = qg.narrow(2, c0, len)?.contiguous()?.reshape((hkv, g * len, d))?;
+                let kc = kt.narrow(2, lo, nk)?; // (h_kv, d, nk)
+                let kc = if tracked { kc.contiguous()? } else { kc };
+                qc.matmul(&kc) // (h_kv, g·len, nk)
+            })?;
             let support = Support { c0, len, lo, window, slopes: slopes.as_deref() };
             let fused = match spec.attn_logit_transform {
-                LogitTransform::None if !qk.track_op() => masked_softmax(&qk, spec.attn_scale as f32, support)?,
-                _ => None,
-            };
-            let p = match fused {
-                Some(p) => p,
-                None => {
-                    let mut s = (qk * spec.attn_scale)?;
-                    if let LogitTransform::Softcap(c) = spec.attn_logit_transform {
-                        s = ((s / c)?.tanh()? * c)?;
-                    }
-                    let s = s.reshape((hkv, g, len, nk))?;
-                    let s = match support.slopes {
-                        None => s.broadcast_add(&causal_mask(support, nk, &self.device)?)?, // (len, nk)
-                        Some(_) => (s + alibi_mask(support, nk, &self.device)?.reshape((hkv, g, len, nk))?)?,
-                    };
-                    let p = if s.track_op() {
-                        // Training (gradients tracked): the fused softmax has no backward.
-                        let e = s.broadcast_sub(&s.max_keepdim(D::Minus1)?.detach())?.exp()?;
-                        e.broadcast_div(&e.sum_keepdim(D::Minus1)?)?
-                    } else {
-                        candle_nn::ops::softmax_last_dim(&s)?
-                    };
-                    p.reshape((hkv, g * len, nk))?
+                LogitTransform::None if !qk.track_op() => {
+                    time(Phase::AttnSoftmax, || masked_softmax_in_place(&qk, spec.attn_scale as f32, support))?
                 }
+                _ => false,
             };
-            let vc = v.narrow(1, lo, nk)?.contiguous()?; // (h_kv, nk, d)
-            let o = p.matmul(&vc)?.reshape((h, len, d))?;
+            let p = if fused {
+                qk
+            } else {
+                let mut s = (qk * spec.attn_scale)?;
+                if let LogitTransform::Softcap(c) = spec.attn_logit_transform {
+                    s = ((s / c)?.tanh()? * c)?;
+                }
+                let s = s.reshape((hkv, g, len, nk))?;
+                let s = match support.slopes {
+                    None => s.broadcast_add(&causal_mask(support, nk, &self.device)?)?, // (len, nk)
+                    Some(_) => (s + alibi_mask(support, nk, &self.device)?.reshape((hkv, g, len, nk))?)?,
+                };
+                let p = if s.track_op() {
+                    // Training (gradients tracked): the fused softmax has no backward.
+                    let e = s.broadcast_sub(&s.max_keepdim(D::Minus1)?.detach())?.exp()?;
+                    e.broadcast_div(&e.sum_keepdim(D::Minus1)?)?
+                } else {
+                    candle_nn::ops::softmax_last_dim(&s)?
+                };
+                p.reshape((hkv, g * len, nk))?
+            };
+            let o = time(Phase::AttnPv, || {
+                let vc = v.narrow(1, lo, nk)?; // (h_kv, nk, d)
+                let vc = if tracked { vc.contiguous()? } else { vc };
+                p.matmul(&vc)?.reshape((h, len, d))
+            })?;
             outs.push(o);
         }
-        Ok(Tensor::cat(&outs, 1)?)
+        Ok(time(Phase::AttnPv, || Tensor::cat(&outs, 1))?)
     }
 
     /// Feed-forward block on normalised input (t, D) → (t, D).
     fn mlp(&self, lw: &LayerWeights, x: &Tensor) -> Result<Tensor> {
+        time(Phase::Mlp, || self.mlp_untimed(lw, x))
+    }
+
+    fn mlp_untimed(&self, lw: &LayerWeights, x: &Tensor) -> Result<Tensor> {
         let hidden = match self.spec.mlp {
             Mlp::Gated(act) => {
                 let gate = lw.gate.as_ref().ok_or_else(|| Error::Internal("gated MLP without gate weight"))?;
@@ -463,47 +484,77 @@ impl Support<'_> {
     }
 }
 
-/// softmax(s·QKᵀ + bias + mask) over the last dim of `qk` (.., rows, nk), rows
-/// cycling over the chunk's `len` queries, in one parallel pass. Bit-identical
-/// to `qk * s`, `+ causal_mask`, `softmax_last_dim` (the same f32 product,
-/// −∞ off the support, and candle's own max/sum reductions and exp). `None`
-/// unless `qk` is a contiguous f32 CPU tensor.
-fn masked_softmax(qk: &Tensor, scale: f32, support: Support) -> Result<Option<Tensor>> {
-    use candle_core::cpu::kernels::VecOps;
-    use rayon::prelude::*;
+/// softmax(s·QKᵀ + bias + mask) over the last dim of `qk` (.., rows, nk), in
+/// place, rows cycling over the chunk's `len` queries, in one parallel pass.
+/// Bit-identical to `qk * s`, `+ causal_mask`, `softmax_last_dim` (the same
+/// f32 product, −∞ off the support, candle's own max/sum reductions, and
+/// exp with the bits of `f32::exp`, [`crate::expf`]). Returns false, leaving
+/// `qk` alone, unless it is a contiguous f32 CPU tensor; it must not share
+/// its storage with another live tensor (a fresh matmul output).
+fn masked_softmax_in_place(qk: &Tensor, scale: f32, support: Support) -> Result<bool> {
+    if !qk.device().is_cpu() || qk.dtype() != DType::F32 || !qk.is_contiguous() {
+        return Ok(false);
+    }
     let nk = qk.dim(D::Minus1)?;
-    let out = crate::host::with_f32_slice(qk, |src| {
-        let mut dst = vec![0f32; src.len()];
-        dst.par_chunks_mut(nk).zip(src.par_chunks(nk)).enumerate().for_each(|(row, (d, s))| {
-            // Rows are (h_kv, g, len) flattened: query head row / len.
-            let (head, r) = (row / support.len, row % support.len);
-            if support.slopes.is_some() {
-                for (c, (d, &v)) in d.iter_mut().zip(s).enumerate() {
-                    *d = if support.visible(r, c) { v * scale + support.bias(head, r, c) } else { f32::NEG_INFINITY };
-                }
-            } else {
-                for (c, (d, &v)) in d.iter_mut().zip(s).enumerate() {
-                    *d = if support.visible(r, c) { v * scale } else { f32::NEG_INFINITY };
-                }
-            }
-            let mut max = f32::NEG_INFINITY;
-            // SAFETY: `d` holds nk initialised f32s.
-            unsafe { f32::vec_reduce_max(d.as_ptr(), &mut max, nk) };
-            for x in d.iter_mut() {
-                *x = (*x - max).exp();
-            }
-            let mut sum = 0f32;
-            // SAFETY: as above.
-            unsafe { f32::vec_reduce_sum(d.as_ptr(), &mut sum, nk) };
-            for x in d.iter_mut() {
-                *x /= sum;
-            }
-        });
-        dst
-    });
-    match out {
-        Some(v) => Ok(Some(Tensor::from_vec(v, qk.dims(), qk.device())?)),
-        None => Ok(None),
+    qk.inplace_op1(&MaskedSoftmax { nk, scale, support })?;
+    Ok(true)
+}
+
+/// [`masked_softmax_in_place`]'s in-place op.
+struct MaskedSoftmax<'a> {
+    nk: usize,
+    scale: f32,
+    support: Support<'a>,
+}
+
+impl candle_core::InplaceOp1 for MaskedSoftmax<'_> {
+    fn name(&self) -> &'static str {
+        "masked-softmax"
+    }
+
+    fn cpu_fwd(&self, storage: &mut candle_core::CpuStorage, layout: &candle_core::Layout) -> candle_core::Result<()> {
+        use rayon::prelude::*;
+        let (candle_core::CpuStorage::F32(data), Some((o1, o2))) = (storage, layout.contiguous_offsets()) else {
+            candle_core::bail!("masked softmax: not a contiguous f32 tensor")
+        };
+        data[o1..o2].par_chunks_mut(self.nk).enumerate().for_each(|(row, d)| softmax_row(d, row, self.scale, self.support));
+        Ok(())
+    }
+}
+
+/// One row of [`masked_softmax_in_place`]: row `row` of the (h_kv, g, len)
+/// flattened rows, i.e. query head row / len, query c0 + row % len.
+fn softmax_row(d: &mut [f32], row: usize, scale: f32, support: Support) {
+    use candle_core::cpu::kernels::VecOps;
+    let nk = d.len();
+    let (head, r) = (row / support.len, row % support.len);
+    if support.slopes.is_some() {
+        for (c, v) in d.iter_mut().enumerate() {
+            *v = if support.visible(r, c) { *v * scale + support.bias(head, r, c) } else { f32::NEG_INFINITY };
+        }
+    } else {
+        // Visible keys are one range: lo + c ≤ i, and i < lo + c + w in a window.
+        let i = support.c0 + r;
+        let end = (i + 1 - support.lo).min(nk);
+        let start = support.window.map_or(0, |w| (i + 1).saturating_sub(w).saturating_sub(support.lo)).min(end);
+        d[..start].fill(f32::NEG_INFINITY);
+        for v in &mut d[start..end] {
+            *v *= scale;
+        }
+        d[end..].fill(f32::NEG_INFINITY);
+    }
+    let mut max = f32::NEG_INFINITY;
+    // SAFETY: `d` holds nk initialised f32s.
+    unsafe { f32::vec_reduce_max(d.as_ptr(), &mut max, nk) };
+    for v in d.iter_mut() {
+        *v -= max;
+    }
+    crate::expf::exp_in_place(d);
+    let mut sum = 0f32;
+    // SAFETY: as above.
+    unsafe { f32::vec_reduce_sum(d.as_ptr(), &mut sum, nk) };
+    for v in d.iter_mut() {
+        *v /= sum;
     }
 }
 
@@ -555,7 +606,8 @@ mod tests {
             let qk = Tensor::randn(0f32, 6.0, (hkv, g * len, nk), &dev).unwrap();
             let scale = 0.3f32;
             let support = Support { c0, len, lo, window, slopes };
-            let fused = masked_softmax(&qk, scale, support).unwrap().unwrap();
+            let fused = qk.copy().unwrap();
+            assert!(masked_softmax_in_place(&fused, scale, support).unwrap());
             let s = (&qk * scale as f64).unwrap().reshape((hkv, g, len, nk)).unwrap();
             let s = match slopes {
                 None => s.broadcast_add(&causal_mask(support, nk, &dev).unwrap()).unwrap(),
@@ -564,6 +616,11 @@ mod tests {
             let ops = candle_nn::ops::softmax_last_dim(&s).unwrap().reshape((hkv, g * len, nk)).unwrap();
             let (a, b) = (fused.flatten_all().unwrap().to_vec1::<f32>().unwrap(), ops.flatten_all().unwrap().to_vec1::<f32>().unwrap());
             assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()), "window {window:?}, ALiBi {}", slopes.is_some());
+            // a strided tensor is left alone (the op path handles it)
+            let strided = qk.transpose(1, 2).unwrap();
+            let before = strided.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            assert!(!masked_softmax_in_place(&strided, scale, support).unwrap());
+            assert_eq!(before, strided.flatten_all().unwrap().to_vec1::<f32>().unwrap());
         }
     }
 

@@ -439,7 +439,8 @@ impl ModelWeights {
             });
             let lost = || Error::Internal("the layer loader thread stopped");
             for l in 0..n {
-                let Staged::Layer(lw) = rx.recv().map_err(|_| lost())?? else { return Err(lost()) };
+                let staged = crate::profile::time(crate::profile::Phase::WaitWeights, || rx.recv());
+                let Staged::Layer(lw) = staged.map_err(|_| lost())?? else { return Err(lost()) };
                 if f(l, &lw)?.is_break() {
                     return Ok(None);
                 }
@@ -447,7 +448,7 @@ impl ModelWeights {
             if !head {
                 return Ok(None);
             }
-            match rx.recv().map_err(|_| lost())?? {
+            match crate::profile::time(crate::profile::Phase::WaitWeights, || rx.recv()).map_err(|_| lost())?? {
                 Staged::Head(t) => Ok(Some(t)),
                 Staged::Layer(_) => Err(lost()),
             }
