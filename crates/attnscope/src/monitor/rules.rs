@@ -28,10 +28,12 @@ pub enum Measure {
     ParticipationRatio,
     K90,
     AttentionEntropy,
+    KeySpread,
 }
 
 impl Measure {
-    pub const ALL: [Measure; 4] = [Measure::KeyCoherence, Measure::ParticipationRatio, Measure::K90, Measure::AttentionEntropy];
+    pub const ALL: [Measure; 5] =
+        [Measure::KeyCoherence, Measure::ParticipationRatio, Measure::K90, Measure::AttentionEntropy, Measure::KeySpread];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -39,6 +41,7 @@ impl Measure {
             Self::ParticipationRatio => "participation_ratio",
             Self::K90 => "k90",
             Self::AttentionEntropy => "attention_entropy",
+            Self::KeySpread => "key_spread",
         }
     }
 
@@ -53,6 +56,7 @@ impl Measure {
             Self::ParticipationRatio => p.participation_ratio,
             Self::K90 => p.k90 as f64,
             Self::AttentionEntropy => p.attention_entropy,
+            Self::KeySpread => p.key_spread,
         }
     }
 }
@@ -490,6 +494,7 @@ mod tests {
             participation_ratio: pr,
             k90: 1,
             attention_entropy: entropy,
+            key_spread: f64::NAN,
         }
     }
 
@@ -513,7 +518,7 @@ mod tests {
 
     #[test]
     fn measures_and_rules_have_names() {
-        assert_eq!(Measure::ALL.map(Measure::name), ["key_coherence", "participation_ratio", "k90", "attention_entropy"]);
+        assert_eq!(Measure::ALL.map(Measure::name), ["key_coherence", "participation_ratio", "k90", "attention_entropy", "key_spread"]);
         assert_eq!(Measure::parse("k90"), Some(Measure::K90));
         assert_eq!(Measure::parse("nope"), None);
         assert_eq!(serde_json::to_string(&Rule::Collapse).unwrap(), "\"collapse\"");
