@@ -105,7 +105,7 @@ impl Monitor {
 
     /// Applies the rules to one observation: `heads` is a list of dicts with
     /// layer, head, kv_head, n, d, key_coherence, participation_ratio, k90,
-    /// attention_entropy. Returns the new alerts as dicts.
+    /// attention_entropy, and optionally key_spread. Returns the new alerts as dicts.
     #[pyo3(signature = (step, heads, checkpoint=None))]
     fn observe(
         &mut self,
@@ -131,6 +131,11 @@ impl Monitor {
                 participation_ratio: get("participation_ratio")?.extract()?,
                 k90: get("k90")?.extract()?,
                 attention_entropy: get("attention_entropy")?.extract()?,
+                // Optional: NaN (not watched) when the caller does not measure it.
+                key_spread: match h.get_item("key_spread")? {
+                    Some(v) if !v.is_none() => v.extract()?,
+                    _ => f64::NAN,
+                },
             });
         }
         points.sort_by_key(|p| (p.layer, p.head));

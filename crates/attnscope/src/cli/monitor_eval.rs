@@ -27,12 +27,12 @@ pub struct MonitorEvalArgs {
     /// Families (comma-separated).
     #[arg(long, value_delimiter = ',', default_values_t = vec!["gpt2".to_string(), "gpt_neox".to_string(), "llama".to_string()])]
     pub families: Vec<String>,
-    /// Seeds of the healthy runs (comma-separated; empty: none).
-    #[arg(long, value_delimiter = ',', default_values_t = vec![1u64, 2, 3, 4, 5])]
-    pub seeds: Vec<u64>,
-    /// Seeds of the fault runs.
-    #[arg(long, value_delimiter = ',', default_values_t = vec![1u64])]
-    pub fault_seeds: Vec<u64>,
+    /// Seeds of the healthy runs (comma-separated; `''` or `none`: no healthy runs).
+    #[arg(long, value_delimiter = ',', default_values_t = vec!["1".to_string(), "2".to_string(), "3".to_string(), "4".to_string(), "5".to_string()])]
+    pub seeds: Vec<String>,
+    /// Seeds of the fault runs (`''` or `none`: no fault runs).
+    #[arg(long, value_delimiter = ',', default_values_t = vec!["1".to_string()])]
+    pub fault_seeds: Vec<String>,
     /// Faults (comma-separated: collapse, reset, key, data, lr-spike; `none`: no fault runs).
     #[arg(long, value_delimiter = ',', default_values_t = vec!["collapse".to_string(), "reset".to_string(), "key".to_string(), "data".to_string(), "lr-spike".to_string()])]
     pub faults: Vec<String>,
@@ -67,8 +67,8 @@ impl MonitorEvalArgs {
             text: self.text.clone(),
             out: self.out.clone(),
             families: self.families.clone(),
-            seeds: self.seeds.clone(),
-            fault_seeds: self.fault_seeds.clone(),
+            seeds: parse_seeds(&self.seeds, "--seeds")?,
+            fault_seeds: parse_seeds(&self.fault_seeds, "--fault-seeds")?,
             faults: self.faults.clone(),
             steps: self.steps,
             fault_at: self.fault_at,
@@ -79,5 +79,28 @@ impl MonitorEvalArgs {
             train_arg: self.train_arg.clone(),
             rules: self.rules.rules()?,
         })
+    }
+}
+
+/// Seeds from a comma-separated list; empty pieces and `none` are no seed.
+fn parse_seeds(v: &[String], flag: &str) -> anyhow::Result<Vec<u64>> {
+    v.iter()
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty() && *s != "none")
+        .map(|s| s.parse::<u64>().map_err(|_| anyhow::anyhow!("{flag}: `{s}` is not a seed (a whole number ≥ 0)")))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_seeds;
+
+    #[test]
+    fn seeds_may_be_empty() {
+        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(parse_seeds(&v(&[""]), "--seeds").unwrap(), Vec::<u64>::new());
+        assert_eq!(parse_seeds(&v(&["none"]), "--seeds").unwrap(), Vec::<u64>::new());
+        assert_eq!(parse_seeds(&v(&["101", "2"]), "--seeds").unwrap(), vec![101, 2]);
+        assert!(parse_seeds(&v(&["x"]), "--seeds").unwrap_err().to_string().contains("`x` is not a seed"));
     }
 }

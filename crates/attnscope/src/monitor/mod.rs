@@ -25,6 +25,7 @@
 
 pub mod eval;
 pub mod html;
+pub mod keyspread;
 pub mod rules;
 
 use std::collections::BTreeSet;
@@ -58,11 +59,25 @@ pub struct HeadPoint {
     pub participation_ratio: f64,
     pub k90: usize,
     pub attention_entropy: f64,
+    /// Share of the head's centred-key variance outside its top direction ([`keyspread::key_spread`], in [0, 1 − 1/d];
+    /// shared by the query heads of one KV head). NaN (`null` in JSON) when not
+    /// measured: series written before it existed, or a caller that does not give it.
+    #[serde(default = "nan", deserialize_with = "null_as_nan")]
+    pub key_spread: f64,
+}
+
+fn nan() -> f64 {
+    f64::NAN
+}
+
+fn null_as_nan<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    Ok(<Option<f64> as serde::Deserialize>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 impl HeadPoint {
     /// The monitored measures of one analysed head.
-    pub fn from_record(step: u64, checkpoint: Option<String>, rec: &crate::observer::HeadRecord) -> Self {
+    /// `key_spread`: the record's KV head's value (NaN if not measured).
+    pub fn from_record(step: u64, checkpoint: Option<String>, rec: &crate::observer::HeadRecord, key_spread: f64) -> Self {
         let f = &rec.field;
         HeadPoint {
             checkpoint,
@@ -76,6 +91,7 @@ impl HeadPoint {
             participation_ratio: f.participation_ratio,
             k90: f.k90,
             attention_entropy: f.attention_entropy,
+            key_spread,
         }
     }
 
@@ -139,17 +155,28 @@ impl Monitor {
     pub fn observe_ids(&mut self, step: u64, checkpoint: Option<&str>, model: &Model, ids: &[u32]) -> Result<Vec<Alert>> {
         let t0 = Instant::now();
         let bar = ProgressBar::hidden();
-        let mut obs = FieldObserver {
-            layers: LayerSet(None),
-            params: Params::default(),
-            dense_check: false,
-            records: Vec::new(),
-            mismatches: Vec::new(),
-            bar: &bar,
+        let mut obs = keyspread::MonitorObserver {
+            field: FieldObserver {
+                layers: LayerSet(None),
+                params: Params::default(),
+                dense_check: false,
+                records: Vec::new(),
+                mismatches: Vec::new(),
+                bar: &bar,
+            },
+            key_spread: Default::default(),
         };
         model.forward_capture(ids, &mut obs)?;
         let label = checkpoint.map(str::to_string);
-        let points = obs.records.iter().map(|rec| HeadPoint::from_record(step, label.clone(), rec)).collect();
+        let points = obs
+            .field
+            .records
+            .iter()
+            .map(|rec| {
+                let ksr = obs.key_spread.get(&(rec.layer, rec.kv_head)).copied().unwrap_or(f64::NAN);
+                HeadPoint::from_record(step, label.clone(), rec, ksr)
+            })
+            .collect();
         let r = self.observe_points(points);
         self.time += t0.elapsed();
         r
@@ -165,7 +192,7 @@ impl Monitor {
                 writeln!(w.jsonl, "{}", serde_json::to_string(p)?)?;
                 writeln!(
                     w.csv,
-                    "{},{},{},{},{},{},{},{},{},{},{}",
+                    "{},{},{},{},{},{},{},{},{},{},{},{}",
                     p.checkpoint.as_deref().unwrap_or(""),
                     p.step,
                     p.layer,
@@ -176,7 +203,8 @@ impl Monitor {
                     p.key_coherence,
                     p.participation_ratio,
                     p.k90,
-                    p.attention_entropy
+                    p.attention_entropy,
+                    if p.key_spread.is_finite() { p.key_spread.to_string() } else { String::new() }
                 )?;
             }
             for a in &new_alerts {

@@ -28,10 +28,12 @@ pub enum Measure {
     ParticipationRatio,
     K90,
     AttentionEntropy,
+    KeySpread,
 }
 
 impl Measure {
-    pub const ALL: [Measure; 4] = [Measure::KeyCoherence, Measure::ParticipationRatio, Measure::K90, Measure::AttentionEntropy];
+    pub const ALL: [Measure; 5] =
+        [Measure::KeyCoherence, Measure::ParticipationRatio, Measure::K90, Measure::AttentionEntropy, Measure::KeySpread];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -39,6 +41,7 @@ impl Measure {
             Self::ParticipationRatio => "participation_ratio",
             Self::K90 => "k90",
             Self::AttentionEntropy => "attention_entropy",
+            Self::KeySpread => "key_spread",
         }
     }
 
@@ -53,6 +56,7 @@ impl Measure {
             Self::ParticipationRatio => p.participation_ratio,
             Self::K90 => p.k90 as f64,
             Self::AttentionEntropy => p.attention_entropy,
+            Self::KeySpread => p.key_spread,
         }
     }
 }
@@ -150,13 +154,17 @@ impl Default for Rules {
             z_max: 10.0,
             log_band: true,
             window: 30,
-            min_history: 5,
+            // A band from fewer observations is heavy-tailed: in the healthy
+            // tuning runs |z| > 4 was 9–16× as frequent with 5–9 observations
+            // of history as with ≥ 10 (docs/monitor.md).
+            min_history: 10,
             rel_floor: 0.05,
             // k90 is a small integer in small heads (1–3 at d_head 16): a change
             // of one direction is not a fault; participation_ratio moves by
             // ±40 % in healthy heads (tuning seeds: robust z up to 11 on ln).
-            // The band rule watches the other two.
-            band_measures: vec![Measure::KeyCoherence, Measure::AttentionEntropy],
+            // key_spread is the key-side measure that sees a key spike, which
+            // key_coherence (invariant to K → K·A) cannot.
+            band_measures: vec![Measure::KeyCoherence, Measure::AttentionEntropy, Measure::KeySpread],
             settle: 5,
             settle_tol: 0.5,
             formed_frac: 0.9,
@@ -330,7 +338,14 @@ impl RuleState {
             for m in Measure::ALL {
                 let raw = m.of(p);
                 // The band's coordinate: ln x (log_band), else x.
-                let x = if rules.log_band { raw.max(1e-12).ln() } else { raw };
+                // A measure not measured (NaN) is neither checked nor kept (`max` would turn NaN into 1e-12).
+                let x = if raw.is_nan() {
+                    f64::NAN
+                } else if rules.log_band {
+                    raw.max(1e-12).ln()
+                } else {
+                    raw
+                };
                 let back = |v: f64| if rules.log_band { v.exp() } else { v };
                 let t = self.tracks.entry((p.layer, p.head, m)).or_default();
                 let watched = rules.band_measures.contains(&m);
@@ -490,6 +505,7 @@ mod tests {
             participation_ratio: pr,
             k90: 1,
             attention_entropy: entropy,
+            key_spread: f64::NAN,
         }
     }
 
@@ -513,7 +529,7 @@ mod tests {
 
     #[test]
     fn measures_and_rules_have_names() {
-        assert_eq!(Measure::ALL.map(Measure::name), ["key_coherence", "participation_ratio", "k90", "attention_entropy"]);
+        assert_eq!(Measure::ALL.map(Measure::name), ["key_coherence", "participation_ratio", "k90", "attention_entropy", "key_spread"]);
         assert_eq!(Measure::parse("k90"), Some(Measure::K90));
         assert_eq!(Measure::parse("nope"), None);
         assert_eq!(serde_json::to_string(&Rule::Collapse).unwrap(), "\"collapse\"");
@@ -524,7 +540,7 @@ mod tests {
 
     #[test]
     fn unformed_head_is_silent_then_a_formed_head_alerts_once_with_its_band() {
-        let rules = Rules { relative: 0.0, consecutive: 1, log_band: false, z_max: 6.0, ..Rules::default() };
+        let rules = Rules { relative: 0.0, consecutive: 1, log_band: false, z_max: 6.0, min_history: 5, ..Rules::default() };
         let mut st = RuleState::default();
         // Head 2 attends uniformly (3.2 nats) then forms (2.0): no alert, it was never formed.
         for s in 0..10 {
@@ -558,7 +574,7 @@ mod tests {
             }
             all
         };
-        let base = Rules { relative: 0.0, consecutive: 1, log_band: false, z_max: 6.0, ..Rules::default() };
+        let base = Rules { relative: 0.0, consecutive: 1, log_band: false, z_max: 6.0, min_history: 5, ..Rules::default() };
         let a = feed(&base);
         assert_eq!(a[10].len(), 2, "{:?}", a[10]);
         // Sorted by severity: head 0 first.
@@ -574,17 +590,38 @@ mod tests {
         let rules = Rules::default();
         assert!(rules.log_band);
         let mut st = RuleState::default();
-        for s in 0..12 {
+        // Formed at the 5th observation; the band needs `min_history` (10) more.
+        for s in 0..16 {
             assert!(st.observe(&rules, &[point(s * 10, 0, 2.0 + 0.02 * (s % 3) as f64, 0.5, 2.0)]).is_empty());
         }
         // A 20 % drift: ln(1.6/2.02) = −0.23, z −4.7 against the 0.05 floor: in band.
-        assert!(st.observe(&rules, &[point(120, 0, 1.6, 0.5, 2.0)]).is_empty());
+        assert!(st.observe(&rules, &[point(160, 0, 1.6, 0.5, 2.0)]).is_empty());
+        assert!(st.trace(1, 0, Measure::AttentionEntropy)[16].band.is_some());
         // A 40-fold fall: z = ln(0.05/2.02)/0.05 = −74.
-        let a = st.observe(&rules, &[point(130, 0, 0.05, 0.5, 2.0)]);
+        let a = st.observe(&rules, &[point(170, 0, 0.05, 0.5, 2.0)]);
         assert_eq!(a.len(), 1, "{a:?}");
         assert!(a[0].severity > 60.0 && a[0].severity < 90.0, "{a:?}");
         // The band is in the measure's units: median · exp(± z_max · 0.05).
         assert!((a[0].band[0] - 2.02 * (-0.5f64).exp()).abs() < 0.05 && (a[0].band[1] - 2.02 * 0.5f64.exp()).abs() < 0.1, "{a:?}");
+    }
+
+    #[test]
+    fn key_spread_is_watched_by_default_and_a_missing_value_is_not() {
+        let rules = Rules::default();
+        assert!(rules.band_measures.contains(&Measure::KeySpread));
+        let with = |step: u64, ks: f64| HeadPoint { key_spread: ks, ..point(step, 0, 2.0, 0.5, 2.0) };
+        let mut st = RuleState::default();
+        for s in 0..16 {
+            let a = st.observe(&rules, &[with(s * 10, 0.3 + 0.01 * (s % 3) as f64)]);
+            assert!(a.is_empty(), "{a:?}");
+        }
+        // Not measured (NaN): neither checked nor kept in the history.
+        assert!(st.observe(&rules, &[with(160, f64::NAN)]).is_empty());
+        // One direction takes over the keys: 0.31 → 0.05, z = ln(0.05/0.31)/0.05 = −36.
+        let a = st.observe(&rules, &[with(170, 0.05)]);
+        assert_eq!(a.len(), 1, "{a:?}");
+        assert_eq!((a[0].rule, a[0].measure), (Rule::Band, Measure::KeySpread));
+        assert!(a[0].severity > 30.0 && a[0].severity < 40.0, "{a:?}");
     }
 
     #[test]

@@ -93,11 +93,19 @@ fn train_each_family_loss_falls_checkpoints_reload_and_monitor_logs() {
         let mon = lines(&out.join("monitor/monitor.jsonl"));
         assert_eq!(mon.len(), 5 * 8, "{family}");
         for r in &mon {
-            for k in ["step", "layer", "head", "key_coherence", "participation_ratio", "k90", "attention_entropy"] {
+            for k in ["step", "layer", "head", "key_coherence", "participation_ratio", "k90", "attention_entropy", "key_spread"] {
                 assert!(r.get(k).is_some_and(|v| !v.is_null()), "{family}: {k} missing in {r}");
             }
             let kc = r["key_coherence"].as_f64().unwrap();
             assert!((1.0 - 1e-9..=32.0 + 1e-9).contains(&kc), "{family}: key_coherence {kc} outside [1, n]");
+            let (ks, d) = (r["key_spread"].as_f64().unwrap(), r["d"].as_f64().unwrap());
+            assert!((0.0..=1.0 - 1.0 / d + 1e-9).contains(&ks), "{family}: key_spread {ks} outside [0, 1 - 1/d]");
+        }
+        // key_spread depends on the keys only: query heads on one KV head share it (GQA in llama).
+        for a in &mon {
+            for b in mon.iter().filter(|b| b["step"] == a["step"] && b["layer"] == a["layer"] && b["kv_head"] == a["kv_head"]) {
+                assert_eq!(a["key_spread"], b["key_spread"], "{family}: {a} vs {b}");
+            }
         }
         let csv = std::fs::read_to_string(out.join("monitor/monitor.csv")).unwrap();
         assert_eq!(csv.lines().count(), 1 + 40);
