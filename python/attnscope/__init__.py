@@ -226,7 +226,8 @@ class Monitor:
     Every observation is one (step, heads) pair, heads as measured by
     :func:`analyze_layer` or ``attnscope.torch.capture(...).analyze()`` (a
     pyarrow Table or a list of dicts with layer, head, kv_head, n, d and the
-    four monitored measures). With ``out``, writes monitor.jsonl, monitor.csv
+    four monitored measures, and optionally ``key_spread``: without it, that
+    measure is not watched). With ``out``, writes monitor.jsonl, monitor.csv
     and alerts.jsonl as it goes, and monitor.html on :meth:`finish`.
 
     Rules default to the Rust ``Rules::default()`` (see :func:`default_rules`);
@@ -247,7 +248,8 @@ class Monitor:
     def observe(self, step: int, heads: Any, checkpoint: Optional[str] = None) -> list:
         """Applies the rules to one observation; returns the new alerts (dicts with a ``message``)."""
         if isinstance(heads, pa.Table):
-            heads = heads.select(["layer", "head", "kv_head", "n", "d", *MONITOR_MEASURES]).to_pylist()
+            extra = ["key_spread"] if "key_spread" in heads.column_names else []
+            heads = heads.select(["layer", "head", "kv_head", "n", "d", *MONITOR_MEASURES, *extra]).to_pylist()
         return self._m.observe(int(step), list(heads), checkpoint)
 
     @property

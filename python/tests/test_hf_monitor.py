@@ -90,3 +90,27 @@ def test_lr_spike_alerts_at_the_first_observation_after_it(tmp_path):
     assert len(written) == len(cb.alerts)
     logged = [e for e in trainer.state.log_history if "attnscope_alerts" in e]
     assert logged and logged[0]["step"] == SPIKE_AT + EVERY
+
+
+def test_monitor_watches_key_spread_when_given(tmp_path):
+    """key_spread (optional in a head dict) is in the default band: a head whose
+    keys collapse onto one direction (0.31 → 0.05, robust z ≈ −36) alerts on it alone."""
+    import attnscope
+
+    def head(step, ks=None):
+        h = dict(layer=0, head=0, kv_head=0, n=64, d=16, key_coherence=2.0, participation_ratio=0.5, k90=2,
+                 attention_entropy=2.0 + 0.02 * (step % 3))
+        if ks is not None:
+            h["key_spread"] = ks
+        return h
+
+    assert "key_spread" in attnscope.default_rules()["band_measures"]
+    m = attnscope.Monitor(str(tmp_path / "ks"))
+    for s in range(16):
+        assert m.observe(s * 10, [head(s, 0.3 + 0.01 * (s % 3))]) == []
+    a = m.observe(160, [head(16, 0.05)])
+    assert [(x["measure"], x["rule"]) for x in a] == [("key_spread", "band")], a
+    assert 30 < a[0]["severity"] < 40, a
+    # Without it, the measure is simply not watched.
+    m = attnscope.Monitor()
+    assert all(m.observe(s * 10, [head(s)]) == [] for s in range(18))

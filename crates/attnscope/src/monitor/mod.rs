@@ -1,6 +1,6 @@
 //! Per-head training monitor (docs/monitor.md): every head's `key_coherence`,
-//! `participation_ratio`, `k90` (factored path of the `field` crate) and
-//! attention entropy, over training steps or over a series of checkpoints,
+//! `participation_ratio`, `k90` (factored path of the `field` crate),
+//! attention entropy and `key_spread` ([`keyspread`]), over training steps or over a series of checkpoints,
 //! with alerts when a head leaves its normal band.
 //!
 //! Library use, from a training loop (tested in `tests/integration/monitor_lib.rs`):
@@ -173,8 +173,8 @@ impl Monitor {
             .records
             .iter()
             .map(|rec| {
-                let ksr = obs.key_spread.get(&(rec.layer, rec.kv_head)).copied().unwrap_or(f64::NAN);
-                HeadPoint::from_record(step, label.clone(), rec, ksr)
+                let ks = obs.key_spread.get(&(rec.layer, rec.kv_head)).copied().unwrap_or(f64::NAN);
+                HeadPoint::from_record(step, label.clone(), rec, ks)
             })
             .collect();
         let r = self.observe_points(points);
