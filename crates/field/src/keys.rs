@@ -55,6 +55,30 @@ pub fn gram(x: &[f32], n: usize, d: usize, centre: bool) -> Vec<f64> {
     g
 }
 
+/// `key_spread` of keys K (n × d row-major f32): the share of the centred
+/// keys' variance outside their top direction, 1 − λ₁/Σλ with λ the
+/// eigenvalues of the centred Gram K_cᵀK_c (= 1 − ‖K_c‖₂²/‖K_c‖_F² = 1 − 1/stable
+/// rank), in [0, 1 − 1/d]: 0 when one direction carries all the variance,
+/// 1 − 1/d when it spreads evenly over d directions (docs/definitions.md).
+/// O(n·d²) + O(d³). NaN when the centred keys are all zero (n < 2, identical
+/// keys), not finite, or the lengths disagree.
+pub fn key_spread(k: &[f32], n: usize, d: usize) -> f64 {
+    if n < 2 || d == 0 || k.len() != n * d || k.iter().any(|v| !v.is_finite()) {
+        return f64::NAN;
+    }
+    let g = gram(k, n, d, true);
+    let trace: f64 = (0..d).map(|a| g[a * d + a]).sum();
+    let Ok(g) = square(&g, d, "gram") else { return f64::NAN };
+    let top = match psd_eig(g.as_ref()) {
+        Ok((lam, _)) => lam.first().copied().unwrap_or(0.0),
+        Err(_) => return f64::NAN,
+    };
+    if !(top > 0.0 && trace > 0.0) {
+        return f64::NAN;
+    }
+    (1.0 - top / trace).max(0.0)
+}
+
 /// Eigen-decomposition of a symmetric positive semi-definite d × d matrix:
 /// (eigenvalues, non-increasing; eigenvectors as columns). Through faer's SVD
 /// (the sequential QR iteration of `linalg`), which for a PSD matrix is its
@@ -262,5 +286,34 @@ mod tests {
         assert!((trace - r as f64).abs() < 1e-12);
         assert_ne!(t, random_key_projector(d, r, seed + 1));
         assert!(random_key_projector(d, 0, seed).iter().all(|&x| x == 0.0));
+    }
+
+    // key_spread
+    /// Keys whose centred columns are orthogonal with norms² s_c: 1 − max s / Σs.
+    #[test]
+    fn spread_of_known_spectrum() {
+        let (n, d) = (8usize, 4usize);
+        let scales = [3.0f32, 1.0, 2.0, 0.5];
+        // Column c is scales[c] × a ±1 pattern (Walsh functions: orthogonal, mean 0).
+        let walsh = |c: usize, i: usize| if ((i >> c) & 1) == 0 { 1.0f32 } else { -1.0 };
+        let pattern = |c: usize, i: usize| if c < 3 { walsh(c, i) } else { walsh(0, i) * walsh(1, i) };
+        let k: Vec<f32> = (0..n).flat_map(|i| (0..d).map(move |c| 5.0 + scales[c] * pattern(c, i))).collect();
+        let s2: Vec<f64> = scales.iter().map(|&s| (s as f64).powi(2)).collect();
+        let want = 1.0 - 9.0 / s2.iter().sum::<f64>();
+        assert!((key_spread(&k, n, d) - want).abs() < 1e-9, "{} vs {want}", key_spread(&k, n, d));
+    }
+
+    #[test]
+    fn rotation_invariant_and_rank_one() {
+        // A rotated copy has the same value; keys on one line (plus a shared offset) give 0.
+        let (n, d) = (16usize, 3usize);
+        let k: Vec<f32> = (0..n * d).map(|i| ((i * 7919 % 101) as f32 / 50.0) - 1.0).collect();
+        let (c, s) = (0.6f32, 0.8f32);
+        let rot: Vec<f32> = (0..n).flat_map(|i| [c * k[i * d] - s * k[i * d + 1], s * k[i * d] + c * k[i * d + 1], k[i * d + 2]]).collect();
+        let (a, b) = (key_spread(&k, n, d), key_spread(&rot, n, d));
+        assert!((a - b).abs() < 1e-6 * a && a > 0.0 && a <= 2.0 / 3.0, "{a} vs {b}");
+        let line: Vec<f32> = (0..n).flat_map(|i| [1.0 + i as f32, 2.0 - 2.0 * i as f32, 0.5]).collect();
+        assert!(key_spread(&line, n, d).abs() < 1e-9);
+        assert!(key_spread(&[1.0; 6], 2, 3).is_nan());
     }
 }

@@ -47,7 +47,7 @@ mod tile;
 pub use compare::compare;
 pub use error::{FieldError, Result};
 pub use input::{HeadInput, HeadWeights, LogitTransform, Support, Values};
-pub use keys::{gram, random_key_projector, KeyBasis};
+pub use keys::{gram, key_spread, random_key_projector, KeyBasis};
 pub use output::{HeadField, TransformKind};
 pub use params::{Method, Params};
 pub use rank_r::{projector, rank_r_fidelity, Basis, Fidelity, Projector};
