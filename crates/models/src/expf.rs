@@ -7,7 +7,10 @@
 //! compiled with `-mfma -mavx2`, where GCC fuses every multiply-add,
 //! including both uses of x·N/ln2. [`exp_in_place`] evaluates exactly those
 //! double-precision operations, in the same order and with the same fusions,
-//! as a loop the compiler vectorizes, so every result has the same bits.
+//! inlined in a loop compiled for AVX2+FMA (no libm call per element), so
+//! every result has the same bits: 2.7–5× faster than `f32::exp` here. The
+//! table lookup keeps it mostly scalar; a hand-written AVX2 version with
+//! gathers was no faster on this CPU (AMD EPYC) and was not kept.
 //! Checked exhaustively against glibc 2.36 here for every f32 in [−104, 0]
 //! (the softmax's arguments) and [0, 89]; at first use the process checks
 //! the fast path against `f32::exp` on a spread of arguments and special
