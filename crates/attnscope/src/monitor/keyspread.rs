@@ -7,9 +7,9 @@
 //! d × d Gram K_cᵀK_c:
 //! `key_spread = 1 − λ₁ / Σλ = 1 − ‖K_c‖₂² / ‖K_c‖_F²` (= 1 − 1 / stable rank),
 //! in [0, 1 − 1/d]: 0 when one direction carries all the keys' variance,
-//! 1 − 1/d when it spreads evenly over d directions. Cost O(n·d²) (the Gram)
-//! + O(d³) (its eigenvalues); the math is [`field::key_spread`], this module
-//! only records it per KV head while the monitor observes.
+//! 1 − 1/d when it spreads evenly over d directions. Cost O(n·d²) for the
+//! Gram and O(d³) for its eigenvalues. The math is [`field::key_spread`];
+//! this module only records it per KV head while the monitor observes.
 //!
 //! Why it exists: key_coherence (a leverage of [K, 1]) is invariant to any
 //! invertible right transform of K, so a spike that makes one direction of
