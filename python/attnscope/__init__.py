@@ -35,6 +35,7 @@ __version__ = _core.__version__
 __all__ = [
     "analyze_head",
     "analyze_layer",
+    "key_spread",
     "analyze",
     "tokenize",
     "capture_rust",
@@ -155,6 +156,15 @@ class Analysis(NamedTuple):
     heads: pa.Table
 
 
+def key_spread(k: Any) -> float:
+    """The monitor's key-side measure of one KV head's keys ``k`` (n, d):
+    1 − λ₁/Σλ of the Gram of the keys centred over the n positions, the share
+    of their variance outside the top direction, in [0, 1 − 1/d]
+    (docs/definitions.md). NaN when the centred keys are all zero.
+    float64 keys are rounded to float32 first (the decoder's precision)."""
+    return _core.key_spread(_as_float_array(k, "k"))
+
+
 def _paths(xs: Union[PathLike, Iterable[PathLike]]) -> list:
     if isinstance(xs, (str, os.PathLike)):
         return [os.fspath(xs)]
@@ -226,8 +236,9 @@ class Monitor:
     Every observation is one (step, heads) pair, heads as measured by
     :func:`analyze_layer` or ``attnscope.torch.capture(...).analyze()`` (a
     pyarrow Table or a list of dicts with layer, head, kv_head, n, d and the
-    four monitored measures, and optionally ``key_spread``: without it, that
-    measure is not watched). With ``out``, writes monitor.jsonl, monitor.csv
+    four monitored measures, and optionally ``key_spread`` (:func:`key_spread`
+    of the head's KV head; ``attnscope.hf.MonitorCallback`` adds it): without
+    it, that measure is not watched). With ``out``, writes monitor.jsonl, monitor.csv
     and alerts.jsonl as it goes, and monitor.html on :meth:`finish`.
 
     Rules default to the Rust ``Rules::default()`` (see :func:`default_rules`);

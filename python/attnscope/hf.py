@@ -6,7 +6,8 @@
 
 Every ``every`` optimizer steps (and once before the first), the callback
 runs the probe through the model being trained (eval mode, no grad, inside
-``attnscope.torch.capture``), measures every head with the Rust core and
+``attnscope.torch.capture``), measures every head with the Rust core (plus
+``key_spread`` of every KV head's keys, as the Rust trainer's monitor) and
 applies the Rust monitor's rules (:class:`attnscope.Monitor`, defaults =
 ``Rules::default()``). It writes ``monitor.jsonl``, ``monitor.csv`` and
 ``alerts.jsonl`` under ``out`` as it goes, and ``monitor.html`` at the end.
@@ -20,15 +21,25 @@ from __future__ import annotations
 import logging
 from typing import Any, List, Optional, Sequence, Union
 
+import pyarrow as pa
 import torch
 from transformers import TrainerCallback
 
 import attnscope
 from attnscope.torch import capture
 
-__all__ = ["MonitorCallback"]
+__all__ = ["MonitorCallback", "with_key_spread"]
 
 logger = logging.getLogger("attnscope")
+
+
+def with_key_spread(heads: pa.Table, cap: capture) -> pa.Table:
+    """``heads`` (from ``cap.analyze()``) with a ``key_spread`` column: each
+    head's value is :func:`attnscope.key_spread` of the keys of its KV head,
+    as captured, so the monitor watches it as the Rust trainer's does."""
+    spread = {(layer, g): attnscope.key_spread(c.k[g]) for layer, c in cap.layers.items() for g in range(c.k.shape[0])}
+    col = [spread[(layer, kv)] for layer, kv in zip(heads.column("layer").to_pylist(), heads.column("kv_head").to_pylist())]
+    return heads.append_column("key_spread", pa.array(col, pa.float64()))
 
 
 class MonitorCallback(TrainerCallback):
@@ -81,7 +92,7 @@ class MonitorCallback(TrainerCallback):
         try:
             with torch.no_grad(), capture(model) as cap:
                 model(input_ids=ids.to(device), use_cache=False)
-            heads = cap.analyze()
+            heads = with_key_spread(cap.analyze(), cap)
         finally:
             model.train(was_training)
         new = self.monitor.observe(step, heads)

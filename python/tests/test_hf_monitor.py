@@ -71,6 +71,10 @@ def test_healthy_runs_raise_no_alert(tmp_path, seed):
     lines = (out / "monitor.jsonl").read_text().splitlines()
     # one observation before training + one every EVERY steps, 2 layers × 2 heads each
     assert len(lines) == (STEPS // EVERY + 1) * 4
+    # key_spread of each KV head is recorded (GPT-2: one KV head per head), in [0, 1 − 1/d)
+    d = 32 // 2
+    spreads = [json.loads(x)["key_spread"] for x in lines]
+    assert all(s is not None and 0.0 <= s <= 1.0 - 1.0 / d + 1e-12 for s in spreads), spreads[:8]
     assert (out / "alerts.jsonl").read_text() == ""
     assert (out / "monitor.html").exists()
     assert not any("attnscope_alerts" in e for e in trainer.state.log_history)
@@ -114,3 +118,20 @@ def test_monitor_watches_key_spread_when_given(tmp_path):
     # Without it, the measure is simply not watched.
     m = attnscope.Monitor()
     assert all(m.observe(s * 10, [head(s)]) == [] for s in range(18))
+
+
+def test_key_spread_of_known_keys():
+    """1 − λ₁/Σλ of the centred keys: orthogonal centred columns with squared
+    norms 9, 1, 4 give 1 − 9/14; keys on one line give 0; float64 agrees."""
+    import attnscope
+
+    n = 8
+    walsh = np.array([[1.0 if (i >> c) & 1 == 0 else -1.0 for c in range(3)] for i in range(n)])
+    k = (5.0 + walsh * np.array([3.0, 1.0, 2.0])).astype(np.float32)
+    assert abs(attnscope.key_spread(k) - (1 - 9 / 14)) < 1e-9
+    assert abs(attnscope.key_spread(k.astype(np.float64)) - (1 - 9 / 14)) < 1e-9
+    line = np.array([[1.0 + i, 2.0 - 2.0 * i, 0.5] for i in range(n)], dtype=np.float32)
+    assert abs(attnscope.key_spread(line)) < 1e-9
+    assert np.isnan(attnscope.key_spread(np.ones((4, 3), np.float32)))
+    with pytest.raises(ValueError):
+        attnscope.key_spread(np.ones((2, 3, 4), np.float32))

@@ -108,6 +108,21 @@ pub fn analyze_head(
     json_to_py(py, &v)
 }
 
+/// `key_spread` of one KV head's keys k (n, d): 1 − λ₁/Σλ of the centred keys'
+/// Gram (see attnscope.key_spread; docs/definitions.md). float64 keys are
+/// rounded to float32 first, the precision the decoder's keys have; NaN when
+/// the centred keys are all zero or not finite.
+#[pyfunction]
+pub fn key_spread(py: Python<'_>, k: &Bound<'_, PyAny>) -> PyResult<f64> {
+    let ka = Arr::borrow(k, "k")?;
+    let ks = ka.dims("k", 2, "(n, d)")?;
+    let keys: Vec<f32> = match ka.values("k")? {
+        field::Values::F32(v) => v.to_vec(),
+        field::Values::F64(v) => v.iter().map(|&x| x as f32).collect(),
+    };
+    Ok(py.detach(|| field::key_spread(&keys, ks[0], ks[1])))
+}
+
 /// Every head of one layer, in parallel, as heads.parquet bytes with the
 /// columns `layer, head, kv_head` + every scalar measure (see attnscope.analyze_layer).
 #[pyfunction]

@@ -79,6 +79,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("CheckFailed", py.get_type::<CheckFailed>())?;
     m.add_function(wrap_pyfunction!(head::analyze_head, m)?)?;
     m.add_function(wrap_pyfunction!(head::analyze_layer_parquet, m)?)?;
+    m.add_function(wrap_pyfunction!(head::key_spread, m)?)?;
     m.add_function(wrap_pyfunction!(pipeline::analyze, m)?)?;
     m.add_function(wrap_pyfunction!(pipeline::tokenize, m)?)?;
     m.add_function(wrap_pyfunction!(pipeline::capture_rust, m)?)?;
