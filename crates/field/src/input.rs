@@ -149,7 +149,7 @@ pub struct HeadInput<'a> {
     pub learned_spectrum: Option<&'a [f64]>,
     /// Optional key side built beforehand from this K by [`crate::KeyFactor::new`]
     /// (the factored method then skips the QR of B and the leverage).
-    pub key_factor: Option<&'a crate::KeyFactor>,
+    pub key_factor: Option<&'a crate::KeyFactor<'a>>,
 }
 
 impl<'a> HeadInput<'a> {
@@ -198,7 +198,7 @@ impl<'a> HeadInput<'a> {
     }
     /// Use the key side `kf`, built by [`crate::KeyFactor::new`] from this very K
     /// slice (a factor of other keys is an error, never a wrong result).
-    pub fn with_key_factor(mut self, kf: &'a crate::KeyFactor) -> Self {
+    pub fn with_key_factor(mut self, kf: &'a crate::KeyFactor<'a>) -> Self {
         self.key_factor = Some(kf);
         self
     }

@@ -22,28 +22,34 @@ use faer::Mat;
 /// Leverage scores and the R factor of the keys of one KV head on one
 /// sequence (n × d), for every query head that reads these keys
 /// ([`crate::HeadInput::with_key_factor`]). O(n·d²) to build, O(n + d²) memory.
+///
+/// It borrows the keys it was built from, so while it lives they can be
+/// neither freed nor changed, and "the same keys" (same slice: address,
+/// length, element type) is a sound check.
 #[derive(Debug)]
-pub struct KeyFactor {
+pub struct KeyFactor<'k> {
     n: usize,
     d: usize,
-    /// Identity of the K slice it was built from: (address, length, f32?).
-    keys: (usize, usize, bool),
+    /// The K slice it was built from.
+    keys: Values<'k>,
     pub(crate) leverage: Leverage,
     /// R factor of the thin QR of [K − 1k̄ᵀ, 1], (d + 1) × (d + 1) upper triangular.
     pub(crate) r: Mat<f64>,
 }
 
-fn identity(k: &Values<'_>) -> (usize, usize, bool) {
-    match k {
-        Values::F32(s) => (s.as_ptr() as usize, s.len(), true),
-        Values::F64(s) => (s.as_ptr() as usize, s.len(), false),
+/// Whether `a` and `b` are the very same slice (not merely equal values).
+fn same_slice(a: &Values<'_>, b: &Values<'_>) -> bool {
+    match (a, b) {
+        (Values::F32(a), Values::F32(b)) => std::ptr::eq(*a, *b),
+        (Values::F64(a), Values::F64(b)) => std::ptr::eq(*a, *b),
+        _ => false,
     }
 }
 
-impl KeyFactor {
+impl<'k> KeyFactor<'k> {
     /// Factors the keys `k` (n × d, row-major, finite). Errors as
     /// [`crate::analyze`] would report them for these keys.
-    pub fn new<'a>(k: impl Into<Values<'a>>, n: usize, d: usize) -> Result<Self> {
+    pub fn new(k: impl Into<Values<'k>>, n: usize, d: usize) -> Result<Self> {
         let k = k.into();
         if n == 0 {
             return Err(FieldError::EmptySequence);
@@ -53,12 +59,12 @@ impl KeyFactor {
         }
         k.check("k", n, d)?;
         let (leverage, r) = factor(&k, n, d, &key_mean(&k, n, d))?;
-        Ok(KeyFactor { n, d, keys: identity(&k), leverage, r })
+        Ok(KeyFactor { n, d, keys: k, leverage, r })
     }
 
     /// Ok when this factor was built from exactly the slice `k` (n × d).
     pub(crate) fn check(&self, k: &Values<'_>, n: usize, d: usize) -> Result<()> {
-        if (self.n, self.d, self.keys) != (n, d, identity(k)) {
+        if (self.n, self.d) != (n, d) || !same_slice(&self.keys, k) {
             return Err(FieldError::InvalidParam("the key factor was built from other keys than this head's K".into()));
         }
         Ok(())
