@@ -59,7 +59,7 @@ pub struct HeadPoint {
     pub participation_ratio: f64,
     pub k90: usize,
     pub attention_entropy: f64,
-    /// Share of the head's centred-key variance outside its top direction ([`keyspread::key_spread`], in [0, 1 − 1/d];
+    /// Share of the head's centred-key variance outside its top direction ([`field::key_spread`], in [0, 1 − 1/d];
     /// shared by the query heads of one KV head). NaN (`null` in JSON) when not
     /// measured: series written before it existed, or a caller that does not give it.
     #[serde(default = "nan", deserialize_with = "null_as_nan")]
