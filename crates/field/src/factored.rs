@@ -8,6 +8,7 @@
 use crate::error::Result;
 use crate::features::{build, Fault, Features};
 use crate::input::{HeadInput, Support};
+use crate::kernels::{tile_f64, Panel, ROWS};
 use crate::laps::Laps;
 use crate::leverage;
 use crate::linalg::{dot, singular_values};
@@ -153,19 +154,15 @@ pub(crate) fn analyze_timed(head: &HeadInput<'_>, params: &Params, fault: Fault,
             Some(*m)
         })
         .collect();
-    let (checks, sums) = row_checks(head, &rows, all_rows, |brows, span, e, rho| {
-        // E block, transposed = B̃[span] · Ã[rows]ᵀ (one sequential GEMM);
-        // consecutive rows are read in place, others gathered
-        let consecutive = brows.windows(2).all(|w| w[1] == w[0] + 1);
-        let gathered;
-        let ab = if consecutive {
-            rows_view(&f.a[brows[0] * p..(brows[brows.len() - 1] + 1) * p], brows.len(), p)
-        } else {
-            gathered = Mat::from_fn(brows.len(), p, |t, c| f.a[brows[t] * p + c]);
-            gathered.as_ref()
-        };
-        let bb = rows_view(&f.b[span.start * p..span.end * p], span.len(), p);
-        matmul(e, Accum::Replace, bb, ab.transpose(), 1.0, Par::Seq);
+    // B̃ transposed for the register tiles (one O(n·p) copy per head)
+    let bt = Panel::new(&f.b, n, p, |v| v);
+    let (checks, sums) = row_checks(head, &rows, all_rows, |brows, span, e, ld, rho| {
+        // E rows = Ã[rows]·B̃[keys]ᵀ, ROWS rows at a time over the keys their
+        // supports reach (sorted rows: the first one's support starts first)
+        for (g, grp) in brows.chunks(ROWS).enumerate() {
+            let lo = head.support_range(grp[0]).start;
+            tile_f64(&f.a, p, grp, &bt, lo..grp[grp.len() - 1] + 1, &mut e[g * ROWS * ld + lo - span.start..], ld);
+        }
         for (t, &i) in brows.iter().enumerate() {
             let sup = head.support_range(i);
             let bmax = if sup.start == 0 { b_prefix_max[i] } else { sup.fold(0.0f64, |a, j| a.max(b_norm[j])) };
