@@ -135,8 +135,8 @@ pub(crate) fn analyze_timed(head: &HeadInput<'_>, params: &Params, fault: Fault,
     laps.lap("leverage (QR of B)");
     // spectrum: σ(E) = σ(R_A R_Bᵀ), R factors by blocked QR (no n × p copies);
     // without ALiBi B̃ = [K̃, 1] and its R came with the leverage
-    let r_a = leverage::blocked_r(n, p, |i, t| f.a[i * p + t]);
-    let r_b = if head.alibi_slope.is_none() { r_k } else { leverage::blocked_r(n, p, |j, t| f.b[j * p + t]) };
+    let r_a = leverage::blocked_r_rows(&f.a, n, p);
+    let r_b = if head.alibi_slope.is_none() { r_k } else { leverage::blocked_r_rows(&f.b, n, p) };
     laps.lap("QR of A");
     let core = crate::linalg::matmul(r_a.as_ref(), r_b.as_ref().transpose());
     let sv = singular_values(core.as_ref())?;

@@ -36,9 +36,10 @@ impl<T: Copy + Default> Panel<T> {
     pub fn new<S: Copy>(y: &[S], n: usize, p: usize, f: impl Fn(S) -> T) -> Self {
         let ld = n + PAD;
         let mut data = vec![T::default(); p * ld];
-        for (j, row) in y.chunks_exact(p).take(n).enumerate() {
-            for (c, &v) in row.iter().enumerate() {
-                data[c * ld + j] = f(v);
+        // column by column: sequential writes, strided reads
+        for (c, col) in data.chunks_exact_mut(ld).enumerate() {
+            for (dst, row) in col[..n].iter_mut().zip(y.chunks_exact(p)) {
+                *dst = f(row[c]);
             }
         }
         Panel { data, ld }
