@@ -460,7 +460,12 @@ fn grow<T: faer::traits::ComplexField>(m: &mut Mat<T>, rows: usize, cols: usize)
     }
 }
 
-/// Most rows per block of the row checks (one GEMM per block).
+/// Up to this many checked entries E_ij (n(n+1)/2 = 131 328 at n = 512), the
+/// row checks run sequentially (about 1 ms of work; results are the same
+/// either way: blocks are summed in order).
+const SEQUENTIAL_ENTRIES: usize = 1 << 18;
+
+/// Most rows per block of the row checks (one product per 4 rows).
 const BLOCK_ROWS: usize = 16;
 
 /// Splits sorted check rows into blocks whose key span stays close to their
@@ -484,7 +489,8 @@ pub(crate) fn blocks(head: &HeadInput<'_>, rows: &[usize]) -> Vec<(Range<usize>,
     out
 }
 
-/// Runs the row checks on `rows` (sorted), blocks of rows in parallel.
+/// Runs the row checks on `rows` (sorted), blocks of rows in parallel
+/// (sequentially up to `SEQUENTIAL_ENTRIES` checked entries).
 ///
 /// `e_block(rows, span, e, ld, rho)` must fill row t of `e` (at `e[t·ld..]`,
 /// key j at column j − span.start; `e` holds rows.len() rounded up to
@@ -532,15 +538,18 @@ pub(crate) fn row_checks(
     };
     // per-thread buffers, kept across blocks and heads (a thread that is
     // already inside a block, e.g. by work stealing, uses fresh ones)
-    let partial: Vec<(RowStat, Vec<f64>)> = blocks
-        .par_iter()
-        .map(|(trange, span)| {
-            BUFFERS.with(|cell| match cell.try_borrow_mut() {
-                Ok(mut bufs) => block(&mut bufs, trange.clone(), span.clone()),
-                Err(_) => block(&mut Buffers::new(), trange.clone(), span.clone()),
-            })
+    let run = |(trange, span): &(Range<usize>, Range<usize>)| {
+        BUFFERS.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut bufs) => block(&mut bufs, trange.clone(), span.clone()),
+            Err(_) => block(&mut Buffers::new(), trange.clone(), span.clone()),
         })
-        .collect();
+    };
+    // a small head runs on the calling thread: waking workers (and their
+    // spinning once done) cost more than they save, and callers such as
+    // attnscope's analyze already run heads in parallel
+    let entries: usize = rows.iter().map(|&i| head.support_range(i).len()).sum();
+    let partial: Vec<(RowStat, Vec<f64>)> =
+        if entries <= SEQUENTIAL_ENTRIES { blocks.iter().map(run).collect() } else { blocks.par_iter().map(run).collect() };
     let (mut zs, mut sc, mut ent) = (0.0f64, 0.0f64, 0.0f64);
     let mut c = key_sums.then(|| vec![0.0; head.n]);
     for ((r, sums), (_, span)) in partial.into_iter().zip(&blocks) {
