@@ -123,7 +123,7 @@ pub(crate) fn analyze(head: &HeadInput<'_>, params: &Params, fault: Fault) -> Re
 /// products) instead of by [`key_energy`].
 pub(crate) fn analyze_timed(head: &HeadInput<'_>, params: &Params, fault: Fault, laps: &mut Laps) -> Result<Parts> {
     let (n, d) = (head.n, head.d);
-    let f = build(head, fault);
+    let mut f = build(head, fault);
     let p = f.p;
     laps.lap("features (centred A, B)");
     // leverage of [K − 1k̄ᵀ, 1] (never the ALiBi column): same span as [K, 1];
@@ -156,6 +156,9 @@ pub(crate) fn analyze_timed(head: &HeadInput<'_>, params: &Params, fault: Fault,
         .collect();
     // B̃ transposed for the register tiles (one O(n·p) copy per head)
     let bt = Panel::new(&f.b, n, p, |v| v);
+    // B̃ is read only through the panel from here on: free it, so the panel
+    // adds no memory at long contexts (n × p f64 either way)
+    f.b = Vec::new();
     let (checks, sums) = row_checks(head, &rows, all_rows, |brows, span, e, ld, rho| {
         // E rows = Ã[rows]·B̃[keys]ᵀ, ROWS rows at a time over the keys their
         // supports reach (sorted rows: the first one's support starts first)

@@ -460,11 +460,6 @@ fn grow<T: faer::traits::ComplexField>(m: &mut Mat<T>, rows: usize, cols: usize)
     }
 }
 
-/// Up to this many checked entries E_ij (n(n+1)/2 = 131 328 at n = 512), the
-/// row checks run sequentially (about 1 ms of work; results are the same
-/// either way: blocks are summed in order).
-const SEQUENTIAL_ENTRIES: usize = 1 << 18;
-
 /// Most rows per block of the row checks (one product per 4 rows).
 const BLOCK_ROWS: usize = 16;
 
@@ -489,8 +484,7 @@ pub(crate) fn blocks(head: &HeadInput<'_>, rows: &[usize]) -> Vec<(Range<usize>,
     out
 }
 
-/// Runs the row checks on `rows` (sorted), blocks of rows in parallel
-/// (sequentially up to `SEQUENTIAL_ENTRIES` checked entries).
+/// Runs the row checks on `rows` (sorted), blocks of rows in parallel.
 ///
 /// `e_block(rows, span, e, ld, rho)` must fill row t of `e` (at `e[t·ld..]`,
 /// key j at column j − span.start; `e` holds rows.len() rounded up to
@@ -544,12 +538,11 @@ pub(crate) fn row_checks(
             Err(_) => block(&mut Buffers::new(), trange.clone(), span.clone()),
         })
     };
-    // a small head runs on the calling thread: waking workers (and their
-    // spinning once done) cost more than they save, and callers such as
-    // attnscope's analyze already run heads in parallel
-    let entries: usize = rows.iter().map(|&i| head.support_range(i).len()).sum();
-    let partial: Vec<(RowStat, Vec<f64>)> =
-        if entries <= SEQUENTIAL_ENTRIES { blocks.iter().map(run).collect() } else { blocks.par_iter().map(run).collect() };
+    // blocks in parallel even for a small head: in analyze (heads already in
+    // parallel) they fill the threads the last heads of a layer leave idle
+    // (running them on the calling thread measured slower there: idle
+    // workers spin)
+    let partial: Vec<(RowStat, Vec<f64>)> = blocks.par_iter().map(run).collect();
     let (mut zs, mut sc, mut ent) = (0.0f64, 0.0f64, 0.0f64);
     let mut c = key_sums.then(|| vec![0.0; head.n]);
     for ((r, sums), (_, span)) in partial.into_iter().zip(&blocks) {
