@@ -65,7 +65,7 @@ macro_rules! scalar_tile {
                     let j = keys.start + u;
                     let mut acc: $t = 0.0;
                     for (c, &xv) in xi.iter().enumerate() {
-                        acc = xv * yt.data[c * yt.ld + j] + acc;
+                        acc += xv * yt.data[c * yt.ld + j];
                     }
                     out[t * ld_out + u] = acc;
                 }

@@ -203,7 +203,7 @@ fn lanes_f64(x: &[f32], e: &[f64], lse: f32) -> Lanes {
 #[target_feature(enable = "avx2")]
 unsafe fn lanes_f64_avx2(x: &[f32], e: &[f64], lse: f32) -> Lanes {
     use std::arch::x86_64::*;
-    debug_assert!(x.len() % 4 == 0 && e.len() == x.len());
+    debug_assert!(x.len().is_multiple_of(4) && e.len() == x.len());
     let lse4 = _mm_set1_ps(lse);
     let sign = _mm256_set1_pd(-0.0);
     let (mut slp, mut sum, mut abs) = (_mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd());
