@@ -1,7 +1,7 @@
 //! Register-tiled products for the row checks: a tile of up to [`ROWS`] rows
 //! (queries) against a run of consecutive keys, out[t][j] = Σ_c x[rows[t]][c]·yᵀ[c][j],
 //! with no packing and no allocation (faer's GEMM packed its operands for
-//! every 16-row block, a quarter of a head's instructions at n = 512).
+//! every 16-row block: about 2 M of a head's 23.8 M instructions at n = 512).
 //!
 //! Contract shared by both precisions:
 //! * `x` is row-major (row i at `x[i·p..]`, p values read), `yt` is the key
