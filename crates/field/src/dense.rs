@@ -72,10 +72,10 @@ pub(crate) fn analyze(head: &HeadInput<'_>, params: &Params) -> Result<Parts> {
     let bk = Mat::from_fn(n, d + 1, |j, t| if t < d { head.k.get(j * d + t) } else { 1.0 });
     let lev = leverage::dense(bk.as_ref())?;
     let rows = check_rows(n, params.max_check_rows);
-    let (checks, _) = row_checks(head, &rows, false, |brows, span, mut eb, rho| {
+    let (checks, _) = row_checks(head, &rows, false, |brows, span, eb, ld, rho| {
         for (t, &i) in brows.iter().enumerate() {
             for j in span.clone() {
-                eb[(j - span.start, t)] = e[(i, j)];
+                eb[t * ld + j - span.start] = e[(i, j)];
             }
             // S_ij = E_ij + m_i: rounding of the row is relative to the logits
             rho[t] = head.support_range(i).fold(0.0f64, |a, j| a.max((e[(i, j)] + means[i]).abs()));

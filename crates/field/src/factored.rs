@@ -8,6 +8,7 @@
 use crate::error::Result;
 use crate::features::{build, Fault, Features};
 use crate::input::{HeadInput, Support};
+use crate::kernels::{tile_f64, Panel, ROWS};
 use crate::laps::Laps;
 use crate::leverage;
 use crate::linalg::{dot, singular_values};
@@ -122,7 +123,7 @@ pub(crate) fn analyze(head: &HeadInput<'_>, params: &Params, fault: Fault) -> Re
 /// products) instead of by [`key_energy`].
 pub(crate) fn analyze_timed(head: &HeadInput<'_>, params: &Params, fault: Fault, laps: &mut Laps) -> Result<Parts> {
     let (n, d) = (head.n, head.d);
-    let f = build(head, fault);
+    let mut f = build(head, fault);
     let p = f.p;
     laps.lap("features (centred A, B)");
     // leverage of [K − 1k̄ᵀ, 1] (never the ALiBi column): same span as [K, 1];
@@ -134,8 +135,8 @@ pub(crate) fn analyze_timed(head: &HeadInput<'_>, params: &Params, fault: Fault,
     laps.lap("leverage (QR of B)");
     // spectrum: σ(E) = σ(R_A R_Bᵀ), R factors by blocked QR (no n × p copies);
     // without ALiBi B̃ = [K̃, 1] and its R came with the leverage
-    let r_a = leverage::blocked_r(n, p, |i, t| f.a[i * p + t]);
-    let r_b = if head.alibi_slope.is_none() { r_k } else { leverage::blocked_r(n, p, |j, t| f.b[j * p + t]) };
+    let r_a = leverage::blocked_r_rows(&f.a, n, p);
+    let r_b = if head.alibi_slope.is_none() { r_k } else { leverage::blocked_r_rows(&f.b, n, p) };
     laps.lap("QR of A");
     let core = crate::linalg::matmul(r_a.as_ref(), r_b.as_ref().transpose());
     let sv = singular_values(core.as_ref())?;
@@ -153,19 +154,18 @@ pub(crate) fn analyze_timed(head: &HeadInput<'_>, params: &Params, fault: Fault,
             Some(*m)
         })
         .collect();
-    let (checks, sums) = row_checks(head, &rows, all_rows, |brows, span, e, rho| {
-        // E block, transposed = B̃[span] · Ã[rows]ᵀ (one sequential GEMM);
-        // consecutive rows are read in place, others gathered
-        let consecutive = brows.windows(2).all(|w| w[1] == w[0] + 1);
-        let gathered;
-        let ab = if consecutive {
-            rows_view(&f.a[brows[0] * p..(brows[brows.len() - 1] + 1) * p], brows.len(), p)
-        } else {
-            gathered = Mat::from_fn(brows.len(), p, |t, c| f.a[brows[t] * p + c]);
-            gathered.as_ref()
-        };
-        let bb = rows_view(&f.b[span.start * p..span.end * p], span.len(), p);
-        matmul(e, Accum::Replace, bb, ab.transpose(), 1.0, Par::Seq);
+    // B̃ transposed for the register tiles (one O(n·p) copy per head)
+    let bt = Panel::new(&f.b, n, p, |v| v);
+    // B̃ is read only through the panel from here on: free it, so the panel
+    // adds no memory at long contexts (n × p f64 either way)
+    f.b = Vec::new();
+    let (checks, sums) = row_checks(head, &rows, all_rows, |brows, span, e, ld, rho| {
+        // E rows = Ã[rows]·B̃[keys]ᵀ, ROWS rows at a time over the keys their
+        // supports reach (sorted rows: the first one's support starts first)
+        for (g, grp) in brows.chunks(ROWS).enumerate() {
+            let lo = head.support_range(grp[0]).start;
+            tile_f64(&f.a, p, grp, &bt, lo..grp[grp.len() - 1] + 1, &mut e[g * ROWS * ld + lo - span.start..], ld);
+        }
         for (t, &i) in brows.iter().enumerate() {
             let sup = head.support_range(i);
             let bmax = if sup.start == 0 { b_prefix_max[i] } else { sup.fold(0.0f64, |a, j| a.max(b_norm[j])) };

@@ -65,7 +65,12 @@ pub(crate) fn build(head: &HeadInput<'_>, fault: Fault) -> Features {
     let (n, d) = (head.n, head.d);
     let alibi = head.alibi_slope;
     let p = head.feature_dim();
-    let k_mean = key_mean(&head.k, n, d);
+    // k̄ came with a key factor built from these very keys (the same function,
+    // so the same bits); else it is summed here
+    let k_mean = match head.key_factor {
+        Some(kf) if kf.check(&head.k, n, d).is_ok() => kf.mean.clone(),
+        _ => key_mean(&head.k, n, d),
+    };
     let j_mean = (n as f64 - 1.0) / 2.0;
     let mut b = vec![0.0; n * p];
     for j in 0..n {

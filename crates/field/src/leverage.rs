@@ -5,7 +5,7 @@
 //! [K − 1k̄ᵀ, 1] gives the same scores. ALiBi never enters B here (docs/definitions.md §5).
 
 use crate::error::Result;
-use crate::linalg::{householder_r, matmul, singular_values, thin_qr, thin_r, thin_svd};
+use crate::linalg::{householder_r, householder_r_rows, matmul, singular_values, thin_qr, thin_r, thin_svd};
 use faer::{Mat, MatRef};
 
 /// Leverage scores and the numerical rank r of B (n × (d+1)).
@@ -28,6 +28,16 @@ pub(crate) const QR_BLOCK: usize = 4096;
 /// Householder-stable; R has min(n, cols) rows.
 pub(crate) fn blocked_r(n: usize, cols: usize, get: impl Fn(usize, usize) -> f64) -> Mat<f64> {
     blocked_r_by(n, cols, QR_BLOCK, get)
+}
+
+/// [`blocked_r`] of the n × cols row-major `x`: up to [`QR_BLOCK`] rows
+/// factored in place ([`householder_r_rows`], no copy into a matrix first;
+/// the same values, so the same R as `blocked_r`), longer ones by blocks.
+pub(crate) fn blocked_r_rows(x: &[f64], n: usize, cols: usize) -> Mat<f64> {
+    if n <= QR_BLOCK {
+        return householder_r_rows(x, n, cols);
+    }
+    blocked_r(n, cols, |i, t| x[i * cols + t])
 }
 
 fn blocked_r_by(n: usize, cols: usize, block: usize, get: impl Fn(usize, usize) -> f64) -> Mat<f64> {

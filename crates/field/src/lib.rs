@@ -30,6 +30,7 @@ mod error;
 mod factored;
 mod features;
 mod input;
+mod kernels;
 mod keys;
 mod laps;
 mod leverage;

@@ -74,7 +74,14 @@ pub(crate) fn householder_r(m: MatRef<'_, f64>) -> Mat<f64> {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn householder_r_fma(m: MatRef<'_, f64>) -> Option<Mat<f64>> {
-    householder_r_body(m)
+    let (r, c) = m.shape();
+    householder_r_body(r, c, |a| {
+        for j in 0..c {
+            for i in 0..r {
+                a[j * r + i] = m[(i, j)];
+            }
+        }
+    })
 }
 
 /// Dot product with 16 independent fused accumulators (4 AVX2 registers).
@@ -110,16 +117,42 @@ pub(crate) fn axpy_fma(y: &mut [f64], w: f64, v: &[f64]) {
     }
 }
 
-#[inline(always)]
-fn householder_r_body(m: MatRef<'_, f64>) -> Option<Mat<f64>> {
-    let (r, c) = m.shape();
-    let size = r.min(c);
-    let mut a = vec![0.0f64; r * c];
-    for j in 0..c {
-        for i in 0..r {
-            a[j * r + i] = m[(i, j)];
+/// [`householder_r`] of the r × c row-major `x` (row i at `x[i·c..]`), read
+/// in place: no intermediate matrix. The same factorisation, so the same bits
+/// as `householder_r` of the same values.
+pub(crate) fn householder_r_rows(x: &[f64], r: usize, c: usize) -> Mat<f64> {
+    debug_assert_eq!(x.len(), r * c);
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU has AVX2 and FMA (checked just above).
+            if let Some(r) = unsafe { householder_r_rows_fma(x, r, c) } {
+                return r;
+            }
         }
     }
+    thin_r(faer::MatRef::from_row_major_slice(x, r, c))
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn householder_r_rows_fma(x: &[f64], r: usize, c: usize) -> Option<Mat<f64>> {
+    householder_r_body(r, c, |a| {
+        for (i, row) in x.chunks_exact(c).enumerate() {
+            for (j, &v) in row.iter().enumerate() {
+                a[j * r + i] = v;
+            }
+        }
+    })
+}
+
+/// The factorisation behind [`householder_r`]: `fill` writes the r × c
+/// matrix column-major into the zeroed work array.
+#[inline(always)]
+fn householder_r_body(r: usize, c: usize, fill: impl FnOnce(&mut [f64])) -> Option<Mat<f64>> {
+    let size = r.min(c);
+    let mut a = vec![0.0f64; r * c];
+    fill(&mut a);
     for k in 0..size {
         let (left, right) = a.split_at_mut((k + 1) * r);
         let x = &mut left[k * r + k..];

@@ -6,10 +6,12 @@
 //! up to the rounding of E itself.
 
 use crate::input::{HeadInput, LogitTransform, Values};
+use crate::kernels::{tile_f32, Panel, PAD, ROWS};
 use faer::linalg::matmul::matmul;
-use faer::{Accum, Mat, MatMut, MatRef, Par};
+use faer::{Accum, Mat, MatRef, Par};
 use rayon::prelude::*;
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::ops::Range;
 
 /// The rows the row checks use: all of 0..n when n ≤ `max`, else `max` evenly
@@ -35,8 +37,23 @@ pub(crate) struct RowChecks {
 
 /// The model's logits, recomputed in the model's precision, a block of rows at a time.
 pub(crate) enum ModelLogits<'a> {
-    F32 { q: Cow<'a, [f32]>, k: Cow<'a, [f32]>, d: usize, scale: f32, slope: Option<f32>, cap: Option<f32> },
-    F64 { q: Cow<'a, [f64]>, k: Cow<'a, [f64]>, d: usize, scale: f64, slope: Option<f64>, cap: Option<f64> },
+    /// `kt`: K transposed for the register tiles of [`crate::kernels`].
+    F32 {
+        q: Cow<'a, [f32]>,
+        kt: Panel<f32>,
+        d: usize,
+        scale: f32,
+        slope: Option<f32>,
+        cap: Option<f32>,
+    },
+    F64 {
+        q: Cow<'a, [f64]>,
+        k: Cow<'a, [f64]>,
+        d: usize,
+        scale: f64,
+        slope: Option<f64>,
+        cap: Option<f64>,
+    },
 }
 
 fn f32s<'a>(v: &Values<'a>) -> Cow<'a, [f32]> {
@@ -133,12 +150,90 @@ impl RowPrecision for f32 {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn row_stat_f32_avx2(x: &[f32], e: &[f64], floor: f64) -> RowStat {
-    row_stat_f32(x, e, floor)
+    // SAFETY: AVX2 is enabled for this function, and so for the pass inlined into it.
+    row_stat_f32_by(x, e, floor, |x, e, lse| unsafe { lanes_f64_avx2(x, e, lse) })
 }
 
 /// The body of `<f32 as RowPrecision>::row_stat`.
 #[inline(always)]
 fn row_stat_f32(x: &[f32], e: &[f64], floor: f64) -> RowStat {
+    row_stat_f32_by(x, e, floor, lanes_f64)
+}
+
+/// Lane-wise accumulators of the f64 pass: lane l sums entries j ≡ l (mod 4).
+struct Lanes {
+    slp: [f64; 4],
+    sum: [f64; 4],
+    abs: [f64; 4],
+    dmax: [f64; 4],
+    dmin: [f64; 4],
+    emax: [f64; 4],
+}
+
+/// The f64 pass over x.len() (a multiple of 4) entries: log P_j = x_j − lse
+/// (f32, widened), D_j = E_j − log P_j; sums and extremes per lane.
+#[inline(always)]
+fn lanes_f64(x: &[f32], e: &[f64], lse: f32) -> Lanes {
+    const F: usize = 4;
+    let (mut slp, mut sum, mut abs) = ([0f64; F], [0f64; F], [0f64; F]);
+    let (mut dmax, mut dmin, mut emax) = ([f64::NEG_INFINITY; F], [f64::INFINITY; F], [0f64; F]);
+    for (xc, ec) in x.chunks_exact(F).zip(e.chunks_exact(F)) {
+        for l in 0..F {
+            let lp = (xc[l] - lse) as f64;
+            let ej = ec[l];
+            let dj = ej - lp;
+            slp[l] += lp;
+            dmax[l] = if dj > dmax[l] { dj } else { dmax[l] };
+            dmin[l] = if dj < dmin[l] { dj } else { dmin[l] };
+            sum[l] += ej;
+            abs[l] += ej.abs();
+            emax[l] = if ej.abs() > emax[l] { ej.abs() } else { emax[l] };
+        }
+    }
+    Lanes { slp, sum, abs, dmax, dmin, emax }
+}
+
+/// [`lanes_f64`] in AVX2 intrinsics (the compiler spilled the 24
+/// accumulators of the plain loop): the same operation per lane, in the same
+/// order (maxpd/minpd select exactly as the comparisons there), so the same bits.
+///
+/// # Safety
+/// AVX2; x.len() = e.len() is a multiple of 4.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn lanes_f64_avx2(x: &[f32], e: &[f64], lse: f32) -> Lanes {
+    use std::arch::x86_64::*;
+    debug_assert!(x.len().is_multiple_of(4) && e.len() == x.len());
+    let lse4 = _mm_set1_ps(lse);
+    let sign = _mm256_set1_pd(-0.0);
+    let (mut slp, mut sum, mut abs) = (_mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd());
+    let (mut dmax, mut dmin, mut emax) = (_mm256_set1_pd(f64::NEG_INFINITY), _mm256_set1_pd(f64::INFINITY), _mm256_setzero_pd());
+    let (xp, ep) = (x.as_ptr(), e.as_ptr());
+    let mut j = 0;
+    while j < x.len() {
+        let lp = _mm256_cvtps_pd(_mm_sub_ps(_mm_loadu_ps(xp.add(j)), lse4));
+        let ej = _mm256_loadu_pd(ep.add(j));
+        let dj = _mm256_sub_pd(ej, lp);
+        slp = _mm256_add_pd(slp, lp);
+        dmax = _mm256_max_pd(dj, dmax);
+        dmin = _mm256_min_pd(dj, dmin);
+        sum = _mm256_add_pd(sum, ej);
+        let ea = _mm256_andnot_pd(sign, ej);
+        abs = _mm256_add_pd(abs, ea);
+        emax = _mm256_max_pd(ea, emax);
+        j += 4;
+    }
+    let out = |v: __m256d| {
+        let mut a = [0f64; 4];
+        _mm256_storeu_pd(a.as_mut_ptr(), v);
+        a
+    };
+    Lanes { slp: out(slp), sum: out(sum), abs: out(abs), dmax: out(dmax), dmin: out(dmin), emax: out(emax) }
+}
+
+/// The row statistics in f32 with the f64 pass `lanes`.
+#[inline(always)]
+fn row_stat_f32_by(x: &[f32], e: &[f64], floor: f64, lanes: impl Fn(&[f32], &[f64], f32) -> Lanes) -> RowStat {
     const L: usize = 8;
     let chunks = x.chunks_exact(L);
     let tail = chunks.remainder();
@@ -168,23 +263,8 @@ fn row_stat_f32(x: &[f32], e: &[f64], floor: f64) -> RowStat {
     let lse = mx + zs.ln();
     let ent = ((zs.ln() - zxs / zs) as f64).max(0.0);
 
-    const F: usize = 4;
-    let (mut slp, mut sum, mut abs) = ([0f64; F], [0f64; F], [0f64; F]);
-    let (mut dmax, mut dmin, mut emax) = ([f64::NEG_INFINITY; F], [f64::INFINITY; F], [0f64; F]);
-    let n4 = x.len() / F * F;
-    for (xc, ec) in x[..n4].chunks_exact(F).zip(e[..n4].chunks_exact(F)) {
-        for l in 0..F {
-            let lp = (xc[l] - lse) as f64;
-            let ej = ec[l];
-            let dj = ej - lp;
-            slp[l] += lp;
-            dmax[l] = if dj > dmax[l] { dj } else { dmax[l] };
-            dmin[l] = if dj < dmin[l] { dj } else { dmin[l] };
-            sum[l] += ej;
-            abs[l] += ej.abs();
-            emax[l] = if ej.abs() > emax[l] { ej.abs() } else { emax[l] };
-        }
-    }
+    let n4 = x.len() / 4 * 4;
+    let Lanes { slp, sum, abs, dmax, dmin, emax } = lanes(&x[..n4], &e[..n4], lse);
     let (mut slp, mut sum, mut abs) = (slp.iter().sum::<f64>(), sum.iter().sum::<f64>(), abs.iter().sum::<f64>());
     let mut dmax = dmax.iter().fold(f64::NEG_INFINITY, |a, &v| a.max(v));
     let mut dmin = dmin.iter().fold(f64::INFINITY, |a, &v| a.min(v));
@@ -233,9 +313,11 @@ impl<'a> ModelLogits<'a> {
             LogitTransform::Softcap(c) => Some(c),
         };
         if head.model_is_f32() {
+            let k = f32s(&head.k);
+            let kt = Panel::new(&k, head.n, head.d, |v| v);
             ModelLogits::F32 {
                 q: f32s(&head.q),
-                k: f32s(&head.k),
+                kt,
                 d: head.d,
                 scale: head.scale as f32,
                 slope: head.alibi_slope.map(|m| m as f32),
@@ -246,15 +328,17 @@ impl<'a> ModelLogits<'a> {
         }
     }
 
-    /// Logits block L = K[span]·Q[rows]ᵀ (span.len() × rows.len(), column t = row
-    /// rows[t]) by one sequential GEMM in the model's precision, then the fused
-    /// row statistics of each row against its field column `eb` (same layout).
+    /// The model's logits of `rows` on `span` (row t of `l` at `l[t·ld..]`,
+    /// key j at column j − span.start; every support filled), then the fused
+    /// row statistics of each row against its field row in `e` (same layout).
+    #[allow(clippy::too_many_arguments)]
     fn block_stats(
         &self,
         rows: &[usize],
         supports: &[Range<usize>],
         span: Range<usize>,
-        eb: &Mat<f64>,
+        e: &[f64],
+        ld: usize,
         floors: &[f64],
         bufs: &mut Buffers,
     ) -> RowStat {
@@ -264,42 +348,65 @@ impl<'a> ModelLogits<'a> {
             acc.sc = acc.sc.max(r.sc);
             acc.ent += r.ent;
         };
-        macro_rules! run {
-            ($q:expr, $k:expr, $d:expr, $scale:expr, $slope:expr, $cap:expr, $t:ty, $l:expr) => {{
-                let d = $d;
-                // consecutive rows are read in place, others gathered
-                let gathered;
-                let qb = if rows.windows(2).all(|w| w[1] == w[0] + 1) {
-                    MatRef::from_row_major_slice(&$q[rows[0] * d..(rows[rows.len() - 1] + 1) * d], rows.len(), d)
-                } else {
-                    gathered = Mat::<$t>::from_fn(rows.len(), d, |t, c| $q[rows[t] * d + c]);
-                    gathered.as_ref()
-                };
-                let kb = MatRef::from_row_major_slice(&$k[span.start * d..span.end * d], span.len(), d);
-                let l = $l;
-                grow(l, span.len(), rows.len());
-                matmul(l.as_mut().get_mut(..span.len(), ..rows.len()), Accum::Replace, kb, qb.transpose(), 1.0, Par::Seq);
-                let mut x: Vec<$t> = Vec::new();
-                for (t, (&i, sup)) in rows.iter().zip(supports).enumerate() {
-                    let (lo, hi) = (sup.start - span.start, sup.end - span.start);
-                    x.clear();
-                    x.extend(l.col_as_slice(t)[lo..hi].iter().zip(sup.clone()).map(|(&v, j)| {
-                        let mut v = $scale * v;
-                        if let Some(m) = $slope {
-                            v += m * (j as $t - i as $t);
+        // logit of row i, key j from the raw product v: scale, ALiBi, soft-cap
+        macro_rules! transform {
+            ($x:expr, $i:expr, $sup:expr, $scale:expr, $slope:expr, $cap:expr, $t:ty) => {{
+                let x = $x;
+                match ($slope, $cap) {
+                    (None, None) => x.iter_mut().for_each(|v| *v *= $scale),
+                    (slope, cap) => {
+                        for (v, j) in x.iter_mut().zip($sup.clone()) {
+                            let mut y = $scale * *v;
+                            if let Some(m) = slope {
+                                y += m * (j as $t - $i as $t);
+                            }
+                            if let Some(c) = cap {
+                                y = c * (y / c).tanh();
+                            }
+                            *v = y;
                         }
-                        if let Some(c) = $cap {
-                            v = c * (v / c).tanh();
-                        }
-                        v
-                    }));
-                    add(<$t as RowPrecision>::row_stat(&x, &eb.col_as_slice(t)[lo..hi], floors[t]));
+                    }
                 }
             }};
         }
         match self {
-            ModelLogits::F32 { q, k, d, scale, slope, cap } => run!(q, k, *d, *scale, *slope, *cap, f32, &mut bufs.l32),
-            ModelLogits::F64 { q, k, d, scale, slope, cap } => run!(q, k, *d, *scale, *slope, *cap, f64, &mut bufs.l64),
+            ModelLogits::F32 { q, kt, d, scale, slope, cap } => {
+                let l = grow_vec(&mut bufs.l32, rows.len().div_ceil(ROWS) * ROWS * ld);
+                for (g, grp) in rows.chunks(ROWS).enumerate() {
+                    let lo = supports[g * ROWS].start;
+                    let off = lo - span.start;
+                    tile_f32(q, *d, grp, kt, lo..grp[grp.len() - 1] + 1, &mut l[g * ROWS * ld + off..], ld);
+                }
+                for (t, (&i, sup)) in rows.iter().zip(supports).enumerate() {
+                    let (lo, hi) = (t * ld + sup.start - span.start, t * ld + sup.end - span.start);
+                    let x = &mut l[lo..hi];
+                    transform!(&mut *x, i, sup, *scale, *slope, *cap, f32);
+                    add(<f32 as RowPrecision>::row_stat(x, &e[lo..hi], floors[t]));
+                }
+            }
+            ModelLogits::F64 { q, k, d, scale, slope, cap } => {
+                let d = *d;
+                // consecutive rows are read in place, others gathered
+                let gathered;
+                let qb = if rows.windows(2).all(|w| w[1] == w[0] + 1) {
+                    MatRef::from_row_major_slice(&q[rows[0] * d..(rows[rows.len() - 1] + 1) * d], rows.len(), d)
+                } else {
+                    gathered = Mat::<f64>::from_fn(rows.len(), d, |t, c| q[rows[t] * d + c]);
+                    gathered.as_ref()
+                };
+                let kb = MatRef::from_row_major_slice(&k[span.start * d..span.end * d], span.len(), d);
+                let l = &mut bufs.l64;
+                grow(l, span.len(), rows.len());
+                matmul(l.as_mut().get_mut(..span.len(), ..rows.len()), Accum::Replace, kb, qb.transpose(), 1.0, Par::Seq);
+                let mut x: Vec<f64> = Vec::new();
+                for (t, (&i, sup)) in rows.iter().zip(supports).enumerate() {
+                    let (lo, hi) = (sup.start - span.start, sup.end - span.start);
+                    x.clear();
+                    x.extend_from_slice(&l.col_as_slice(t)[lo..hi]);
+                    transform!(&mut x, i, sup, *scale, *slope, *cap, f64);
+                    add(<f64 as RowPrecision>::row_stat(&x, &e[t * ld + lo..t * ld + hi], floors[t]));
+                }
+            }
         }
         acc
     }
@@ -317,17 +424,33 @@ pub(crate) fn softmax_entropy(x: &[f64]) -> f64 {
     row_stat!(x, x, 0.0, f64).ent
 }
 
-/// Reusable per-worker matrices of the row checks (top-left corner used).
+/// Reusable per-thread buffers of the row checks (prefix used), kept across
+/// heads so the row checks allocate nothing once warm.
 pub(crate) struct Buffers {
-    e: Mat<f64>,
-    l32: Mat<f32>,
+    /// The field of a block: row t at `e[t·ld..]`.
+    e: Vec<f64>,
+    /// The model's f32 logits of a block, same layout.
+    l32: Vec<f32>,
+    /// The model's f64 logits of a block (span × rows, faer's GEMM).
     l64: Mat<f64>,
 }
 
 impl Buffers {
     fn new() -> Self {
-        Buffers { e: Mat::zeros(0, 0), l32: Mat::zeros(0, 0), l64: Mat::zeros(0, 0) }
+        Buffers { e: Vec::new(), l32: Vec::new(), l64: Mat::zeros(0, 0) }
     }
+}
+
+thread_local! {
+    static BUFFERS: RefCell<Buffers> = RefCell::new(Buffers::new());
+}
+
+/// The first `len` values of `v`, grown (zeros) when shorter.
+fn grow_vec<T: Copy + Default>(v: &mut Vec<T>, len: usize) -> &mut [T] {
+    if v.len() < len {
+        v.resize(len, T::default());
+    }
+    &mut v[..len]
 }
 
 /// Makes `m` at least rows × cols (contents unspecified).
@@ -337,7 +460,7 @@ fn grow<T: faer::traits::ComplexField>(m: &mut Mat<T>, rows: usize, cols: usize)
     }
 }
 
-/// Most rows per block of the row checks (one GEMM per block).
+/// Most rows per block of the row checks (one product per 4 rows).
 const BLOCK_ROWS: usize = 16;
 
 /// Splits sorted check rows into blocks whose key span stays close to their
@@ -363,9 +486,11 @@ pub(crate) fn blocks(head: &HeadInput<'_>, rows: &[usize]) -> Vec<(Range<usize>,
 
 /// Runs the row checks on `rows` (sorted), blocks of rows in parallel.
 ///
-/// `e_block(rows, span, e, rho)` must fill `e` (span.len() × rows.len(); column
-/// t holds E_{rows[t], j} for j ∈ span) and `rho[t]` with row t's rounding scale
-/// ρ_i (E_ij is accurate to about (|C_i| + d)·ε·ρ_i). Only supports are read.
+/// `e_block(rows, span, e, ld, rho)` must fill row t of `e` (at `e[t·ld..]`,
+/// key j at column j − span.start; `e` holds rows.len() rounded up to
+/// [`ROWS`] rows, and ld ≥ span.len() + [`PAD`]) with E_{rows[t], j} on the
+/// support of rows[t], and `rho[t]` with row t's rounding scale ρ_i (E_ij is
+/// accurate to about (|C_i| + d)·ε·ρ_i). Only supports are read.
 ///
 /// A row whose field is at that rounding level (max |E_ij| ≤ 8·(|C_i| + d)·ε·ρ_i),
 /// or which has a single key (E_ii = 0 by algebra), has no meaningful
@@ -378,39 +503,46 @@ pub(crate) fn row_checks(
     head: &HeadInput<'_>,
     rows: &[usize],
     key_sums: bool,
-    e_block: impl Fn(&[usize], Range<usize>, MatMut<'_, f64>, &mut [f64]) + Sync,
+    e_block: impl Fn(&[usize], Range<usize>, &mut [f64], usize, &mut [f64]) + Sync,
 ) -> (RowChecks, Option<Vec<f64>>) {
     let model = ModelLogits::new(head);
     let blocks = blocks(head, rows);
-    // per-worker buffers, allocated once at the largest block size and reused,
-    // so the row checks add O(threads · span · 16) memory, not one block per task
-    let partial: Vec<(RowStat, Vec<f64>)> = blocks
-        .par_iter()
-        .map_init(Buffers::new, |bufs, (trange, span)| {
-            let (trange, span) = (trange.clone(), span.clone());
-            let brows = &rows[trange];
-            let supports: Vec<Range<usize>> = brows.iter().map(|&i| head.support_range(i)).collect();
-            let mut eb = std::mem::replace(&mut bufs.e, Mat::zeros(0, 0));
-            grow(&mut eb, span.len(), brows.len());
-            let mut rho = vec![0.0; brows.len()];
-            e_block(brows, span.clone(), eb.as_mut().get_mut(..span.len(), ..brows.len()), &mut rho);
-            let floors: Vec<f64> =
-                supports.iter().zip(&rho).map(|(r, &rho)| 8.0 * ((r.len() + head.d) as f64) * f64::EPSILON * rho).collect();
-            let stat = model.block_stats(brows, &supports, span.clone(), &eb, &floors, bufs);
-            let mut sums = Vec::new();
-            if key_sums {
-                sums.resize(span.len(), 0.0);
-                for (t, sup) in supports.iter().enumerate() {
-                    let (lo, hi) = (sup.start - span.start, sup.end - span.start);
-                    for (s, &x) in sums[lo..hi].iter_mut().zip(&eb.col_as_slice(t)[lo..hi]) {
-                        *s += x * x;
-                    }
+    let block = |bufs: &mut Buffers, trange: Range<usize>, span: Range<usize>| {
+        let brows = &rows[trange];
+        let supports: Vec<Range<usize>> = brows.iter().map(|&i| head.support_range(i)).collect();
+        let ld = span.len() + PAD;
+        let mut eb = std::mem::take(&mut bufs.e);
+        let e = grow_vec(&mut eb, brows.len().div_ceil(ROWS) * ROWS * ld);
+        let mut rho = vec![0.0; brows.len()];
+        e_block(brows, span.clone(), e, ld, &mut rho);
+        let floors: Vec<f64> = supports.iter().zip(&rho).map(|(r, &rho)| 8.0 * ((r.len() + head.d) as f64) * f64::EPSILON * rho).collect();
+        let stat = model.block_stats(brows, &supports, span.clone(), e, ld, &floors, bufs);
+        let mut sums = Vec::new();
+        if key_sums {
+            sums.resize(span.len(), 0.0);
+            for (t, sup) in supports.iter().enumerate() {
+                let (lo, hi) = (sup.start - span.start, sup.end - span.start);
+                for (s, &x) in sums[lo..hi].iter_mut().zip(&e[t * ld + lo..t * ld + hi]) {
+                    *s += x * x;
                 }
             }
-            bufs.e = eb;
-            (stat, sums)
+        }
+        bufs.e = eb;
+        (stat, sums)
+    };
+    // per-thread buffers, kept across blocks and heads (a thread that is
+    // already inside a block, e.g. by work stealing, uses fresh ones)
+    let run = |(trange, span): &(Range<usize>, Range<usize>)| {
+        BUFFERS.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut bufs) => block(&mut bufs, trange.clone(), span.clone()),
+            Err(_) => block(&mut Buffers::new(), trange.clone(), span.clone()),
         })
-        .collect();
+    };
+    // blocks in parallel even for a small head: in analyze (heads already in
+    // parallel) they fill the threads the last heads of a layer leave idle
+    // (running them on the calling thread measured slower there: idle
+    // workers spin)
+    let partial: Vec<(RowStat, Vec<f64>)> = blocks.par_iter().map(run).collect();
     let (mut zs, mut sc, mut ent) = (0.0f64, 0.0f64, 0.0f64);
     let mut c = key_sums.then(|| vec![0.0; head.n]);
     for ((r, sums), (_, span)) in partial.into_iter().zip(&blocks) {

@@ -2,7 +2,7 @@
 //! (factored method only; the dense reference always computes everything itself).
 //!
 //! * [`KeyFactor`]: the key side of one KV head on one sequence, the leverage
-//!   scores of B = [K, 1] and the R factor of the centred [K − 1k̄ᵀ, 1]. With
+//!   scores of B = [K, 1], the R factor of the centred [K − 1k̄ᵀ, 1] and k̄. With
 //!   grouped-query attention every query head of a group reads the same K, so
 //!   the group computes it once (SmolLM2-135M: 9 query heads on 3 KV heads).
 //! * [`learned_spectrum`]: σ(W_Q W_Kᵀ) of one head. It depends on the weights
@@ -33,6 +33,8 @@ pub struct KeyFactor<'k> {
     /// The K slice it was built from.
     keys: Values<'k>,
     pub(crate) leverage: Leverage,
+    /// k̄, the mean key ([`key_mean`]), length d.
+    pub(crate) mean: Vec<f64>,
     /// R factor of the thin QR of [K − 1k̄ᵀ, 1], (d + 1) × (d + 1) upper triangular.
     pub(crate) r: Mat<f64>,
 }
@@ -58,8 +60,9 @@ impl<'k> KeyFactor<'k> {
             return Err(FieldError::ZeroDim { what: "d" });
         }
         k.check("k", n, d)?;
-        let (leverage, r) = factor(&k, n, d, &key_mean(&k, n, d))?;
-        Ok(KeyFactor { n, d, keys: k, leverage, r })
+        let mean = key_mean(&k, n, d);
+        let (leverage, r) = factor(&k, n, d, &mean)?;
+        Ok(KeyFactor { n, d, keys: k, leverage, mean, r })
     }
 
     /// Ok when this factor was built from exactly the slice `k` (n × d).
