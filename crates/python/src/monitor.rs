@@ -25,6 +25,7 @@ pub fn default_rules(py: Python<'_>) -> PyResult<Py<PyDict>> {
     d.set_item("settle_tol", r.settle_tol)?;
     d.set_item("formed_frac", r.formed_frac)?;
     d.set_item("consecutive", r.consecutive)?;
+    d.set_item("step_max", r.step_max)?;
     d.set_item("relative", r.relative)?;
     d.set_item("band_after", r.band_after)?;
     d.set_item("coherence_max", r.coherence_max)?;
@@ -45,7 +46,7 @@ pub struct Monitor {
 impl Monitor {
     #[new]
     #[pyo3(signature = (out, z_max, min_history, window, rel_floor, band_measures, settle, settle_tol, formed_frac,
-                        consecutive, relative, band_after, coherence_max, coherence_frac, collapse, collapse_k90,
+                        consecutive, step_max, relative, band_after, coherence_max, coherence_frac, collapse, collapse_k90,
                         log_band, revert_frac))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -59,6 +60,7 @@ impl Monitor {
         settle_tol: f64,
         formed_frac: f64,
         consecutive: usize,
+        step_max: f64,
         relative: f64,
         band_after: u64,
         coherence_max: Option<f64>,
@@ -89,6 +91,7 @@ impl Monitor {
             settle_tol,
             formed_frac,
             consecutive,
+            step_max,
             relative,
             band_after,
             coherence_max,

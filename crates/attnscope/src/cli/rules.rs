@@ -22,7 +22,7 @@ pub struct RuleArgs {
     #[arg(long, default_value_t = Rules::default().rel_floor, value_parser = non_negative_finite)]
     pub band_rel_floor: f64,
     /// Measures the band rule watches (comma-separated: key_coherence,
-    /// participation_ratio, k90, attention_entropy).
+    /// participation_ratio, k90, attention_entropy, key_spread).
     #[arg(long, value_delimiter = ',', value_parser = measure)]
     pub band_measures: Option<Vec<Measure>>,
     /// Warm-up: a head must be formed, and a measure settled, over this many observations.
@@ -38,6 +38,10 @@ pub struct RuleArgs {
     /// Out of band this many observations in a row before the alert.
     #[arg(long, default_value_t = Rules::default().consecutive)]
     pub consecutive: usize,
+    /// Step rule: alert when a head's step from its previous observation (in ln) is more than this
+    /// many robust z-units from its usual steps over the same history (0: off).
+    #[arg(long, default_value_t = Rules::default().step_max, value_parser = non_negative_finite)]
+    pub step_max: f64,
     /// Of the heads out of band at one observation, only those with |z| at
     /// least this fraction of the largest alert (0: all).
     #[arg(long, default_value_t = Rules::default().relative, value_parser = non_negative_finite)]
@@ -85,7 +89,7 @@ fn non_negative_finite(s: &str) -> Result<f64, String> {
 }
 
 fn measure(s: &str) -> Result<Measure, String> {
-    Measure::parse(s.trim()).ok_or_else(|| "not a measure (key_coherence, participation_ratio, k90, attention_entropy)".into())
+    Measure::parse(s.trim()).ok_or_else(|| "not a measure (key_coherence, participation_ratio, k90, attention_entropy, key_spread)".into())
 }
 
 impl RuleArgs {
@@ -101,6 +105,7 @@ impl RuleArgs {
             settle_tol: self.settle_tol,
             formed_frac: self.formed_frac,
             consecutive: self.consecutive,
+            step_max: self.step_max,
             relative: self.relative,
             band_after: self.band_after,
             coherence_max: self.coherence_max,
