@@ -15,7 +15,12 @@
 //! previous observation, Δ = ln x_t − ln x_{t−1}, is a robust z of more than
 //! `step_max` against the consecutive steps of the same history (a fault is a
 //! jump; a head that is learning drifts, however far it drifts over the window).
-//! Threshold rules (coherence, collapse) alert on entry, on formed heads.
+//! The measures in `unformed_measures` (key_spread by default: it depends on
+//! the keys only) do not wait for the head to form: their warm-up is their own
+//! settling, their history restarts when they settle and not when the head forms.
+//! Threshold rules (coherence, collapse) alert on entry, on formed heads; the
+//! coherence rule only once key_coherence is past the band's warm-up (formed,
+//! settled, `min_history` observations since the head formed).
 //! Alerts of one observation are sorted by severity (largest first).
 
 use std::collections::{BTreeMap, VecDeque};
@@ -129,6 +134,11 @@ pub struct Rules {
     pub rel_floor: f64,
     /// Measures the band rule watches.
     pub band_measures: Vec<Measure>,
+    /// Watched measures whose band and step rules do not wait for the head to form: their warm-up is
+    /// their own settling (`settle`, `settle_tol`, then `min_history` observations), their history
+    /// restarts when they settle, and is not restarted when the head forms. For measures of the keys
+    /// alone, whose meaning does not depend on the head's attention pattern.
+    pub unformed_measures: Vec<Measure>,
     /// Warm-up: observations over which a head must be formed and a measure settled.
     pub settle: usize,
     /// Warm-up: settled when (max − min) of the last `settle` values ≤ this × |median|.
@@ -177,6 +187,10 @@ impl Default for Rules {
             // key_spread is the key-side measure that sees a key spike, which
             // key_coherence (invariant to K → K·A) cannot.
             band_measures: vec![Measure::KeyCoherence, Measure::AttentionEntropy, Measure::KeySpread],
+            // key_spread is a property of the keys alone; a head's keys can be hit before its
+            // attention has formed (tuning seeds 101–104: healthy unformed heads' key_spread steps
+            // stay within |z| 5.0, docs/monitor.md, "Session 5").
+            unformed_measures: vec![Measure::KeySpread],
             settle: 5,
             settle_tol: 0.5,
             formed_frac: 0.9,
@@ -351,8 +365,8 @@ impl RuleState {
                 *formed = crate::stats::median(&e) <= rules.formed_frac * uniform_entropy(p.n);
                 if *formed {
                     // The band starts from the formed head: its history before (uniform
-                    // attention) is another regime.
-                    for m in Measure::ALL {
+                    // attention) is another regime. Not for the measures that do not wait for it.
+                    for m in Measure::ALL.into_iter().filter(|m| !rules.unformed_measures.contains(m)) {
                         if let Some(t) = self.tracks.get_mut(&(p.layer, p.head, m)) {
                             t.hist.clear();
                             t.settled = false;
@@ -361,6 +375,7 @@ impl RuleState {
                 }
             }
             let formed = *formed;
+            let mut coherence_watched = false;
             for m in Measure::ALL {
                 let raw = m.of(p);
                 // The band's coordinate: ln x (log_band), else x.
@@ -375,8 +390,13 @@ impl RuleState {
                 let back = |v: f64| if rules.log_band { v.exp() } else { v };
                 let t = self.tracks.entry((p.layer, p.head, m)).or_default();
                 let watched = rules.band_measures.contains(&m);
+                let unformed_ok = rules.unformed_measures.contains(&m);
+                let warm = (formed || unformed_ok) && t.settled && t.hist.len() >= rules.min_history;
+                if m == Measure::KeyCoherence {
+                    coherence_watched = formed && warm;
+                }
                 let mut band = None;
-                if watched && formed && t.settled && t.hist.len() >= rules.min_history && p.step >= rules.band_after && x.is_finite() {
+                if watched && warm && p.step >= rules.band_after && x.is_finite() {
                     let h: Vec<f64> = t.hist.iter().copied().collect();
                     let (z, med, scale) =
                         if rules.log_band { robust_z_abs(x, &h, rules.rel_floor) } else { robust_z(x, &h, rules.rel_floor) };
@@ -430,10 +450,17 @@ impl RuleState {
                         hi - lo <= rules.settle_tol * crate::stats::median(&last).abs()
                     };
                     t.settled = spread_ok;
+                    if spread_ok && unformed_ok {
+                        // Its history starts from the settled measure (the early, fast-moving
+                        // values are another regime), as a formed-gated measure's starts from the formed head.
+                        while t.hist.len() > rules.settle {
+                            t.hist.pop_front();
+                        }
+                    }
                 }
             }
             if formed {
-                self.thresholds(rules, p, &mut out);
+                self.thresholds(rules, p, coherence_watched, &mut out);
             }
         }
         // Relative severity: keep the heads that moved most at this observation.
@@ -462,8 +489,10 @@ impl RuleState {
         out
     }
 
-    /// Threshold rules, alerting when a head enters the state.
-    fn thresholds(&mut self, rules: &Rules, p: &HeadPoint, out: &mut Vec<Alert>) {
+    /// Threshold rules, alerting when a head enters the state; the coherence rule only when
+    /// `coherence_watched` (key_coherence past the band's warm-up: healthy heads reach
+    /// 0.96–0.99 × its bound for one observation while they form, tuning seed 104).
+    fn thresholds(&mut self, rules: &Rules, p: &HeadPoint, coherence_watched: bool, out: &mut Vec<Alert>) {
         let bound = p.n as f64 / (p.d + 1).min(p.n).max(1) as f64;
         let thr = rules.coherence_max.unwrap_or(rules.coherence_frac * bound);
         let mut enter = |on: bool, rule: Rule| -> bool {
@@ -482,7 +511,7 @@ impl RuleState {
             severity,
             detail,
         };
-        if enter(p.key_coherence > thr, Rule::Coherence) {
+        if coherence_watched && enter(p.key_coherence > thr, Rule::Coherence) {
             out.push(mk(
                 Measure::KeyCoherence,
                 p.key_coherence,
@@ -758,12 +787,80 @@ mod tests {
     fn threshold_rules_alert_on_entry() {
         let rules = Rules::default();
         let mut st = RuleState::default();
-        for s in 0..6 {
-            st.observe(&rules, &[point(s * 10, 0, 2.0, 0.5, 2.0)]);
+        // Formed at the 5th observation; key_coherence watched after `min_history` (10) more.
+        for s in 0..16 {
+            st.observe(&rules, &[point(s * 10, 0, 2.0, 0.5, 2.0 + 0.02 * (s % 3) as f64)]);
         }
-        let a = st.observe(&rules, &[point(60, 0, 2.0, 0.01, 3.6)]);
+        let a = st.observe(&rules, &[point(160, 0, 2.0, 0.01, 3.6)]);
         assert!(a.iter().any(|x| x.rule == Rule::Coherence) && a.iter().any(|x| x.rule == Rule::Collapse), "{a:?}");
-        let a = st.observe(&rules, &[point(70, 0, 2.0, 0.01, 3.6)]);
-        assert!(a.iter().all(|x| x.rule == Rule::Band), "{a:?}");
+        let a = st.observe(&rules, &[point(170, 0, 2.0, 0.01, 3.6)]);
+        assert!(a.iter().all(|x| x.rule == Rule::Band || x.rule == Rule::Step), "{a:?}");
+    }
+
+    #[test]
+    fn coherence_rule_is_silent_during_the_warm_up() {
+        // As gpt2 tuning seed 104's layer-1 heads: key_coherence at 0.98 × its bound for one
+        // observation while the head forms (formed at the 5th observation, band from the 15th).
+        let rules = Rules::default();
+        let mut st = RuleState::default();
+        for s in 0..15 {
+            let kc = if s == 11 { 3.7 } else { 2.8 + 0.05 * (s % 3) as f64 };
+            let a = st.observe(&rules, &[point(s * 10, 0, 2.5, 0.5, kc)]);
+            assert!(a.is_empty(), "step {s}: {a:?}");
+        }
+        // Past the warm-up, the same value alerts (and, 3.7 against a band around 2.85, the band too).
+        let a = st.observe(&rules, &[point(150, 0, 2.5, 0.5, 3.7)]);
+        assert!(a.iter().any(|x| x.rule == Rule::Coherence && x.measure == Measure::KeyCoherence), "{a:?}");
+    }
+
+    #[test]
+    fn key_spread_of_an_unformed_head_is_watched_once_settled() {
+        // Head 0 attends uniformly all along (never formed); its keys' spread is steady
+        // (after a fast first 40 steps), then falls 10-fold in one observation (a key fault).
+        let rules = Rules::default();
+        let u = uniform_entropy(64);
+        let with = |step: u64, ks: f64| HeadPoint { key_spread: ks, ..point(step, 0, u, 0.5, 2.0) };
+        let ks = |s: u64| if s < 4 { 0.9 / (s + 1) as f64 } else { 0.3 * (1.0 + 0.03 * (s % 3) as f64) };
+        let mut st = RuleState::default();
+        for s in 0..30 {
+            let a = st.observe(&rules, &[with(s * 10, ks(s))]);
+            assert!(a.is_empty(), "step {s}: {a:?}");
+        }
+        let a = st.observe(&rules, &[with(300, 0.03)]);
+        assert_eq!(a.len(), 1, "{a:?}");
+        assert_eq!((a[0].rule, a[0].measure), (Rule::Band, Measure::KeySpread), "{a:?}");
+        // Its history started when it settled (7th observation, keeping its last 5 values):
+        // 28 observations, not the 30 of the window; the fast start (0.9, 0.45) is not in the band.
+        assert!(a[0].detail.contains("of its last 28 observations"), "{}", a[0].detail);
+        // The old warm-up (formed heads only): silent.
+        let old = Rules { unformed_measures: vec![], ..Rules::default() };
+        let mut st = RuleState::default();
+        for s in 0..30 {
+            st.observe(&old, &[with(s * 10, ks(s))]);
+        }
+        assert!(st.observe(&old, &[with(300, 0.03)]).is_empty());
+        // Forming does not restart its history: a head that forms just before the fault is still watched.
+        let mut st = RuleState::default();
+        for s in 0..30 {
+            let e = if s < 24 { u } else { 2.0 };
+            let a = st.observe(&rules, &[HeadPoint { key_spread: ks(s), ..point(s * 10, 0, e, 0.5, 2.0) }]);
+            assert!(a.is_empty(), "step {s}: {a:?}");
+        }
+        let a = st.observe(&rules, &[HeadPoint { key_spread: 0.03, ..point(300, 0, 2.0, 0.5, 2.0) }]);
+        assert!(a.iter().any(|x| x.measure == Measure::KeySpread), "{a:?}");
+    }
+
+    #[test]
+    fn key_spread_noise_of_an_unformed_head_is_silent() {
+        // ±15 % from one observation to the next, around a slow drift, attention uniform.
+        let rules = Rules::default();
+        let u = uniform_entropy(64);
+        let noisy = |s: u64| 0.3 * (1.0 + 0.01 * s as f64) * [1.0, 1.15, 0.87, 1.1, 0.9, 1.15, 0.86][(s % 7) as usize];
+        let mut st = RuleState::default();
+        for s in 0..60 {
+            let a = st.observe(&rules, &[HeadPoint { key_spread: noisy(s), ..point(s * 10, 0, u, 0.5, 2.0) }]);
+            assert!(a.is_empty(), "step {s}: {a:?}");
+        }
+        assert!(st.trace(1, 0, Measure::KeySpread).last().unwrap().band.is_some());
     }
 }
