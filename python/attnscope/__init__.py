@@ -252,6 +252,7 @@ class Monitor:
             raise TypeError(f"unknown monitor rule(s) {sorted(unknown)}; known: {sorted(cfg)}")
         cfg.update(rules)
         cfg["band_measures"] = list(cfg["band_measures"])
+        cfg["unformed_measures"] = list(cfg["unformed_measures"])
         self.rules = cfg
         self.out = None if out is None else os.fspath(out)
         self._m = _core.Monitor(self.out, **cfg)

@@ -120,6 +120,51 @@ def test_monitor_watches_key_spread_when_given(tmp_path):
     assert all(m.observe(s * 10, [head(s)]) == [] for s in range(18))
 
 
+def test_monitor_step_rule_sees_a_jump_inside_a_wide_band(tmp_path):
+    """A head whose key_spread grows 9 % per observation has a wide band; a jump
+    back into it (0.49 → 0.07) is far out of its usual steps: one "step" alert
+    (default step_max from Rust), none with step_max=0."""
+    import math
+
+    import attnscope
+
+    def head(s, ks):
+        return dict(layer=0, head=0, kv_head=0, n=64, d=16, key_coherence=2.0, participation_ratio=0.5, k90=2,
+                    attention_entropy=2.0, key_spread=ks)
+
+    trend = [0.02 * math.exp(0.09 * s) * (1.0 + 0.01 * (s % 3)) for s in range(35)]
+    assert attnscope.default_rules()["step_max"] == 8.0
+    for step_max, want in [(None, [("key_spread", "step")]), (0.0, [])]:
+        m = attnscope.Monitor(str(tmp_path / f"step-{step_max}"), **({} if step_max is None else {"step_max": step_max}))
+        assert all(m.observe(s * 10, [head(s, v)]) == [] for s, v in enumerate(trend))
+        a = m.observe(350, [head(35, 0.07)])
+        assert [(x["measure"], x["rule"]) for x in a] == want, a
+
+
+def test_monitor_watches_key_spread_of_a_head_that_has_not_formed(tmp_path):
+    """key_spread does not wait for the head's attention to form (default
+    unformed_measures from Rust): a head at uniform attention whose keys' spread
+    falls 10-fold alerts on it; with unformed_measures=[] it is not watched."""
+    import math
+
+    import attnscope
+
+    uniform = sum(math.log(i) for i in range(1, 65)) / 64
+
+    def head(s, ks):
+        return dict(layer=0, head=0, kv_head=0, n=64, d=16, key_coherence=2.0, participation_ratio=0.5, k90=2,
+                    attention_entropy=uniform, key_spread=ks)
+
+    assert attnscope.default_rules()["unformed_measures"] == ["key_spread"]
+    for unformed, want in [(None, [("key_spread", "band")]), ([], [])]:
+        m = attnscope.Monitor(str(tmp_path / f"u-{unformed}"), **({} if unformed is None else {"unformed_measures": unformed}))
+        assert all(m.observe(s * 10, [head(s, 0.3 * (1.0 + 0.03 * (s % 3)))]) == [] for s in range(30))
+        a = m.observe(300, [head(30, 0.03)])
+        assert [(x["measure"], x["rule"]) for x in a] == want, a
+    with pytest.raises(ValueError, match="unformed_measures"):
+        attnscope.Monitor(unformed_measures=["loss"])
+
+
 def test_key_spread_of_known_keys():
     """1 − λ₁/Σλ of the centred keys: orthogonal centred columns with squared
     norms 9, 1, 4 give 1 − 9/14; keys on one line give 0; float64 agrees."""

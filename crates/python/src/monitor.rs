@@ -21,10 +21,12 @@ pub fn default_rules(py: Python<'_>) -> PyResult<Py<PyDict>> {
     d.set_item("window", r.window)?;
     d.set_item("rel_floor", r.rel_floor)?;
     d.set_item("band_measures", r.band_measures.iter().map(|m| m.name()).collect::<Vec<_>>())?;
+    d.set_item("unformed_measures", r.unformed_measures.iter().map(|m| m.name()).collect::<Vec<_>>())?;
     d.set_item("settle", r.settle)?;
     d.set_item("settle_tol", r.settle_tol)?;
     d.set_item("formed_frac", r.formed_frac)?;
     d.set_item("consecutive", r.consecutive)?;
+    d.set_item("step_max", r.step_max)?;
     d.set_item("relative", r.relative)?;
     d.set_item("band_after", r.band_after)?;
     d.set_item("coherence_max", r.coherence_max)?;
@@ -44,8 +46,8 @@ pub struct Monitor {
 #[pymethods]
 impl Monitor {
     #[new]
-    #[pyo3(signature = (out, z_max, min_history, window, rel_floor, band_measures, settle, settle_tol, formed_frac,
-                        consecutive, relative, band_after, coherence_max, coherence_frac, collapse, collapse_k90,
+    #[pyo3(signature = (out, z_max, min_history, window, rel_floor, band_measures, unformed_measures, settle, settle_tol, formed_frac,
+                        consecutive, step_max, relative, band_after, coherence_max, coherence_frac, collapse, collapse_k90,
                         log_band, revert_frac))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -55,10 +57,12 @@ impl Monitor {
         window: usize,
         rel_floor: f64,
         band_measures: Vec<String>,
+        unformed_measures: Vec<String>,
         settle: usize,
         settle_tol: f64,
         formed_frac: f64,
         consecutive: usize,
+        step_max: f64,
         relative: f64,
         band_after: u64,
         coherence_max: Option<f64>,
@@ -68,27 +72,33 @@ impl Monitor {
         log_band: bool,
         revert_frac: f64,
     ) -> PyResult<Self> {
-        let band_measures = band_measures
-            .iter()
-            .map(|m| {
-                mon::Measure::parse(m).ok_or_else(|| {
-                    PyValueError::new_err(format!(
-                        "band_measures: unknown measure {m:?}; known: {}",
-                        mon::Measure::ALL.map(mon::Measure::name).join(", ")
-                    ))
+        let parse = |what: &str, names: &[String]| {
+            names
+                .iter()
+                .map(|m| {
+                    mon::Measure::parse(m).ok_or_else(|| {
+                        PyValueError::new_err(format!(
+                            "{what}: unknown measure {m:?}; known: {}",
+                            mon::Measure::ALL.map(mon::Measure::name).join(", ")
+                        ))
+                    })
                 })
-            })
-            .collect::<PyResult<Vec<_>>>()?;
+                .collect::<PyResult<Vec<_>>>()
+        };
+        let band_measures = parse("band_measures", &band_measures)?;
+        let unformed_measures = parse("unformed_measures", &unformed_measures)?;
         let rules = Rules {
             z_max,
             min_history,
             window,
             rel_floor,
             band_measures,
+            unformed_measures,
             settle,
             settle_tol,
             formed_frac,
             consecutive,
+            step_max,
             relative,
             band_after,
             coherence_max,

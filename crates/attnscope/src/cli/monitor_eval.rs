@@ -36,6 +36,10 @@ pub struct MonitorEvalArgs {
     /// Faults (comma-separated: collapse, reset, key, data, lr-spike; `none`: no fault runs).
     #[arg(long, value_delimiter = ',', default_values_t = vec!["collapse".to_string(), "reset".to_string(), "key".to_string(), "data".to_string(), "lr-spike".to_string()])]
     pub faults: Vec<String>,
+    /// More fault runs (repeat): FAULTS:SEEDS, e.g. `key,data:2,3,4,5` adds those faults on
+    /// those seeds (every family) to --faults × --fault-seeds.
+    #[arg(long, value_name = "FAULTS:SEEDS")]
+    pub fault_set: Vec<String>,
     /// Training steps (the learning-rate schedule of every run).
     #[arg(long, default_value_t = 600)]
     pub steps: u64,
@@ -70,6 +74,7 @@ impl MonitorEvalArgs {
             seeds: parse_seeds(&self.seeds, "--seeds")?,
             fault_seeds: parse_seeds(&self.fault_seeds, "--fault-seeds")?,
             faults: self.faults.clone(),
+            fault_sets: self.fault_set.iter().map(|s| parse_fault_set(s)).collect::<anyhow::Result<_>>()?,
             steps: self.steps,
             fault_at: self.fault_at,
             window: self.window,
@@ -91,9 +96,28 @@ fn parse_seeds(v: &[String], flag: &str) -> anyhow::Result<Vec<u64>> {
         .collect()
 }
 
+/// `FAULTS:SEEDS` (`key,data:2,3,4,5`): the faults (names checked when the study runs) and seeds.
+fn parse_fault_set(s: &str) -> anyhow::Result<(Vec<String>, Vec<u64>)> {
+    let (f, seeds) = s.split_once(':').ok_or_else(|| anyhow::anyhow!("--fault-set: `{s}` is not FAULTS:SEEDS (e.g. key,data:2,3,4,5)"))?;
+    let faults: Vec<String> = f.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect();
+    let seeds = parse_seeds(&seeds.split(',').map(str::to_string).collect::<Vec<_>>(), "--fault-set")?;
+    if faults.is_empty() || seeds.is_empty() {
+        anyhow::bail!("--fault-set: `{s}` names no fault or no seed (FAULTS:SEEDS, e.g. key,data:2,3,4,5)");
+    }
+    Ok((faults, seeds))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::parse_seeds;
+    use super::{parse_fault_set, parse_seeds};
+
+    #[test]
+    fn fault_sets_name_faults_and_seeds() {
+        assert_eq!(parse_fault_set("key,data:2,3").unwrap(), (vec!["key".to_string(), "data".to_string()], vec![2, 3]));
+        for bad in ["key", "key:", ":2", "key:x"] {
+            assert!(parse_fault_set(bad).unwrap_err().to_string().starts_with("--fault-set"), "{bad}");
+        }
+    }
 
     #[test]
     fn seeds_may_be_empty() {

@@ -22,9 +22,13 @@ pub struct RuleArgs {
     #[arg(long, default_value_t = Rules::default().rel_floor, value_parser = non_negative_finite)]
     pub band_rel_floor: f64,
     /// Measures the band rule watches (comma-separated: key_coherence,
-    /// participation_ratio, k90, attention_entropy).
+    /// participation_ratio, k90, attention_entropy, key_spread).
     #[arg(long, value_delimiter = ',', value_parser = measure)]
     pub band_measures: Option<Vec<Measure>>,
+    /// Watched measures that do not wait for the head to form (their warm-up is their own
+    /// settling; comma-separated, or `none`; default key_spread).
+    #[arg(long, value_delimiter = ',', value_parser = measure_or_none)]
+    pub unformed_measures: Option<Vec<Option<Measure>>>,
     /// Warm-up: a head must be formed, and a measure settled, over this many observations.
     #[arg(long, default_value_t = Rules::default().settle)]
     pub settle: usize,
@@ -38,6 +42,10 @@ pub struct RuleArgs {
     /// Out of band this many observations in a row before the alert.
     #[arg(long, default_value_t = Rules::default().consecutive)]
     pub consecutive: usize,
+    /// Step rule: alert when a head's step from its previous observation (in ln) is more than this
+    /// many robust z-units from its usual steps over the same history (0: off).
+    #[arg(long, default_value_t = Rules::default().step_max, value_parser = non_negative_finite)]
+    pub step_max: f64,
     /// Of the heads out of band at one observation, only those with |z| at
     /// least this fraction of the largest alert (0: all).
     #[arg(long, default_value_t = Rules::default().relative, value_parser = non_negative_finite)]
@@ -85,7 +93,14 @@ fn non_negative_finite(s: &str) -> Result<f64, String> {
 }
 
 fn measure(s: &str) -> Result<Measure, String> {
-    Measure::parse(s.trim()).ok_or_else(|| "not a measure (key_coherence, participation_ratio, k90, attention_entropy)".into())
+    Measure::parse(s.trim()).ok_or_else(|| "not a measure (key_coherence, participation_ratio, k90, attention_entropy, key_spread)".into())
+}
+
+fn measure_or_none(s: &str) -> Result<Option<Measure>, String> {
+    if s.trim() == "none" {
+        return Ok(None);
+    }
+    measure(s).map(Some)
 }
 
 impl RuleArgs {
@@ -97,10 +112,15 @@ impl RuleArgs {
             window: self.history_window,
             rel_floor: self.band_rel_floor,
             band_measures: self.band_measures.clone().unwrap_or_else(|| Rules::default().band_measures),
+            unformed_measures: match &self.unformed_measures {
+                Some(v) => v.iter().flatten().copied().collect(),
+                None => Rules::default().unformed_measures,
+            },
             settle: self.settle,
             settle_tol: self.settle_tol,
             formed_frac: self.formed_frac,
             consecutive: self.consecutive,
+            step_max: self.step_max,
             relative: self.relative,
             band_after: self.band_after,
             coherence_max: self.coherence_max,
@@ -134,6 +154,12 @@ mod tests {
         assert_eq!(r.band_measures, [Measure::K90, Measure::AttentionEntropy]);
         assert_eq!(r.relative, 0.3);
         assert!(P::try_parse_from(["x", "--band-measures", "loss"]).is_err());
+        assert_eq!(Rules::default().unformed_measures, [Measure::KeySpread]);
+        let r = P::try_parse_from(["x", "--unformed-measures", "none"]).unwrap().r.rules().unwrap();
+        assert!(r.unformed_measures.is_empty());
+        let r = P::try_parse_from(["x", "--unformed-measures", "key_spread,key_coherence"]).unwrap().r.rules().unwrap();
+        assert_eq!(r.unformed_measures, [Measure::KeySpread, Measure::KeyCoherence]);
+        assert!(P::try_parse_from(["x", "--unformed-measures", "loss"]).is_err());
         assert!(P::try_parse_from(["x", "--z-max", "nan"]).is_err());
         assert!(P::try_parse_from(["x", "--history-window", "1"]).unwrap().r.rules().is_err());
     }

@@ -42,6 +42,8 @@ pub struct MonitorEvalOptions {
     pub fault_seeds: Vec<u64>,
     /// Faults (comma-separated: collapse, reset, key, data, lr-spike; `none`: no fault runs).
     pub faults: Vec<String>,
+    /// More fault runs: (faults, seeds) pairs, each run on every family, besides faults × fault_seeds.
+    pub fault_sets: Vec<(Vec<String>, Vec<u64>)>,
     /// Training steps (the learning-rate schedule of every run).
     pub steps: u64,
     /// Step of every fault.
@@ -67,17 +69,24 @@ struct Plan {
     fault: Option<FaultKind>,
 }
 
-fn plan(args: &MonitorEvalOptions, faults: &[FaultKind]) -> Vec<Plan> {
+/// Healthy runs (families × seeds), then for each fault set (faults × seeds; the first is
+/// --faults × --fault-seeds) its runs on every family; a run planned twice is planned once.
+fn plan(args: &MonitorEvalOptions, fault_sets: &[(Vec<FaultKind>, Vec<u64>)]) -> Vec<Plan> {
     let mut v = Vec::new();
     for f in &args.families {
         for &s in &args.seeds {
             v.push(Plan { name: format!("{f}-s{s}-healthy"), family: f.clone(), seed: s, fault: None });
         }
     }
-    for &k in faults {
-        for f in &args.families {
-            for &s in &args.fault_seeds {
-                v.push(Plan { name: format!("{f}-s{s}-{}", k.name()), family: f.clone(), seed: s, fault: Some(k) });
+    for (faults, seeds) in fault_sets {
+        for &k in faults {
+            for f in &args.families {
+                for &s in seeds {
+                    let name = format!("{f}-s{s}-{}", k.name());
+                    if !v.iter().any(|p: &Plan| p.name == name) {
+                        v.push(Plan { name, family: f.clone(), seed: s, fault: Some(k) });
+                    }
+                }
             }
         }
     }
@@ -298,7 +307,8 @@ fn markdown(args: &MonitorEvalOptions, rules: &Rules, healthy: &[HealthyRow], fa
     let mut s = String::new();
     let _ = writeln!(s, "# attnscope monitor-eval\n");
     let _ = writeln!(s, "Rules: {rules:?}\n");
-    let _ = writeln!(s, "Healthy runs: families {:?}, seeds {:?}, {} steps; fault runs: seeds {:?}, fault at step {}, window {} steps; monitor and validation every {} steps.\n", args.families, args.seeds, args.steps, args.fault_seeds, args.fault_at, args.window, args.monitor_every);
+    let more: String = args.fault_sets.iter().map(|(f, seeds)| format!(" + {} on seeds {seeds:?}", f.join(","))).collect();
+    let _ = writeln!(s, "Healthy runs: families {:?}, seeds {:?}, {} steps; fault runs: {} on seeds {:?}{more}, fault at step {}, window {} steps; monitor and validation every {} steps.\n", args.families, args.seeds, args.steps, args.faults.join(","), args.fault_seeds, args.fault_at, args.window, args.monitor_every);
     if !healthy.is_empty() {
         let _ = writeln!(s, "## False alarms (healthy runs)\n\n| family | runs | alerts per run | head-observations | alerts per 1,000 head-observations | alerted heads |\n|---|---|---|---|---|---|");
         for f in &args.families {
@@ -342,6 +352,63 @@ fn markdown(args: &MonitorEvalOptions, rules: &Rules, healthy: &[HealthyRow], fa
                 r.alerts_before_fault
             );
         }
+        s.push_str(&pooled(args, faults));
+    }
+    s
+}
+
+/// (min, max) of the finite values, as "a to b" (or "–").
+fn range(v: impl Iterator<Item = f64>) -> String {
+    let v: Vec<f64> = v.filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return "–".into();
+    }
+    let (lo, hi) = v.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
+    if lo == hi {
+        format!("{lo:.3}")
+    } else {
+        format!("{lo:.3} to {hi:.3}")
+    }
+}
+
+/// The fault rows pooled over seeds, per fault × family and per fault over all families:
+/// recall = Σ |flagged ∩ hit| / Σ |hit|, precision = Σ |flagged ∩ hit| / Σ |flagged|.
+fn pooled(args: &MonitorEvalOptions, faults: &[FaultRow]) -> String {
+    let mut s = format!("\n## Faults pooled over seeds (window: {} steps)\n\n| fault | family | seeds | detected | recall (pooled) | precision (pooled) | delay per run (steps) | Δ val at detection | Δ vs healthy |\n|---|---|---|---|---|---|---|---|---|\n", args.window);
+    let mut kinds: Vec<&str> = Vec::new();
+    for r in faults {
+        if !kinds.contains(&r.fault.as_str()) {
+            kinds.push(&r.fault);
+        }
+    }
+    for k in kinds {
+        let mut groups: Vec<(String, Vec<&FaultRow>)> =
+            args.families.iter().map(|f| (f.clone(), faults.iter().filter(|r| r.fault == k && &r.family == f).collect())).collect();
+        groups.push(("**all**".into(), faults.iter().filter(|r| r.fault == k).collect()));
+        for (fam, rows) in groups.into_iter().filter(|(_, r)| !r.is_empty()) {
+            let targeted = rows.iter().all(|r| r.recall.is_some());
+            let (mut tp, mut hit, mut fl) = (0usize, 0usize, 0usize);
+            for r in &rows {
+                tp += r.flagged_heads.iter().filter(|h| r.hit_heads.contains(h)).count();
+                hit += r.hit_heads.len();
+                fl += r.flagged_heads.len();
+            }
+            let ratio = |a: usize, b: usize| if targeted && b > 0 { format!("{:.2} ({a}/{b})", a as f64 / b as f64) } else { "–".into() };
+            let seeds: Vec<String> = rows.iter().map(|r| r.seed).collect::<BTreeSet<_>>().iter().map(|s| s.to_string()).collect();
+            let delays: Vec<String> = rows.iter().map(|r| r.delay.map_or("–".into(), |d| d.to_string())).collect();
+            let _ = writeln!(
+                s,
+                "| {k} | {fam} | {} | {}/{} | {} | {} | {} | {} | {} |",
+                seeds.join(","),
+                rows.iter().filter(|r| r.detected).count(),
+                rows.len(),
+                ratio(tp, hit),
+                ratio(tp, fl),
+                delays.join(" "),
+                range(rows.iter().filter_map(|r| r.val_change_at_detection)),
+                range(rows.iter().filter_map(|r| r.val_change_vs_healthy)),
+            );
+        }
     }
     s
 }
@@ -356,14 +423,20 @@ pub fn run(args: &MonitorEvalOptions) -> Result<()> {
     } else {
         args.faults.iter().map(|f| FaultKind::parse(f)).collect::<Result<_>>().context("--faults")?
     };
+    let mut fault_sets = vec![(faults.clone(), args.fault_seeds.clone())];
+    for (f, seeds) in &args.fault_sets {
+        let kinds = f.iter().map(|f| FaultKind::parse(f)).collect::<Result<Vec<_>>>().context("--fault-set")?;
+        fault_sets.push((kinds, seeds.clone()));
+    }
+    let any_fault = fault_sets.iter().any(|(k, s)| !k.is_empty() && !s.is_empty());
     if args.monitor_every == 0 || args.steps == 0 {
         bail!("--monitor-every and --steps must be ≥ 1");
     }
-    if !faults.is_empty() && (args.fault_at == 0 || args.fault_at >= args.steps) {
+    if any_fault && (args.fault_at == 0 || args.fault_at >= args.steps) {
         bail!("--fault-at must be in 1..--steps");
     }
     crate::texts::regular_file(&args.text, "text")?;
-    let plans = plan(args, &faults);
+    let plans = plan(args, &fault_sets);
     if plans.is_empty() {
         bail!("nothing to run: give --seeds or --faults");
     }
@@ -371,6 +444,9 @@ pub fn run(args: &MonitorEvalOptions) -> Result<()> {
         train_all(args, &plans)?;
     }
     let runs = args.out.join("runs");
+    if args.rescore && !runs.is_dir() {
+        bail!("--rescore: {} does not exist (no runs to score)", runs.display());
+    }
     let mut healthy = Vec::new();
     let mut fault_rows = Vec::new();
     let mut healthy_val: BTreeMap<(String, u64), BTreeMap<u64, f64>> = BTreeMap::new();
@@ -421,7 +497,7 @@ pub fn run(args: &MonitorEvalOptions) -> Result<()> {
     let al: usize = healthy.iter().map(|r| r.alerts).sum();
     let doc = json!({
         "rules": format!("{rules:?}"),
-        "settings": {"families": args.families, "seeds": args.seeds, "fault_seeds": args.fault_seeds, "faults": faults.iter().map(|k| k.name()).collect::<Vec<_>>(),
+        "settings": {"families": args.families, "seeds": args.seeds, "fault_seeds": args.fault_seeds, "faults": faults.iter().map(|k| k.name()).collect::<Vec<_>>(), "fault_sets": args.fault_sets,
                      "steps": args.steps, "fault_at": args.fault_at, "window": args.window, "monitor_every": args.monitor_every, "train_args": args.train_arg},
         "healthy": {"runs": healthy, "alerts": al, "head_observations": obs, "alerts_per_1000_head_observations": 1000.0 * al as f64 / obs.max(1) as f64},
         "faults": fault_rows,

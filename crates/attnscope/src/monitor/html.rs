@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::fmt::Write;
 
-use super::{Alert, HeadPoint, Measure, RuleState};
+use super::{Alert, HeadPoint, Measure, Rule, RuleState};
 use crate::svg::{band_plot, esc, ramp};
 
 fn colour(i: usize, n: usize) -> String {
@@ -106,12 +106,18 @@ fn alerted_traces(alerts: &[Alert], state: &RuleState) -> String {
     if keys.is_empty() {
         return s;
     }
-    s.push_str("<div><h2>Alerted heads: trace and band</h2><p>Each alerted head's measure over steps (line), the band it was checked against at each observation (shaded: median ± z_max robust scales of its history; absent during the head's warm-up), and its alerts (red rings). Threshold rules (coherence, collapse) have no band here.</p>");
+    s.push_str("<div><h2>Alerted heads: trace and band</h2><p>Each alerted head's measure over steps (line), the band it was checked against at each observation (shaded: median ± z_max robust scales of its history; absent during the head's warm-up), and its alerts (red rings). Threshold rules (coherence, collapse) have no band here. A step alert can lie inside the shaded band: it left the range that one usual step from the previous observation allows, given under its plot.</p>");
     for (l, h, m) in keys.into_iter().take(48) {
         let tr = state.trace(l, h, m);
         let pts: Vec<(f64, f64, Option<[f64; 2]>)> = tr.iter().map(|t| (t.step as f64, t.value, t.band)).collect();
         let marks: Vec<f64> = alerts.iter().filter(|a| (a.layer, a.head, a.measure) == (l, h, m)).map(|a| a.step as f64).collect();
-        let _ = write!(s, "<figure>{}</figure>", band_plot(320.0, 150.0, &pts, &marks, &format!("L{l}H{h} {m}")));
+        let steps: Vec<String> = alerts
+            .iter()
+            .filter(|a| (a.layer, a.head, a.measure) == (l, h, m) && a.rule == Rule::Step)
+            .map(|a| format!("step rule at step {}: {:.4} outside [{:.4}, {:.4}]", a.step, a.value, a.band[0], a.band[1]))
+            .collect();
+        let cap = if steps.is_empty() { String::new() } else { format!("<figcaption>{}</figcaption>", esc(&steps.join("; "))) };
+        let _ = write!(s, "<figure>{}{cap}</figure>", band_plot(320.0, 150.0, &pts, &marks, &format!("L{l}H{h} {m}")));
     }
     s.push_str("</div>");
     s
@@ -158,4 +164,41 @@ pub fn render(title: &str, points: &[HeadPoint], alerts: &[Alert], state: &RuleS
     }
     s.push_str("</table></body></html>\n");
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::monitor::Rules;
+
+    #[test]
+    fn an_alerted_head_has_its_trace_and_a_step_alert_its_range() {
+        let p = |step: u64, ks: f64| HeadPoint {
+            checkpoint: None,
+            step,
+            layer: 0,
+            head: 1,
+            kv_head: 1,
+            n: 64,
+            d: 16,
+            key_coherence: 2.0,
+            participation_ratio: 0.5,
+            k90: 2,
+            attention_entropy: 2.0,
+            key_spread: ks,
+        };
+        let rules = Rules::default();
+        let mut st = RuleState::default();
+        let (mut points, mut alerts) = (Vec::new(), Vec::new());
+        // key_spread grows 9 % per observation, then jumps back into its wide band.
+        for s in 0..36u64 {
+            let x = if s < 35 { 0.02 * (0.09 * s as f64).exp() } else { 0.07 };
+            points.push(p(s * 10, x));
+            alerts.extend(st.observe(&rules, &points[points.len() - 1..]));
+        }
+        assert_eq!(alerts.iter().map(|a| (a.rule, a.step)).collect::<Vec<_>>(), [(Rule::Step, 350)]);
+        let html = render("t", &points, &alerts, &st);
+        assert!(html.contains("Alerted heads: trace and band") && html.contains("L0H1 key_spread"), "{html}");
+        assert!(html.contains("<figcaption>step rule at step 350: 0.0700 outside ["), "{html}");
+    }
 }

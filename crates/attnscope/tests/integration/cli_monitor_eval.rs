@@ -70,11 +70,16 @@ fn tiny_study_scores_a_healthy_run_and_a_head_collapse() {
 
     // Re-scoring needs no training, and follows the rules: with no rule able to fire, nothing is flagged.
     let before = std::fs::metadata(out.join("runs/llama-s1-collapse/train.jsonl")).unwrap().modified().unwrap();
-    let doc = eval(&out, &t, &["--rescore", "--z-max", "1e9", "--no-collapse-alert", "--coherence-frac", "100"]);
+    let doc = eval(&out, &t, &["--rescore", "--z-max", "1e9", "--step-max", "0", "--no-collapse-alert", "--coherence-frac", "100"]);
     let f = &doc["faults"][0];
     assert_eq!((f["detected"].as_bool(), f["recall"].as_f64()), (Some(false), Some(0.0)), "{f}");
     assert!(f["precision"].is_null());
     assert_eq!(std::fs::metadata(out.join("runs/llama-s1-collapse/train.jsonl")).unwrap().modified().unwrap(), before);
+    // A fault set plans the same run once (no training: it exists) and the pooled table sums over seeds.
+    let doc = eval(&out, &t, &["--rescore", "--fault-set", "collapse:1"]);
+    assert_eq!(doc["faults"].as_array().unwrap().len(), 1, "{doc}");
+    let md = std::fs::read_to_string(out.join("eval.md")).unwrap();
+    assert!(md.contains("## Faults pooled over seeds") && md.contains("| collapse | **all** | 1 | 1/1 |"), "{md}");
 }
 
 #[test]
@@ -86,6 +91,9 @@ fn bad_arguments_exit_2_with_one_line() {
         (vec!["--families", "bert"], "bert"),
         (vec!["--fault-at", "900"], "--fault-at"),
         (vec!["--history-window", "1"], "window"),
+        (vec!["--fault-set", "key:x"], "--fault-set"),
+        (vec![], "does not exist"),
+        (vec!["--fault-set", "meteor:2"], "meteor"),
     ] {
         let o = dir.join("o");
         let mut args = vec!["monitor-eval", "--text", t.to_str().unwrap(), "--out", o.to_str().unwrap(), "--rescore"];
