@@ -16,13 +16,13 @@
 
 use candle_core::{DType, Device, Tensor, D};
 
-use crate::arch::{Activation, ArchSpec, BlockKind, LogitTransform, Mlp, Positions, QkNorm};
+use crate::arch::{Activation, ArchSpec, BlockKind, LogitTransform, Mlp, NormKind, Positions, QkNorm};
 use crate::capture::{LayerCapture, Observer};
 use std::ops::ControlFlow;
 
 use crate::profile::{time, Phase};
-use crate::weights::{LayerWeights, ModelWeights};
-use crate::{rope, Checkpoint, Error, Result};
+use crate::weights::{LayerWeights, ModelWeights, Norm};
+use crate::{fused, rope, Checkpoint, Error, Result};
 
 /// Which rows of logits [`Model::forward_logits`] computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -197,9 +197,10 @@ impl Model {
             x = match spec.block {
                 BlockKind::PreNorm => {
                     let a = attn(&nr(&|| lw.attn_norm.forward(&x))?, obs)?;
-                    let x1 = nr(&|| Ok((&x + &a)?))?;
-                    let m = self.mlp(lw, &nr(&|| lw.mlp_norm.forward(&x1))?)?;
-                    nr(&|| Ok((&x1 + &m)?))?
+                    // x1 = x + a (in a's buffer) and its norm, in one pass.
+                    let (x1, n) = time(Phase::NormsResidual, || add_then_norm(&x, a, &lw.mlp_norm))?;
+                    let m = self.mlp(lw, &n)?;
+                    time(Phase::NormsResidual, || residual(&x1, m))?
                 }
                 BlockKind::Parallel => {
                     let a = attn(&lw.attn_norm.forward(&x)?, obs)?;
@@ -382,10 +383,11 @@ impl Model {
             Mlp::Gated(act) => {
                 let gate = lw.gate.as_ref().ok_or_else(|| Error::Internal("gated MLP without gate weight"))?;
                 let (g, u) = (gate.forward(x)?, lw.up.forward(x)?);
-                let fused = if act == Activation::Silu { swiglu_fused(&g, &u)? } else { None };
-                match fused {
-                    Some(h) => h,
-                    None => (activate(&g, act)? * u)?,
+                // g is the gate GEMM's fresh output: silu(g)·u may go in its buffer.
+                if act == Activation::Silu && fused::swiglu_in_place(&g, &u)? {
+                    g
+                } else {
+                    (activate(&g, act)? * u)?
                 }
             }
             Mlp::Plain(act) => activate(&lw.up.forward(x)?, act)?,
@@ -420,31 +422,27 @@ fn norm_of(n: &Option<crate::weights::Norm>) -> Result<&crate::weights::Norm> {
     n.as_ref().ok_or_else(|| Error::Internal("QK-norm weight missing"))
 }
 
-/// silu(g)·u in one parallel pass, bit-identical to candle's `silu` then
-/// `mul` (the same f32 expression `g / (1 + e^−g) · u` with the same libm
-/// exp). `None` when gradients are tracked or the inputs are not contiguous
-/// f32 CPU tensors of one shape.
-fn swiglu_fused(g: &Tensor, u: &Tensor) -> Result<Option<Tensor>> {
-    use crate::host::with_f32_slice;
-    use rayon::prelude::*;
-    if g.track_op() || u.track_op() || g.dims() != u.dims() {
-        return Ok(None);
+/// x + a and its `norm`: (sum, normed). The CPU f32 inference path adds
+/// into a's buffer (`a` must be an op's fresh output) and normalises in the
+/// same pass, bit-identical to the ops ([`fused::add_rms_norm`]).
+fn add_then_norm(x: &Tensor, a: Tensor, norm: &Norm) -> Result<(Tensor, Tensor)> {
+    if let NormKind::Rms { eps, .. } = norm.kind {
+        if let Some(n) = fused::add_rms_norm(&a, x, &norm.w, eps as f32)? {
+            return Ok((a, n));
+        }
     }
-    let out = with_f32_slice(g, |gs| {
-        with_f32_slice(u, |us| {
-            let mut out = vec![0f32; gs.len()];
-            out.par_chunks_mut(1 << 14).zip(gs.par_chunks(1 << 14).zip(us.par_chunks(1 << 14))).for_each(|(o, (gc, uc))| {
-                for ((o, &g), &u) in o.iter_mut().zip(gc).zip(uc) {
-                    *o = g / (1.0 + (-g).exp()) * u;
-                }
-            });
-            out
-        })
-    });
-    match out.flatten() {
-        Some(v) => Ok(Some(Tensor::from_vec(v, g.dims(), g.device())?)),
-        None => Ok(None),
+    let sum = (x + &a)?;
+    let n = norm.forward(&sum)?;
+    Ok((sum, n))
+}
+
+/// The residual add x + a, into a's buffer on the CPU f32 inference path
+/// (`a` must be an op's fresh output; bit-identical, [`fused::add_in_place`]).
+fn residual(x: &Tensor, a: Tensor) -> Result<Tensor> {
+    if fused::add_in_place(&a, x)? {
+        return Ok(a);
     }
+    Ok((x + &a)?)
 }
 
 fn activate(x: &Tensor, act: Activation) -> Result<Tensor> {
@@ -622,18 +620,5 @@ mod tests {
             assert!(!masked_softmax_in_place(&strided, scale, support).unwrap());
             assert_eq!(before, strided.flatten_all().unwrap().to_vec1::<f32>().unwrap());
         }
-    }
-
-    /// The fused SwiGLU pass equals candle's silu-then-mul bit for bit.
-    #[test]
-    fn fused_swiglu_equals_silu_times_up() {
-        let dev = Device::Cpu;
-        let g = Tensor::randn(0f32, 4.0, (37, 1000), &dev).unwrap();
-        let u = Tensor::randn(0f32, 1.0, (37, 1000), &dev).unwrap();
-        let fused = swiglu_fused(&g, &u).unwrap().unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let ops = (g.silu().unwrap() * &u).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        assert!(fused.iter().zip(&ops).all(|(a, b)| a.to_bits() == b.to_bits()));
-        // a strided input takes the op path
-        assert!(swiglu_fused(&g.t().unwrap(), &u.t().unwrap()).unwrap().is_none());
     }
 }

@@ -16,6 +16,7 @@ pub mod decoder;
 pub mod error;
 pub mod expf;
 pub mod formats;
+pub mod fused;
 pub mod host;
 pub mod hub;
 pub mod paths;
