@@ -526,20 +526,34 @@ fn softmax_row(d: &mut [f32], row: usize, scale: f32, support: Support) {
     use candle_core::cpu::kernels::VecOps;
     let nk = d.len();
     let (head, r) = (row / support.len, row % support.len);
-    if support.slopes.is_some() {
-        for (c, v) in d.iter_mut().enumerate() {
-            *v = if support.visible(r, c) { *v * scale + support.bias(head, r, c) } else { f32::NEG_INFINITY };
-        }
-    } else {
+    if support.slopes.is_none() {
         // Visible keys are one range: lo + c ≤ i, and i < lo + c + w in a window.
         let i = support.c0 + r;
         let end = (i + 1 - support.lo).min(nk);
         let start = support.window.map_or(0, |w| (i + 1).saturating_sub(w).saturating_sub(support.lo)).min(end);
-        d[..start].fill(f32::NEG_INFINITY);
-        for v in &mut d[start..end] {
-            *v *= scale;
+        let max = scale_max(&mut d[start..end], scale);
+        if max.is_finite() {
+            // Off the support exp(−∞ − max) = +0 and +0 / sum = +0: write the
+            // zeros, exponentiate only the visible keys. The sum still runs
+            // over the whole row, zeros included, so it keeps candle's order.
+            d[..start].fill(0.0);
+            d[end..].fill(0.0);
+            crate::expf::exp_sub_in_place(&mut d[start..end], max);
+            let mut sum = 0f32;
+            // SAFETY: `d` holds nk initialised f32s.
+            unsafe { f32::vec_reduce_sum(d.as_ptr(), &mut sum, nk) };
+            for v in &mut d[start..end] {
+                *v /= sum;
+            }
+            return;
         }
+        // ±∞ or NaN scores: the general path below, as the ops compute it.
+        d[..start].fill(f32::NEG_INFINITY);
         d[end..].fill(f32::NEG_INFINITY);
+    } else {
+        for (c, v) in d.iter_mut().enumerate() {
+            *v = if support.visible(r, c) { *v * scale + support.bias(head, r, c) } else { f32::NEG_INFINITY };
+        }
     }
     let mut max = f32::NEG_INFINITY;
     // SAFETY: `d` holds nk initialised f32s.
@@ -554,6 +568,27 @@ fn softmax_row(d: &mut [f32], row: usize, scale: f32, support: Support) {
     for v in d.iter_mut() {
         *v /= sum;
     }
+}
+
+/// d ← d·scale, and returns the largest of the products (−∞ for none; NaN
+/// ignored, as candle's max reduction ignores it). Eight running maxima
+/// that vectorize: the maximum of finite values does not depend on the
+/// order they are compared in.
+fn scale_max(d: &mut [f32], scale: f32) -> f32 {
+    let mut m = [f32::NEG_INFINITY; 8];
+    let mut chunks = d.chunks_exact_mut(8);
+    for c in &mut chunks {
+        for (v, m) in c.iter_mut().zip(&mut m) {
+            *v *= scale;
+            *m = m.max(*v);
+        }
+    }
+    let mut max = m.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+    for v in chunks.into_remainder() {
+        *v *= scale;
+        max = max.max(*v);
+    }
+    max
 }
 
 /// Additive ALiBi bias plus mask (h, len, nk) f32: [`Support::bias`] on the
@@ -596,9 +631,11 @@ mod tests {
     #[test]
     fn fused_masked_softmax_equals_the_op_path() {
         let dev = Device::Cpu;
-        let (hkv, g, len, c0) = (2usize, 3usize, 5usize, 7usize);
+        let (hkv, g) = (2usize, 3usize);
         let alibi = [0.5f32, 0.25, 0.125, 0.0625, 0.03125, 0.015625];
-        for (window, slopes) in [(None, None), (Some(4), None), (None, Some(&alibi[..])), (Some(4), Some(&alibi[..]))] {
+        let cases = [(None, None), (Some(4), None), (None, Some(&alibi[..])), (Some(4), Some(&alibi[..])), (Some(29), None)];
+        // Short rows, and rows longer than the 8-wide max reduction with a remainder.
+        for ((window, slopes), (len, c0)) in cases.into_iter().flat_map(|c| [(c, (5usize, 7usize)), (c, (37, 50))]) {
             let lo = window.map_or(0, |w| (c0 + 1).saturating_sub(w));
             let nk = c0 + len - lo;
             let qk = Tensor::randn(0f32, 6.0, (hkv, g * len, nk), &dev).unwrap();
@@ -613,7 +650,7 @@ mod tests {
             };
             let ops = candle_nn::ops::softmax_last_dim(&s).unwrap().reshape((hkv, g * len, nk)).unwrap();
             let (a, b) = (fused.flatten_all().unwrap().to_vec1::<f32>().unwrap(), ops.flatten_all().unwrap().to_vec1::<f32>().unwrap());
-            assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()), "window {window:?}, ALiBi {}", slopes.is_some());
+            assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()), "window {window:?}, ALiBi {}, len {len}", slopes.is_some());
             // a strided tensor is left alone (the op path handles it)
             let strided = qk.transpose(1, 2).unwrap();
             let before = strided.flatten_all().unwrap().to_vec1::<f32>().unwrap();
