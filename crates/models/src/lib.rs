@@ -22,6 +22,7 @@ pub mod hub;
 pub mod paths;
 pub mod profile;
 pub mod rope;
+mod softmax;
 pub mod synth;
 pub mod tokenizer;
 pub mod weights;
