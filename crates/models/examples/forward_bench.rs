@@ -23,6 +23,12 @@
 //!   alternate, so both see the same load; the ratio is given best over
 //!   best, and per adjacent pair (median, max).
 //!
+//! CPU time (all threads, the prefetch thread's dequantization included,
+//! from /proc/self/stat at 10 ms resolution) is printed beside wall time:
+//! on a shared machine it moves much less with the load than wall time
+//! does. Run with `RAYON_NUM_THREADS=1` to compare CPU work: with more
+//! threads it also counts the pool's spinning while it waits.
+//!
 //! The breakdown comes from `models::profile` (wall time of the main thread
 //! per phase, summed over the REPS timed passes and divided by REPS). Peak
 //! RSS from /proc/self/status (VmHWM).
@@ -44,13 +50,31 @@ fn best_of(reps: usize, mut f: impl FnMut()) -> f64 {
         .fold(f64::INFINITY, f64::min)
 }
 
-fn gemm_gflops(reps: usize) -> f64 {
+/// CPU seconds (user + system) of the whole process so far, threads that
+/// have exited included; 10 ms resolution (USER_HZ = 100).
+fn cpu_s() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesised command name: utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest.split_whitespace().skip(11).take(2).filter_map(|v| v.parse().ok()).collect();
+    if f.len() == 2 {
+        (f[0] + f[1]) / 100.0
+    } else {
+        f64::NAN
+    }
+}
+
+/// GFLOP/s of candle's 2048³ GEMM: (best wall, mean CPU time).
+fn gemm_gflops(reps: usize) -> (f64, f64) {
     let n = 2048;
     let dev = Device::Cpu;
     let a = Tensor::randn(0f32, 1.0, (n, n), &dev).unwrap();
     let b = Tensor::randn(0f32, 1.0, (n, n), &dev).unwrap();
+    let c0 = cpu_s();
     let best = best_of(reps, || drop(a.matmul(&b).unwrap()));
-    2.0 * (n * n * n) as f64 / best / 1e9
+    let cpu = (cpu_s() - c0) / (reps + 1) as f64;
+    let flop = 2.0 * (n * n * n) as f64 / 1e9;
+    (flop / best, flop / cpu)
 }
 
 /// Every GEMM of one forward pass over `t` tokens at its real shapes, run
@@ -102,10 +126,23 @@ impl SameShapeGemms {
         }
     }
 
-    /// Seconds for one layer's GEMMs, times the depth, plus the LM head row.
-    fn run(&self) -> f64 {
-        let mm = |a: &Tensor, w: &Tensor| drop(a.matmul(&w.t().unwrap()).unwrap());
-        let t0 = Instant::now();
+    /// Seconds for every layer's GEMMs plus the LM head row: (wall, CPU).
+    fn run(&self) -> (f64, f64) {
+        let (t0, c0) = (Instant::now(), cpu_s());
+        for _ in 0..self.n_layers {
+            self.layer();
+        }
+        self.mm(&self.row, &self.head);
+        (t0.elapsed().as_secs_f64(), cpu_s() - c0)
+    }
+
+    fn mm(&self, a: &Tensor, w: &Tensor) {
+        drop(a.matmul(&w.t().unwrap()).unwrap())
+    }
+
+    /// One layer's GEMMs.
+    fn layer(&self) {
+        let mm = |a: &Tensor, w: &Tensor| self.mm(a, w);
         mm(&self.x, &self.w[0]);
         mm(&self.x, &self.w[1]); // k
         mm(&self.x, &self.w[1]); // v
@@ -123,10 +160,6 @@ impl SameShapeGemms {
             let pc = self.p.narrow(1, 0, self.g * len).unwrap().narrow(2, 0, nk).unwrap().contiguous().unwrap();
             drop(pc.matmul(&self.v.narrow(1, 0, nk).unwrap()).unwrap());
         }
-        let layer = t0.elapsed().as_secs_f64();
-        let t1 = Instant::now();
-        mm(&self.row, &self.head);
-        layer * self.n_layers as f64 + t1.elapsed().as_secs_f64()
     }
 }
 
@@ -164,8 +197,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let s = &model.spec;
     println!("model            {path}");
     println!("load             {load_s:.2} s (peak RSS after load {rss_loaded:.0} MB)");
-    let peak = gemm_gflops(5 * reps);
-    println!("f32 GEMM 2048³   {peak:.1} GFLOP/s (candle, this machine, best of {})", 5 * reps);
+    let (peak, peak_cpu) = gemm_gflops(5 * reps);
+    println!("f32 GEMM 2048³   {peak:.1} GFLOP/s (candle, this machine, best of {}); {peak_cpu:.1} GFLOP per CPU second", 5 * reps);
     for &t in &ts {
         let ids: Vec<u32> = (0..t).map(|i| (i * 7919 % (s.vocab_size - 1)) as u32 + 1).collect();
         let _ = model.forward_logits(&ids[..t.min(64)], Logits::Last, None)?; // warm-up
@@ -174,13 +207,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         profile::reset();
         // Forward and same-shape GEMMs alternate, so both see the same load.
         let (mut times, mut gemm_times) = (Vec::with_capacity(reps), Vec::with_capacity(reps));
+        let (mut cpu, mut gemm_cpu) = (f64::INFINITY, f64::INFINITY);
         for _ in 0..reps {
             profile::enable(true);
-            let t1 = Instant::now();
+            let (t1, c1) = (Instant::now(), cpu_s());
             let _ = model.forward_logits(&ids, Logits::Last, None)?;
             times.push(t1.elapsed().as_secs_f64());
+            cpu = cpu.min(cpu_s() - c1);
             profile::enable(false);
-            gemm_times.push(gemms.run());
+            let (wall, c) = gemms.run();
+            gemm_times.push(wall);
+            gemm_cpu = gemm_cpu.min(c);
         }
         let phases = profile::snapshot();
         let mut ratios: Vec<f64> = gemm_times.iter().zip(&times).map(|(g, f)| g / f).collect();
@@ -200,6 +237,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             100.0 * gemm_s / fwd_s,
             100.0 * ratios[reps / 2],
             100.0 * ratios[reps - 1]
+        );
+        println!(
+            "cpu time         forward {cpu:.2} s, same-shape GEMM {gemm_cpu:.2} s (least of {reps}): GEMM-only / forward = {:.0} %; share of the 2048³ GEMM per CPU second {:.0} %",
+            100.0 * gemm_cpu / cpu,
+            100.0 * work / cpu / peak_cpu
         );
         let mean: f64 = times.iter().sum::<f64>() / reps as f64;
         let accounted: f64 = phases.iter().map(|p| p.1).sum::<f64>() / reps as f64;

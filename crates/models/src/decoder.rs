@@ -14,15 +14,16 @@
 //! f32, whatever the model's depth. The same f32 values as a whole-model
 //! load, so Q, K and logits are unchanged bit for bit.
 
-use candle_core::{DType, Device, Tensor, D};
+use candle_core::{Device, Tensor, D};
 
-use crate::arch::{Activation, ArchSpec, BlockKind, LogitTransform, Mlp, Positions, QkNorm};
+use crate::arch::{Activation, ArchSpec, BlockKind, LogitTransform, Mlp, NormKind, Positions, QkNorm};
 use crate::capture::{LayerCapture, Observer};
 use std::ops::ControlFlow;
 
 use crate::profile::{time, Phase};
-use crate::weights::{LayerWeights, ModelWeights};
-use crate::{rope, Checkpoint, Error, Result};
+use crate::softmax::{alibi_mask, causal_mask, masked_softmax_in_place, Support};
+use crate::weights::{LayerWeights, ModelWeights, Norm};
+use crate::{fused, rope, Checkpoint, Error, Result};
 
 /// Which rows of logits [`Model::forward_logits`] computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -197,9 +198,10 @@ impl Model {
             x = match spec.block {
                 BlockKind::PreNorm => {
                     let a = attn(&nr(&|| lw.attn_norm.forward(&x))?, obs)?;
-                    let x1 = nr(&|| Ok((&x + &a)?))?;
-                    let m = self.mlp(lw, &nr(&|| lw.mlp_norm.forward(&x1))?)?;
-                    nr(&|| Ok((&x1 + &m)?))?
+                    // x1 = x + a (in a's buffer) and its norm, in one pass.
+                    let (x1, n) = time(Phase::NormsResidual, || add_then_norm(&x, a, &lw.mlp_norm))?;
+                    let m = self.mlp(lw, &n)?;
+                    time(Phase::NormsResidual, || residual(&x1, m))?
                 }
                 BlockKind::Parallel => {
                     let a = attn(&lw.attn_norm.forward(&x)?, obs)?;
@@ -382,10 +384,11 @@ impl Model {
             Mlp::Gated(act) => {
                 let gate = lw.gate.as_ref().ok_or_else(|| Error::Internal("gated MLP without gate weight"))?;
                 let (g, u) = (gate.forward(x)?, lw.up.forward(x)?);
-                let fused = if act == Activation::Silu { swiglu_fused(&g, &u)? } else { None };
-                match fused {
-                    Some(h) => h,
-                    None => (activate(&g, act)? * u)?,
+                // g is the gate GEMM's fresh output: silu(g)·u may go in its buffer.
+                if act == Activation::Silu && fused::swiglu_in_place(&g, &u)? {
+                    g
+                } else {
+                    (activate(&g, act)? * u)?
                 }
             }
             Mlp::Plain(act) => activate(&lw.up.forward(x)?, act)?,
@@ -420,31 +423,27 @@ fn norm_of(n: &Option<crate::weights::Norm>) -> Result<&crate::weights::Norm> {
     n.as_ref().ok_or_else(|| Error::Internal("QK-norm weight missing"))
 }
 
-/// silu(g)·u in one parallel pass, bit-identical to candle's `silu` then
-/// `mul` (the same f32 expression `g / (1 + e^−g) · u` with the same libm
-/// exp). `None` when gradients are tracked or the inputs are not contiguous
-/// f32 CPU tensors of one shape.
-fn swiglu_fused(g: &Tensor, u: &Tensor) -> Result<Option<Tensor>> {
-    use crate::host::with_f32_slice;
-    use rayon::prelude::*;
-    if g.track_op() || u.track_op() || g.dims() != u.dims() {
-        return Ok(None);
+/// x + a and its `norm`: (sum, normed). The CPU f32 inference path adds
+/// into a's buffer (`a` must be an op's fresh output) and normalises in the
+/// same pass, bit-identical to the ops ([`fused::add_rms_norm`]).
+fn add_then_norm(x: &Tensor, a: Tensor, norm: &Norm) -> Result<(Tensor, Tensor)> {
+    if let NormKind::Rms { eps, .. } = norm.kind {
+        if let Some(n) = fused::add_rms_norm(&a, x, &norm.w, eps as f32)? {
+            return Ok((a, n));
+        }
     }
-    let out = with_f32_slice(g, |gs| {
-        with_f32_slice(u, |us| {
-            let mut out = vec![0f32; gs.len()];
-            out.par_chunks_mut(1 << 14).zip(gs.par_chunks(1 << 14).zip(us.par_chunks(1 << 14))).for_each(|(o, (gc, uc))| {
-                for ((o, &g), &u) in o.iter_mut().zip(gc).zip(uc) {
-                    *o = g / (1.0 + (-g).exp()) * u;
-                }
-            });
-            out
-        })
-    });
-    match out.flatten() {
-        Some(v) => Ok(Some(Tensor::from_vec(v, g.dims(), g.device())?)),
-        None => Ok(None),
+    let sum = (x + &a)?;
+    let n = norm.forward(&sum)?;
+    Ok((sum, n))
+}
+
+/// The residual add x + a, into a's buffer on the CPU f32 inference path
+/// (`a` must be an op's fresh output; bit-identical, [`fused::add_in_place`]).
+fn residual(x: &Tensor, a: Tensor) -> Result<Tensor> {
+    if fused::add_in_place(&a, x)? {
+        return Ok(a);
     }
+    Ok((x + &a)?)
 }
 
 fn activate(x: &Tensor, act: Activation) -> Result<Tensor> {
@@ -453,187 +452,4 @@ fn activate(x: &Tensor, act: Activation) -> Result<Tensor> {
         Activation::GeluTanh => x.gelu()?,
         Activation::GeluErf => x.gelu_erf()?,
     })
-}
-
-/// Which keys the queries of one attention chunk see: queries c0..c0+len
-/// over keys lo.., causal and (optionally) within a sliding window; and
-/// the ALiBi slope of each query head, if any.
-#[derive(Clone, Copy)]
-struct Support<'a> {
-    c0: usize,
-    len: usize,
-    lo: usize,
-    window: Option<usize>,
-    /// (h,) ALiBi slopes m_h: bias −m_h·(i − j), in f32.
-    slopes: Option<&'a [f32]>,
-}
-
-impl Support<'_> {
-    /// Whether query c0 + r sees key lo + c.
-    fn visible(&self, r: usize, c: usize) -> bool {
-        let (i, j) = (self.c0 + r, self.lo + c);
-        j <= i && self.window.is_none_or(|w| i < j + w)
-    }
-    /// The additive bias of query head `head`, query c0 + r, key lo + c
-    /// (0 without ALiBi): −m·(i − j), one f32 product.
-    fn bias(&self, head: usize, r: usize, c: usize) -> f32 {
-        match self.slopes {
-            None => 0.0,
-            Some(m) => m[head] * ((self.lo + c) as f32 - (self.c0 + r) as f32),
-        }
-    }
-}
-
-/// softmax(s·QKᵀ + bias + mask) over the last dim of `qk` (.., rows, nk), in
-/// place, rows cycling over the chunk's `len` queries, in one parallel pass.
-/// Bit-identical to `qk * s`, `+ causal_mask`, `softmax_last_dim` (the same
-/// f32 product, −∞ off the support, candle's own max/sum reductions, and
-/// exp with the bits of `f32::exp`, [`crate::expf`]). Returns false, leaving
-/// `qk` alone, unless it is a contiguous f32 CPU tensor; it must not share
-/// its storage with another live tensor (a fresh matmul output).
-fn masked_softmax_in_place(qk: &Tensor, scale: f32, support: Support) -> Result<bool> {
-    if !qk.device().is_cpu() || qk.dtype() != DType::F32 || !qk.is_contiguous() {
-        return Ok(false);
-    }
-    let nk = qk.dim(D::Minus1)?;
-    qk.inplace_op1(&MaskedSoftmax { nk, scale, support })?;
-    Ok(true)
-}
-
-/// [`masked_softmax_in_place`]'s in-place op.
-struct MaskedSoftmax<'a> {
-    nk: usize,
-    scale: f32,
-    support: Support<'a>,
-}
-
-impl candle_core::InplaceOp1 for MaskedSoftmax<'_> {
-    fn name(&self) -> &'static str {
-        "masked-softmax"
-    }
-
-    fn cpu_fwd(&self, storage: &mut candle_core::CpuStorage, layout: &candle_core::Layout) -> candle_core::Result<()> {
-        use rayon::prelude::*;
-        let (candle_core::CpuStorage::F32(data), Some((o1, o2))) = (storage, layout.contiguous_offsets()) else {
-            candle_core::bail!("masked softmax: not a contiguous f32 tensor")
-        };
-        data[o1..o2].par_chunks_mut(self.nk).enumerate().for_each(|(row, d)| softmax_row(d, row, self.scale, self.support));
-        Ok(())
-    }
-}
-
-/// One row of [`masked_softmax_in_place`]: row `row` of the (h_kv, g, len)
-/// flattened rows, i.e. query head row / len, query c0 + row % len.
-fn softmax_row(d: &mut [f32], row: usize, scale: f32, support: Support) {
-    use candle_core::cpu::kernels::VecOps;
-    let nk = d.len();
-    let (head, r) = (row / support.len, row % support.len);
-    if support.slopes.is_some() {
-        for (c, v) in d.iter_mut().enumerate() {
-            *v = if support.visible(r, c) { *v * scale + support.bias(head, r, c) } else { f32::NEG_INFINITY };
-        }
-    } else {
-        // Visible keys are one range: lo + c ≤ i, and i < lo + c + w in a window.
-        let i = support.c0 + r;
-        let end = (i + 1 - support.lo).min(nk);
-        let start = support.window.map_or(0, |w| (i + 1).saturating_sub(w).saturating_sub(support.lo)).min(end);
-        d[..start].fill(f32::NEG_INFINITY);
-        for v in &mut d[start..end] {
-            *v *= scale;
-        }
-        d[end..].fill(f32::NEG_INFINITY);
-    }
-    let mut max = f32::NEG_INFINITY;
-    // SAFETY: `d` holds nk initialised f32s.
-    unsafe { f32::vec_reduce_max(d.as_ptr(), &mut max, nk) };
-    for v in d.iter_mut() {
-        *v -= max;
-    }
-    crate::expf::exp_in_place(d);
-    let mut sum = 0f32;
-    // SAFETY: as above.
-    unsafe { f32::vec_reduce_sum(d.as_ptr(), &mut sum, nk) };
-    for v in d.iter_mut() {
-        *v /= sum;
-    }
-}
-
-/// Additive ALiBi bias plus mask (h, len, nk) f32: [`Support::bias`] on the
-/// support, −∞ elsewhere.
-fn alibi_mask(support: Support, nk: usize, dev: &Device) -> Result<Tensor> {
-    let (len, h) = (support.len, support.slopes.map_or(0, <[f32]>::len));
-    let mut m = vec![0f32; h * len * nk];
-    for head in 0..h {
-        for r in 0..len {
-            for c in 0..nk {
-                m[(head * len + r) * nk + c] = if support.visible(r, c) { support.bias(head, r, c) } else { f32::NEG_INFINITY };
-            }
-        }
-    }
-    Ok(Tensor::from_vec(m, (h, len, nk), dev)?)
-}
-
-/// Additive mask (len, nk) f32 for the chunk's queries over keys lo..lo+nk:
-/// 0 where the key is in the query's support ([`Support::visible`]), −∞ elsewhere.
-fn causal_mask(support: Support, nk: usize, dev: &Device) -> Result<Tensor> {
-    let len = support.len;
-    let mut m = vec![0f32; len * nk];
-    for r in 0..len {
-        for c in 0..nk {
-            if !support.visible(r, c) {
-                m[r * nk + c] = f32::NEG_INFINITY;
-            }
-        }
-    }
-    Ok(Tensor::from_vec(m, (len, nk), dev)?.to_dtype(DType::F32)?)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The fused masked softmax equals scale, mask (and ALiBi bias) and
-    /// candle's softmax bit for bit, causal and windowed, with and without
-    /// ALiBi, chunk inside the sequence.
-    #[test]
-    fn fused_masked_softmax_equals_the_op_path() {
-        let dev = Device::Cpu;
-        let (hkv, g, len, c0) = (2usize, 3usize, 5usize, 7usize);
-        let alibi = [0.5f32, 0.25, 0.125, 0.0625, 0.03125, 0.015625];
-        for (window, slopes) in [(None, None), (Some(4), None), (None, Some(&alibi[..])), (Some(4), Some(&alibi[..]))] {
-            let lo = window.map_or(0, |w| (c0 + 1).saturating_sub(w));
-            let nk = c0 + len - lo;
-            let qk = Tensor::randn(0f32, 6.0, (hkv, g * len, nk), &dev).unwrap();
-            let scale = 0.3f32;
-            let support = Support { c0, len, lo, window, slopes };
-            let fused = qk.copy().unwrap();
-            assert!(masked_softmax_in_place(&fused, scale, support).unwrap());
-            let s = (&qk * scale as f64).unwrap().reshape((hkv, g, len, nk)).unwrap();
-            let s = match slopes {
-                None => s.broadcast_add(&causal_mask(support, nk, &dev).unwrap()).unwrap(),
-                Some(_) => (s + alibi_mask(support, nk, &dev).unwrap().reshape((hkv, g, len, nk)).unwrap()).unwrap(),
-            };
-            let ops = candle_nn::ops::softmax_last_dim(&s).unwrap().reshape((hkv, g * len, nk)).unwrap();
-            let (a, b) = (fused.flatten_all().unwrap().to_vec1::<f32>().unwrap(), ops.flatten_all().unwrap().to_vec1::<f32>().unwrap());
-            assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()), "window {window:?}, ALiBi {}", slopes.is_some());
-            // a strided tensor is left alone (the op path handles it)
-            let strided = qk.transpose(1, 2).unwrap();
-            let before = strided.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-            assert!(!masked_softmax_in_place(&strided, scale, support).unwrap());
-            assert_eq!(before, strided.flatten_all().unwrap().to_vec1::<f32>().unwrap());
-        }
-    }
-
-    /// The fused SwiGLU pass equals candle's silu-then-mul bit for bit.
-    #[test]
-    fn fused_swiglu_equals_silu_times_up() {
-        let dev = Device::Cpu;
-        let g = Tensor::randn(0f32, 4.0, (37, 1000), &dev).unwrap();
-        let u = Tensor::randn(0f32, 1.0, (37, 1000), &dev).unwrap();
-        let fused = swiglu_fused(&g, &u).unwrap().unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let ops = (g.silu().unwrap() * &u).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        assert!(fused.iter().zip(&ops).all(|(a, b)| a.to_bits() == b.to_bits()));
-        // a strided input takes the op path
-        assert!(swiglu_fused(&g.t().unwrap(), &u.t().unwrap()).unwrap().is_none());
-    }
 }

@@ -93,6 +93,14 @@ fn exp_slice_fma(xs: &mut [f32]) {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn exp_sub_slice_fma(xs: &mut [f32], m: f32) {
+    for x in xs {
+        *x = expf_fma(*x - m);
+    }
+}
+
 /// Whether the fast path is available and agrees with `f32::exp` here.
 fn fast_path_ok() -> bool {
     static OK: OnceLock<bool> = OnceLock::new();
@@ -127,6 +135,21 @@ pub fn exp_in_place(xs: &mut [f32]) {
     }
 }
 
+/// xs[i] ← exp(xs[i] − m) for every element: the f32 difference, then an
+/// exp with the bits of `f32::exp` (the same as a subtraction pass followed
+/// by [`exp_in_place`], in one pass).
+pub fn exp_sub_in_place(xs: &mut [f32], m: f32) {
+    #[cfg(target_arch = "x86_64")]
+    if fast_path_ok() {
+        // SAFETY: `fast_path_ok` detected avx2 and fma.
+        unsafe { exp_sub_slice_fma(xs, m) };
+        return;
+    }
+    for x in xs {
+        *x = (*x - m).exp();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,6 +167,11 @@ mod tests {
         exp_in_place(&mut got);
         for (x, g) in xs.iter().zip(&got) {
             assert_eq!(x.exp().to_bits(), g.to_bits(), "exp({x:e})");
+        }
+        let mut sub: Vec<f32> = xs.iter().map(|x| x + 1.5).collect();
+        exp_sub_in_place(&mut sub, 1.5);
+        for (x, g) in xs.iter().zip(&sub) {
+            assert_eq!(((x + 1.5) - 1.5).exp().to_bits(), g.to_bits(), "exp({x:e} + 1.5 − 1.5)");
         }
         #[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
         if is_x86_feature_detected!("fma") && is_x86_feature_detected!("avx2") {

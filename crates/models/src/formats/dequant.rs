@@ -21,12 +21,53 @@ pub fn to_f32(dtype: GgmlDType, raw: &[u8], out: &mut [f32]) -> bool {
         G::F16 => blocks::<f16>(raw, out),
         G::BF16 => blocks::<bf16>(raw, out),
         G::Q4_0 => blocks::<BlockQ4_0>(raw, out),
-        G::Q4_1 => blocks::<BlockQ4_1>(raw, out),
+        G::Q4_1 => q4_1(raw, out),
         G::Q8_0 => blocks::<BlockQ8_0>(raw, out),
         G::Q4K => blocks::<BlockQ4K>(raw, out),
         G::Q5K => blocks::<BlockQ5K>(raw, out),
         G::Q6K => blocks::<BlockQ6K>(raw, out),
         _ => false,
+    }
+}
+
+/// Q4_1: blocks of 20 bytes (f16 scale d, f16 minimum m, 16 bytes of
+/// nibbles) → 32 values `q·d + m`, low nibbles first. The same f32
+/// expression as candle's `BlockQ4_1::to_float` (a rounded product, then a
+/// rounded sum: no FMA), so the same bits; over fixed-size arrays, read in
+/// place at any alignment, in a loop the compiler vectorizes (AVX2 when the
+/// CPU has it): the dequantization of a streamed layer is on every pass.
+fn q4_1(raw: &[u8], out: &mut [f32]) -> bool {
+    let (blocks, rest) = raw.as_chunks::<20>();
+    let (outs, out_rest) = out.as_chunks_mut::<32>();
+    if !rest.is_empty() || !out_rest.is_empty() || blocks.len() != outs.len() {
+        return false;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx2") {
+        // SAFETY: avx2 was detected just above.
+        unsafe { q4_1_avx2(blocks, outs) };
+        return true;
+    }
+    q4_1_blocks(blocks, outs);
+    true
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn q4_1_avx2(blocks: &[[u8; 20]], outs: &mut [[f32; 32]]) {
+    q4_1_blocks(blocks, outs)
+}
+
+#[inline(always)]
+fn q4_1_blocks(blocks: &[[u8; 20]], outs: &mut [[f32; 32]]) {
+    for (b, o) in blocks.iter().zip(outs) {
+        let d = f16::from_le_bytes([b[0], b[1]]).to_f32();
+        let m = f16::from_le_bytes([b[2], b[3]]).to_f32();
+        for j in 0..16 {
+            let q = b[4 + j];
+            o[j] = f32::from(q & 0x0F) * d + m;
+            o[j + 16] = f32::from(q >> 4) * d + m;
+        }
     }
 }
 
