@@ -147,6 +147,7 @@ pub fn run(args: &AnalyzeOptions) -> Result<()> {
                 records: Vec::new(),
                 mismatches: Vec::new(),
                 bar: &bar,
+                key_spread: None,
             };
             let started = Instant::now();
             let mut tiles = TileObserver { inner: &mut observer, tokens: report::TILE_TOKENS, tiles: Vec::new(), learned: &mut learned };

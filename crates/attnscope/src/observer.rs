@@ -8,7 +8,7 @@ use indicatif::ProgressBar;
 use models::{LayerCapture, LogitTransform, Observer, ObserverError};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// One head's measures on one run, in report order.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -130,6 +130,10 @@ pub struct FieldObserver<'a> {
     pub records: Vec<HeadRecord>,
     pub mismatches: Vec<Mismatch>,
     pub bar: &'a ProgressBar,
+    /// `Some`: also every KV head's [`field::key_spread`] of the analysed
+    /// layers, keyed by (layer, kv_head), from the keys the analysis already
+    /// holds (the monitor's key-side measure, docs/monitor.md). `None`: not measured.
+    pub key_spread: Option<BTreeMap<(usize, usize), f64>>,
 }
 
 /// σ(W_Q W_Kᵀ) of every (layer, head) analysed so far, for one model's
@@ -147,6 +151,11 @@ impl FieldObserver<'_> {
         let LayerQk { h, hkv, n, d, d_model, q, k, w_q_heads, w_k_heads } = LayerQk::from_capture(cap)?;
         let group = h / hkv;
         let layer = cap.layer;
+        if let Some(spread) = self.key_spread.as_mut() {
+            for g in 0..hkv {
+                spread.insert((layer, g), field::key_spread(&k[g * n * d..(g + 1) * n * d], n, d));
+            }
+        }
         let (scale, window, transform) = (cap.scale, cap.window, cap.logit_transform);
         let slopes = cap.alibi_slopes.map(<[f64]>::to_vec);
         let params = &self.params;

@@ -1,6 +1,6 @@
 //! Per-head training monitor (docs/monitor.md): every head's `key_coherence`,
 //! `participation_ratio`, `k90` (factored path of the `field` crate),
-//! attention entropy and `key_spread` ([`keyspread`]), over training steps or over a series of checkpoints,
+//! attention entropy and `key_spread` ([`field::key_spread`] of each KV head's keys), over training steps or over a series of checkpoints,
 //! with alerts when a head leaves its normal band.
 //!
 //! Library use, from a training loop (tested in `tests/integration/monitor_lib.rs`):
@@ -25,7 +25,6 @@
 
 pub mod eval;
 pub mod html;
-pub mod keyspread;
 pub mod rules;
 
 use std::collections::BTreeSet;
@@ -155,25 +154,23 @@ impl Monitor {
     pub fn observe_ids(&mut self, step: u64, checkpoint: Option<&str>, model: &Model, ids: &[u32]) -> Result<Vec<Alert>> {
         let t0 = Instant::now();
         let bar = ProgressBar::hidden();
-        let mut obs = keyspread::MonitorObserver {
-            field: FieldObserver {
-                layers: LayerSet(None),
-                params: Params::default(),
-                dense_check: false,
-                records: Vec::new(),
-                mismatches: Vec::new(),
-                bar: &bar,
-            },
-            key_spread: Default::default(),
+        let mut obs = FieldObserver {
+            layers: LayerSet(None),
+            params: Params::default(),
+            dense_check: false,
+            records: Vec::new(),
+            mismatches: Vec::new(),
+            bar: &bar,
+            key_spread: Some(Default::default()),
         };
         model.forward_capture(ids, &mut obs)?;
         let label = checkpoint.map(str::to_string);
+        let spread = obs.key_spread.unwrap_or_default();
         let points = obs
-            .field
             .records
             .iter()
             .map(|rec| {
-                let ks = obs.key_spread.get(&(rec.layer, rec.kv_head)).copied().unwrap_or(f64::NAN);
+                let ks = spread.get(&(rec.layer, rec.kv_head)).copied().unwrap_or(f64::NAN);
                 HeadPoint::from_record(step, label.clone(), rec, ks)
             })
             .collect();
