@@ -587,6 +587,11 @@ mod tests {
         }
     }
 
+    /// Head 0 of [`point`] (formed: entropy 2.0) with key_spread `ks`.
+    fn spread_point(step: u64, ks: f64) -> HeadPoint {
+        HeadPoint { key_spread: ks, ..point(step, 0, 2.0, 0.5, 2.0) }
+    }
+
     #[test]
     fn robust_z_uses_median_and_mad_with_a_floor() {
         let h = [1.0, 2.0, 3.0, 4.0, 100.0];
@@ -688,16 +693,15 @@ mod tests {
     fn key_spread_is_watched_by_default_and_a_missing_value_is_not() {
         let rules = Rules::default();
         assert!(rules.band_measures.contains(&Measure::KeySpread));
-        let with = |step: u64, ks: f64| HeadPoint { key_spread: ks, ..point(step, 0, 2.0, 0.5, 2.0) };
         let mut st = RuleState::default();
         for s in 0..16 {
-            let a = st.observe(&rules, &[with(s * 10, 0.3 + 0.01 * (s % 3) as f64)]);
+            let a = st.observe(&rules, &[spread_point(s * 10, 0.3 + 0.01 * (s % 3) as f64)]);
             assert!(a.is_empty(), "{a:?}");
         }
         // Not measured (NaN): neither checked nor kept in the history.
-        assert!(st.observe(&rules, &[with(160, f64::NAN)]).is_empty());
+        assert!(st.observe(&rules, &[spread_point(160, f64::NAN)]).is_empty());
         // One direction takes over the keys: 0.31 → 0.05, z = ln(0.05/0.31)/0.05 = −36.
-        let a = st.observe(&rules, &[with(170, 0.05)]);
+        let a = st.observe(&rules, &[spread_point(170, 0.05)]);
         assert_eq!(a.len(), 1, "{a:?}");
         assert_eq!((a[0].rule, a[0].measure), (Rule::Band, Measure::KeySpread));
         assert!(a[0].severity > 30.0 && a[0].severity < 40.0, "{a:?}");
@@ -712,10 +716,9 @@ mod tests {
     #[test]
     fn step_rule_flags_a_jump_inside_a_wide_band() {
         let rules = Rules::default();
-        let with = |step: u64, ks: f64| HeadPoint { key_spread: ks, ..point(step, 0, 2.0, 0.5, 2.0) };
         let mut st = RuleState::default();
         for s in 0..35 {
-            let a = st.observe(&rules, &[with(s * 10, trending(s))]);
+            let a = st.observe(&rules, &[spread_point(s * 10, trending(s))]);
             assert!(a.is_empty(), "step {s}: {a:?}");
         }
         // 0.49 → 0.07: back inside the range of its last 30 observations, so the band
@@ -724,7 +727,7 @@ mod tests {
         let band = tr[tr.len() - 1].band.unwrap();
         assert!(band[0] < 0.07 && band[1] > 0.07, "{band:?}");
         // ... but the step, ln(0.07/0.49) = −1.9 against usual steps of +0.09 ± 0.05, is z ≈ −40.
-        let a = st.observe(&rules, &[with(350, 0.07)]);
+        let a = st.observe(&rules, &[spread_point(350, 0.07)]);
         assert_eq!(a.len(), 1, "{a:?}");
         assert_eq!((a[0].rule, a[0].measure, a[0].layer, a[0].head), (Rule::Step, Measure::KeySpread, 1, 0));
         assert!(a[0].severity > 30.0 && a[0].severity < 50.0, "{a:?}");
@@ -733,33 +736,32 @@ mod tests {
         assert!(a[0].band[0] > 0.07 && a[0].band[0] < prev && a[0].band[1] > prev * 1.09, "{a:?}");
         assert!(a[0].to_string().contains("step rule"), "{}", a[0]);
         // Staying at the new level is no new step.
-        assert!(st.observe(&rules, &[with(360, 0.07)]).is_empty());
+        assert!(st.observe(&rules, &[spread_point(360, 0.07)]).is_empty());
         // Off: silent.
         let mut st = RuleState::default();
         let off = Rules { step_max: 0.0, ..Rules::default() };
         for s in 0..35 {
-            st.observe(&off, &[with(s * 10, trending(s))]);
+            st.observe(&off, &[spread_point(s * 10, trending(s))]);
         }
-        assert!(st.observe(&off, &[with(350, 0.07)]).is_empty());
+        assert!(st.observe(&off, &[spread_point(350, 0.07)]).is_empty());
     }
 
     #[test]
     fn step_rule_is_silent_on_drift_and_on_noise_of_the_usual_size() {
         let rules = Rules::default();
-        let with = |step: u64, ks: f64| HeadPoint { key_spread: ks, ..point(step, 0, 2.0, 0.5, 2.0) };
         // The trend goes on, however far it drifts.
         let mut st = RuleState::default();
         for s in 0..60 {
-            let a = st.observe(&rules, &[with(s * 10, trending(s).min(0.9))]);
+            let a = st.observe(&rules, &[spread_point(s * 10, trending(s).min(0.9))]);
             assert!(a.is_empty(), "step {s}: {a:?}");
         }
         // A noisy head (±20 % from one observation to the next): a 40 % fall is one of its usual steps.
         let noisy = |s: u64| 0.3 * [1.0, 1.2, 0.85, 1.15, 0.9, 1.2, 0.85][(s % 7) as usize];
         let mut st = RuleState::default();
         for s in 0..30 {
-            assert!(st.observe(&rules, &[with(s * 10, noisy(s))]).is_empty(), "step {s}");
+            assert!(st.observe(&rules, &[spread_point(s * 10, noisy(s))]).is_empty(), "step {s}");
         }
-        assert!(st.observe(&rules, &[with(300, noisy(29) * 0.6)]).is_empty());
+        assert!(st.observe(&rules, &[spread_point(300, noisy(29) * 0.6)]).is_empty());
         // (checked: the head is watched, its band applies)
         assert!(st.trace(1, 0, Measure::KeySpread).last().unwrap().band.is_some());
     }
