@@ -359,15 +359,11 @@ fn markdown(args: &MonitorEvalOptions, rules: &Rules, healthy: &[HealthyRow], fa
 
 /// (min, max) of the finite values, as "a to b" (or "–").
 fn range(v: impl Iterator<Item = f64>) -> String {
-    let v: Vec<f64> = v.filter(|x| x.is_finite()).collect();
-    if v.is_empty() {
-        return "–".into();
-    }
-    let (lo, hi) = v.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
-    if lo == hi {
-        format!("{lo:.3}")
-    } else {
-        format!("{lo:.3} to {hi:.3}")
+    let v = crate::stats::sorted_finite(&v.collect::<Vec<_>>());
+    match (v.first(), v.last()) {
+        (Some(lo), Some(hi)) if lo == hi => format!("{lo:.3}"),
+        (Some(lo), Some(hi)) => format!("{lo:.3} to {hi:.3}"),
+        _ => "–".into(),
     }
 }
 
