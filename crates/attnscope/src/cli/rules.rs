@@ -73,6 +73,18 @@ pub struct RuleArgs {
     /// uniform causal attention has reverted (0: off).
     #[arg(long, default_value_t = Rules::default().revert_frac, value_parser = non_negative_finite)]
     pub revert_frac: f64,
+    /// While a head's entropy band is not warm yet (not formed, or in its warm-up), alert when its
+    /// attention entropy changes by at least this factor from one observation to the next (0: off).
+    #[arg(long, default_value_t = Rules::default().jump, value_parser = non_negative_finite)]
+    pub jump: f64,
+    /// A head has left uniform attention once its median entropy over --settle observations is at
+    /// most this × the uniform entropy (it need not have formed).
+    #[arg(long, default_value_t = Rules::default().left_frac, value_parser = positive_finite)]
+    pub left_frac: f64,
+    /// A head that left uniform attention but has not formed has reverted when its entropy reaches
+    /// this × the uniform entropy (0: off).
+    #[arg(long, default_value_t = Rules::default().left_revert_frac, value_parser = non_negative_finite)]
+    pub left_revert_frac: f64,
 }
 
 /// A threshold: a finite number above 0 (NaN would silently disable a
@@ -129,6 +141,9 @@ impl RuleArgs {
             collapse_k90: self.collapse_k90,
             log_band: !self.linear_band,
             revert_frac: self.revert_frac,
+            jump: self.jump,
+            left_frac: self.left_frac,
+            left_revert_frac: self.left_revert_frac,
         };
         r.validate().map_err(|e| anyhow::anyhow!("rules: {e}"))?;
         Ok(r)
@@ -162,5 +177,9 @@ mod tests {
         assert!(P::try_parse_from(["x", "--unformed-measures", "loss"]).is_err());
         assert!(P::try_parse_from(["x", "--z-max", "nan"]).is_err());
         assert!(P::try_parse_from(["x", "--history-window", "1"]).unwrap().r.rules().is_err());
+        let r = P::try_parse_from(["x", "--jump", "0", "--left-revert-frac", "0"]).unwrap().r.rules().unwrap();
+        assert_eq!((r.jump, r.left_revert_frac), (0.0, 0.0));
+        assert!(P::try_parse_from(["x", "--jump", "0.5"]).unwrap().r.rules().is_err());
+        assert!(P::try_parse_from(["x", "--left-frac", "1.5"]).unwrap().r.rules().is_err());
     }
 }

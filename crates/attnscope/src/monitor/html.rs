@@ -106,15 +106,15 @@ fn alerted_traces(alerts: &[Alert], state: &RuleState) -> String {
     if keys.is_empty() {
         return s;
     }
-    s.push_str("<div><h2>Alerted heads: trace and band</h2><p>Each alerted head's measure over steps (line), the band it was checked against at each observation (shaded: median ± z_max robust scales of its history; absent during the head's warm-up), and its alerts (red rings). Threshold rules (coherence, collapse) have no band here. A step alert can lie inside the shaded band: it left the range that one usual step from the previous observation allows, given under its plot.</p>");
+    s.push_str("<div><h2>Alerted heads: trace and band</h2><p>Each alerted head's measure over steps (line), the band it was checked against at each observation (shaded: median ± z_max robust scales of its history; absent during the head's warm-up), and its alerts (red rings). Threshold rules (coherence, collapse) have no band here. A step alert can lie inside the shaded band: it left the range that one usual step from the previous observation allows, given under its plot; so does a jump alert (a head not yet watched by its band whose entropy changed by the factor --jump or more in one observation).</p>");
     for (l, h, m) in keys.into_iter().take(48) {
         let tr = state.trace(l, h, m);
         let pts: Vec<(f64, f64, Option<[f64; 2]>)> = tr.iter().map(|t| (t.step as f64, t.value, t.band)).collect();
         let marks: Vec<f64> = alerts.iter().filter(|a| (a.layer, a.head, a.measure) == (l, h, m)).map(|a| a.step as f64).collect();
         let steps: Vec<String> = alerts
             .iter()
-            .filter(|a| (a.layer, a.head, a.measure) == (l, h, m) && a.rule == Rule::Step)
-            .map(|a| format!("step rule at step {}: {:.4} outside [{:.4}, {:.4}]", a.step, a.value, a.band[0], a.band[1]))
+            .filter(|a| (a.layer, a.head, a.measure) == (l, h, m) && matches!(a.rule, Rule::Step | Rule::Jump))
+            .map(|a| format!("{} rule at step {}: {:.4} outside [{:.4}, {:.4}]", a.rule, a.step, a.value, a.band[0], a.band[1]))
             .collect();
         let cap = if steps.is_empty() { String::new() } else { format!("<figcaption>{}</figcaption>", esc(&steps.join("; "))) };
         let _ = write!(s, "<figure>{}{cap}</figure>", band_plot(320.0, 150.0, &pts, &marks, &format!("L{l}H{h} {m}")));

@@ -243,6 +243,8 @@ impl Monitor {
             "first_band_alert_step": first(Rule::Band),
             "first_coherence_alert_step": first(Rule::Coherence),
             "first_collapse_alert_step": first(Rule::Collapse),
+            "first_jump_alert_step": first(Rule::Jump),
+            "first_reverted_alert_step": first(Rule::Reverted),
             "flagged_heads": self.alerts.iter().map(|a| format!("L{}H{}", a.layer, a.head)).collect::<BTreeSet<_>>(),
             "monitor_time_s": self.time.as_secs_f64(),
         });

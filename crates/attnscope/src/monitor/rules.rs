@@ -94,8 +94,12 @@ pub enum Rule {
     Coherence,
     /// participation_ratio < 2/n (or k90 = 1 with `collapse_k90`).
     Collapse,
-    /// A formed head's attention is back to uniform (entropy ≥ `revert_frac` × uniform).
+    /// A head's attention is back to uniform: a formed head's entropy ≥ `revert_frac` × uniform, or
+    /// the entropy of a head that left uniform attention but has not formed ≥ `left_revert_frac` × uniform.
     Reverted,
+    /// While a head's entropy band is not warm yet (the head has not formed, or is in its warm-up),
+    /// its attention entropy changed by at least the factor `jump` from the previous observation.
+    Jump,
 }
 
 impl Rule {
@@ -106,6 +110,7 @@ impl Rule {
             Self::Coherence => "coherence",
             Self::Collapse => "collapse",
             Self::Reverted => "reverted",
+            Self::Jump => "jump",
         }
     }
 }
@@ -168,6 +173,15 @@ pub struct Rules {
     pub collapse_k90: bool,
     /// A formed head whose attention entropy reaches this × the uniform entropy has reverted (0: off).
     pub revert_frac: f64,
+    /// Jump rule: while a head's entropy band is not warm, alert when its attention entropy changes
+    /// by at least this factor between consecutive observations (0: off; else above 1).
+    pub jump: f64,
+    /// A head has left uniform attention once the median entropy of its last `settle` observations
+    /// is at most this × the uniform entropy (latched; the head need not have formed) ...
+    pub left_frac: f64,
+    /// ... and such a head that has not formed has reverted when its entropy reaches this × the
+    /// uniform entropy (0: off).
+    pub left_revert_frac: f64,
 }
 
 impl Default for Rules {
@@ -205,6 +219,14 @@ impl Default for Rules {
             collapse: true,
             collapse_k90: false,
             revert_frac: 0.99,
+            // Chosen on the seen seeds (1–10, 101–104; docs/monitor.md, "Session 7"): healthy heads'
+            // entropy never moved more than 3.6-fold (ln 1.29) between observations; 1.5 × that
+            // (6.9-fold) rounded up to an order of magnitude.
+            jump: 10.0,
+            // After leaving 0.98 × uniform, healthy heads that had not formed came back to at most
+            // 0.9985 × uniform; re-initialised heads sit at ≥ 0.99995 × uniform.
+            left_frac: 0.98,
+            left_revert_frac: 0.9995,
         }
     }
 }
@@ -222,6 +244,12 @@ impl Rules {
         }
         if !finite_pos(self.formed_frac) || !(0.0..=1.0).contains(&self.relative) || !finite_non_negative(self.revert_frac) {
             return Err("formed_frac must be above 0, relative in [0, 1], revert_frac ≥ 0".into());
+        }
+        if !(self.jump == 0.0 || self.jump.is_finite() && self.jump > 1.0) {
+            return Err("jump must be 0 (off) or a finite factor above 1".into());
+        }
+        if !(finite_pos(self.left_frac) && self.left_frac <= 1.0 && finite_non_negative(self.left_revert_frac)) {
+            return Err("left_frac must be in (0, 1], left_revert_frac ≥ 0".into());
         }
         if self.min_history < 2 || self.window < self.min_history || self.settle < 1 || self.consecutive < 1 {
             return Err("need min_history ≥ 2, window ≥ min_history, settle ≥ 1, consecutive ≥ 1".into());
@@ -318,6 +346,10 @@ pub struct RuleState {
     tracks: BTreeMap<(usize, usize, Measure), Track>,
     entropy: BTreeMap<(usize, usize), VecDeque<f64>>,
     formed: BTreeMap<(usize, usize), bool>,
+    /// The head has left uniform attention (`left_frac`, latched).
+    left: BTreeMap<(usize, usize), bool>,
+    /// The head's attention entropy at its previous observation.
+    prev_entropy: BTreeMap<(usize, usize), f64>,
     active: BTreeMap<(usize, usize, Rule), bool>,
 }
 
@@ -375,7 +407,14 @@ impl RuleState {
                 }
             }
             let formed = *formed;
+            let left = self.left.entry(key).or_insert(false);
+            if !*left && ent.len() >= rules.settle {
+                let e: Vec<f64> = ent.iter().copied().collect();
+                *left = crate::stats::median(&e) <= rules.left_frac * uniform_entropy(p.n);
+            }
+            let left = *left;
             let mut coherence_watched = false;
+            let mut entropy_watched = false;
             for m in Measure::ALL {
                 let raw = m.of(p);
                 // The band's coordinate: ln x (log_band), else x.
@@ -394,6 +433,9 @@ impl RuleState {
                 let warm = (formed || unformed_ok) && t.settled && t.hist.len() >= rules.min_history;
                 if m == Measure::KeyCoherence {
                     coherence_watched = formed && warm;
+                }
+                if m == Measure::AttentionEntropy {
+                    entropy_watched = watched && warm && p.step >= rules.band_after;
                 }
                 let mut band = None;
                 if watched && warm && p.step >= rules.band_after && x.is_finite() {
@@ -459,9 +501,31 @@ impl RuleState {
                     }
                 }
             }
-            if formed {
-                self.thresholds(rules, p, coherence_watched, &mut out);
+            // Jump rule: the heads the entropy band does not watch yet.
+            let prev = self.prev_entropy.insert(key, p.attention_entropy);
+            if let Some(prev) = prev.filter(|&v| v > 0.0 && p.attention_entropy > 0.0) {
+                let d = (p.attention_entropy / prev).ln();
+                if rules.jump > 0.0 && !entropy_watched && d.abs() >= rules.jump.ln() {
+                    out.push(Alert {
+                        checkpoint: p.checkpoint.clone(),
+                        step: p.step,
+                        layer: p.layer,
+                        head: p.head,
+                        measure: Measure::AttentionEntropy,
+                        value: p.attention_entropy,
+                        rule: Rule::Jump,
+                        band: [prev / rules.jump, prev * rules.jump],
+                        severity: rules.z_max * d.abs() / rules.jump.ln(),
+                        detail: format!(
+                            "entropy {} {:.1}-fold from the previous observation {prev:.4}, while its band is not warm yet ({})",
+                            if d < 0.0 { "fell" } else { "rose" },
+                            d.abs().exp(),
+                            if formed { "formed, in warm-up" } else { "head not formed" }
+                        ),
+                    });
+                }
             }
+            self.thresholds(rules, p, formed, left, coherence_watched, &mut out);
         }
         // Relative severity: keep the heads that moved most at this observation.
         let zmax = cands.iter().map(|c| c.z.abs()).fold(0.0, f64::max);
@@ -492,7 +556,9 @@ impl RuleState {
     /// Threshold rules, alerting when a head enters the state; the coherence rule only when
     /// `coherence_watched` (key_coherence past the band's warm-up: healthy heads reach
     /// 0.96–0.99 × its bound for one observation while they form, tuning seed 104).
-    fn thresholds(&mut self, rules: &Rules, p: &HeadPoint, coherence_watched: bool, out: &mut Vec<Alert>) {
+    /// The coherence, collapse and (formed) reverted rules apply to formed heads; the reverted rule
+    /// with `left_revert_frac` to heads that left uniform attention without forming.
+    fn thresholds(&mut self, rules: &Rules, p: &HeadPoint, formed: bool, left: bool, coherence_watched: bool, out: &mut Vec<Alert>) {
         let bound = p.n as f64 / (p.d + 1).min(p.n).max(1) as f64;
         let thr = rules.coherence_max.unwrap_or(rules.coherence_frac * bound);
         let mut enter = |on: bool, rule: Rule| -> bool {
@@ -521,9 +587,16 @@ impl RuleState {
                 format!("above threshold {thr:.3} (bound n/(d+1) = {bound:.3})"),
             ));
         }
-        if rules.revert_frac > 0.0 {
+        let revert = if formed {
+            rules.revert_frac
+        } else if left {
+            rules.left_revert_frac
+        } else {
+            0.0
+        };
+        if revert > 0.0 {
             let u = uniform_entropy(p.n);
-            let thr = rules.revert_frac * u;
+            let thr = revert * u;
             if enter(p.attention_entropy >= thr, Rule::Reverted) {
                 out.push(mk(
                     Measure::AttentionEntropy,
@@ -532,11 +605,14 @@ impl RuleState {
                     [0.0, thr],
                     rules.z_max * p.attention_entropy / thr,
                     format!(
-                        "a formed head's attention is uniform again (entropy ≥ {:.2} × {u:.4}, the entropy of uniform causal attention)",
-                        rules.revert_frac
+                        "{}'s attention is uniform again (entropy ≥ {revert} × {u:.4}, the entropy of uniform causal attention)",
+                        if formed { "a formed head" } else { "a head that had left uniform attention (not formed)" }
                     ),
                 ));
             }
+        }
+        if !formed {
+            return;
         }
         if rules.collapse {
             let floor = 2.0 / p.n.max(1) as f64;
@@ -619,6 +695,9 @@ mod tests {
         assert!(Rules::default().validate().is_ok());
         assert!(Rules { window: 1, ..Rules::default() }.validate().is_err());
         assert!(Rules { z_max: f64::NAN, ..Rules::default() }.validate().is_err());
+        assert!(Rules { jump: 1.0, ..Rules::default() }.validate().is_err());
+        assert!(Rules { jump: 0.0, ..Rules::default() }.validate().is_ok());
+        assert_eq!(serde_json::to_string(&Rule::Jump).unwrap(), "\"jump\"");
     }
 
     #[test]
@@ -783,6 +862,93 @@ mod tests {
         for s in 0..10 {
             assert!(st.observe(&rules, &[point(s * 10, 1, u, 0.5, 2.0)]).is_empty());
         }
+    }
+
+    #[test]
+    fn jump_rule_flags_an_unformed_head_whose_entropy_falls_tenfold_not_a_forming_one() {
+        // As gpt2 held-out seeds 6 and 8, L0H0: a head at 0.94–0.97 × uniform (not formed) whose
+        // W_Q and W_K are scaled ×10: its entropy falls 35-fold in one observation.
+        let rules = Rules::default();
+        let u = uniform_entropy(64);
+        let mut st = RuleState::default();
+        for s in 0..30 {
+            let e = u * (0.97 - 0.001 * s as f64);
+            assert!(st.observe(&rules, &[point(s * 10, 0, e, 0.5, 2.0)]).is_empty(), "step {s}");
+        }
+        let a = st.observe(&rules, &[point(300, 0, 0.089, 0.5, 2.0)]);
+        assert_eq!(a.len(), 1, "{a:?}");
+        assert_eq!((a[0].rule, a[0].measure, a[0].head), (Rule::Jump, Measure::AttentionEntropy, 0), "{a:?}");
+        assert!(a[0].severity > 14.0 && a[0].severity < 17.0, "{a:?}");
+        assert!(a[0].band[0] > 0.28 && a[0].band[0] < 0.31, "{a:?}");
+        assert!(a[0].detail.contains("fell 33.") && a[0].detail.contains("head not formed"), "{}", a[0].detail);
+        // A head that forms, even fast (3.2 → 0.4 nats over four observations, 1.5–2.5-fold each), is silent.
+        let mut st = RuleState::default();
+        for (s, e) in [u, u, 2.2, 1.2, 0.6, 0.4, 0.4, 0.41, 0.4].into_iter().enumerate() {
+            let a = st.observe(&rules, &[point(s as u64 * 10, 1, e, 0.5, 2.0)]);
+            assert!(a.is_empty(), "step {s}: {a:?}");
+        }
+        // Off: silent.
+        let off = Rules { jump: 0.0, ..Rules::default() };
+        let mut st = RuleState::default();
+        for s in 0..30 {
+            st.observe(&off, &[point(s * 10, 0, u * 0.96, 0.5, 2.0)]);
+        }
+        assert!(st.observe(&off, &[point(300, 0, 0.089, 0.5, 2.0)]).is_empty());
+    }
+
+    #[test]
+    fn jump_rule_leaves_a_watched_head_to_its_band() {
+        // A formed head past its warm-up: the band (and step) rules see a 40-fold fall; no jump alert too.
+        let rules = Rules::default();
+        let mut st = RuleState::default();
+        for s in 0..16 {
+            st.observe(&rules, &[point(s * 10, 0, 2.0 + 0.02 * (s % 3) as f64, 0.5, 2.0)]);
+        }
+        let a = st.observe(&rules, &[point(160, 0, 0.05, 0.5, 2.0)]);
+        assert!(!a.is_empty() && a.iter().all(|x| x.rule != Rule::Jump), "{a:?}");
+        // In the warm-up (formed at the 5th observation, band from the 15th), the jump rule watches it.
+        let mut st = RuleState::default();
+        for s in 0..8 {
+            st.observe(&rules, &[point(s * 10, 0, 2.0 + 0.02 * (s % 3) as f64, 0.5, 2.0)]);
+        }
+        let a = st.observe(&rules, &[point(80, 0, 0.05, 0.5, 2.0)]);
+        assert!(a.iter().any(|x| x.rule == Rule::Jump && x.detail.contains("in warm-up")), "{a:?}");
+    }
+
+    #[test]
+    fn a_head_that_left_uniform_attention_and_returns_to_it_has_reverted() {
+        // As gpt2 held-out seed 8, L1H2: at 0.95–0.97 × uniform (left, not formed), re-initialised:
+        // its attention is uniform to 5 digits.
+        let rules = Rules::default();
+        let u = uniform_entropy(64);
+        let mut st = RuleState::default();
+        for s in 0..20 {
+            let a = st.observe(&rules, &[point(s * 10, 0, u * (0.97 - 0.001 * (s % 3) as f64), 0.5, 2.0)]);
+            assert!(a.is_empty(), "step {s}: {a:?}");
+        }
+        let a = st.observe(&rules, &[point(200, 0, u * 0.99998, 0.5, 2.0)]);
+        assert_eq!(a.len(), 1, "{a:?}");
+        assert_eq!((a[0].rule, a[0].measure), (Rule::Reverted, Measure::AttentionEntropy), "{a:?}");
+        assert!(a[0].detail.contains("not formed"), "{}", a[0].detail);
+        // Back to 0.9985 × uniform (the closest a healthy head came in the seen runs): silent.
+        let mut st = RuleState::default();
+        for s in 0..20 {
+            st.observe(&rules, &[point(s * 10, 0, u * 0.97, 0.5, 2.0)]);
+        }
+        assert!(st.observe(&rules, &[point(200, 0, u * 0.9985, 0.5, 2.0)]).is_empty());
+        // A head that never left 0.98 × uniform never reverts.
+        let mut st = RuleState::default();
+        for s in 0..20 {
+            assert!(st.observe(&rules, &[point(s * 10, 0, u * 0.985, 0.5, 2.0)]).is_empty());
+        }
+        assert!(st.observe(&rules, &[point(200, 0, u, 0.5, 2.0)]).is_empty());
+        // Off: silent.
+        let off = Rules { left_revert_frac: 0.0, ..Rules::default() };
+        let mut st = RuleState::default();
+        for s in 0..20 {
+            st.observe(&off, &[point(s * 10, 0, u * 0.97, 0.5, 2.0)]);
+        }
+        assert!(st.observe(&off, &[point(200, 0, u, 0.5, 2.0)]).is_empty());
     }
 
     #[test]

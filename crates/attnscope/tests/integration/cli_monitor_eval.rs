@@ -70,7 +70,26 @@ fn tiny_study_scores_a_healthy_run_and_a_head_collapse() {
 
     // Re-scoring needs no training, and follows the rules: with no rule able to fire, nothing is flagged.
     let before = std::fs::metadata(out.join("runs/llama-s1-collapse/train.jsonl")).unwrap().modified().unwrap();
-    let doc = eval(&out, &t, &["--rescore", "--z-max", "1e9", "--step-max", "0", "--no-collapse-alert", "--coherence-frac", "100"]);
+    let doc = eval(
+        &out,
+        &t,
+        &[
+            "--rescore",
+            "--z-max",
+            "1e9",
+            "--step-max",
+            "0",
+            "--no-collapse-alert",
+            "--coherence-frac",
+            "100",
+            "--jump",
+            "0",
+            "--revert-frac",
+            "0",
+            "--left-revert-frac",
+            "0",
+        ],
+    );
     let f = &doc["faults"][0];
     assert_eq!((f["detected"].as_bool(), f["recall"].as_f64()), (Some(false), Some(0.0)), "{f}");
     assert!(f["precision"].is_null());
