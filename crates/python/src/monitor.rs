@@ -37,7 +37,6 @@ pub fn default_rules(py: Python<'_>) -> PyResult<Py<PyDict>> {
     d.set_item("revert_frac", r.revert_frac)?;
     d.set_item("jump", r.jump)?;
     d.set_item("left_frac", r.left_frac)?;
-    d.set_item("left_revert_frac", r.left_revert_frac)?;
     Ok(d.unbind())
 }
 
@@ -51,7 +50,7 @@ impl Monitor {
     #[new]
     #[pyo3(signature = (out, z_max, min_history, window, rel_floor, band_measures, unformed_measures, settle, settle_tol, formed_frac,
                         consecutive, step_max, relative, band_after, coherence_max, coherence_frac, collapse, collapse_k90,
-                        log_band, revert_frac, jump, left_frac, left_revert_frac))]
+                        log_band, revert_frac, jump, left_frac))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         out: Option<PathBuf>,
@@ -76,7 +75,6 @@ impl Monitor {
         revert_frac: f64,
         jump: f64,
         left_frac: f64,
-        left_revert_frac: f64,
     ) -> PyResult<Self> {
         let parse = |what: &str, names: &[String]| {
             names
@@ -115,7 +113,6 @@ impl Monitor {
             revert_frac,
             jump,
             left_frac,
-            left_revert_frac,
         };
         rules.validate().map_err(PyValueError::new_err)?;
         let inner = mon::Monitor::new(Vec::new(), rules, out.as_deref()).map_err(to_py_err)?;

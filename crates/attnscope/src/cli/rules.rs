@@ -69,8 +69,8 @@ pub struct RuleArgs {
     /// is a fraction of |median| and --settle-tol of |median|).
     #[arg(long)]
     pub linear_band: bool,
-    /// A formed head whose attention entropy reaches this × the entropy of
-    /// uniform causal attention has reverted (0: off).
+    /// A head that has left uniform attention (--left-frac; formed or not) and whose attention
+    /// entropy reaches this × the entropy of uniform causal attention has reverted (0: off).
     #[arg(long, default_value_t = Rules::default().revert_frac, value_parser = non_negative_finite)]
     pub revert_frac: f64,
     /// While a head's entropy band is not warm yet (not formed, or in its warm-up), alert when its
@@ -81,10 +81,6 @@ pub struct RuleArgs {
     /// most this × the uniform entropy (it need not have formed).
     #[arg(long, default_value_t = Rules::default().left_frac, value_parser = positive_finite)]
     pub left_frac: f64,
-    /// A head that left uniform attention but has not formed has reverted when its entropy reaches
-    /// this × the uniform entropy (0: off).
-    #[arg(long, default_value_t = Rules::default().left_revert_frac, value_parser = non_negative_finite)]
-    pub left_revert_frac: f64,
 }
 
 /// A threshold: a finite number above 0 (NaN would silently disable a
@@ -143,7 +139,6 @@ impl RuleArgs {
             revert_frac: self.revert_frac,
             jump: self.jump,
             left_frac: self.left_frac,
-            left_revert_frac: self.left_revert_frac,
         };
         r.validate().map_err(|e| anyhow::anyhow!("rules: {e}"))?;
         Ok(r)
@@ -177,8 +172,8 @@ mod tests {
         assert!(P::try_parse_from(["x", "--unformed-measures", "loss"]).is_err());
         assert!(P::try_parse_from(["x", "--z-max", "nan"]).is_err());
         assert!(P::try_parse_from(["x", "--history-window", "1"]).unwrap().r.rules().is_err());
-        let r = P::try_parse_from(["x", "--jump", "0", "--left-revert-frac", "0"]).unwrap().r.rules().unwrap();
-        assert_eq!((r.jump, r.left_revert_frac), (0.0, 0.0));
+        let r = P::try_parse_from(["x", "--jump", "0", "--left-frac", "0.95"]).unwrap().r.rules().unwrap();
+        assert_eq!((r.jump, r.left_frac), (0.0, 0.95));
         assert!(P::try_parse_from(["x", "--jump", "0.5"]).unwrap().r.rules().is_err());
         assert!(P::try_parse_from(["x", "--left-frac", "1.5"]).unwrap().r.rules().is_err());
     }

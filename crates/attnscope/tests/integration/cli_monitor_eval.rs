@@ -86,8 +86,6 @@ fn tiny_study_scores_a_healthy_run_and_a_head_collapse() {
             "0",
             "--revert-frac",
             "0",
-            "--left-revert-frac",
-            "0",
         ],
     );
     let f = &doc["faults"][0];
