@@ -46,6 +46,10 @@ pub struct RuleArgs {
     /// many robust z-units from its usual steps over the same history (0: off).
     #[arg(long, default_value_t = Rules::default().step_max, value_parser = non_negative_finite)]
     pub step_max: f64,
+    /// Step rule: observations of history (since the head formed, or the measure settled) before it
+    /// applies (the band's --min-history if larger).
+    #[arg(long, default_value_t = Rules::default().step_min_history)]
+    pub step_min_history: usize,
     /// Of the heads out of band at one observation, only those with |z| at
     /// least this fraction of the largest alert (0: all).
     #[arg(long, default_value_t = Rules::default().relative, value_parser = non_negative_finite)]
@@ -129,6 +133,7 @@ impl RuleArgs {
             formed_frac: self.formed_frac,
             consecutive: self.consecutive,
             step_max: self.step_max,
+            step_min_history: self.step_min_history,
             relative: self.relative,
             band_after: self.band_after,
             coherence_max: self.coherence_max,

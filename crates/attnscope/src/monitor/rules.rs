@@ -158,6 +158,9 @@ pub struct Rules {
     /// history; same warm-up and measures as the band; 0: off). On the linear band, Δ is on x and
     /// the floor is rel_floor × |median|.
     pub step_max: f64,
+    /// Step rule: the least history (observations) before it applies (at least the band's
+    /// `min_history`: the larger of the two).
+    pub step_min_history: usize,
     /// Band: of the heads out of band at one observation, only those with
     /// |z| ≥ this × the largest |z| alert (0: all).
     pub relative: f64,
@@ -211,6 +214,10 @@ impl Default for Rules {
             // 1.5 × the largest healthy |step z| on the band measures in the tuning runs
             // (5.0, seeds 101–103), rounded up (docs/monitor.md, "Step rule").
             step_max: 8.0,
+            // Session 7 (docs/monitor.md): every step-rule alert of the 72 healthy runs of seeds
+            // 1–20 and 101–104 (4) had 10–14 observations of history, the step's scale then coming
+            // from 9–13 differences; 1.5 × the band's minimum history.
+            step_min_history: 15,
             relative: 0.0,
             band_after: 0,
             coherence_max: None,
@@ -458,7 +465,7 @@ impl RuleState {
                     }
                     // Step rule: a jump from the previous observation, unless this
                     // episode has already alerted (or alerts now) through the band.
-                    if rules.step_max > 0.0 && !band_alert && !t.fired {
+                    if rules.step_max > 0.0 && h.len() >= rules.step_min_history && !band_alert && !t.fired {
                         let floor = if rules.log_band { rules.rel_floor } else { rules.rel_floor * crate::stats::median(&h).abs() };
                         let (j, dmed, dscale) = step_z(x, &h, floor);
                         if j.abs() > rules.step_max {
@@ -817,6 +824,22 @@ mod tests {
             st.observe(&off, &[spread_point(s * 10, trending(s))]);
         }
         assert!(st.observe(&off, &[spread_point(350, 0.07)]).is_empty());
+    }
+
+    #[test]
+    fn step_rule_waits_for_its_own_minimum_history() {
+        // A steady head (formed at the 5th observation, its history restarted then) whose key_spread
+        // falls 5-fold: with 12 observations of history only the band may see it, with 15 the step rule too.
+        let rules = Rules { band_measures: vec![Measure::KeySpread], unformed_measures: vec![], z_max: 1e6, ..Rules::default() };
+        for (n, want) in [(12, 0), (15, 1)] {
+            let mut st = RuleState::default();
+            for s in 0..(4 + n) {
+                let ks = 0.3 * (1.0 + 0.02 * (s % 3) as f64);
+                assert!(st.observe(&rules, &[spread_point(s as u64 * 10, ks)]).is_empty(), "step {s}");
+            }
+            let a = st.observe(&rules, &[spread_point((4 + n) as u64 * 10, 0.06)]);
+            assert_eq!(a.iter().filter(|x| x.rule == Rule::Step).count(), want, "history {n}: {a:?}");
+        }
     }
 
     #[test]
