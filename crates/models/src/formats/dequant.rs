@@ -10,6 +10,7 @@
 use candle_core::quantized::k_quants::{BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ6K, BlockQ8_0, GgmlType};
 use candle_core::quantized::GgmlDType;
 use half::{bf16, f16};
+use std::mem::MaybeUninit;
 
 /// Dequantizes `raw` (whole blocks of `dtype`, little-endian) into `out`.
 /// `false` if `dtype` is not one we read, or if the sizes disagree
@@ -21,13 +22,48 @@ pub fn to_f32(dtype: GgmlDType, raw: &[u8], out: &mut [f32]) -> bool {
         G::F16 => blocks::<f16>(raw, out),
         G::BF16 => blocks::<bf16>(raw, out),
         G::Q4_0 => blocks::<BlockQ4_0>(raw, out),
-        G::Q4_1 => q4_1(raw, out),
-        G::Q8_0 => blocks::<BlockQ8_0>(raw, out),
+        // SAFETY (both): the kernels only write initialized f32 values.
+        G::Q4_1 => q4_1(raw, unsafe { as_uninit(out) }),
+        G::Q8_0 => q8_0(raw, unsafe { as_uninit(out) }),
         G::Q4K => blocks::<BlockQ4K>(raw, out),
         G::Q5K => blocks::<BlockQ5K>(raw, out),
         G::Q6K => blocks::<BlockQ6K>(raw, out),
         _ => false,
     }
+}
+
+/// [`to_f32`] into a new vector of `n` values. Q4_1 and Q8_0 (the types of
+/// the streamed SmolLM2 layers and of its embedding / output layer) write
+/// every value of uninitialized memory once; the other types dequantize
+/// into zeroed memory (the zeroing is a pass over the whole tensor, on
+/// every forward pass for a streamed layer). `None` as for `to_f32`.
+pub fn to_f32_vec(dtype: GgmlDType, raw: &[u8], n: usize) -> Option<Vec<f32>> {
+    use GgmlDType as G;
+    let kernel: fn(&[u8], &mut [MaybeUninit<f32>]) -> bool = match dtype {
+        G::Q4_1 => q4_1,
+        G::Q8_0 => q8_0,
+        _ => {
+            let mut out = vec![0f32; n];
+            return to_f32(dtype, raw, &mut out).then_some(out);
+        }
+    };
+    let mut out: Vec<f32> = Vec::with_capacity(n);
+    if !kernel(raw, &mut out.spare_capacity_mut()[..n]) {
+        return None;
+    }
+    // SAFETY: the kernel returned true, so it wrote all n values.
+    unsafe { out.set_len(n) };
+    Some(out)
+}
+
+/// `out` as a slice of possibly uninitialized values.
+///
+/// # Safety
+/// The caller must write only initialized values through the result.
+unsafe fn as_uninit(out: &mut [f32]) -> &mut [MaybeUninit<f32>] {
+    // SAFETY: MaybeUninit<f32> has f32's layout; the caller writes only
+    // initialized values, so `out` stays initialized.
+    unsafe { &mut *(out as *mut [f32] as *mut [MaybeUninit<f32>]) }
 }
 
 /// Q4_1: blocks of 20 bytes (f16 scale d, f16 minimum m, 16 bytes of
@@ -36,7 +72,8 @@ pub fn to_f32(dtype: GgmlDType, raw: &[u8], out: &mut [f32]) -> bool {
 /// rounded sum: no FMA), so the same bits; over fixed-size arrays, read in
 /// place at any alignment, in a loop the compiler vectorizes (AVX2 when the
 /// CPU has it): the dequantization of a streamed layer is on every pass.
-fn q4_1(raw: &[u8], out: &mut [f32]) -> bool {
+/// Writes every value of `out` when it returns true.
+fn q4_1(raw: &[u8], out: &mut [MaybeUninit<f32>]) -> bool {
     let (blocks, rest) = raw.as_chunks::<20>();
     let (outs, out_rest) = out.as_chunks_mut::<32>();
     if !rest.is_empty() || !out_rest.is_empty() || blocks.len() != outs.len() {
@@ -54,19 +91,57 @@ fn q4_1(raw: &[u8], out: &mut [f32]) -> bool {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn q4_1_avx2(blocks: &[[u8; 20]], outs: &mut [[f32; 32]]) {
+fn q4_1_avx2(blocks: &[[u8; 20]], outs: &mut [[MaybeUninit<f32>; 32]]) {
     q4_1_blocks(blocks, outs)
 }
 
 #[inline(always)]
-fn q4_1_blocks(blocks: &[[u8; 20]], outs: &mut [[f32; 32]]) {
+fn q4_1_blocks(blocks: &[[u8; 20]], outs: &mut [[MaybeUninit<f32>; 32]]) {
     for (b, o) in blocks.iter().zip(outs) {
         let d = f16::from_le_bytes([b[0], b[1]]).to_f32();
         let m = f16::from_le_bytes([b[2], b[3]]).to_f32();
         for j in 0..16 {
             let q = b[4 + j];
-            o[j] = f32::from(q & 0x0F) * d + m;
-            o[j + 16] = f32::from(q >> 4) * d + m;
+            o[j].write(f32::from(q & 0x0F) * d + m);
+            o[j + 16].write(f32::from(q >> 4) * d + m);
+        }
+    }
+}
+
+/// Q8_0: blocks of 34 bytes (f16 scale d, 32 signed bytes) → 32 values
+/// `q·d`, the expression of candle's `BlockQ8_0::to_float` (one rounded
+/// product), so the same bits; read in place at any alignment and
+/// vectorized like [`q4_1`]. SmolLM2's GGUF stores its embedding, which is
+/// also its output layer, as Q8_0: 28 M values read on every pass that
+/// asks for logits. Writes every value of `out` when it returns true.
+fn q8_0(raw: &[u8], out: &mut [MaybeUninit<f32>]) -> bool {
+    let (blocks, rest) = raw.as_chunks::<34>();
+    let (outs, out_rest) = out.as_chunks_mut::<32>();
+    if !rest.is_empty() || !out_rest.is_empty() || blocks.len() != outs.len() {
+        return false;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx2") {
+        // SAFETY: avx2 was detected just above.
+        unsafe { q8_0_avx2(blocks, outs) };
+        return true;
+    }
+    q8_0_blocks(blocks, outs);
+    true
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn q8_0_avx2(blocks: &[[u8; 34]], outs: &mut [[MaybeUninit<f32>; 32]]) {
+    q8_0_blocks(blocks, outs)
+}
+
+#[inline(always)]
+fn q8_0_blocks(blocks: &[[u8; 34]], outs: &mut [[MaybeUninit<f32>; 32]]) {
+    for (b, o) in blocks.iter().zip(outs) {
+        let d = f16::from_le_bytes([b[0], b[1]]).to_f32();
+        for j in 0..32 {
+            o[j].write(f32::from(b[2 + j] as i8) * d);
         }
     }
 }
@@ -157,9 +232,12 @@ mod tests {
                 let mut got = vec![0f32; n];
                 assert!(to_f32(dt, &all[shift..shift + bytes.len()], &mut got), "{dt:?}");
                 assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "{dt:?} shift {shift}");
+                let vec = to_f32_vec(dt, &all[shift..shift + bytes.len()], n).unwrap();
+                assert!(vec.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "{dt:?} shift {shift}: to_f32_vec");
             }
             let mut short = vec![0f32; n - per_block(dt)];
             assert!(!to_f32(dt, &bytes, &mut short), "{dt:?}: size mismatch accepted");
+            assert!(to_f32_vec(dt, &bytes, n - per_block(dt)).is_none(), "{dt:?}: size mismatch accepted");
         }
     }
 

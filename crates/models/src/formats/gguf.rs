@@ -269,10 +269,7 @@ impl GgufFile {
         let start = info.start + rows.start * row_bytes;
         let len = rows.len() * row_bytes;
         let raw = self.mmap.get(start..start + len).ok_or_else(|| bad("data range lies outside the file".into()))?;
-        let mut out = vec![0f32; rows.len() * cols];
-        if !super::dequant::to_f32(dtype, raw, &mut out) {
-            return Err(unsupported());
-        }
+        let out = super::dequant::to_f32_vec(dtype, raw, rows.len() * cols).ok_or_else(unsupported)?;
         super::release(&self.mmap, start, len);
         Ok(out)
     }
