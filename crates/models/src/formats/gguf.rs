@@ -243,7 +243,7 @@ impl GgufFile {
         let shape = info.shape();
         let rows = info.n_rows();
         let kernel = ggml_type(info.ggml_type).and_then(|(_, dt, ..)| dt).and_then(super::dequant::kernel);
-        let in_place = unpermute.filter(|&h| h > 0 && info.ne.len() == 2 && rows.is_multiple_of(2 * h));
+        let in_place = unpermute.filter(|&h| h > 0 && info.ne.len() == 2 && info.ne[0] > 0 && rows > 0 && rows.is_multiple_of(2 * h));
         if let (Some(n_head), Some(kernel)) = (in_place, kernel) {
             let (values, finite) = self.dequantize_unpermuted(info, n_head, kernel)?;
             return Ok((Tensor::from_vec(values, shape, &Device::Cpu)?, Some(finite)));
