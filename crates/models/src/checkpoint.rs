@@ -65,8 +65,11 @@ impl TensorStore {
             return Err(crate::Error::Alloc { name: name.to_string(), source_desc: self.source.describe(), bytes: n });
         }
         drop(probe);
-        let t = self.source.load(name)?;
-        self.finite(name, t)
+        match self.source.load_checked(name)? {
+            (t, Some(true)) => Ok(t),
+            (_, Some(false)) => Err(crate::Error::NonFinite { name: name.to_string(), source_desc: self.source.describe() }),
+            (t, None) => self.finite(name, t),
+        }
     }
     /// Rows `rows` of the 2-D tensor `name` as f32 (len(rows), cols), equal
     /// to `get(name)` then `index_select`, without dequantizing the other

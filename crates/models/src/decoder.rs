@@ -228,7 +228,7 @@ impl Model {
             Some(Logits::All) => x,
         };
         let h = self.weights.final_norm.forward(&rows)?;
-        let mut out = time(Phase::LmHead, || h.matmul(&lm_head))?;
+        let mut out = time(Phase::LmHead, || crate::matmul::matmul(&h, &lm_head))?;
         if let LogitTransform::Softcap(c) = spec.final_logit_transform {
             out = ((out / c)?.tanh()? * c)?;
         }
@@ -334,7 +334,7 @@ impl Model {
                 let qc = qg.narrow(2, c0, len)?.contiguous()?.reshape((hkv, g * len, d))?;
                 let kc = kt.narrow(2, lo, nk)?; // (h_kv, d, nk)
                 let kc = if tracked { kc.contiguous()? } else { kc };
-                qc.matmul(&kc) // (h_kv, g·len, nk)
+                crate::matmul::matmul(&qc, &kc) // (h_kv, g·len, nk)
             })?;
             let support = Support { c0, len, lo, window, slopes: slopes.as_deref() };
             let fused = match spec.attn_logit_transform {
@@ -367,7 +367,7 @@ impl Model {
             let o = time(Phase::AttnPv, || {
                 let vc = v.narrow(1, lo, nk)?; // (h_kv, nk, d)
                 let vc = if tracked { vc.contiguous()? } else { vc };
-                p.matmul(&vc)?.reshape((h, len, d))
+                Ok::<_, Error>(crate::matmul::matmul(&p, &vc)?.reshape((h, len, d))?)
             })?;
             outs.push(o);
         }

@@ -19,6 +19,7 @@ pub mod formats;
 pub mod fused;
 pub mod host;
 pub mod hub;
+pub mod matmul;
 pub mod paths;
 pub mod profile;
 pub mod rope;

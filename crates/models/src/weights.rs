@@ -40,9 +40,10 @@ impl Linear {
         Ok(Self { w: w.t()?, b })
     }
 
-    /// x (t, in) → (t, out).
+    /// x (t, in) → (t, out). The GEMM is [`crate::matmul::matmul`]: the
+    /// bits of `x.matmul(w)`, without zeroing the output first.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = x.matmul(&self.w)?;
+        let y = crate::matmul::matmul(x, &self.w)?;
         Ok(match &self.b {
             Some(b) => y.broadcast_add(b)?,
             None => y,

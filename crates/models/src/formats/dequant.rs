@@ -10,6 +10,7 @@
 use candle_core::quantized::k_quants::{BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ6K, BlockQ8_0, GgmlType};
 use candle_core::quantized::GgmlDType;
 use half::{bf16, f16};
+use std::mem::MaybeUninit;
 
 /// Dequantizes `raw` (whole blocks of `dtype`, little-endian) into `out`.
 /// `false` if `dtype` is not one we read, or if the sizes disagree
@@ -21,13 +22,73 @@ pub fn to_f32(dtype: GgmlDType, raw: &[u8], out: &mut [f32]) -> bool {
         G::F16 => blocks::<f16>(raw, out),
         G::BF16 => blocks::<bf16>(raw, out),
         G::Q4_0 => blocks::<BlockQ4_0>(raw, out),
-        G::Q4_1 => q4_1(raw, out),
-        G::Q8_0 => blocks::<BlockQ8_0>(raw, out),
+        // SAFETY (both): the kernels only write initialized f32 values.
+        G::Q4_1 => q4_1(raw, unsafe { as_uninit(out) }).is_some(),
+        G::Q8_0 => q8_0(raw, unsafe { as_uninit(out) }).is_some(),
         G::Q4K => blocks::<BlockQ4K>(raw, out),
         G::Q5K => blocks::<BlockQ5K>(raw, out),
         G::Q6K => blocks::<BlockQ6K>(raw, out),
         _ => false,
     }
+}
+
+/// A kernel that dequantizes whole blocks of `raw` into `out`, writing
+/// every value of uninitialized memory once, and checks them for NaN/Inf as
+/// it writes: `Some(every value finite)`, `None` when the sizes disagree
+/// (`raw` must hold exactly `out.len()` values).
+pub type Kernel = fn(&[u8], &mut [MaybeUninit<f32>]) -> Option<bool>;
+
+/// The [`Kernel`] for `dtype`: Q4_1 and Q8_0 (the types of the streamed
+/// SmolLM2 layers and of its embedding / output layer); `None` for the
+/// other types, which go through [`to_f32`] into zeroed memory.
+pub fn kernel(dtype: GgmlDType) -> Option<Kernel> {
+    match dtype {
+        GgmlDType::Q4_1 => Some(q4_1),
+        GgmlDType::Q8_0 => Some(q8_0),
+        _ => None,
+    }
+}
+
+/// Values dequantized into a new vector.
+pub struct Dequantized {
+    pub values: Vec<f32>,
+    /// `Some(every value finite)` when the kernel checked as it wrote;
+    /// `None` when nothing was checked (the caller checks).
+    pub finite: Option<bool>,
+}
+
+/// [`to_f32`] into a new vector of `n` values: by the type's [`Kernel`]
+/// when it has one (no zeroing pass, finiteness checked on the way), else
+/// into zeroed memory, unchecked. `None` as for `to_f32`.
+pub fn to_f32_vec(dtype: GgmlDType, raw: &[u8], n: usize) -> Option<Dequantized> {
+    let Some(kernel) = kernel(dtype) else {
+        let mut values = vec![0f32; n];
+        return to_f32(dtype, raw, &mut values).then_some(Dequantized { values, finite: None });
+    };
+    let mut values: Vec<f32> = Vec::with_capacity(n);
+    let finite = kernel(raw, &mut values.spare_capacity_mut()[..n])?;
+    // SAFETY: the kernel returned Some, so it wrote all n values.
+    unsafe { values.set_len(n) };
+    Some(Dequantized { values, finite: Some(finite) })
+}
+
+/// Whether none of `v` is NaN or ±∞ (exponent bits not all set): a
+/// branch-free reduction the kernels run on each block they wrote.
+#[inline(always)]
+fn block_finite(v: &[MaybeUninit<f32>; 32]) -> bool {
+    // SAFETY: called on blocks the kernel has just written in full.
+    let v: &[f32; 32] = unsafe { &*(v as *const [MaybeUninit<f32>; 32] as *const [f32; 32]) };
+    v.iter().fold(0u32, |acc, x| acc | u32::from(x.to_bits() & 0x7f80_0000 == 0x7f80_0000)) == 0
+}
+
+/// `out` as a slice of possibly uninitialized values.
+///
+/// # Safety
+/// The caller must write only initialized values through the result.
+unsafe fn as_uninit(out: &mut [f32]) -> &mut [MaybeUninit<f32>] {
+    // SAFETY: MaybeUninit<f32> has f32's layout; the caller writes only
+    // initialized values, so `out` stays initialized.
+    unsafe { &mut *(out as *mut [f32] as *mut [MaybeUninit<f32>]) }
 }
 
 /// Q4_1: blocks of 20 bytes (f16 scale d, f16 minimum m, 16 bytes of
@@ -36,39 +97,82 @@ pub fn to_f32(dtype: GgmlDType, raw: &[u8], out: &mut [f32]) -> bool {
 /// rounded sum: no FMA), so the same bits; over fixed-size arrays, read in
 /// place at any alignment, in a loop the compiler vectorizes (AVX2 when the
 /// CPU has it): the dequantization of a streamed layer is on every pass.
-fn q4_1(raw: &[u8], out: &mut [f32]) -> bool {
+/// A [`Kernel`].
+fn q4_1(raw: &[u8], out: &mut [MaybeUninit<f32>]) -> Option<bool> {
     let (blocks, rest) = raw.as_chunks::<20>();
     let (outs, out_rest) = out.as_chunks_mut::<32>();
     if !rest.is_empty() || !out_rest.is_empty() || blocks.len() != outs.len() {
-        return false;
+        return None;
     }
     #[cfg(target_arch = "x86_64")]
     if is_x86_feature_detected!("avx2") {
         // SAFETY: avx2 was detected just above.
-        unsafe { q4_1_avx2(blocks, outs) };
-        return true;
+        return Some(unsafe { q4_1_avx2(blocks, outs) });
     }
-    q4_1_blocks(blocks, outs);
-    true
+    Some(q4_1_blocks(blocks, outs))
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn q4_1_avx2(blocks: &[[u8; 20]], outs: &mut [[f32; 32]]) {
+fn q4_1_avx2(blocks: &[[u8; 20]], outs: &mut [[MaybeUninit<f32>; 32]]) -> bool {
     q4_1_blocks(blocks, outs)
 }
 
+/// Dequantizes every block; whether every value is finite.
 #[inline(always)]
-fn q4_1_blocks(blocks: &[[u8; 20]], outs: &mut [[f32; 32]]) {
+fn q4_1_blocks(blocks: &[[u8; 20]], outs: &mut [[MaybeUninit<f32>; 32]]) -> bool {
+    let mut finite = true;
     for (b, o) in blocks.iter().zip(outs) {
         let d = f16::from_le_bytes([b[0], b[1]]).to_f32();
         let m = f16::from_le_bytes([b[2], b[3]]).to_f32();
         for j in 0..16 {
             let q = b[4 + j];
-            o[j] = f32::from(q & 0x0F) * d + m;
-            o[j + 16] = f32::from(q >> 4) * d + m;
+            o[j].write(f32::from(q & 0x0F) * d + m);
+            o[j + 16].write(f32::from(q >> 4) * d + m);
         }
+        finite &= block_finite(o);
     }
+    finite
+}
+
+/// Q8_0: blocks of 34 bytes (f16 scale d, 32 signed bytes) → 32 values
+/// `q·d`, the expression of candle's `BlockQ8_0::to_float` (one rounded
+/// product), so the same bits; read in place at any alignment and
+/// vectorized like [`q4_1`]. SmolLM2's GGUF stores its embedding, which is
+/// also its output layer, as Q8_0: 28 M values read on every pass that
+/// asks for logits. A [`Kernel`].
+fn q8_0(raw: &[u8], out: &mut [MaybeUninit<f32>]) -> Option<bool> {
+    let (blocks, rest) = raw.as_chunks::<34>();
+    let (outs, out_rest) = out.as_chunks_mut::<32>();
+    if !rest.is_empty() || !out_rest.is_empty() || blocks.len() != outs.len() {
+        return None;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx2") {
+        // SAFETY: avx2 was detected just above.
+        return Some(unsafe { q8_0_avx2(blocks, outs) });
+    }
+    Some(q8_0_blocks(blocks, outs))
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn q8_0_avx2(blocks: &[[u8; 34]], outs: &mut [[MaybeUninit<f32>; 32]]) -> bool {
+    q8_0_blocks(blocks, outs)
+}
+
+/// Dequantizes every block; whether every value is finite.
+#[inline(always)]
+fn q8_0_blocks(blocks: &[[u8; 34]], outs: &mut [[MaybeUninit<f32>; 32]]) -> bool {
+    let mut finite = true;
+    for (b, o) in blocks.iter().zip(outs) {
+        let d = f16::from_le_bytes([b[0], b[1]]).to_f32();
+        for j in 0..32 {
+            o[j].write(f32::from(b[2 + j] as i8) * d);
+        }
+        finite &= block_finite(o);
+    }
+    finite
 }
 
 /// Marker for the block types above: `repr(C)` structs of f16, u8 and i8
@@ -157,10 +261,36 @@ mod tests {
                 let mut got = vec![0f32; n];
                 assert!(to_f32(dt, &all[shift..shift + bytes.len()], &mut got), "{dt:?}");
                 assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "{dt:?} shift {shift}");
+                let vec = to_f32_vec(dt, &all[shift..shift + bytes.len()], n).unwrap();
+                assert!(vec.values.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "{dt:?} shift {shift}: to_f32_vec");
+                assert_eq!(vec.finite, kernel(dt).map(|_| true), "{dt:?}");
             }
             let mut short = vec![0f32; n - per_block(dt)];
             assert!(!to_f32(dt, &bytes, &mut short), "{dt:?}: size mismatch accepted");
+            assert!(to_f32_vec(dt, &bytes, n - per_block(dt)).is_none(), "{dt:?}: size mismatch accepted");
         }
+    }
+
+    /// The kernels flag a NaN or ±∞ among the values they wrote, in any
+    /// block, and only then.
+    #[test]
+    fn kernels_flag_non_finite_values() {
+        let f16b = |x: f32| f16::from_f32(x).to_le_bytes();
+        // Five Q4_1 blocks (d = 0.5, m = −1, nibbles 1..); then block 3's m is NaN or its d +∞.
+        let mut q41: Vec<u8> = (0..5).flat_map(|_| [f16b(0.5), f16b(-1.0)].concat().into_iter().chain(1..=16u8)).collect();
+        let mut out = vec![MaybeUninit::uninit(); 5 * 32];
+        assert_eq!(q4_1(&q41, &mut out), Some(true));
+        q41[3 * 20 + 2..3 * 20 + 4].copy_from_slice(&f16b(f32::NAN));
+        assert_eq!(q4_1(&q41, &mut out), Some(false));
+        q41[3 * 20 + 2..3 * 20 + 4].copy_from_slice(&f16b(-1.0));
+        q41[3 * 20..3 * 20 + 2].copy_from_slice(&f16b(f32::INFINITY));
+        assert_eq!(q4_1(&q41, &mut out), Some(false));
+        // Q8_0: d = +∞ in the last block.
+        let mut q80: Vec<u8> = (0..5).flat_map(|_| f16b(0.25).into_iter().chain((0..32).map(|j| j as u8)).collect::<Vec<_>>()).collect();
+        assert_eq!(q8_0(&q80, &mut out), Some(true));
+        q80[4 * 34..4 * 34 + 2].copy_from_slice(&f16b(f32::INFINITY));
+        assert_eq!(q8_0(&q80, &mut out), Some(false));
+        assert_eq!(q8_0(&q80[..4 * 34], &mut out), None, "size mismatch");
     }
 
     fn per_block(dt: GgmlDType) -> usize {

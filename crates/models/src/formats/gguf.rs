@@ -229,11 +229,62 @@ impl GgufFile {
     /// `to_float` as `QTensor::dequantize`, so bit-identical to it), then
     /// releases the mapped pages it read.
     pub fn load_f32(&self, info: &TensorInfo) -> Result<Tensor> {
+        self.load_f32_checked(info, None).map(|(t, _)| t)
+    }
+
+    /// [`Self::load_f32`], with its rows un-permuted like
+    /// [`super::reverse_permute`] for `unpermute: Some(n_head)`, and whether
+    /// every value is finite when the type's dequantization kernel checked
+    /// as it wrote (`None`: not checked). A 2-D tensor whose type has such a
+    /// kernel (Q4_1, Q8_0) is dequantized row by row straight into its
+    /// un-permuted place (no second copy of the tensor); anything else is
+    /// dequantized whole and then permuted, as before.
+    pub fn load_f32_checked(&self, info: &TensorInfo, unpermute: Option<usize>) -> Result<(Tensor, Option<bool>)> {
         let shape = info.shape();
+        let rows = info.n_rows();
+        let kernel = ggml_type(info.ggml_type).and_then(|(_, dt, ..)| dt).and_then(super::dequant::kernel);
+        let in_place = unpermute.filter(|&h| h > 0 && info.ne.len() == 2 && info.ne[0] > 0 && rows > 0 && rows.is_multiple_of(2 * h));
+        if let (Some(n_head), Some(kernel)) = (in_place, kernel) {
+            let (values, finite) = self.dequantize_unpermuted(info, n_head, kernel)?;
+            return Ok((Tensor::from_vec(values, shape, &Device::Cpu)?, Some(finite)));
+        }
         let n: usize = shape.iter().product();
-        let out = self.dequantize_rows(info, 0..info.n_rows())?;
-        debug_assert_eq!(out.len(), n);
-        Ok(Tensor::from_vec(out, shape, &Device::Cpu)?)
+        let out = self.dequantize_rows(info, 0..rows)?;
+        debug_assert_eq!(out.values.len(), n);
+        let t = Tensor::from_vec(out.values, shape, &Device::Cpu)?;
+        let t = match unpermute {
+            Some(n_head) => super::reverse_permute(&t, n_head).map_err(|err| Error::Tensor {
+                path: self.path.clone(),
+                name: info.name.clone(),
+                reason: format!("Q/K un-permute: {err}"),
+            })?,
+            None => t,
+        };
+        Ok((t, out.finite))
+    }
+
+    /// The 2-D tensor `info` (rows divisible by 2·n_head) dequantized by
+    /// `kernel` with row h·2·dim + p·dim + j taken from stored row
+    /// h·2·dim + 2·j + p (dim = rows / n_head / 2): the layout
+    /// [`super::reverse_permute`] gives, written once. Returns the values
+    /// and whether all are finite; releases the mapped pages.
+    fn dequantize_unpermuted(&self, info: &TensorInfo, n_head: usize, kernel: super::dequant::Kernel) -> Result<(Vec<f32>, bool)> {
+        let (raw, row_bytes) = self.raw_rows(info, 0..info.n_rows())?;
+        let (cols, rows) = (info.ne[0], info.n_rows());
+        let dim = rows / n_head / 2;
+        let mut values: Vec<f32> = Vec::with_capacity(rows * cols);
+        let mut finite = true;
+        for (i, out) in values.spare_capacity_mut()[..rows * cols].chunks_exact_mut(cols).enumerate() {
+            let (h, r) = (i / (2 * dim), i % (2 * dim));
+            let src = h * 2 * dim + 2 * (r % dim) + r / dim;
+            let bad = || Error::Tensor { path: self.path.clone(), name: info.name.clone(), reason: "row size mismatch".into() };
+            finite &= kernel(&raw[src * row_bytes..(src + 1) * row_bytes], out).ok_or_else(bad)?;
+        }
+        // SAFETY: every row of rows·cols values was written above (a kernel
+        // that returns Some wrote its whole row).
+        unsafe { values.set_len(rows * cols) };
+        super::release(&self.mmap, info.start, raw.len());
+        Ok((values, finite))
     }
 
     /// Rows `rows` (indices along the outermost dim) of the 2-D tensor
@@ -243,21 +294,35 @@ impl GgufFile {
         let cols = info.ne[0];
         let mut out = Vec::with_capacity(rows.len() * cols);
         for &r in rows {
-            out.extend(self.dequantize_rows(info, r as usize..r as usize + 1)?);
+            out.extend(self.dequantize_rows(info, r as usize..r as usize + 1)?.values);
         }
         Ok(Tensor::from_vec(out, (rows.len(), cols), &Device::Cpu)?)
     }
 
     /// Rows `rows` of `info` (a row = `ne[0]` values, whole blocks) as f32,
     /// then the mapped pages of those rows released.
-    fn dequantize_rows(&self, info: &TensorInfo, rows: std::ops::Range<usize>) -> Result<Vec<f32>> {
-        let unsupported = || Error::Unsupported {
+    fn dequantize_rows(&self, info: &TensorInfo, rows: std::ops::Range<usize>) -> Result<super::dequant::Dequantized> {
+        let (raw, row_bytes) = self.raw_rows(info, rows.clone())?;
+        let dtype = ggml_type(info.ggml_type).and_then(|(_, dt, ..)| dt).ok_or_else(|| self.unsupported(info))?;
+        let out = super::dequant::to_f32_vec(dtype, raw, rows.len() * info.ne[0]).ok_or_else(|| self.unsupported(info))?;
+        super::release(&self.mmap, info.start + rows.start * row_bytes, raw.len());
+        Ok(out)
+    }
+
+    fn unsupported(&self, info: &TensorInfo) -> Error {
+        Error::Unsupported {
             path: self.path.clone(),
             what: "GGUF tensor type",
             detail: format!("tensor `{}` has type {} (supported: {SUPPORTED_TYPES})", info.name, ggml_type_name(info.ggml_type)),
-        };
-        let (_, dtype, block, block_bytes) = ggml_type(info.ggml_type).ok_or_else(unsupported)?;
-        let dtype = dtype.ok_or_else(unsupported)?;
+        }
+    }
+
+    /// The mapped bytes of rows `rows` of `info` (a row = `ne[0]` values,
+    /// whole blocks), and the bytes of one row; errors for an unsupported
+    /// type or sizes that disagree.
+    fn raw_rows(&self, info: &TensorInfo, rows: std::ops::Range<usize>) -> Result<(&[u8], usize)> {
+        let (_, dtype, block, block_bytes) = ggml_type(info.ggml_type).ok_or_else(|| self.unsupported(info))?;
+        let dtype = dtype.ok_or_else(|| self.unsupported(info))?;
         let bad = |reason: String| Error::Tensor { path: self.path.clone(), name: info.name.clone(), reason };
         let cols = info.ne[0];
         let n_rows = info.n_rows();
@@ -269,12 +334,7 @@ impl GgufFile {
         let start = info.start + rows.start * row_bytes;
         let len = rows.len() * row_bytes;
         let raw = self.mmap.get(start..start + len).ok_or_else(|| bad("data range lies outside the file".into()))?;
-        let mut out = vec![0f32; rows.len() * cols];
-        if !super::dequant::to_f32(dtype, raw, &mut out) {
-            return Err(unsupported());
-        }
-        super::release(&self.mmap, start, len);
-        Ok(out)
+        Ok((raw, row_bytes))
     }
 
     /// Hands the mapped pages of the metadata and tensor table back to the

@@ -17,7 +17,6 @@ use candle_core::Tensor;
 use serde_json::{json, Map, Value as Json};
 
 use super::gguf::{ggml_type_name, ggml_type_supported, GgufFile, TensorInfo, SUPPORTED_TYPES};
-use super::reverse_permute;
 use crate::formats::TensorSource;
 use crate::{Error, Result};
 
@@ -313,20 +312,19 @@ impl TensorSource for GgufSource {
         Some(self.file.tensors[&e.gguf_name].shape())
     }
     fn load(&self, name: &str) -> Result<Tensor> {
+        self.load_checked(name).map(|(t, _)| t)
+    }
+    fn load_checked(&self, name: &str) -> Result<(Tensor, Option<bool>)> {
         let e = crate::formats::entry(&self.map, name, self)?;
         let info = &self.file.tensors[&e.gguf_name];
-        let mut t = self.file.load_f32(info)?;
+        let (t, finite) = self.file.load_f32_checked(info, e.unpermute)?;
         if e.minus_one {
-            t = (t - 1.0).map_err(|err| Error::Tensor { path: self.file.path.clone(), name: name.to_string(), reason: err.to_string() })?;
+            // x − 1 of a finite f32 is finite; the check is kept for the others.
+            let t =
+                (t - 1.0).map_err(|err| Error::Tensor { path: self.file.path.clone(), name: name.to_string(), reason: err.to_string() })?;
+            return Ok((t, finite.filter(|&f| !f)));
         }
-        match e.unpermute {
-            Some(n) => reverse_permute(&t, n).map_err(|err| Error::Tensor {
-                path: self.file.path.clone(),
-                name: name.to_string(),
-                reason: format!("Q/K un-permute: {err}"),
-            }),
-            None => Ok(t),
-        }
+        Ok((t, finite))
     }
     fn load_rows(&self, name: &str, rows: &[u32]) -> Result<Tensor> {
         let e = crate::formats::entry(&self.map, name, self)?;

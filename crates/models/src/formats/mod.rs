@@ -31,6 +31,12 @@ pub trait TensorSource: Send + Sync {
     /// File sources then release the mapped pages they read (the f32 copy is
     /// all that stays in memory).
     fn load(&self, name: &str) -> Result<Tensor>;
+    /// [`Self::load`], with whether the source checked every value for
+    /// NaN/Inf as it dequantized them: `Some(all finite)`, or `None` when
+    /// it did not, and [`crate::TensorStore::get`] checks (the default).
+    fn load_checked(&self, name: &str) -> Result<(Tensor, Option<bool>)> {
+        Ok((self.load(name)?, None))
+    }
     /// Rows `rows` of the 2-D tensor `name` (r, cols) as f32 (len(rows), cols),
     /// bit-identical to `load(name)` then `index_select(rows, 0)`. File
     /// sources dequantize only those rows (a quantized embedding table stays

@@ -158,3 +158,49 @@ fn gguf_v2_and_custom_alignment_open() {
     let e = Checkpoint::open(write(&dir, "a48.gguf", &bad).to_str().unwrap(), None).err().unwrap();
     assert!(e.to_string().contains("alignment"), "{e}");
 }
+
+/// Q8_0 rows (32 values each): row r holds q = j − 16 + r (as i8), scale 0.5,
+/// except `inf_row`, whose scale is +∞.
+fn q8_rows(rows: usize, inf_row: Option<usize>) -> Vec<u8> {
+    let mut q8 = Vec::new();
+    for r in 0..rows {
+        q8.extend(if inf_row == Some(r) { [0x00, 0x7c] } else { f16_bits(0.5) }); // f16 +∞ = 0x7c00
+        q8.extend((0..32).map(|j| (j - 16 + r as i32) as i8 as u8));
+    }
+    q8
+}
+
+#[test]
+fn quantized_q_rows_are_unpermuted_as_they_dequantize() {
+    // Q8_0 goes through the kernel that writes each row into its HF place:
+    // 2 heads of d_head 4 (dim 2): HF row h·4 + p·2 + j is stored row h·4 + 2j + p.
+    let dir = tmpdir("quant-unpermute");
+    let ts = vec![T { name: "blk.0.attn_q.weight".into(), ne: vec![32, 8], ty: 8, data: q8_rows(8, None) }];
+    let p = write(&dir, "q.gguf", &tiny_model("llama", vec![], ts));
+    let c = Checkpoint::open(p.to_str().unwrap(), None).unwrap();
+    let q = c.tensors.get("model.layers.0.self_attn.q_proj.weight").unwrap();
+    assert_eq!(q.dims(), &[8, 32]);
+    let q = q.to_vec2::<f32>().unwrap();
+    for (i, stored) in [0, 2, 1, 3, 4, 6, 5, 7].into_iter().enumerate() {
+        let want: Vec<f32> = (0..32).map(|j| 0.5 * (j - 16 + stored) as f32).collect();
+        assert_eq!(q[i], want, "HF row {i} = stored row {stored}");
+    }
+}
+
+#[test]
+fn quantized_non_finite_values_are_reported_on_get() {
+    // The Q8_0 kernel checks finiteness as it writes (the store does not
+    // check again): an infinite scale in the last row, in a permuted
+    // projection and in a plain one.
+    for (gguf_name, hf_name) in
+        [("blk.0.attn_q.weight", "model.layers.0.self_attn.q_proj.weight"), ("blk.0.ffn_up.weight", "model.layers.0.mlp.up_proj.weight")]
+    {
+        let dir = tmpdir("quant-inf");
+        let ts = vec![T { name: gguf_name.into(), ne: vec![32, 8], ty: 8, data: q8_rows(8, Some(7)) }];
+        let p = write(&dir, "inf.gguf", &tiny_model("llama", vec![], ts));
+        let c = Checkpoint::open(p.to_str().unwrap(), None).unwrap();
+        let e = c.tensors.get(hf_name).unwrap_err();
+        assert!(matches!(e, models::Error::NonFinite { .. }), "{gguf_name}: {e}");
+        assert!(e.to_string().contains("inf.gguf"), "{e}");
+    }
+}
