@@ -42,6 +42,7 @@ mod rank_r;
 pub mod rng;
 mod rows;
 mod shared;
+mod small_svd;
 mod spectrum;
 mod tile;
 
