@@ -148,6 +148,8 @@ unsafe fn householder_r_rows_fma(x: &[f64], r: usize, c: usize) -> Option<Mat<f6
 
 /// Reflectors per group of the blocked factorisation ([`householder_r_body`]).
 const QR_GROUP: usize = 4;
+// apply_group and its kernels are written out for exactly four reflectors
+const _: () = assert!(QR_GROUP == 4);
 
 /// The factorisation behind [`householder_r`]: `fill` writes the r × c
 /// matrix column-major into the zeroed work array.
@@ -263,19 +265,12 @@ fn apply_group(col: &mut [f64], a: &[f64], r: usize, k0: usize, t: &[[f64; QR_GR
     }
     let body = &col[base..];
     let m = body.len();
+    let vv = [&v[0][..m], &v[1][..m], &v[2][..m], &v[3][..m]];
     let n8 = m / L * L;
-    let mut acc = [[0.0f64; L]; G];
-    let (v0, v1, v2, v3) = (&v[0][..m], &v[1][..m], &v[2][..m], &v[3][..m]);
-    for ((((b, x0), x1), x2), x3) in
-        body[..n8].chunks_exact(L).zip(v0.chunks_exact(L)).zip(v1.chunks_exact(L)).zip(v2.chunks_exact(L)).zip(v3.chunks_exact(L))
-    {
-        for l in 0..L {
-            acc[0][l] = x0[l].mul_add(b[l], acc[0][l]);
-            acc[1][l] = x1[l].mul_add(b[l], acc[1][l]);
-            acc[2][l] = x2[l].mul_add(b[l], acc[2][l]);
-            acc[3][l] = x3[l].mul_add(b[l], acc[3][l]);
-        }
-    }
+    // SAFETY: householder_r_body runs only inside the AVX2/FMA builds
+    // (householder_r_fma, householder_r_rows_fma), after the CPU check;
+    // every slice is m long and n8 ≤ m.
+    let acc = unsafe { group_dots(body, vv, n8) };
     for s in 0..G {
         let mut tail = 0.0;
         for i in n8..m {
@@ -296,10 +291,67 @@ fn apply_group(col: &mut [f64], a: &[f64], r: usize, k0: usize, t: &[[f64; QR_GR
     }
     let body = &mut col[base..];
     let m = body.len();
-    let (v0, v1, v2, v3) = (&v[0][..m], &v[1][..m], &v[2][..m], &v[3][..m]);
+    let vv = [&v[0][..m], &v[1][..m], &v[2][..m], &v[3][..m]];
     let ny = [-y[0], -y[1], -y[2], -y[3]];
-    for ((((x, &a0), &a1), &a2), &a3) in body.iter_mut().zip(v0).zip(v1).zip(v2).zip(v3) {
-        *x = ny[3].mul_add(a3, ny[2].mul_add(a2, ny[1].mul_add(a1, ny[0].mul_add(a0, *x))));
+    let n4 = m / 4 * 4;
+    // SAFETY: as for group_dots above.
+    unsafe { group_update(body, vv, ny, n4) };
+    for i in n4..m {
+        body[i] = ny[3].mul_add(vv[3][i], ny[2].mul_add(vv[2][i], ny[1].mul_add(vv[1][i], ny[0].mul_add(vv[0][i], body[i]))));
+    }
+}
+
+/// The four dot products v_sᵀ·body over the first n8 rows (a multiple of
+/// 8), lane-wise: acc[s][l] sums rows ≡ l (mod 8).
+///
+/// # Safety
+/// AVX2 and FMA; every v_s at least as long as body, n8 ≤ body.len().
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn group_dots(body: &[f64], v: [&[f64]; QR_GROUP], n8: usize) -> [[f64; 8]; QR_GROUP] {
+    use std::arch::x86_64::*;
+    debug_assert!(n8 <= body.len() && v.iter().all(|x| x.len() >= body.len()));
+    let mut lo = [_mm256_setzero_pd(); QR_GROUP];
+    let mut hi = [_mm256_setzero_pd(); QR_GROUP];
+    let b = body.as_ptr();
+    let vp: [*const f64; QR_GROUP] = std::array::from_fn(|s| v[s].as_ptr());
+    let mut i = 0;
+    while i < n8 {
+        let (x0, x1) = (_mm256_loadu_pd(b.add(i)), _mm256_loadu_pd(b.add(i + 4)));
+        for s in 0..QR_GROUP {
+            lo[s] = _mm256_fmadd_pd(_mm256_loadu_pd(vp[s].add(i)), x0, lo[s]);
+            hi[s] = _mm256_fmadd_pd(_mm256_loadu_pd(vp[s].add(i + 4)), x1, hi[s]);
+        }
+        i += 8;
+    }
+    std::array::from_fn(|s| {
+        let mut out = [0.0f64; 8];
+        _mm256_storeu_pd(out.as_mut_ptr(), lo[s]);
+        _mm256_storeu_pd(out.as_mut_ptr().add(4), hi[s]);
+        out
+    })
+}
+
+/// body[i] += Σ_s ny[s]·v_s[i] (fused, s = 0..3 in order) for i < n4 (a multiple of 4).
+///
+/// # Safety
+/// AVX2 and FMA; every v_s at least as long as body, n4 ≤ body.len().
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn group_update(body: &mut [f64], v: [&[f64]; QR_GROUP], ny: [f64; QR_GROUP], n4: usize) {
+    use std::arch::x86_64::*;
+    debug_assert!(n4 <= body.len() && v.iter().all(|x| x.len() >= body.len()));
+    let c: [__m256d; QR_GROUP] = std::array::from_fn(|s| _mm256_set1_pd(ny[s]));
+    let b = body.as_mut_ptr();
+    let vp: [*const f64; QR_GROUP] = std::array::from_fn(|s| v[s].as_ptr());
+    let mut i = 0;
+    while i < n4 {
+        let mut x = _mm256_loadu_pd(b.add(i));
+        for s in 0..QR_GROUP {
+            x = _mm256_fmadd_pd(c[s], _mm256_loadu_pd(vp[s].add(i)), x);
+        }
+        _mm256_storeu_pd(b.add(i), x);
+        i += 4;
     }
 }
 
