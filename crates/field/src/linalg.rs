@@ -519,11 +519,6 @@ pub(crate) fn compensated_sum(xs: impl Iterator<Item = f64>) -> f64 {
     s + c
 }
 
-/// Frobenius norm of a row-major slice widened to f64.
-pub(crate) fn frob(xs: impl Iterator<Item = f64>) -> f64 {
-    xs.map(|x| x * x).sum::<f64>().sqrt()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -158,17 +158,26 @@ fn bidiagonalise_body(a: &mut [f64], rows: usize, cols: usize) -> (Vec<f64>, Vec
 }
 
 /// Givens rotation (c, s) with c·p − s·q = r and s·p + c·q = 0 (faer's
-/// `JacobiRotation::make_givens` convention, |r| = √(p² + q²)). The QR
-/// sweep is one long dependency chain through these, so the ratio form
-/// uses sqrt(1 + t²) (t ≤ 1: no overflow, within an ulp or two of hypot)
-/// instead of libm's slower `hypot`.
+/// `JacobiRotation::make_givens` convention: c = p/r, s = −q/r with
+/// r = √(p² + q²) > 0). The QR sweep is one long dependency chain
+/// through these, so r comes from one square root and c, s from two
+/// independent divisions (libm's `hypot` and a ratio form were each about
+/// twice that latency). Inputs are scaled to at most about 1 by the caller,
+/// so p² + q² cannot overflow; when it would underflow, the ratio form is used.
 #[inline(always)]
 fn givens(p: f64, q: f64) -> (f64, f64) {
     if q == 0.0 {
-        (if p < 0.0 { -1.0 } else { 1.0 }, 0.0)
-    } else if p == 0.0 {
-        (0.0, if q < 0.0 { 1.0 } else { -1.0 })
-    } else if p.abs() > q.abs() {
+        return (if p < 0.0 { -1.0 } else { 1.0 }, 0.0);
+    }
+    if p == 0.0 {
+        return (0.0, if q < 0.0 { 1.0 } else { -1.0 });
+    }
+    let r2 = p * p + q * q;
+    if r2 >= 1e-290 {
+        let r = r2.sqrt();
+        return (p / r, -q / r);
+    }
+    if p.abs() > q.abs() {
         let t = q / p;
         let u = (t * t + 1.0).sqrt().copysign(p);
         let c = 1.0 / u;
