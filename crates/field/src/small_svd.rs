@@ -44,7 +44,8 @@ pub(crate) fn small_singular_values(m: MatRef<'_, f64>) -> Result<Vec<f64>> {
         return Ok(vec![0.0; cols]);
     }
     // scale by a power of two so the largest entry is in [1, 2): exact
-    let e = max.log2().floor() as i32;
+    // (clamped so that 2^±e stays finite for subnormal or huge entries)
+    let e = (max.log2().floor() as i32).clamp(-1020, 1020);
     let (down, up) = (2f64.powi(-e), 2f64.powi(e));
     let mut a = vec![0.0f64; rows * cols];
     for j in 0..cols {
@@ -342,6 +343,8 @@ mod tests {
         agree(&g, "graded");
         agree_scaled(&g, 1e200, "huge");
         agree_scaled(&g, 1e-200, "tiny");
+        agree_scaled(&Mat::from_fn(20, 20, |i, j| gen(20, 20, 5)[(i, j)]), 1e-310, "subnormal");
+        agree_scaled(&Mat::from_fn(20, 20, |i, j| gen(20, 20, 5)[(i, j)]), 1e306, "near overflow");
         // upper triangular products, as the cores are
         let (ra, rb) = (crate::linalg::householder_r(gen(200, 65, 6).as_ref()), crate::linalg::householder_r(gen(200, 65, 7).as_ref()));
         agree(&(&ra * rb.transpose()), "core");
