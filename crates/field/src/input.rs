@@ -72,6 +72,26 @@ impl Values<'_> {
             Values::F64(v) => v.iter().map(|&x| x as f32).collect(),
         }
     }
+    /// Σx², widened to f64: 8 independent accumulators (a fixed order, so
+    /// deterministic; it vectorises, where one running sum waited on each add).
+    pub(crate) fn sum_squares(&self) -> f64 {
+        fn lanes<T: Copy>(v: &[T], f: impl Fn(T) -> f64) -> f64 {
+            const L: usize = 8;
+            let mut acc = [0.0f64; L];
+            let chunks = v.chunks_exact(L);
+            let tail: f64 = chunks.remainder().iter().map(|&x| f(x) * f(x)).sum();
+            for c in chunks {
+                for l in 0..L {
+                    acc[l] += f(c[l]) * f(c[l]);
+                }
+            }
+            ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+        }
+        match self {
+            Values::F32(v) => lanes(v, |x| x as f64),
+            Values::F64(v) => lanes(v, |x| x),
+        }
+    }
     /// Ok when there are rows × cols values, all finite.
     pub(crate) fn check(&self, what: &'static str, rows: usize, cols: usize) -> Result<()> {
         let expected = rows.checked_mul(cols).ok_or(FieldError::Length { what, expected: usize::MAX, actual: self.len() })?;
@@ -283,5 +303,24 @@ impl<'a> HeadInput<'a> {
     /// True when the model's logits were computed in f32 (either Q or K is f32).
     pub fn model_is_f32(&self) -> bool {
         self.q.is_f32() || self.k.is_f32()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Values;
+
+    /// The 8-lane Σx² equals the plain sum to rounding, for every length
+    /// around the lane width, f32 and f64.
+    #[test]
+    fn sum_squares_matches_the_plain_sum() {
+        for len in [0usize, 1, 7, 8, 9, 17, 1000] {
+            let x: Vec<f64> = (0..len).map(|i| ((i * 7919 % 101) as f64 - 50.0) / 7.0).collect();
+            let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+            let want: f64 = x.iter().map(|v| v * v).sum();
+            let want32: f64 = x32.iter().map(|&v| (v as f64) * (v as f64)).sum();
+            assert!((Values::from(&x).sum_squares() - want).abs() <= 1e-13 * want.max(1.0), "{len}");
+            assert!((Values::from(&x32).sum_squares() - want32).abs() <= 1e-13 * want32.max(1.0), "{len} f32");
+        }
     }
 }

@@ -42,6 +42,7 @@ mod rank_r;
 pub mod rng;
 mod rows;
 mod shared;
+mod small_svd;
 mod spectrum;
 mod tile;
 
@@ -118,8 +119,7 @@ pub(crate) fn finish_timed(head: &HeadInput<'_>, params: &Params, parts: Parts, 
     let mut sv = parts.sv_all;
     let mut c = parts.key_energy;
     // a field at the rounding level of its logits is reported as exactly zero
-    let q_norm = linalg::frob((0..n * d).map(|x| head.q.get(x)));
-    let k_norm = linalg::frob((0..n * d).map(|x| head.k.get(x)));
+    let (q_norm, k_norm) = (head.q.sum_squares().sqrt(), head.k.sum_squares().sqrt());
     let logit_norm = spectrum::logit_norm_bound(q_norm, k_norm, head.scale, head.alibi_slope, n);
     let s1 = sv.first().copied().unwrap_or(0.0);
     if spectrum::is_numerically_zero(s1, n, d, logit_norm) {

@@ -146,42 +146,246 @@ unsafe fn householder_r_rows_fma(x: &[f64], r: usize, c: usize) -> Option<Mat<f6
     })
 }
 
+/// Reflectors per group of the blocked factorisation ([`householder_r_body`]).
+const QR_GROUP: usize = 4;
+// apply_group and its kernels are written out for exactly four reflectors
+const _: () = assert!(QR_GROUP == 4);
+
 /// The factorisation behind [`householder_r`]: `fill` writes the r × c
 /// matrix column-major into the zeroed work array.
+///
+/// Blocked by [`QR_GROUP`] reflectors (compact WY, as LAPACK's dgeqrt): the
+/// group's own columns are factored one reflector at a time, then every
+/// trailing column gets the whole group at once, C ← (I − V·Tᵀ·Vᵀ)·C: the
+/// group's dot products in one pass over the column, the update in a
+/// second. Per reflector and column the unblocked form was a dot product
+/// then an axpy, each waiting on the one before; here the four products
+/// share their loads and are independent. Same reflectors, same
+/// backward stability; the last bits differ from the unblocked order.
 #[inline(always)]
 fn householder_r_body(r: usize, c: usize, fill: impl FnOnce(&mut [f64])) -> Option<Mat<f64>> {
     let size = r.min(c);
     let mut a = vec![0.0f64; r * c];
     fill(&mut a);
-    for k in 0..size {
-        let (left, right) = a.split_at_mut((k + 1) * r);
-        let x = &mut left[k * r + k..];
-        let sigma = dot_fma(&x[1..], &x[1..]);
-        let alpha = x[0];
-        let nn = alpha * alpha + sigma;
-        if !(nn.is_finite() && (nn == 0.0 || nn > 1e-280)) {
-            return None;
+    let mut k0 = 0;
+    while k0 < size {
+        let end = (k0 + QR_GROUP).min(size);
+        let mut taus = [0.0f64; QR_GROUP];
+        for k in k0..end {
+            let (left, right) = a.split_at_mut((k + 1) * r);
+            let tau = reflector(&mut left[k * r + k..])?;
+            taus[k - k0] = tau;
+            if tau == 0.0 {
+                continue; // already zero below the diagonal: H = I
+            }
+            let v = &left[k * r + k + 1..(k + 1) * r];
+            // the group's own later columns
+            for j in 0..end - k - 1 {
+                apply_reflector(&mut right[j * r + k..(j + 1) * r], tau, v);
+            }
         }
-        if sigma == 0.0 {
-            continue; // already zero below the diagonal: H = I
+        let (left, right) = a.split_at_mut(end * r);
+        if end - k0 == QR_GROUP && r - end >= 8 {
+            let t = wy_t(left, r, k0, &taus);
+            for col in right.chunks_exact_mut(r) {
+                apply_group(col, left, r, k0, &t);
+            }
+        } else {
+            // a short last group or few rows: one reflector at a time
+            for col in right.chunks_exact_mut(r) {
+                for k in k0..end {
+                    if taus[k - k0] != 0.0 {
+                        apply_reflector(&mut col[k..], taus[k - k0], &left[k * r + k + 1..(k + 1) * r]);
+                    }
+                }
+            }
         }
-        let norm = nn.sqrt();
-        let beta = if alpha >= 0.0 { -norm } else { norm };
-        let tau = (beta - alpha) / beta;
-        let inv = 1.0 / (alpha - beta);
-        x[0] = beta;
-        for v in x[1..].iter_mut() {
-            *v *= inv;
-        }
-        let v = &x[1..];
-        for j in 0..c - k - 1 {
-            let col = &mut right[j * r + k..(j + 1) * r];
-            let w = tau * (col[0] + dot_fma(v, &col[1..]));
-            col[0] -= w;
-            axpy_fma(&mut col[1..], w, v);
-        }
+        k0 = end;
     }
     Some(Mat::from_fn(size, c, |i, j| if j >= i { a[j * r + i] } else { 0.0 }))
+}
+
+/// Element i (row index of the whole matrix) of the group's reflector t:
+/// 0 above its diagonal row k0 + t, 1 on it, the stored vector below.
+#[inline(always)]
+fn v_at(a: &[f64], r: usize, k0: usize, t: usize, i: usize) -> f64 {
+    let k = k0 + t;
+    match i.cmp(&k) {
+        std::cmp::Ordering::Less => 0.0,
+        std::cmp::Ordering::Equal => 1.0,
+        std::cmp::Ordering::Greater => a[k * r + i],
+    }
+}
+
+/// T of the compact WY form H_0·H_1·…·H_3 = I − V·T·Vᵀ (upper triangular,
+/// LAPACK dlarft's forward recurrence): T_tt = τ_t, T[..t, t] = −τ_t·T[..t, ..t]·V[:, ..t]ᵀ·v_t.
+#[allow(clippy::needless_range_loop)] // indices into T, g and the rows read as the formulas state them
+#[inline(always)]
+fn wy_t(a: &[f64], r: usize, k0: usize, taus: &[f64; QR_GROUP]) -> [[f64; QR_GROUP]; QR_GROUP] {
+    const G: usize = QR_GROUP;
+    let mut t = [[0.0f64; G]; G];
+    for j in 0..G {
+        t[j][j] = taus[j];
+        if j == 0 || taus[j] == 0.0 {
+            continue;
+        }
+        // g_s = v_sᵀ v_j over rows k0 + j.. (v_j is zero above them)
+        let mut g = [0.0f64; G];
+        let vj = &a[(k0 + j) * r + k0 + j + 1..(k0 + j + 1) * r];
+        for (s, gs) in g.iter_mut().enumerate().take(j) {
+            let vs = &a[(k0 + s) * r + k0 + j + 1..(k0 + s + 1) * r];
+            *gs = v_at(a, r, k0, s, k0 + j) + dot_fma(vs, vj);
+        }
+        for s in 0..j {
+            let mut acc = 0.0;
+            for (u, gu) in g.iter().enumerate().take(j).skip(s) {
+                acc += t[s][u] * gu;
+            }
+            t[s][j] = -taus[j] * acc;
+        }
+    }
+    t
+}
+
+/// col ← (I − V·Tᵀ·Vᵀ)·col = H_3·…·H_0·col for the group of reflectors
+/// starting at row k0 (column-major `a`, r rows, r − k0 − 4 ≥ 8).
+#[allow(clippy::needless_range_loop)] // row indices shared by col and v_at
+#[inline(always)]
+fn apply_group(col: &mut [f64], a: &[f64], r: usize, k0: usize, t: &[[f64; QR_GROUP]; QR_GROUP]) {
+    const G: usize = QR_GROUP;
+    const L: usize = 8;
+    let base = k0 + G; // rows where every v_t is a full stored vector
+    let v: [&[f64]; G] = std::array::from_fn(|s| &a[(k0 + s) * r + base..(k0 + s + 1) * r]);
+    // w = Vᵀ·col: the triangle head, then the rows shared by all four
+    let mut w = [0.0f64; G];
+    for (s, ws) in w.iter_mut().enumerate() {
+        for i in k0 + s..base {
+            *ws += v_at(a, r, k0, s, i) * col[i];
+        }
+    }
+    let body = &col[base..];
+    let m = body.len();
+    let vv = [&v[0][..m], &v[1][..m], &v[2][..m], &v[3][..m]];
+    let n8 = m / L * L;
+    // SAFETY: householder_r_body runs only inside the AVX2/FMA builds
+    // (householder_r_fma, householder_r_rows_fma), after the CPU check;
+    // every slice is m long and n8 ≤ m.
+    let acc = unsafe { group_dots(body, vv, n8) };
+    for s in 0..G {
+        let mut tail = 0.0;
+        for i in n8..m {
+            tail = v[s][i].mul_add(body[i], tail);
+        }
+        let a4 = [acc[s][0] + acc[s][4], acc[s][1] + acc[s][5], acc[s][2] + acc[s][6], acc[s][3] + acc[s][7]];
+        w[s] += ((a4[0] + a4[2]) + (a4[1] + a4[3])) + tail;
+    }
+    // y = Tᵀ·w
+    let y: [f64; G] = std::array::from_fn(|j| (0..=j).map(|s| t[s][j] * w[s]).sum());
+    // col −= V·y
+    for i in k0..base {
+        let mut d = 0.0;
+        for (s, ys) in y.iter().enumerate() {
+            d += v_at(a, r, k0, s, i) * ys;
+        }
+        col[i] -= d;
+    }
+    let body = &mut col[base..];
+    let m = body.len();
+    let vv = [&v[0][..m], &v[1][..m], &v[2][..m], &v[3][..m]];
+    let ny = [-y[0], -y[1], -y[2], -y[3]];
+    let n4 = m / 4 * 4;
+    // SAFETY: as for group_dots above.
+    unsafe { group_update(body, vv, ny, n4) };
+    for i in n4..m {
+        body[i] = ny[3].mul_add(vv[3][i], ny[2].mul_add(vv[2][i], ny[1].mul_add(vv[1][i], ny[0].mul_add(vv[0][i], body[i]))));
+    }
+}
+
+/// The four dot products v_sᵀ·body over the first n8 rows (a multiple of
+/// 8), lane-wise: acc[s][l] sums rows ≡ l (mod 8).
+///
+/// # Safety
+/// AVX2 and FMA; every v_s at least as long as body, n8 ≤ body.len().
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn group_dots(body: &[f64], v: [&[f64]; QR_GROUP], n8: usize) -> [[f64; 8]; QR_GROUP] {
+    use std::arch::x86_64::*;
+    debug_assert!(n8 <= body.len() && v.iter().all(|x| x.len() >= body.len()));
+    let mut lo = [_mm256_setzero_pd(); QR_GROUP];
+    let mut hi = [_mm256_setzero_pd(); QR_GROUP];
+    let b = body.as_ptr();
+    let vp: [*const f64; QR_GROUP] = std::array::from_fn(|s| v[s].as_ptr());
+    let mut i = 0;
+    while i < n8 {
+        let (x0, x1) = (_mm256_loadu_pd(b.add(i)), _mm256_loadu_pd(b.add(i + 4)));
+        for s in 0..QR_GROUP {
+            lo[s] = _mm256_fmadd_pd(_mm256_loadu_pd(vp[s].add(i)), x0, lo[s]);
+            hi[s] = _mm256_fmadd_pd(_mm256_loadu_pd(vp[s].add(i + 4)), x1, hi[s]);
+        }
+        i += 8;
+    }
+    std::array::from_fn(|s| {
+        let mut out = [0.0f64; 8];
+        _mm256_storeu_pd(out.as_mut_ptr(), lo[s]);
+        _mm256_storeu_pd(out.as_mut_ptr().add(4), hi[s]);
+        out
+    })
+}
+
+/// body[i] += Σ_s ny[s]·v_s[i] (fused, s = 0..3 in order) for i < n4 (a multiple of 4).
+///
+/// # Safety
+/// AVX2 and FMA; every v_s at least as long as body, n4 ≤ body.len().
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn group_update(body: &mut [f64], v: [&[f64]; QR_GROUP], ny: [f64; QR_GROUP], n4: usize) {
+    use std::arch::x86_64::*;
+    debug_assert!(n4 <= body.len() && v.iter().all(|x| x.len() >= body.len()));
+    let c: [__m256d; QR_GROUP] = std::array::from_fn(|s| _mm256_set1_pd(ny[s]));
+    let b = body.as_mut_ptr();
+    let vp: [*const f64; QR_GROUP] = std::array::from_fn(|s| v[s].as_ptr());
+    let mut i = 0;
+    while i < n4 {
+        let mut x = _mm256_loadu_pd(b.add(i));
+        for s in 0..QR_GROUP {
+            x = _mm256_fmadd_pd(c[s], _mm256_loadu_pd(vp[s].add(i)), x);
+        }
+        _mm256_storeu_pd(b.add(i), x);
+        i += 4;
+    }
+}
+
+/// Householder reflector of `x` in place (x[0] ← β, x[1..] ← v[1..], v[0] = 1);
+/// returns τ (0: x[1..] is already zero, H = I), or None when ‖x‖² leaves
+/// the safe range of f64.
+#[inline(always)]
+fn reflector(x: &mut [f64]) -> Option<f64> {
+    let sigma = dot_fma(&x[1..], &x[1..]);
+    let alpha = x[0];
+    let nn = alpha * alpha + sigma;
+    if !(nn.is_finite() && (nn == 0.0 || nn > 1e-280)) {
+        return None;
+    }
+    if sigma == 0.0 {
+        return Some(0.0);
+    }
+    let norm = nn.sqrt();
+    let beta = if alpha >= 0.0 { -norm } else { norm };
+    let tau = (beta - alpha) / beta;
+    let inv = 1.0 / (alpha - beta);
+    x[0] = beta;
+    for v in x[1..].iter_mut() {
+        *v *= inv;
+    }
+    Some(tau)
+}
+
+/// col ← (I − τ·v·vᵀ)·col with v = [1, `v`] (col.len() = v.len() + 1).
+#[inline(always)]
+fn apply_reflector(col: &mut [f64], tau: f64, v: &[f64]) {
+    let w = tau * (col[0] + dot_fma(v, &col[1..]));
+    col[0] -= w;
+    axpy_fma(&mut col[1..], w, v);
 }
 
 /// Upper-trapezoidal R of the thin QR of `m` (min(r,c) × c); R·Rᵀ-invariants
@@ -315,11 +519,6 @@ pub(crate) fn compensated_sum(xs: impl Iterator<Item = f64>) -> f64 {
     s + c
 }
 
-/// Frobenius norm of a row-major slice widened to f64.
-pub(crate) fn frob(xs: impl Iterator<Item = f64>) -> f64 {
-    xs.map(|x| x * x).sum::<f64>().sqrt()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -341,6 +540,19 @@ mod tests {
                 for j in 0..c {
                     assert!((gh[(i, j)] - gm[(i, j)]).abs() <= 1e-12 * scale, "{r}×{c} ({i},{j})");
                 }
+            }
+        }
+        // a zero column inside a blocked group (τ = 0: H = I) and a repeated one
+        let m = Mat::from_fn(100, 12, |i, j| match j {
+            2 => 0.0,
+            6 => (((i * 37 + 5 * 11) % 23) as f64 - 11.0) / 7.0,
+            _ => (((i * 37 + j * 11) % 23) as f64 - 11.0) / 7.0 + 1e-3 * (i * j) as f64,
+        });
+        let h = householder_r(m.as_ref());
+        let (gh, gm) = (h.transpose() * &h, m.transpose() * &m);
+        for i in 0..12 {
+            for j in 0..12 {
+                assert!((gh[(i, j)] - gm[(i, j)]).abs() <= 1e-12 * 100.0, "zero column ({i},{j})");
             }
         }
         // a zero column and a zero matrix

@@ -112,7 +112,7 @@ pub(crate) fn learned_sv_factored(w: &HeadWeights<'_>, d: usize) -> Result<Vec<f
     let r1 = householder_r(wq.as_ref());
     let r2 = householder_r(wk.as_ref());
     let core = matmul(r1.as_ref(), r2.as_ref().transpose());
-    singular_values(core.as_ref())
+    crate::small_svd::small_singular_values(core.as_ref())
 }
 
 /// Reference: forms M = W_Q W_Kᵀ (d_model × d_model) and takes its SVD; the top
