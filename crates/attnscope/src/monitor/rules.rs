@@ -14,13 +14,19 @@
 //! A head in band can still alert through the *step* rule: its step from the
 //! previous observation, Δ = ln x_t − ln x_{t−1}, is a robust z of more than
 //! `step_max` against the consecutive steps of the same history (a fault is a
-//! jump; a head that is learning drifts, however far it drifts over the window).
+//! jump; a head that is learning drifts, however far it drifts over the window),
+//! once its history has `step_min_history` observations.
+//! While a head's entropy band is not warm yet (not formed, or in its warm-up),
+//! the *jump* rule watches its entropy for a change by the factor `jump` or more
+//! between two observations (a collapse; forming is a drift).
 //! The measures in `unformed_measures` (key_spread by default: it depends on
 //! the keys only) do not wait for the head to form: their warm-up is their own
 //! settling, their history restarts when they settle and not when the head forms.
 //! Threshold rules (coherence, collapse) alert on entry, on formed heads; the
 //! coherence rule only once key_coherence is past the band's warm-up (formed,
-//! settled, `min_history` observations since the head formed).
+//! settled, `min_history` observations since the head formed). The reverted
+//! rule alerts on entry when a head that has left uniform attention
+//! (`left_frac`, formed or not) is back to it (`revert_frac`).
 //! Alerts of one observation are sorted by severity (largest first).
 
 use std::collections::{BTreeMap, VecDeque};
@@ -122,8 +128,8 @@ impl fmt::Display for Rule {
 }
 
 /// Alert rules. One default, used by the library, `train`, `monitor`,
-/// `monitor-eval` and the Python binding; chosen on tuning seeds 101–103
-/// (docs/monitor.md).
+/// `monitor-eval` and the Python binding; chosen on seen seeds, each change
+/// then scored once on fresh held-out seeds (docs/monitor.md).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rules {
     /// Band: |x − median| / scale above this (robust z), scale = max(1.4826·MAD, rel_floor·|median|).
