@@ -141,6 +141,28 @@ def test_monitor_step_rule_sees_a_jump_inside_a_wide_band(tmp_path):
         assert [(x["measure"], x["rule"]) for x in a] == want, a
 
 
+def test_monitor_jump_rule_sees_a_collapse_before_the_head_forms(tmp_path):
+    """A head at 0.96 × uniform attention (not formed, so its entropy band is not
+    warm) whose entropy falls 35-fold in one observation: one "jump" alert
+    (default jump from Rust), none with jump=0."""
+    import math
+
+    import attnscope
+
+    uniform = sum(math.log(i) for i in range(1, 65)) / 64
+
+    def head(e):
+        return dict(layer=0, head=0, kv_head=0, n=64, d=16, key_coherence=2.0, participation_ratio=0.5, k90=2,
+                    attention_entropy=e)
+
+    assert attnscope.default_rules()["jump"] == 10.0
+    for jump, want in [(None, [("attention_entropy", "jump")]), (0.0, [])]:
+        m = attnscope.Monitor(str(tmp_path / f"jump-{jump}"), **({} if jump is None else {"jump": jump}))
+        assert all(m.observe(s * 10, [head(0.96 * uniform)]) == [] for s in range(20))
+        a = m.observe(200, [head(0.96 * uniform / 35)])
+        assert [(x["measure"], x["rule"]) for x in a] == want, a
+
+
 def test_monitor_watches_key_spread_of_a_head_that_has_not_formed(tmp_path):
     """key_spread does not wait for the head's attention to form (default
     unformed_measures from Rust): a head at uniform attention whose keys' spread
