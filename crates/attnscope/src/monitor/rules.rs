@@ -232,7 +232,7 @@ impl Default for Rules {
             collapse_k90: false,
             // Session 7 (docs/monitor.md): after leaving 0.98 × uniform, healthy heads came back to
             // at most 0.9985 × uniform (seeds 1–15, 101–104; a formed gpt2 head of seed 13 reached
-            // 0.9907, an alert under the old 0.99); re-initialised heads sit at ≥ 0.99995 × uniform.
+            // 0.9907, an alert under the old 0.99); re-initialised heads sit at ≥ 0.99994 × uniform.
             revert_frac: 0.9995,
             // Chosen on the seen seeds (1–10, 101–104; docs/monitor.md, "Session 7"): healthy heads'
             // entropy never moved more than 3.6-fold (ln 1.29) between observations; 1.5 × that
