@@ -163,6 +163,25 @@ def test_monitor_jump_rule_sees_a_collapse_before_the_head_forms(tmp_path):
         assert [(x["measure"], x["rule"]) for x in a] == want, a
 
 
+def test_monitor_band_rule_needs_a_jump_not_a_drift(tmp_path):
+    """A formed head at entropy 2.0 that sharpens to 1.0 over three observations
+    (its last step carries 32 % of the distance from its median) raises no
+    alert with the default band_step_frac (0.5, from Rust); with
+    band_step_frac=0 the band rule alerts when it crosses."""
+    import attnscope
+
+    def head(e):
+        return dict(layer=0, head=0, kv_head=0, n=64, d=16, key_coherence=2.0, participation_ratio=0.5, k90=2,
+                    attention_entropy=e)
+
+    assert attnscope.default_rules()["band_step_frac"] == 0.5
+    for frac, want in [(None, []), (0.0, [("attention_entropy", "band")])]:
+        m = attnscope.Monitor(str(tmp_path / f"drift-{frac}"), **({} if frac is None else {"band_step_frac": frac}))
+        assert all(m.observe(s * 10, [head(2.0 + 0.02 * (s % 3))]) == [] for s in range(20))
+        a = [x for i, e in enumerate([1.6, 1.25, 1.0, 1.0]) for x in m.observe(200 + 10 * i, [head(e)])]
+        assert [(x["measure"], x["rule"]) for x in a] == want, a
+
+
 def test_monitor_watches_key_spread_of_a_head_that_has_not_formed(tmp_path):
     """key_spread does not wait for the head's attention to form (default
     unformed_measures from Rust): a head at uniform attention whose keys' spread

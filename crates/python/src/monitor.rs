@@ -26,6 +26,7 @@ pub fn default_rules(py: Python<'_>) -> PyResult<Py<PyDict>> {
     d.set_item("settle_tol", r.settle_tol)?;
     d.set_item("formed_frac", r.formed_frac)?;
     d.set_item("consecutive", r.consecutive)?;
+    d.set_item("band_step_frac", r.band_step_frac)?;
     d.set_item("step_max", r.step_max)?;
     d.set_item("step_min_history", r.step_min_history)?;
     d.set_item("relative", r.relative)?;
@@ -50,7 +51,7 @@ pub struct Monitor {
 impl Monitor {
     #[new]
     #[pyo3(signature = (out, z_max, min_history, window, rel_floor, band_measures, unformed_measures, settle, settle_tol, formed_frac,
-                        consecutive, step_max, step_min_history, relative, band_after, coherence_max, coherence_frac, collapse, collapse_k90,
+                        consecutive, band_step_frac, step_max, step_min_history, relative, band_after, coherence_max, coherence_frac, collapse, collapse_k90,
                         log_band, revert_frac, jump, left_frac))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -65,6 +66,7 @@ impl Monitor {
         settle_tol: f64,
         formed_frac: f64,
         consecutive: usize,
+        band_step_frac: f64,
         step_max: f64,
         step_min_history: usize,
         relative: f64,
@@ -104,6 +106,7 @@ impl Monitor {
             settle_tol,
             formed_frac,
             consecutive,
+            band_step_frac,
             step_max,
             step_min_history,
             relative,

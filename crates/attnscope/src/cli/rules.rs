@@ -42,6 +42,11 @@ pub struct RuleArgs {
     /// Out of band this many observations in a row before the alert.
     #[arg(long, default_value_t = Rules::default().consecutive)]
     pub consecutive: usize,
+    /// Band: an out-of-band episode alerts only once one of its observations jumped there: its step
+    /// from the previous observation carries at least this fraction of its distance from the band's
+    /// median (a head that learns drifts out over several observations; 0: off).
+    #[arg(long, default_value_t = Rules::default().band_step_frac, value_parser = non_negative_finite)]
+    pub band_step_frac: f64,
     /// Step rule: alert when a head's step from its previous observation (in ln) is more than this
     /// many robust z-units from its usual steps over the same history (0: off).
     #[arg(long, default_value_t = Rules::default().step_max, value_parser = non_negative_finite)]
@@ -132,6 +137,7 @@ impl RuleArgs {
             settle_tol: self.settle_tol,
             formed_frac: self.formed_frac,
             consecutive: self.consecutive,
+            band_step_frac: self.band_step_frac,
             step_max: self.step_max,
             step_min_history: self.step_min_history,
             relative: self.relative,
