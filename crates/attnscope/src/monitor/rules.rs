@@ -10,9 +10,10 @@
 //! observations in a row raises one alert (on entry; re-armed once it is back
 //! in band) once an observation of the episode got there by a jump (its step
 //! carries `band_step_frac` of its distance from the median: a head that
-//! learns drifts out of a flat history, a fault jumps), and, among the heads out of band at one observation, only those
-//! within `relative` × the largest robust z of that observation alert: a
-//! fault hits few heads hard, the heads downstream of it move less.
+//! learns drifts out of a flat history, a fault jumps), and, among the heads
+//! out of band at one observation, only those within `relative` × the largest
+//! robust z of that observation alert: a fault hits few heads hard, the heads
+//! downstream of it move less.
 //! A head in band can still alert through the *step* rule: its step from the
 //! previous observation, Δ = ln x_t − ln x_{t−1}, is a robust z of more than
 //! `step_max` against the consecutive steps of the same history (a fault is a
@@ -477,9 +478,9 @@ impl RuleState {
                     let mut band_alert = false;
                     if z.abs() > rules.z_max {
                         t.streak += 1;
-                        // How much of its distance from the median this observation's step carries.
-                        let prev = h[h.len() - 1];
-                        let carried = (x - prev) * (x - med).signum() / (x - med).abs();
+                        // The share of its distance from the median that this observation's step
+                        // carries (x ≠ med out of band; negative for a step back towards it).
+                        let carried = (x - h[h.len() - 1]) / (x - med);
                         t.jumped |= rules.band_step_frac == 0.0 || carried >= rules.band_step_frac;
                         if t.streak >= rules.consecutive && !t.fired && t.jumped {
                             band_alert = true;
@@ -877,7 +878,7 @@ mod tests {
 
     #[test]
     fn band_rule_alerts_on_a_jump_out_of_band_not_on_a_drift_there() {
-        // A formed, settled head at entropy 2.0 (±1 %), then either a drift to 1.0 over three
+        // A formed, settled head at entropy 2.0 (within 2 %), then either a drift to 1.0 over three
         // observations (a head that sharpens as it learns) or the same fall in one observation.
         let run = |rules: &Rules, tail: &[f64]| -> Vec<Alert> {
             let mut st = RuleState::default();
