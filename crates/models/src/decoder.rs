@@ -348,7 +348,7 @@ impl Model {
             let run = |ids: &[usize]| -> Result<Vec<Tensor>> {
                 ids.iter().map(|&i| self.attention_chunk(&ops, chunks[i], crate::matmul::matmul_one_thread)).collect()
             };
-            let (oa, ob) = rayon::join(|| run(&a), || run(&b));
+            let (oa, ob) = time(Phase::AttnTasks, || rayon::join(|| run(&a), || run(&b)));
             let mut outs: Vec<Option<Tensor>> = vec![None; chunks.len()];
             for (i, o) in a.iter().zip(oa?).chain(b.iter().zip(ob?)) {
                 outs[*i] = Some(o);
