@@ -8,8 +8,8 @@
 //! one-thread tasks of balanced causal work (chunks 0 + 3 ∥ 1 + 2); and
 //! (c) candle's 2048³ GEMM, the reference of issue 18's bar. Cases alternate
 //! round by round, so all see the same load; each round's figure is the
-//! best of REPS calls, and the best over rounds is printed with every
-//! round's (a)/(b) ratio.
+//! best of REPS calls; the best and the median over rounds are printed,
+//! with every round's (a)/(b) ratio.
 //!
 //!     cargo run --release -p attnscope-models --example gemm_tasks -- [T] [ROUNDS] [REPS]
 //!
@@ -139,7 +139,10 @@ fn main() {
     println!("t = {t}, {} threads, best of {rounds} rounds × {reps} (2048³: × 3)", rayon::current_num_threads());
     for ((name, flop, _), times) in cases.iter().zip(&per_round) {
         let b = times.iter().copied().fold(f64::INFINITY, f64::min);
-        println!("{name:<40} {:>8.3} ms {:>7.1} GFLOP/s", b * 1e3, flop / b / 1e9);
+        let mut sorted = times.clone();
+        sorted.sort_by(f64::total_cmp);
+        let med = sorted[sorted.len() / 2];
+        println!("{name:<40} {:>8.3} ms {:>7.1} GFLOP/s (median round {:>7.1})", b * 1e3, flop / b / 1e9, flop / med / 1e9);
     }
     let ratios =
         |i: usize, j: usize| -> Vec<String> { per_round[i].iter().zip(&per_round[j]).map(|(a, b)| format!("{:.3}", a / b)).collect() };

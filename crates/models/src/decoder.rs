@@ -46,6 +46,15 @@ const SCORE_BUDGET: usize = 1 << 24;
 /// ≈ (1 + c/t)× the causal work instead of 2× with one t×t block.
 const QUERY_CHUNK: usize = 128;
 
+/// Most score elements (f32) of one chunk for which the chunks run as two
+/// concurrent tasks: 2^23 = 32 MiB. Each task allocates its scores from its
+/// own thread's malloc arena; glibc serves blocks of 64 MiB and more in such
+/// an arena by mmap whatever its thresholds ([`crate::alloc`]), so at the
+/// score budget every chunk would fault its buffer in again. Longer inputs
+/// (t > 7281 for SmolLM2's 9 heads and 128-query chunks) keep one chunk
+/// after another, with the memory figures measured for them.
+const TASK_SCORES: usize = 1 << 23;
+
 /// Queries per attention chunk for `h` heads over `t` tokens with at most
 /// `max_chunk` queries: as many as keep h·chunk·t score elements within
 /// `SCORE_BUDGET`, at least 1, at most t.
@@ -317,7 +326,8 @@ impl Model {
     /// attention's GEMMs (inner dimension d = 64, one chunk's scores) scale
     /// poorly when each is split over the threads. Every chunk computes
     /// exactly what it computes in sequence (same GEMM shapes, same bits);
-    /// two chunks' scores are in memory at once instead of one.
+    /// two chunks' scores are in memory at once instead of one, in two
+    /// threads' arenas (at most [`TASK_SCORES`] elements each).
     fn chunked_attention(&self, q: &Tensor, k: &Tensor, v: &Tensor, window: Option<usize>) -> Result<Tensor> {
         let spec = &self.spec;
         let (h, t, d) = q.dims3()?;
@@ -340,7 +350,7 @@ impl Model {
         };
         // Chunk i covers queries [c0, c0 + len) and keys [lo, c0 + len).
         let chunks: Vec<(usize, usize)> = (0..t).step_by(chunk).map(|c0| (c0, chunk.min(t - c0))).collect();
-        let tasks = !tracked && q.device().is_cpu() && chunks.len() > 1 && rayon::current_num_threads() > 1;
+        let tasks = !tracked && q.device().is_cpu() && chunks.len() > 1 && h * chunk * t <= TASK_SCORES && rayon::current_num_threads() > 1;
         let outs = if tasks {
             let work: Vec<usize> =
                 chunks.iter().map(|&(c0, len)| len * (c0 + len - window.map_or(0, |w| (c0 + 1).saturating_sub(w)))).collect();
