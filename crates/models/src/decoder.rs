@@ -46,6 +46,15 @@ const SCORE_BUDGET: usize = 1 << 24;
 /// ≈ (1 + c/t)× the causal work instead of 2× with one t×t block.
 const QUERY_CHUNK: usize = 128;
 
+/// Most score elements (f32) of one chunk for which the chunks run as two
+/// concurrent tasks: 2^23 = 32 MiB. Each task allocates its scores from its
+/// own thread's malloc arena; glibc serves blocks of 64 MiB and more in such
+/// an arena by mmap whatever its thresholds ([`crate::alloc`]), so at the
+/// score budget every chunk would fault its buffer in again. Longer inputs
+/// (t > 7281 for SmolLM2's 9 heads and 128-query chunks) keep one chunk
+/// after another, with the memory figures measured for them.
+const TASK_SCORES: usize = 1 << 23;
+
 /// Queries per attention chunk for `h` heads over `t` tokens with at most
 /// `max_chunk` queries: as many as keep h·chunk·t score elements within
 /// `SCORE_BUDGET`, at least 1, at most t.
@@ -310,68 +319,106 @@ impl Model {
     }
 
     /// softmax(s·q·kᵀ + mask)·v over query chunks. q (h, t, d), k/v (h_kv, t, d) → (h, t, d).
+    ///
+    /// On the CPU inference path with two or more pool threads, the chunks
+    /// run as two tasks of about equal causal work ([`balanced_halves`]),
+    /// each chunk's GEMMs on one thread ([`crate::matmul::matmul_one_thread`]):
+    /// attention's GEMMs (inner dimension d = 64, one chunk's scores) scale
+    /// poorly when each is split over the threads. Every chunk computes
+    /// exactly what it computes in sequence (same GEMM shapes, same bits);
+    /// two chunks' scores are in memory at once instead of one, in two
+    /// threads' arenas (at most [`TASK_SCORES`] elements each).
     fn chunked_attention(&self, q: &Tensor, k: &Tensor, v: &Tensor, window: Option<usize>) -> Result<Tensor> {
         let spec = &self.spec;
         let (h, t, d) = q.dims3()?;
         let hkv = spec.n_kv_heads;
         let g = spec.group_size();
         let chunk = chunk_queries(h, t, self.query_chunk);
-        let qg = q.reshape((hkv, g, t, d))?;
         // Inference reads each chunk's keys and values in place (row-major
         // GEMM operands with a row stride of t, no per-chunk copy); the
         // tracked path keeps contiguous copies.
         let tracked = q.track_op() || k.track_op() || v.track_op();
         let kt = time(Phase::AttnQk, || k.transpose(1, 2)?.contiguous())?; // (h_kv, d, t)
         let slopes: Option<Vec<f32>> = spec.position_bias.slopes().map(|s| s.iter().map(|&m| m as f32).collect());
-        let mut outs = Vec::with_capacity(t.div_ceil(chunk));
-        for c0 in (0..t).step_by(chunk) {
-            let len = chunk.min(t - c0);
-            let c1 = c0 + len;
-            // Keys any query of this chunk can see: [lo, c1).
-            let lo = window.map_or(0, |w| (c0 + 1).saturating_sub(w));
-            let nk = c1 - lo;
-            let qk = time(Phase::AttnQk, || {
-                let qc = qg.narrow(2, c0, len)?.contiguous()?.reshape((hkv, g * len, d))?;
-                let kc = kt.narrow(2, lo, nk)?; // (h_kv, d, nk)
-                let kc = if tracked { kc.contiguous()? } else { kc };
-                crate::matmul::matmul(&qc, &kc) // (h_kv, g·len, nk)
-            })?;
-            let support = Support { c0, len, lo, window, slopes: slopes.as_deref() };
-            let fused = match spec.attn_logit_transform {
-                LogitTransform::None if !qk.track_op() => {
-                    time(Phase::AttnSoftmax, || masked_softmax_in_place(&qk, spec.attn_scale as f32, support))?
-                }
-                _ => false,
+        let ops = ChunkOperands {
+            qg: q.reshape((hkv, g, t, d))?, // (h_kv, g, t, d)
+            kt,
+            v: v.clone(),
+            window,
+            slopes: slopes.as_deref(),
+            tracked,
+        };
+        // Chunk i covers queries [c0, c0 + len) and keys [lo, c0 + len).
+        let chunks: Vec<(usize, usize)> = (0..t).step_by(chunk).map(|c0| (c0, chunk.min(t - c0))).collect();
+        let tasks = !tracked && q.device().is_cpu() && chunks.len() > 1 && h * chunk * t <= TASK_SCORES && rayon::current_num_threads() > 1;
+        let outs = if tasks {
+            let work: Vec<usize> =
+                chunks.iter().map(|&(c0, len)| len * (c0 + len - window.map_or(0, |w| (c0 + 1).saturating_sub(w)))).collect();
+            let (a, b) = balanced_halves(&work);
+            let run = |ids: &[usize]| -> Result<Vec<Tensor>> {
+                ids.iter().map(|&i| self.attention_chunk(&ops, chunks[i], crate::matmul::matmul_one_thread)).collect()
             };
-            let p = if fused {
-                qk
-            } else {
-                let mut s = (qk * spec.attn_scale)?;
-                if let LogitTransform::Softcap(c) = spec.attn_logit_transform {
-                    s = ((s / c)?.tanh()? * c)?;
-                }
-                let s = s.reshape((hkv, g, len, nk))?;
-                let s = match support.slopes {
-                    None => s.broadcast_add(&causal_mask(support, nk, &self.device)?)?, // (len, nk)
-                    Some(_) => (s + alibi_mask(support, nk, &self.device)?.reshape((hkv, g, len, nk))?)?,
-                };
-                let p = if s.track_op() {
-                    // Training (gradients tracked): the fused softmax has no backward.
-                    let e = s.broadcast_sub(&s.max_keepdim(D::Minus1)?.detach())?.exp()?;
-                    e.broadcast_div(&e.sum_keepdim(D::Minus1)?)?
-                } else {
-                    candle_nn::ops::softmax_last_dim(&s)?
-                };
-                p.reshape((hkv, g * len, nk))?
-            };
-            let o = time(Phase::AttnPv, || {
-                let vc = v.narrow(1, lo, nk)?; // (h_kv, nk, d)
-                let vc = if tracked { vc.contiguous()? } else { vc };
-                Ok::<_, Error>(crate::matmul::matmul(&p, &vc)?.reshape((h, len, d))?)
-            })?;
-            outs.push(o);
-        }
+            let (oa, ob) = time(Phase::AttnTasks, || rayon::join(|| run(&a), || run(&b)));
+            let mut outs: Vec<Option<Tensor>> = vec![None; chunks.len()];
+            for (i, o) in a.iter().zip(oa?).chain(b.iter().zip(ob?)) {
+                outs[*i] = Some(o);
+            }
+            outs.into_iter().collect::<Option<Vec<Tensor>>>().ok_or(Error::Internal("an attention chunk was not computed"))?
+        } else {
+            chunks.iter().map(|&c| self.attention_chunk(&ops, c, crate::matmul::matmul)).collect::<Result<Vec<Tensor>>>()?
+        };
         Ok(time(Phase::AttnPv, || Tensor::cat(&outs, 1))?)
+    }
+
+    /// One query chunk (c0, len) of [`Model::chunked_attention`], its GEMMs
+    /// by `mm`: → (h, len, d).
+    fn attention_chunk(&self, ops: &ChunkOperands, (c0, len): (usize, usize), mm: MatmulFn) -> Result<Tensor> {
+        let spec = &self.spec;
+        let (hkv, g, _, d) = ops.qg.dims4()?;
+        let h = hkv * g;
+        let c1 = c0 + len;
+        // Keys any query of this chunk can see: [lo, c1).
+        let lo = ops.window.map_or(0, |w| (c0 + 1).saturating_sub(w));
+        let nk = c1 - lo;
+        let qk = time(Phase::AttnQk, || {
+            let qc = ops.qg.narrow(2, c0, len)?.contiguous()?.reshape((hkv, g * len, d))?;
+            let kc = ops.kt.narrow(2, lo, nk)?; // (h_kv, d, nk)
+            let kc = if ops.tracked { kc.contiguous()? } else { kc };
+            mm(&qc, &kc) // (h_kv, g·len, nk)
+        })?;
+        let support = Support { c0, len, lo, window: ops.window, slopes: ops.slopes };
+        let fused = match spec.attn_logit_transform {
+            LogitTransform::None if !qk.track_op() => {
+                time(Phase::AttnSoftmax, || masked_softmax_in_place(&qk, spec.attn_scale as f32, support))?
+            }
+            _ => false,
+        };
+        let p = if fused {
+            qk
+        } else {
+            let mut s = (qk * spec.attn_scale)?;
+            if let LogitTransform::Softcap(c) = spec.attn_logit_transform {
+                s = ((s / c)?.tanh()? * c)?;
+            }
+            let s = s.reshape((hkv, g, len, nk))?;
+            let s = match support.slopes {
+                None => s.broadcast_add(&causal_mask(support, nk, &self.device)?)?, // (len, nk)
+                Some(_) => (s + alibi_mask(support, nk, &self.device)?.reshape((hkv, g, len, nk))?)?,
+            };
+            let p = if s.track_op() {
+                // Training (gradients tracked): the fused softmax has no backward.
+                let e = s.broadcast_sub(&s.max_keepdim(D::Minus1)?.detach())?.exp()?;
+                e.broadcast_div(&e.sum_keepdim(D::Minus1)?)?
+            } else {
+                candle_nn::ops::softmax_last_dim(&s)?
+            };
+            p.reshape((hkv, g * len, nk))?
+        };
+        time(Phase::AttnPv, || {
+            let vc = ops.v.narrow(1, lo, nk)?; // (h_kv, nk, d)
+            let vc = if ops.tracked { vc.contiguous()? } else { vc };
+            Ok::<_, Error>(mm(&p, &vc)?.reshape((h, len, d))?)
+        })
     }
 
     /// Feed-forward block on normalised input (t, D) → (t, D).
@@ -419,6 +466,46 @@ fn heads(m: Tensor, n: usize, d: usize) -> Result<Tensor> {
     Ok(m.reshape((t, n, d))?.transpose(0, 1)?.contiguous()?)
 }
 
+/// A GEMM of the attention chunks: [`crate::matmul::matmul`] or its
+/// one-thread form.
+type MatmulFn = fn(&Tensor, &Tensor) -> Result<Tensor>;
+
+/// What every query chunk of one layer's attention reads.
+struct ChunkOperands<'a> {
+    /// Queries grouped by KV head: (h_kv, g, t, d).
+    qg: Tensor,
+    /// Keys transposed: (h_kv, d, t).
+    kt: Tensor,
+    /// Values: (h_kv, t, d).
+    v: Tensor,
+    window: Option<usize>,
+    /// ALiBi slopes per query head, if any.
+    slopes: Option<&'a [f32]>,
+    /// Gradients tracked: chunks of K and V are copied contiguous.
+    tracked: bool,
+}
+
+/// Splits items of cost `work` into two lists of indices (each ascending)
+/// whose total costs are as equal as greedy assignment makes them: largest
+/// first, each to the lighter list. Every index lands in exactly one list.
+fn balanced_halves(work: &[usize]) -> (Vec<usize>, Vec<usize>) {
+    let mut order: Vec<usize> = (0..work.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(work[i]));
+    let (mut a, mut b, mut wa, mut wb) = (vec![], vec![], 0usize, 0usize);
+    for i in order {
+        if wa <= wb {
+            a.push(i);
+            wa += work[i];
+        } else {
+            b.push(i);
+            wb += work[i];
+        }
+    }
+    a.sort_unstable();
+    b.sort_unstable();
+    (a, b)
+}
+
 fn norm_of(n: &Option<crate::weights::Norm>) -> Result<&crate::weights::Norm> {
     n.as_ref().ok_or_else(|| Error::Internal("QK-norm weight missing"))
 }
@@ -452,4 +539,24 @@ fn activate(x: &Tensor, act: Activation) -> Result<Tensor> {
         Activation::GeluTanh => x.gelu()?,
         Activation::GeluErf => x.gelu_erf()?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::balanced_halves;
+
+    /// Every index in exactly one half; the causal chunk costs of 4 chunks
+    /// (1 : 2 : 3 : 4) split 0 + 3 against 1 + 2; one item, one empty half.
+    #[test]
+    fn balanced_halves_cover_and_balance() {
+        assert_eq!(balanced_halves(&[1, 2, 3, 4]), (vec![0, 3], vec![1, 2]));
+        assert_eq!(balanced_halves(&[5]), (vec![0], vec![]));
+        let work: Vec<usize> = (1..=33).map(|i| i * 7 % 11 + 1).collect();
+        let (a, b) = balanced_halves(&work);
+        let mut all: Vec<usize> = a.iter().chain(&b).copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..work.len()).collect::<Vec<_>>());
+        let (wa, wb): (usize, usize) = (a.iter().map(|&i| work[i]).sum(), b.iter().map(|&i| work[i]).sum());
+        assert!(wa.abs_diff(wb) <= *work.iter().max().unwrap(), "{wa} vs {wb}");
+    }
 }

@@ -5,7 +5,9 @@
 //! Times are wall-clock nanoseconds of the calling (main) thread, summed
 //! over every call since [`reset`]. A phase that runs on the rayon pool
 //! (GEMMs, fused passes) is timed from the caller, so its figure includes
-//! its parallel work; [`Phase::WaitWeights`] is the time the forward pass
+//! its parallel work; probes inside tasks that run on the pool's threads
+//! (attention's query chunks) count nothing, the span of the tasks counts
+//! as [`Phase::AttnTasks`]; [`Phase::WaitWeights`] is the time the forward pass
 //! waited for the prefetch thread to dequantize the next layer (the rest of
 //! dequantization overlaps with compute and is not on the critical path).
 
@@ -25,6 +27,9 @@ pub enum Phase {
     AttnSoftmax,
     /// Probabilities times values (GEMMs), and the head merge.
     AttnPv,
+    /// The query chunks run as concurrent tasks: their q·kᵀ, softmax and
+    /// p·v together (wall time of the span).
+    AttnTasks,
     /// Feed-forward block (GEMMs and activation).
     Mlp,
     /// RMSNorm / LayerNorm and residual adds.
@@ -36,12 +41,13 @@ pub enum Phase {
 }
 
 /// Every phase, in report order.
-pub const PHASES: [Phase; 9] = [
+pub const PHASES: [Phase; 10] = [
     Phase::Projections,
     Phase::Rope,
     Phase::AttnQk,
     Phase::AttnSoftmax,
     Phase::AttnPv,
+    Phase::AttnTasks,
     Phase::Mlp,
     Phase::NormsResidual,
     Phase::WaitWeights,
@@ -57,6 +63,7 @@ impl Phase {
             Phase::AttnQk => "attention q·kᵀ",
             Phase::AttnSoftmax => "attention softmax",
             Phase::AttnPv => "attention p·v",
+            Phase::AttnTasks => "attention chunk tasks",
             Phase::Mlp => "mlp",
             Phase::NormsResidual => "norms + residual",
             Phase::WaitWeights => "wait for dequant",
@@ -85,10 +92,12 @@ pub fn snapshot() -> Vec<(Phase, f64)> {
     PHASES.iter().map(|&p| (p, NANOS[p as usize].load(Ordering::Relaxed) as f64 * 1e-9)).collect()
 }
 
-/// Runs `f`, adding its wall time to `phase` when the probes are on.
+/// Runs `f`, adding its wall time to `phase` when the probes are on and
+/// the caller is not one of rayon's pool threads (a task's probes would
+/// count time the caller's own span already counts).
 #[inline]
 pub fn time<T>(phase: Phase, f: impl FnOnce() -> T) -> T {
-    if !ENABLED.load(Ordering::Relaxed) {
+    if !ENABLED.load(Ordering::Relaxed) || rayon::current_thread_index().is_some() {
         return f();
     }
     let t0 = Instant::now();
@@ -101,7 +110,7 @@ pub fn time<T>(phase: Phase, f: impl FnOnce() -> T) -> T {
 mod tests {
     use super::*;
 
-    /// Probes add only when enabled.
+    /// Probes add only when enabled, and only off the pool's threads.
     #[test]
     fn probes_count_only_when_enabled() {
         reset();
@@ -109,8 +118,12 @@ mod tests {
         assert_eq!(snapshot()[Phase::Mlp as usize].1, 0.0);
         enable(true);
         time(Phase::Mlp, || std::thread::sleep(std::time::Duration::from_millis(2)));
+        // On a pool thread (a task), nothing is counted.
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+        pool.install(|| time(Phase::Rope, || std::thread::sleep(std::time::Duration::from_millis(2))));
         enable(false);
         let s = snapshot();
         assert!(s[Phase::Mlp as usize].1 >= 0.002, "{s:?}");
+        assert_eq!(s[Phase::Rope as usize].1, 0.0, "{s:?}");
     }
 }

@@ -395,3 +395,34 @@ fn query_chunk_size_does_not_change_results() {
         }
     }
 }
+
+/// With two or more pool threads the decoder runs attention's query chunks
+/// as two one-thread tasks: the same bits as one chunk after another on a
+/// one-thread pool, in every family (sliding window, soft-capped logits,
+/// ALiBi, local/global layers), for chunk sizes that make 2 to t chunks.
+#[test]
+fn attention_chunk_tasks_give_the_sequential_bits() {
+    let tiny = fixtures().join("tiny");
+    let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    let two = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+    let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<u32>>();
+    for family in ["mistral", "gemma2", "gpt2", "qwen2", "bloom", "gemma3"] {
+        let dir = tiny.join(family);
+        let r = load_reference(&dir);
+        let ck = Checkpoint::open(dir.to_str().unwrap(), None).unwrap();
+        let mut model = Model::load(&ck).unwrap();
+        let t = r.ids.len();
+        for chunk in [1, 3, t - 1] {
+            model.set_query_chunk(chunk);
+            let run = |model: &Model| {
+                let last = model.spec.n_layers - 1;
+                let mut cap = Capture { layers: (0..=last).collect(), q: BTreeMap::new(), k: BTreeMap::new() };
+                let logits = model.forward_logits(&r.ids, Logits::All, Some(&mut cap)).unwrap();
+                (bits(flat(&logits)), bits(flat(&cap.q[&last])))
+            };
+            let sequential = one.install(|| run(&model));
+            let tasks = two.install(|| run(&model));
+            assert!(sequential == tasks, "{family}, chunk {chunk}: the chunk tasks changed the logits or q bits");
+        }
+    }
+}
