@@ -39,15 +39,14 @@ use candle_core::{Device, Tensor};
 use models::arch::{ArchSpec, Mlp};
 use models::{profile, Checkpoint, Logits, Model};
 
+#[path = "common/timing.rs"]
+#[allow(dead_code)]
+mod timing;
+
+/// The best of `reps` timed calls of `f`, after one warm-up call.
 fn best_of(reps: usize, mut f: impl FnMut()) -> f64 {
     f(); // warm-up
-    (0..reps)
-        .map(|_| {
-            let t0 = Instant::now();
-            f();
-            t0.elapsed().as_secs_f64()
-        })
-        .fold(f64::INFINITY, f64::min)
+    timing::best(reps, f)
 }
 
 /// CPU seconds (user + system) of the whole process so far, threads that

@@ -8,24 +8,12 @@
 //!
 //! Shapes are SmolLM2-135M's (D = 576, h = 9, h_kv = 3, d = 64, d_ff = 1536).
 
-use std::time::Instant;
+use candle_core::Tensor;
 
-use candle_core::{Device, Tensor};
-
-fn r(dims: &[usize]) -> Tensor {
-    Tensor::randn(0f32, 1.0, dims, &Device::Cpu).unwrap()
-}
-
-/// Best wall seconds of `f` over `reps` calls.
-fn best(reps: usize, f: &dyn Fn()) -> f64 {
-    (0..reps)
-        .map(|_| {
-            let t0 = Instant::now();
-            f();
-            t0.elapsed().as_secs_f64()
-        })
-        .fold(f64::INFINITY, f64::min)
-}
+#[path = "common/timing.rs"]
+#[allow(dead_code)]
+mod timing;
+use timing::{best, randn as r};
 
 /// x (m, k) contiguous times wᵀ for w (n, k) contiguous, into `buf` (m·n),
 /// by the same gemm call candle's matmul makes.

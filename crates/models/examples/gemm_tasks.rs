@@ -16,25 +16,13 @@
 //! Shapes are SmolLM2-135M's (D = 576, h = 9, h_kv = 3, d = 64, d_ff = 1536);
 //! weights are transposed views of (out, in), as the decoder holds them.
 
-use std::time::Instant;
-
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use models::matmul::{matmul, matmul_one_thread, matmul_pair, matmul_split_rows};
 
-fn r(dims: &[usize]) -> Tensor {
-    Tensor::randn(0f32, 1.0, dims, &Device::Cpu).unwrap()
-}
-
-/// Best wall seconds of `f` over `reps` calls.
-fn best(reps: usize, f: &dyn Fn()) -> f64 {
-    (0..reps)
-        .map(|_| {
-            let t0 = Instant::now();
-            f();
-            t0.elapsed().as_secs_f64()
-        })
-        .fold(f64::INFINITY, f64::min)
-}
+#[path = "common/timing.rs"]
+#[allow(dead_code)]
+mod timing;
+use timing::{best, randn as r};
 
 fn main() {
     models::alloc::tune(); // as the attnscope binary does
