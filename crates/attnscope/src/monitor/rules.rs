@@ -375,12 +375,11 @@ struct Track {
 #[derive(Default)]
 pub struct RuleState {
     tracks: BTreeMap<(usize, usize, Measure), Track>,
+    /// The head's last `settle` attention entropies, oldest first (the last: its previous observation's).
     entropy: BTreeMap<(usize, usize), VecDeque<f64>>,
     formed: BTreeMap<(usize, usize), bool>,
     /// The head has left uniform attention (`left_frac`, latched).
     left: BTreeMap<(usize, usize), bool>,
-    /// The head's attention entropy at its previous observation.
-    prev_entropy: BTreeMap<(usize, usize), f64>,
     active: BTreeMap<(usize, usize, Rule), bool>,
 }
 
@@ -418,6 +417,8 @@ impl RuleState {
             let key = (p.layer, p.head);
             // Formed: the head left uniform attention (latched).
             let ent = self.entropy.entry(key).or_default();
+            // The head's entropy at its previous observation (the jump rule's reference).
+            let prev_entropy = ent.back().copied();
             ent.push_back(p.attention_entropy);
             while ent.len() > rules.settle {
                 ent.pop_front();
@@ -543,8 +544,7 @@ impl RuleState {
                 }
             }
             // Jump rule: the heads the entropy band does not watch yet.
-            let prev = self.prev_entropy.insert(key, p.attention_entropy);
-            if let Some(prev) = prev.filter(|&v| v > 0.0 && p.attention_entropy > 0.0) {
+            if let Some(prev) = prev_entropy.filter(|&v| v > 0.0 && p.attention_entropy > 0.0) {
                 let d = (p.attention_entropy / prev).ln();
                 if rules.jump > 0.0 && !entropy_watched && d.abs() >= rules.jump.ln() {
                     out.push(Alert {
