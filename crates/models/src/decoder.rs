@@ -352,8 +352,8 @@ impl Model {
         let chunks: Vec<(usize, usize)> = (0..t).step_by(chunk).map(|c0| (c0, chunk.min(t - c0))).collect();
         let tasks = !tracked && q.device().is_cpu() && chunks.len() > 1 && h * chunk * t <= TASK_SCORES && rayon::current_num_threads() > 1;
         let outs = if tasks {
-            let work: Vec<usize> =
-                chunks.iter().map(|&(c0, len)| len * (c0 + len - window.map_or(0, |w| (c0 + 1).saturating_sub(w)))).collect();
+            // A chunk's causal work: its queries times the keys they see.
+            let work: Vec<usize> = chunks.iter().map(|&(c0, len)| len * (c0 + len - first_key(c0, window))).collect();
             let (a, b) = balanced_halves(&work);
             let run = |ids: &[usize]| -> Result<Vec<Tensor>> {
                 ids.iter().map(|&i| self.attention_chunk(&ops, chunks[i], crate::matmul::matmul_one_thread)).collect()
@@ -378,7 +378,7 @@ impl Model {
         let h = hkv * g;
         let c1 = c0 + len;
         // Keys any query of this chunk can see: [lo, c1).
-        let lo = ops.window.map_or(0, |w| (c0 + 1).saturating_sub(w));
+        let lo = first_key(c0, ops.window);
         let nk = c1 - lo;
         let qk = time(Phase::AttnQk, || {
             let qc = ops.qg.narrow(2, c0, len)?.contiguous()?.reshape((hkv, g * len, d))?;
@@ -464,6 +464,12 @@ impl Model {
 fn heads(m: Tensor, n: usize, d: usize) -> Result<Tensor> {
     let t = m.dim(0)?;
     Ok(m.reshape((t, n, d))?.transpose(0, 1)?.contiguous()?)
+}
+
+/// The first key that a query chunk starting at position `c0` can see: 0
+/// for causal attention, else the first key of its first query's window.
+fn first_key(c0: usize, window: Option<usize>) -> usize {
+    window.map_or(0, |w| (c0 + 1).saturating_sub(w))
 }
 
 /// A GEMM of the attention chunks: [`crate::matmul::matmul`] or its
